@@ -1,0 +1,52 @@
+# The few commands people run. `make demo` and `make test` each set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.setup-stamp
+MINK_STAMP := $(VENV)/.minkowski-stamp
+APT_PKGS := libusb-1.0-0
+APT_PKGS_MINK := libopenblas-dev
+
+.PHONY: setup setup-minkowski demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+# apt prerequisites are installed only when missing (open3d-cpu needs libusb).
+$(STAMP): pyproject.toml
+	@bash .ci/apt-ensure $(APT_PKGS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first: 2.13.0 is the local CPU wheel on our machines (any other spec pulls gigabytes)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+# MinkowskiEngine: the optional second sparse backend, built CPU-only from source (~5 min).
+setup-minkowski: $(MINK_STAMP)
+
+$(MINK_STAMP): $(STAMP)
+	@bash .ci/apt-ensure $(APT_PKGS_MINK)
+	$(PIP) install -q setuptools wheel ninja
+	MAX_JOBS=2 $(PIP) install -q --no-build-isolation \
+	  -C--global-option=--blas=openblas -C--global-option=--cpu_only MinkowskiEngine==0.5.4
+	@touch $@
+
+demo: setup
+	$(PY) bench.py demo --out demo-out
+
+test: setup setup-minkowski
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check freepoint_bench baselines tests benchmarks bench.py
+
+bench: setup
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache demo-out

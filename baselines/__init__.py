@@ -1,0 +1,1 @@
+"""Competing pretext methods, each implementing freepoint_bench.pretext.PretextMethod."""
