@@ -1,0 +1,276 @@
+"""The `bench.py` commands: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from freepoint_bench.errors import ConfigError, DataError, FreePointError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="bench.py",
+    help="freepoint-bench: label-free 3D instance segmentation pretraining (FreePoint) and its benchmark.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(help="Prepare, list and render datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DEFAULT_CACHE = Path("cache")
+
+DatasetOpt = Annotated[
+    str, typer.Option("--dataset", "-d", help="Dataset: s3dis, scannet, scannet-npy, ply or synthetic.")
+]
+RootOpt = Annotated[
+    Path | None,
+    typer.Option("--root", "-r", help="Dataset root folder (synthetic: optional folder holding synthetic.toml)."),
+]
+CacheOpt = Annotated[
+    Path, typer.Option("--cache", help="Scene cache folder; one sub-folder per dataset and root.")
+]
+ScenesOpt = Annotated[
+    list[str] | None, typer.Option("--scene", "-s", help="Only these scenes (repeatable).")
+]
+SplitOpt = Annotated[str | None, typer.Option("--split", help="Only scenes of this split: train, val or test.")]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[item]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _fmt_pct(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def _store_dir(cache: Path, dataset: str, root: Path | None) -> Path:
+    from freepoint_bench.atomic import stable_hash
+
+    key = "default" if root is None else stable_hash(str(Path(root).resolve()), length=8)
+    return cache / f"{dataset}-{key}"
+
+
+def _open_store(dataset: str, root: Path | None, cache: Path, names: list[str] | None = None):
+    """Returns the scene store for (dataset, root), preparing the missing scenes with a progress bar."""
+    from freepoint_bench.data.readers import get_reader
+    from freepoint_bench.data.store import SceneStore, prepare
+
+    reader = get_reader(dataset)
+    if root is None and dataset != "synthetic":
+        raise ConfigError(f"--root is required for dataset {dataset!r}; point it at your copy of the data")
+    if root is not None and dataset != "synthetic" and not Path(root).exists():
+        raise DataError(f"{root}: dataset root does not exist; check --root")
+    store = SceneStore(_store_dir(cache, dataset, root))
+    wanted = names if names else reader.list_scenes(Path(root) if root else Path("."))
+    missing = [n for n in wanted if n not in store]
+    if missing:
+        with _progress() as progress:
+            task = progress.add_task(f"prepare {dataset}", total=len(missing), item="")
+
+            def cb(done: int, total: int, name: str) -> None:
+                progress.update(task, completed=done, total=total, item=name)
+
+            prepare(reader, Path(root) if root else Path("."), store, names=missing, progress=cb)
+    return store, wanted
+
+
+def _select(store, wanted: list[str], split: str | None) -> list[str]:
+    if split is None:
+        return wanted
+    chosen = [n for n in wanted if n in set(store.names(split=split))]
+    if not chosen:
+        raise DataError(f"no scenes of split {split!r} among the {len(wanted)} selected; check --split/--scene")
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: DatasetOpt,
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    scene: ScenesOpt = None,
+) -> None:
+    """Convert a dataset once into the scene cache (one compressed file per scene, resumable)."""
+    t0 = time.perf_counter()
+    store, names = _open_store(dataset, root, cache, scene)
+    table = Table(title=f"{dataset} → {store.root}")
+    for col in ("split", "scenes", "points (mean)", "instances (mean)"):
+        table.add_column(col, justify="right")
+    by_split: dict[str, list] = {}
+    for name in names:
+        info = store.info(name)
+        by_split.setdefault(info.get("split", "?"), []).append(info)
+    for split, infos in sorted(by_split.items()):
+        table.add_row(
+            split,
+            str(len(infos)),
+            f"{sum(i.get('num_points', 0) for i in infos) / len(infos):,.0f}",
+            f"{sum(i.get('num_instances', 0) for i in infos) / len(infos):.1f}",
+        )
+    console.print(table)
+    console.print(f"{len(names)} scenes ready in {time.perf_counter() - t0:.1f} s")
+
+
+@data_app.command("list")
+def data_list(dataset: DatasetOpt, root: RootOpt = None, cache: CacheOpt = DEFAULT_CACHE) -> None:
+    """List the scenes of a dataset with their split and size (prepares the cache if needed)."""
+    store, names = _open_store(dataset, root, cache)
+    table = Table(title=f"{dataset}: {len(names)} scenes")
+    for col in ("scene", "split", "points", "instances"):
+        table.add_column(col)
+    for name in names:
+        info = store.info(name)
+        table.add_row(name, info.get("split", "?"), f"{info.get('num_points', 0):,}", str(info.get("num_instances", "")))
+    console.print(table)
+
+
+@data_app.command("show")
+def data_show(
+    dataset: DatasetOpt,
+    scene: Annotated[str, typer.Option("--scene", "-s", help="Scene name to render.")],
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("scene.png"),
+    color_by: Annotated[str, typer.Option("--color-by", help="instance, semantic or rgb.")] = "instance",
+    ply: Annotated[Path | None, typer.Option("--ply", help="Also write a coloured PLY here.")] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Pseudo-label folder: render its masks beside the ground truth, one per σ."),
+    ] = None,
+) -> None:
+    """Render a scene to PNG coloured by instance, semantic or rgb (and pseudo masks with --labels)."""
+    from freepoint_bench.data.render import label_colors, render_panels, render_scene, write_colored_ply
+
+    if color_by not in ("instance", "semantic", "rgb"):
+        raise ConfigError(f"--color-by {color_by!r}: choose instance, semantic or rgb")
+    store, _ = _open_store(dataset, root, cache, [scene])
+    s = store.load(scene)
+    if labels is not None:
+        from freepoint_bench.freepoint.pipeline import available_sigmas, load_pseudo_labels
+
+        sigmas = available_sigmas(labels, scene)
+        if not sigmas:
+            raise DataError(f"{labels}: no pseudo labels for scene {scene!r}; run `bench.py pseudo-labels` first")
+        panels: dict = {"ground truth": "instance" if s.instance is not None else "rgb"}
+        for sigma in sigmas:
+            panels[f"σ = {sigma:g}"] = load_pseudo_labels(labels, scene, sigma)
+        render_panels(s, panels, out)
+    else:
+        render_scene(s, out, color_by=color_by, title=f"{dataset}: {scene} ({color_by})")
+    console.print(f"wrote {out}")
+    if ply is not None:
+        if color_by == "rgb" or (color_by == "instance" and s.instance is None):
+            colors = s.rgb
+        else:
+            colors = label_colors(s.instance if color_by == "instance" else s.semantic)
+        write_colored_ply(s, colors, ply)
+        console.print(f"wrote {ply}")
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def _spec_for(dataset: str, class_agnostic: bool, min_region_size: int):
+    from freepoint_bench.evaluation import s3dis_spec, scannet_spec
+
+    if dataset in ("scannet", "scannet-npy"):
+        return scannet_spec(class_agnostic=class_agnostic, min_region_size=min_region_size)
+    if dataset in ("s3dis", "synthetic"):
+        return s3dis_spec(class_agnostic=class_agnostic, min_region_size=min_region_size)
+    raise ConfigError(f"dataset {dataset!r} has no ground truth to evaluate against; use scannet(-npy), s3dis or synthetic")
+
+
+def _print_eval(result, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("class")
+    for col in ("AP", "AP50", "AP25"):
+        table.add_column(col, justify="right")
+    for name, row in result.per_class.items():
+        table.add_row(name, _fmt_pct(row["ap"]), _fmt_pct(row["ap50"]), _fmt_pct(row["ap25"]))
+    table.add_section()
+    table.add_row("[bold]mean", _fmt_pct(result.ap), _fmt_pct(result.ap50), _fmt_pct(result.ap25))
+    console.print(table)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    dataset: DatasetOpt,
+    predictions: Annotated[Path, typer.Option("--predictions", "-p", help="ScanNet benchmark-format folder.")],
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    class_agnostic: Annotated[bool, typer.Option("--class-agnostic", help="Merge all valid classes into one.")] = False,
+    min_region_size: Annotated[int, typer.Option("--min-region-size", help="Drop GT/predictions smaller.")] = 100,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
+    scene: ScenesOpt = None,
+) -> None:
+    """Score benchmark-format predictions against a dataset's ground truth (ScanNet-style AP, in percent)."""
+    from freepoint_bench.atomic import write_json
+    from freepoint_bench.evaluation import evaluate, list_prediction_scenes, read_predictions
+
+    if not predictions.is_dir():
+        raise DataError(f"{predictions}: predictions folder not found; pass the folder holding <scene>.txt files")
+    pred_scenes = scene or list_prediction_scenes(predictions)
+    if not pred_scenes:
+        raise DataError(f"{predictions}: no <scene>.txt prediction files found")
+    spec = _spec_for(dataset, class_agnostic, min_region_size)
+    store, names = _open_store(dataset, root, cache, pred_scenes)
+    t0 = time.perf_counter()
+    gts, preds = [], {}
+    for name in names:
+        s = store.load(name)
+        if not s.has_labels:
+            raise DataError(f"scene {name}: no ground-truth labels in {dataset} data; cannot evaluate")
+        gts.append(s)
+        preds[name] = read_predictions(predictions, name, s.num_points)
+    result = evaluate(gts, preds, spec)
+    mode = "class-agnostic" if class_agnostic else "semantic"
+    _print_eval(result, f"{dataset} instance AP ({mode}, {len(names)} scenes, {time.perf_counter() - t0:.1f} s)")
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
+        console.print(f"wrote {json_out}")
+
+
+# ---------------------------------------------------------------------------------------------- entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the CLI; user errors print one line and exit with status 2."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+    )
+    try:
+        app(args=argv, prog_name="bench.py")  # usage errors: typer prints them and exits 2
+    except FreePointError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
