@@ -1,0 +1,130 @@
+"""Train / val / test membership of scenes; rooms, not scans, are the unit of a split.
+
+- s3dis: Area 5 is val (the paper's evaluation area), every other area train.
+- scannet, scannet-npy: the official ``scannetv2_train.txt`` / ``scannetv2_val.txt`` lists, searched in the
+  data root, its parent, then the copy shipped in ``freepoint_bench/data/splits/``; scans in neither list
+  are test scans (ScanNet's hidden test set).
+- synthetic: decided by ``freepoint_bench.data.synthetic.split_of_synthetic`` (train if it is absent).
+- ply: train (users' own scans carry no benchmark split).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+from pathlib import Path
+
+from freepoint_bench.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+S3DIS_VAL_AREA = 5  # §4: S3DIS Area 5 is the evaluation area
+SCANNET_LISTS = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt"}
+PACKAGED_LISTS = Path(__file__).with_name("splits")
+
+_SCAN_RE = re.compile(r"^(scene\d{4})_\d{2}$")
+_AREA_RE = re.compile(r"^Area_(\d+)(?:/|$)")
+
+
+def room_of(scene_name: str) -> str:
+    """Returns the room of a scan: ``scene0000_01`` → ``scene0000``; any other name is its own room."""
+    match = _SCAN_RE.match(scene_name)
+    return match[1] if match else scene_name
+
+
+def _canonical(dataset: str) -> str:
+    return dataset.strip().lower().replace("_", "-")
+
+
+def split_of(dataset: str, scene_name: str, root: Path | None = None) -> str:
+    """Returns "train", "val" or "test" for `scene_name` of `dataset` (root: where split lists may be)."""
+    key = _canonical(dataset)
+    if key == "s3dis":
+        match = _AREA_RE.match(scene_name)
+        if match is None:
+            raise DataError(
+                f"S3DIS scene name {scene_name!r} does not start with Area_N; expected Area_N/<room>"
+            )
+        return "val" if int(match[1]) == S3DIS_VAL_AREA else "train"
+    if key in ("scannet", "scannet-npy"):
+        return _scannet_split(scene_name, root)
+    if key == "synthetic":
+        try:
+            module = importlib.import_module("freepoint_bench.data.synthetic")
+        except ImportError:
+            return "train"
+        decide = getattr(module, "split_of_synthetic", None)
+        return decide(scene_name) if decide is not None else "train"
+    if key == "ply":
+        return "train"
+    raise ConfigError(
+        f"no split rule for dataset {dataset!r}; known: s3dis, scannet, scannet-npy, synthetic, ply"
+    )
+
+
+def scenes_in_split(dataset: str, names: list[str], split: str, root: Path | None = None) -> list[str]:
+    """Returns the names (in their given order) whose split_of is `split`."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return [name for name in names if split_of(dataset, name, root) == split]
+
+
+def find_scannet_lists(root: Path | None) -> tuple[Path, Path]:
+    """Returns (train, val) list paths from the first of root, root's parent, the package holding both."""
+    folders = [] if root is None else [Path(root), Path(root).parent]
+    for folder in [*folders, PACKAGED_LISTS]:
+        train, val = folder / SCANNET_LISTS["train"], folder / SCANNET_LISTS["val"]
+        if train.is_file() and val.is_file():
+            return train, val
+    raise DataError(f"ScanNet split lists missing from {PACKAGED_LISTS}; reinstall freepoint-bench")
+
+
+def _scannet_split(scene_name: str, root: Path | None) -> str:
+    train, val = find_scannet_lists(root)
+    membership = _load_lists(str(train), str(val), train.stat().st_mtime, val.stat().st_mtime)
+    if scene_name in membership:
+        return membership[scene_name]
+    # A scan missing from the lists follows the other scans of its room.
+    room = room_of(scene_name)
+    if room in membership:
+        return membership[room]
+    if _SCAN_RE.match(scene_name):
+        return "test"
+    raise DataError(
+        f"{scene_name!r} is not a ScanNet scan name (sceneXXXX_YY) and is in neither {train} nor {val}"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _load_lists(train: str, val: str, train_mtime: float, val_mtime: float) -> dict[str, str]:
+    """Returns scan → split and room → split, after checking that no room is in both lists."""
+    del train_mtime, val_mtime  # cache key only: edited lists are read again
+    scans = {split: _read_list(Path(path)) for split, path in (("train", train), ("val", val))}
+    both = sorted(set(scans["train"]) & set(scans["val"]))
+    rooms = {split: {room_of(s) for s in names} for split, names in scans.items()}
+    shared_rooms = sorted(rooms["train"] & rooms["val"])
+    if both or shared_rooms:
+        what = (
+            f"scans in both lists: {both[:6]}"
+            if both
+            else f"rooms split across the lists: {shared_rooms[:6]}"
+        )
+        raise DataError(
+            f"{train} and {val} overlap ({what}{' ...' if max(len(both), len(shared_rooms)) > 6 else ''}); "
+            "a room must be in one split only: remove those lines from one list, or delete both lists "
+            "to use the official ScanNet v2 lists shipped with freepoint-bench"
+        )
+    membership: dict[str, str] = {}
+    for split, names in scans.items():
+        for name in names:
+            membership[name] = split
+            membership[room_of(name)] = split
+    return membership
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read split list ({exc}); restore it or delete it") from exc
+    return [line.strip() for line in lines if line.strip()]
