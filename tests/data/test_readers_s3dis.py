@@ -142,6 +142,7 @@ def test_control_byte_in_place_of_a_digit_drops_only_that_line():
         (b"1.2.3 1 1 1 1 1", "non-numeric"),
         (b"1 1 1 1 1 300", "outside 0..255"),
         (b"1 2 3 \xff\xfe 5 6", "non-printable"),
+        (b"1 2 3 103.0\x100000 100 95", "non-printable"),  # a control byte in place of a digit
     ],
 )
 def test_each_unparseable_line_is_dropped_alone_and_reported(bad_line, why):
@@ -269,3 +270,15 @@ def test_writer_rejects_scenes_it_cannot_express(tmp_path):
         write_s3dis_room(tmp_path, 1, "r", scene.with_(semantic=np.full(100, -1)))
     with pytest.raises(DataError, match="needs semantic and instance"):
         write_s3dis_room(tmp_path, 1, "r", scene.with_(semantic=None))
+
+
+def test_writer_groups_points_without_instance_per_class(tmp_path):
+    scene = _room(6, ["wall", "chair", "clutter"])
+    instance = scene.instance.copy()
+    instance[scene.semantic == S3DIS_CLASS_ID["clutter"]] = -1
+    instance[:10] = -1  # ten wall points without an instance
+    room = write_s3dis_room(tmp_path, "Area_4", "office_2", scene.with_(instance=instance), room_txt=False)
+    files = sorted(p.name for p in (room / "Annotations").iterdir())
+    assert files == ["chair_1.txt", "clutter_1.txt", "wall_1.txt", "wall_2.txt"]
+    assert len((room / "Annotations" / "wall_2.txt").read_text().splitlines()) == 10
+    assert not (room / "office_2.txt").exists()
