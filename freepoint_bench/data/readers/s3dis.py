@@ -101,8 +101,7 @@ def parse_s3dis_txt(data: bytes, source: str) -> tuple[np.ndarray, list[dict]]:
         good_idx = np.flatnonzero(good)
         if ok.any():
             values[good_idx[ok]] = np.array([p for p in parsed_lines if p is not None])
-        good[good_idx[~ok]] = False  # re-examined below as suspect lines
-        suspect[good_idx[~ok]] = True
+        good[good_idx[~ok]] = False  # re-examined below by the per-line rule
     else:
         values[good] = parsed
 
