@@ -3,7 +3,8 @@
 - s3dis: Area 5 is val (the paper's evaluation area), every other area train.
 - scannet, scannet-npy: the official ``scannetv2_train.txt`` / ``scannetv2_val.txt`` lists, searched in the
   data root, its parent, then the copy shipped in ``freepoint_bench/data/splits/``; scans in neither list
-  are test scans (ScanNet's hidden test set).
+  are test scans (ScanNet's hidden test set). Lists that overlap (a scan or room in both) are reported
+  and replaced by the packaged official lists, so a held-out room never leaks into training.
 - synthetic: decided by ``freepoint_bench.data.synthetic.split_of_synthetic`` (train if it is absent).
 - ply: train (users' own scans carry no benchmark split).
 """
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import re
 from pathlib import Path
 
 from freepoint_bench.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 S3DIS_VAL_AREA = 5  # §4: S3DIS Area 5 is the evaluation area
@@ -81,7 +85,16 @@ def find_scannet_lists(root: Path | None) -> tuple[Path, Path]:
 
 def _scannet_split(scene_name: str, root: Path | None) -> str:
     train, val = find_scannet_lists(root)
-    membership = _load_lists(str(train), str(val), train.stat().st_mtime, val.stat().st_mtime)
+    try:
+        membership = _load_lists(str(train), str(val), train.stat().st_mtime, val.stat().st_mtime)
+    except DataError as exc:
+        if train.parent == PACKAGED_LISTS:
+            raise
+        # Inconsistent lists beside the data (e.g. val lines appended that are also train scans) must not
+        # leak held-out rooms into training, nor make the data unusable: fall back to the official lists.
+        _warn_once(f"{exc}. Using the official ScanNet v2 lists shipped in {PACKAGED_LISTS} instead.")
+        train, val = PACKAGED_LISTS / SCANNET_LISTS["train"], PACKAGED_LISTS / SCANNET_LISTS["val"]
+        membership = _load_lists(str(train), str(val), train.stat().st_mtime, val.stat().st_mtime)
     if scene_name in membership:
         return membership[scene_name]
     # A scan missing from the lists follows the other scans of its room.
@@ -93,6 +106,11 @@ def _scannet_split(scene_name: str, root: Path | None) -> str:
     raise DataError(
         f"{scene_name!r} is not a ScanNet scan name (sceneXXXX_YY) and is in neither {train} nor {val}"
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _warn_once(message: str) -> None:
+    logger.warning(message)
 
 
 @functools.lru_cache(maxsize=8)

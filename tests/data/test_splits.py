@@ -64,13 +64,26 @@ def test_lists_in_root_or_its_parent_take_precedence(tmp_path):
     assert scenes_in_split("scannet", names, "test", root) == ["scene0900_00"]
 
 
-def test_a_room_in_both_lists_is_an_error_naming_the_files(tmp_path):
-    root = _lists(tmp_path / "a", ["scene0000_00", "scene0000_01"], ["scene0568_00", "scene0000_00"])
-    with pytest.raises(DataError, match="scannetv2_train.txt and .*scannetv2_val.txt overlap.*scene0000_00"):
-        split_of("scannet", "scene0568_00", root)
+def test_overlapping_lists_are_reported_and_replaced_by_the_official_ones(tmp_path, caplog):
+    # scene0568_00 is an official val scan; the bad lists would make it train and val at once.
+    root = _lists(tmp_path / "a", ["scene0000_00", "scene0000_01", "scene0568_00"], ["scene0568_00"])
+    with caplog.at_level("WARNING"):
+        assert split_of("scannet", "scene0568_00", root) == "val"
+    assert "overlap" in caplog.text and "scene0568_00" in caplog.text and "official" in caplog.text
+    # A room split across the lists (scene0000 is an official train room) is caught the same way.
     root = _lists(tmp_path / "b", ["scene0000_00", "scene0000_01"], ["scene0000_02"])
-    with pytest.raises(DataError, match="rooms split across the lists: \\['scene0000'\\]"):
-        split_of("scannet", "scene0000_02", root)
+    with caplog.at_level("WARNING"):
+        assert split_of("scannet", "scene0000_02", root) == "train"
+    assert "rooms split across the lists: ['scene0000']" in caplog.text
+
+
+def test_the_packaged_lists_are_consistent():
+    membership = splits._load_lists(
+        str(splits.PACKAGED_LISTS / "scannetv2_train.txt"), str(splits.PACKAGED_LISTS / "scannetv2_val.txt"), 0, 0
+    )
+    scans = [k for k in membership if "_" in k]
+    assert sum(membership[s] == "train" for s in scans) == 1201
+    assert sum(membership[s] == "val" for s in scans) == 312
 
 
 def test_synthetic_asks_the_synthetic_module(monkeypatch):
