@@ -78,9 +78,9 @@ def test_overlapping_lists_are_reported_and_replaced_by_the_official_ones(tmp_pa
 
 
 def test_the_packaged_lists_are_consistent():
-    membership = splits._load_lists(
-        str(splits.PACKAGED_LISTS / "scannetv2_train.txt"), str(splits.PACKAGED_LISTS / "scannetv2_val.txt"), 0, 0
-    )
+    lists = splits.PACKAGED_LISTS
+    train, val = str(lists / "scannetv2_train.txt"), str(lists / "scannetv2_val.txt")
+    membership = splits._load_lists(train, val, 0, 0)
     scans = [k for k in membership if "_" in k]
     assert sum(membership[s] == "train" for s in scans) == 1201
     assert sum(membership[s] == "val" for s in scans) == 312
