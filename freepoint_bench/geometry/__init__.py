@@ -1,1 +1,1 @@
-"""geometry"""
+"""Geometry: plane removal (RANSAC), farthest point sampling, kNN graphs, normals."""

@@ -1,0 +1,364 @@
+"""FreePoint pseudo-label generation (§3.1-3.2): planes → FPS → kNN graph → affinities → multicut → kNN vote.
+
+    result = generate_pseudo_labels(scene, PseudoLabelConfig(), sigmas=(0.9, 1.2))
+    result.labels[0.9]   # (N,) int64 base masks, -1 = background / dropped
+
+The graph and its affinities are computed once per scene; only the σ offset, the multicut and the vote
+repeat per σ. `run_pseudo_labels` does this over many scenes with an atomic, hash-keyed npz cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from freepoint_bench.atomic import save_npz, stable_hash, write_json
+from freepoint_bench.data.scene import Scene
+from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.freepoint.affinities import combine_affinities, multicut_costs, raw_affinities
+from freepoint_bench.freepoint.config import PseudoLabelConfig
+from freepoint_bench.freepoint.features import check_deep_features, point_features
+from freepoint_bench.freepoint.multicut import get_solver, relabel_contiguous
+from freepoint_bench.geometry.neighbours import knn, knn_graph
+from freepoint_bench.geometry.planes import remove_planes
+from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the meaning of the cached labels changes
+
+
+@dataclass(frozen=True)
+class PseudoLabelResult:
+    """labels: σ → (N,) int64 segment ids (contiguous from 0, -1 = background or too small);
+    foreground: (N,) bool (off the removed planes); timings: seconds per stage (multicut and vote summed
+    over σ); num_segments: σ → number of segments; objectives: σ → multicut objective (lower is better);
+    num_sampled / num_edges: size of the multicut graph."""
+
+    labels: dict[float, np.ndarray]
+    foreground: np.ndarray
+    timings: dict[str, float]
+    num_segments: dict[float, int]
+    objectives: dict[float, float] = field(default_factory=dict)
+    num_sampled: int = 0
+    num_edges: int = 0
+
+
+def majority_vote(neighbour_labels: np.ndarray) -> np.ndarray:
+    """Returns (Q,) the most frequent label of each row of neighbour_labels (Q, k), nearest first;
+    ties go to the tied label whose first occurrence is nearest."""
+    nl = np.asarray(neighbour_labels)
+    if nl.ndim != 2 or nl.shape[1] == 0:
+        raise ValueError(f"neighbour_labels must be (Q, k>=1); got {nl.shape}")
+    counts = (nl[:, :, None] == nl[:, None, :]).sum(axis=2)  # (Q, k): votes for each column's label
+    return nl[np.arange(len(nl)), np.argmax(counts, axis=1)]  # argmax: first (nearest) of the maxima
+
+
+def drop_small_segments(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Returns labels (N,) with segments of fewer than min_size points set to -1, renumbered from 0."""
+    labels = np.asarray(labels, dtype=np.int64)
+    out = labels.copy()
+    valid = labels >= 0
+    if valid.any():
+        sizes = np.bincount(labels[valid])
+        out[valid & (sizes[np.clip(labels, 0, None)] < min_size)] = -1
+    return relabel_contiguous(out)
+
+
+def _weights(config: PseudoLabelConfig, scene: Scene, has_deep: bool) -> tuple[dict[str, float], bool]:
+    use_rgb = config.alpha_rgb > 0 and not scene.meta.get("no_rgb", False)
+    if config.alpha_rgb > 0 and not use_rgb:
+        logger.warning("%s: scene has no colours (meta['no_rgb']); colour affinity switched off", scene.name)
+    weights = {
+        "emb": config.alpha_emb if has_deep else 0.0,
+        "norm": config.alpha_norm,
+        "xyz": config.alpha_xyz,
+        "rgb": config.alpha_rgb if use_rgb else 0.0,
+    }
+    return weights, use_rgb
+
+
+def generate_pseudo_labels(
+    scene: Scene,
+    config: PseudoLabelConfig,
+    sigmas: Sequence[float] | None = None,
+    features: np.ndarray | None = None,
+) -> PseudoLabelResult:
+    """Returns the pseudo labels of `scene` for each σ in `sigmas` (default (σ_low, σ_high)).
+
+    features: optional deep per-point features (N, D); without them the α1 term is dropped (the paper's
+    "Traditional" row). Fallbacks (never crashes): no foreground (all planes) → every label -1; fewer
+    sampled points than k1 + 1 → each joined to all the others (logged); duplicate points are sampled once.
+    """
+    sigmas = tuple(float(s) for s in (config.sigmas if sigmas is None else sigmas))
+    if not sigmas:
+        raise ConfigError("generate_pseudo_labels needs at least one sigma")
+    deep = check_deep_features(scene, features)
+    weights, use_rgb = _weights(config, scene, deep is not None)
+    solver = get_solver(config.solver)
+    n = scene.num_points
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    planes = remove_planes(
+        scene.xyz,
+        distance_threshold=config.plane_distance_threshold,
+        min_plane_points=config.plane_min_points,
+        min_plane_fraction=config.plane_min_fraction,
+        max_planes=config.plane_max_count,
+        num_iterations=config.plane_ransac_iterations,
+        fit_points=config.plane_fit_points,
+        grid_size=config.plane_grid_size,
+        seed=config.seed,
+    )
+    foreground = planes.foreground
+    fg_idx = np.flatnonzero(foreground)
+    t1 = time.perf_counter()
+    timings["planes"] = t1 - t0
+
+    empty = {s: np.full(n, -1, dtype=np.int64) for s in sigmas}
+    if len(fg_idx) == 0:
+        logger.warning("%s: every point lies on a removed plane; no segments", scene.name)
+        timings["total"] = time.perf_counter() - t0
+        return PseudoLabelResult(empty, foreground, timings, {s: 0 for s in sigmas}, {s: 0.0 for s in sigmas})
+
+    sampled_local = farthest_point_sample(
+        scene.xyz[fg_idx], fps_count(len(fg_idx), config.fps_ratio), seed=config.seed
+    )
+    sampled = fg_idx[sampled_local]
+    t2 = time.perf_counter()
+    timings["fps"] = t2 - t1
+
+    feats = point_features(scene, fg_idx, sampled, normal_k=config.normal_k, deep=deep, use_rgb=use_rgb)
+    t3 = time.perf_counter()
+    timings["features"] = t3 - t2
+
+    m = len(sampled)
+    if m < config.k1 + 1:
+        logger.warning(
+            "%s: only %d sampled foreground points (< k1 + 1 = %d); each is joined to all others",
+            scene.name,
+            m,
+            config.k1 + 1,
+        )
+    edges = knn_graph(feats.xyz, config.k1)
+    # Each foreground point's k2 nearest samples, found once and reused for every σ.
+    _, vote_idx = knn(feats.xyz, min(config.k2, m), queries=scene.xyz[fg_idx])
+    t4 = time.perf_counter()
+    timings["graph"] = t4 - t3
+
+    affinity = combine_affinities(raw_affinities(edges, feats), weights) if len(edges) else np.zeros(0)
+    t5 = time.perf_counter()
+    timings["affinities"] = t5 - t4
+
+    labels: dict[float, np.ndarray] = {}
+    num_segments: dict[float, int] = {}
+    objectives: dict[float, float] = {}
+    timings["multicut"] = 0.0
+    timings["vote"] = 0.0
+    for sigma in sigmas:
+        ta = time.perf_counter()
+        result = solver.solve(m, edges, multicut_costs(affinity, sigma))
+        tb = time.perf_counter()
+        full = np.full(n, -1, dtype=np.int64)
+        full[fg_idx] = majority_vote(result.labels[vote_idx])
+        full = drop_small_segments(full, config.min_segment_size)
+        timings["multicut"] += tb - ta
+        timings["vote"] += time.perf_counter() - tb
+        labels[sigma] = full
+        num_segments[sigma] = int(full.max() + 1)
+        objectives[sigma] = result.objective
+    timings["total"] = time.perf_counter() - t0
+    return PseudoLabelResult(labels, foreground, timings, num_segments, objectives, m, len(edges))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Many scenes: cache, resume, workers, shards.
+# ----------------------------------------------------------------------------------------------------------
+
+SceneSource = Mapping[str, Scene] | Sequence[Scene] | Callable[[str], Scene] | Any
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("/", "__"))
+
+
+def label_path(out_dir: str | os.PathLike, scene_name: str, sigma: float) -> Path:
+    """Returns the npz path of scene `scene_name`'s labels at `sigma` under out_dir."""
+    return Path(out_dir) / _safe_name(scene_name) / f"sigma_{float(sigma):.4f}.npz"
+
+
+def cache_key(scene: Scene, config: PseudoLabelConfig, sigma: float, features_key: str | None) -> str:
+    """Returns the hash identifying one scene's labels: scene name + points + config + σ + feature source."""
+    return stable_hash(
+        FORMAT_VERSION,
+        scene.name,
+        stable_hash(scene.xyz, scene.rgb, b"" if scene.normals is None else scene.normals),
+        config.model_dump(),
+        float(sigma),
+        features_key,
+    )
+
+
+def _cached(path: Path, key: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["key"]) == key and data["labels"].ndim == 1
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        logger.warning("%s: unreadable or partial pseudo-label file; recomputing it", path)
+        return False
+
+
+def _features_key(features_fn: Callable[[Scene], np.ndarray] | None) -> str | None:
+    if features_fn is None:
+        return None
+    key = getattr(features_fn, "cache_key", None)
+    if key is None:
+        module = getattr(features_fn, "__module__", "")
+        key = f"{module}.{getattr(features_fn, '__qualname__', repr(features_fn))}"
+    return str(key)
+
+
+def _process_scene(
+    scene: Scene,
+    config: PseudoLabelConfig,
+    sigmas: tuple[float, ...],
+    out_dir: str,
+    features_fn: Callable[[Scene], np.ndarray] | None,
+) -> dict[str, Any]:
+    fkey = _features_key(features_fn)
+    features = None if features_fn is None else features_fn(scene)
+    result = generate_pseudo_labels(scene, config, sigmas, features)
+    for sigma in sigmas:
+        save_npz(
+            label_path(out_dir, scene.name, sigma),
+            labels=result.labels[sigma],
+            foreground=result.foreground,
+            key=np.array(cache_key(scene, config, sigma, fkey)),
+            sigma=np.array(sigma),
+            scene=np.array(scene.name),
+        )
+    return {
+        "scene": scene.name,
+        "status": "done",
+        "num_points": scene.num_points,
+        "num_foreground": int(result.foreground.sum()),
+        "num_segments": {str(s): c for s, c in result.num_segments.items()},
+        "seconds": result.timings["total"],
+        "timings": result.timings,
+    }
+
+
+def _loader(source: SceneSource) -> tuple[Callable[[str], Scene], list[str]]:
+    if isinstance(source, Mapping):
+        return source.__getitem__, list(source)
+    if isinstance(source, Sequence) and not isinstance(source, str):
+        by_name = {s.name: s for s in source}
+        return by_name.__getitem__, list(by_name)
+    for attr in ("load", "get", "read_scene"):
+        fn = getattr(source, attr, None)
+        if callable(fn):
+            names = source.list_scenes() if callable(getattr(source, "list_scenes", None)) else []
+            return fn, list(names)
+    if callable(source):
+        return source, []
+    raise ConfigError(
+        "run_pseudo_labels: scenes must be a mapping name → Scene, a list of Scenes, a callable name → Scene "
+        "or a store with .load(name)"
+    )
+
+
+def run_pseudo_labels(
+    store_or_scenes: SceneSource,
+    names: Iterable[str] | None,
+    config: PseudoLabelConfig,
+    sigmas: Sequence[float] | None,
+    out_dir: str | os.PathLike,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    features_fn: Callable[[Scene], np.ndarray] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Returns a summary dict after writing every scene's labels per σ to out_dir (atomic npz, cached).
+
+    store_or_scenes: mapping name → Scene, list of Scenes, callable name → Scene, or a store with
+    .load(name) (and .list_scenes() when names is None). A scene whose files for every σ exist with the
+    same cache key (scene name + points hash + config + σ + features_fn.cache_key) is skipped, so reruns
+    and interrupted runs resume; unreadable files are recomputed. shard (i, n) takes every n-th scene
+    starting at i (of the sorted names). workers > 1 uses a process pool (scenes are loaded in this
+    process). progress receives each scene's record. A summary.json per shard is written to out_dir.
+    """
+    sigmas_t = tuple(float(s) for s in (config.sigmas if sigmas is None else sigmas))
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"shard {index}/{count} is invalid; use i/n with 0 <= i < n")
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1; got {workers}")
+    load, known = _loader(store_or_scenes)
+    all_names = sorted(known if names is None else names)
+    if not all_names:
+        raise DataError("run_pseudo_labels: no scene names given and the source lists none")
+    mine = all_names[index::count]
+    out = Path(out_dir)
+    fkey = _features_key(features_fn)
+    records: list[dict[str, Any]] = []
+
+    def report(record: dict[str, Any]) -> None:
+        records.append(record)
+        if progress is not None:
+            progress(record)
+
+    todo: list[Scene] = []
+    for name in mine:
+        scene = load(name)
+        if all(_cached(label_path(out, scene.name, s), cache_key(scene, config, s, fkey)) for s in sigmas_t):
+            report({"scene": scene.name, "status": "cached"})
+        else:
+            todo.append(scene)
+
+    if workers == 1 or len(todo) <= 1:
+        for scene in todo:
+            report(_process_scene(scene, config, sigmas_t, str(out), features_fn))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending = {pool.submit(_process_scene, s, config, sigmas_t, str(out), features_fn) for s in todo}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    report(fut.result())
+    summary = {
+        "shard": [index, count],
+        "sigmas": list(sigmas_t),
+        "config": config.model_dump(),
+        "computed": sum(r["status"] == "done" for r in records),
+        "cached": sum(r["status"] == "cached" for r in records),
+        "scenes": records,
+    }
+    write_json(out / f"summary_{index}_of_{count}.json", summary)
+    return summary
+
+
+def load_pseudo_labels(out_dir: str | os.PathLike, scene_name: str, sigma: float) -> np.ndarray:
+    """Returns the cached labels (N,) int64 of scene_name at sigma; DataError when missing or corrupt."""
+    path = label_path(out_dir, scene_name, sigma)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no pseudo labels for {scene_name} at sigma={sigma}; run pseudo-labelling first"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return np.asarray(data["labels"], dtype=np.int64)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        msg = f"{path}: corrupt pseudo-label file ({exc}); delete it and rerun pseudo-labelling"
+        raise DataError(msg) from None

@@ -1,0 +1,57 @@
+"""Surface normals by PCA over k nearest neighbours (vectorised numpy), consistently oriented.
+
+Orientation: a PCA normal has no sign, but FreePoint's normal affinity is a cosine (§3.2, eq. 1), so the
+sign matters. Every normal is flipped to point towards a viewpoint, by default the centroid of the cloud
+(for an indoor room: the room's centre), like a camera in the middle of the room. Both faces of a thin
+board then get the same sign, and a vertical surface does not flip sign from point to point as it would
+with an "up" (+z) rule, where horizontal normals have z close to 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from freepoint_bench.geometry.neighbours import knn
+
+
+def orient_normals(xyz: np.ndarray, normals: np.ndarray, viewpoint: np.ndarray | None = None) -> np.ndarray:
+    """Returns normals (N, 3) flipped so that each points towards `viewpoint` (default: centroid of xyz)."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    normals = np.asarray(normals, dtype=np.float64)
+    view = xyz.mean(axis=0) if viewpoint is None else np.asarray(viewpoint, dtype=np.float64)
+    flip = np.einsum("ij,ij->i", normals, view - xyz) < 0
+    out = normals.copy()
+    out[flip] *= -1.0
+    return out
+
+
+def estimate_normals(xyz: np.ndarray, k: int = 16, viewpoint: np.ndarray | None = None) -> np.ndarray:
+    """Returns unit normals (N, 3) float32: smallest-eigenvalue eigenvector of each point's kNN covariance.
+
+    xyz: (N, 3) metres; the neighbourhood is the point and its k nearest others. Oriented with
+    `orient_normals`. Fewer than 3 points: every normal is +z (no plane is defined).
+    """
+    xyz = np.asarray(xyz, dtype=np.float64)
+    n = len(xyz)
+    if n < 3:
+        return np.tile(np.array([0.0, 0.0, 1.0], dtype=np.float32), (n, 1))
+    _, idx = knn(xyz, k)
+    nbrs = np.concatenate([xyz[:, None, :], xyz[idx]], axis=1)  # (N, k+1, 3)
+    centred = nbrs - nbrs.mean(axis=1, keepdims=True)
+    cov = np.einsum("nki,nkj->nij", centred, centred)
+    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
+    normals = vecs[:, :, 0]
+    return orient_normals(xyz, normals, viewpoint).astype(np.float32)
+
+
+def estimate_normals_open3d(xyz: np.ndarray, k: int = 16, viewpoint: np.ndarray | None = None) -> np.ndarray:
+    """Returns unit normals (N, 3) float32 from open3d's kNN estimate_normals, oriented like ours.
+
+    The reference implementation for the parity test; open3d's kNN includes the point itself, so k + 1
+    neighbours are asked for to match `estimate_normals`.
+    """
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, dtype=np.float64)))
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=int(k) + 1))
+    return orient_normals(xyz, np.asarray(cloud.normals), viewpoint).astype(np.float32)
