@@ -1,0 +1,129 @@
+"""Training presets: every knob of a training run as one validated, frozen pydantic model."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from freepoint_bench.errors import ConfigError
+
+
+class AugmentConfig(BaseModel):
+    """Training-time augmentation; Mask3D-style (rotation about z, flips, scaling, jitter, colour)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rotate_z: bool = True  # random rotation about the up axis, uniform in [0, 2π) (Mask3D)
+    flip_xy: bool = True  # random mirror along x and/or y (Mask3D)
+    scale_min: float = Field(0.9, gt=0)  # uniform isotropic scale range (Mask3D: 0.9..1.1)
+    scale_max: float = Field(1.1, gt=0)
+    jitter_sigma_m: float = Field(0.005, ge=0)  # Gaussian position jitter, metres (Mask3D-like)
+    color_jitter: float = Field(0.05, ge=0)  # additive Gaussian colour noise std on 0..1 colours
+    brightness: float = Field(0.1, ge=0)  # random global brightness shift in [-b, b] on 0..1 colours
+
+    @model_validator(mode="after")
+    def _scale_order(self) -> AugmentConfig:
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min {self.scale_min} > scale_max {self.scale_max}")
+        return self
+
+
+class TrainPreset(BaseModel):
+    """One training recipe: backbone size, voxels, queries, epochs, optimisation and data handling.
+
+    The two shipped presets are `cpu-small` (a tiny model that trains on a laptop CPU in minutes) and
+    `paper` (the FreePoint / Mask3D setting of §4 for GPUs). Use `get_preset(name, **overrides)`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "custom"  # preset name, recorded in checkpoint metadata
+    # -- model
+    backbone: str = "34C"  # Res16UNet preset of models.backbone ("tiny" on CPU; Mask3D uses 34C, §3.3)
+    num_queries: int = Field(100, ge=1)  # instance queries of the Mask3D decoder (Mask3D ScanNet: 100)
+    decoder_hidden: int = Field(128, ge=8)  # query/feature width of the decoder (Mask3D: 128)
+    decoder_layers: int = Field(3, ge=1)  # decoder rounds over the backbone levels (Mask3D: 3)
+    # -- data
+    voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
+    use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)
+    max_points: int | None = Field(None, ge=1000)  # crop scenes above this many points (None: whole scene)
+    max_loss_points: int | None = Field(200_000, ge=100)  # points sampled per scene for Lmean/Lbox
+    min_instance_voxels: int = Field(1, ge=1)  # drop target masks smaller than this after voxelisation
+    augment: AugmentConfig = AugmentConfig()  # training augmentation (off at prediction time)
+    batch_size: int = Field(5, ge=1)  # scenes per batch per device (Mask3D ScanNet: 5)
+    num_workers: int = Field(4, ge=0)  # DataLoader worker processes
+    # -- optimisation
+    epochs1: int = Field(100, ge=1)  # step 1 epochs on σ_low (over-segmented) masks (§4: 100)
+    epochs2: int = Field(10, ge=1)  # step 2 epochs on σ_high (under-segmented) masks (§4: 10)
+    lr: float = Field(1e-4, gt=0)  # AdamW peak learning rate (Mask3D: 1e-4)
+    weight_decay: float = Field(1e-4, ge=0)  # AdamW weight decay
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"  # per-step LR schedule (Mask3D)
+    onecycle_pct_start: float = Field(0.3, gt=0, lt=1)  # OneCycle warm-up fraction (torch default)
+    grad_clip: float | None = Field(None, gt=0)  # gradient-norm clip (None: off)
+    # -- engineering
+    accelerator: Literal["cpu", "gpu", "auto"] = "gpu"  # Lightning accelerator
+    precision: str = "16-mixed"  # Lightning precision flag ("32-true" on CPU, "16-mixed"/"bf16-mixed" on GPU)
+    backend: Literal["spconv", "minkowski"] = "spconv"  # sparse-convolution backend (models seam)
+    seed: int = 0  # seeds weights, shuffling and augmentation
+
+    def with_(self, **changes) -> TrainPreset:
+        """Returns a validated copy with `changes` applied (dotted `augment.x` keys allowed)."""
+        return make_preset(self.model_dump(), changes)
+
+
+PRESETS: dict[str, dict] = {
+    # A tiny model on coarse voxels: trains in minutes on a CPU; for tests, demos and the CPU benchmark.
+    "cpu-small": dict(
+        name="cpu-small",
+        backbone="tiny",
+        num_queries=16,
+        decoder_hidden=32,
+        decoder_layers=1,
+        voxel_size_m=0.05,
+        max_points=200_000,
+        max_loss_points=20_000,
+        batch_size=2,
+        num_workers=0,
+        epochs1=10,
+        epochs2=2,
+        lr=1e-3,
+        accelerator="cpu",
+        precision="32-true",
+    ),
+    # FreePoint §4 on GPUs: Mask3D's 34C backbone, 2 cm voxels, 100 queries, 100 + 10 epochs.
+    "paper": dict(name="paper"),
+}
+
+
+def make_preset(base: dict, overrides: dict | None = None) -> TrainPreset:
+    """Returns a TrainPreset from a dict plus overrides; dotted keys address nested fields."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in (overrides or {}).items():
+        head, _, tail = key.partition(".")
+        if tail:
+            data.setdefault(head, {})
+            if not isinstance(data[head], dict):
+                data[head] = data[head].model_dump()
+            data[head][tail] = value
+        else:
+            data[key] = value
+    try:
+        return TrainPreset(**data)
+    except Exception as e:  # pydantic's ValidationError → one readable line
+        raise ConfigError(f"invalid training preset: {_one_line(e)}") from None
+
+
+def get_preset(name: str, **overrides) -> TrainPreset:
+    """Returns the named preset (`cpu-small`, `paper`) with `overrides` applied and validated."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown training preset {name!r}; choose one of {sorted(PRESETS)}")
+    return make_preset(PRESETS[name], overrides)
+
+
+def _one_line(e: Exception) -> str:
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        parts = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors()]
+        return "; ".join(parts)
+    return str(e)

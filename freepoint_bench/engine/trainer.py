@@ -1,0 +1,104 @@
+"""The trainer factory: Lightning owns devices, DDP, SLURM, precision, checkpointing and progress."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger
+
+from freepoint_bench.engine.presets import TrainPreset
+from freepoint_bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+LAST_CKPT = "last.ckpt"
+
+
+def last_checkpoint(out_dir: str | Path) -> Path | None:
+    """Returns the Lightning `last.ckpt` a run in `out_dir` left behind, or None."""
+    path = Path(out_dir) / "lightning" / LAST_CKPT
+    return path if path.is_file() else None
+
+
+def resolve_accelerator(preset: TrainPreset) -> str:
+    """Returns "cpu" or "gpu": the preset's accelerator; "auto"/"gpu" fall back to cpu without CUDA."""
+    if preset.accelerator == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "gpu"
+    if preset.accelerator == "gpu":
+        log.warning("preset %r asks for a GPU but CUDA is not available; training on the CPU", preset.name)
+    return "cpu"
+
+
+def make_trainer(
+    preset: TrainPreset,
+    out_dir: str | Path,
+    max_epochs: int,
+    devices: int | str = 1,
+    nodes: int = 1,
+    enable_progress_bar: bool = True,
+    callbacks: Sequence[Callback] = (),
+    log_every_n_steps: int = 10,
+) -> pl.Trainer:
+    """Returns a Lightning Trainer writing `lightning/last.ckpt` (every epoch) and CSV logs under `out_dir`.
+
+    CPU: accelerator cpu, full precision. GPU: the preset's precision (mixed by default) and Lightning's
+    DDP strategy when devices * nodes > 1; under SLURM Lightning detects the cluster environment itself.
+    Resume by passing `last_checkpoint(out_dir)` as `ckpt_path` to `trainer.fit`.
+    """
+    if max_epochs < 1:
+        raise ConfigError(f"max_epochs must be >= 1; got {max_epochs}")
+    if nodes < 1:
+        raise ConfigError(f"nodes must be >= 1; got {nodes}")
+    out_dir = Path(out_dir)
+    accelerator = resolve_accelerator(preset)
+    precision = preset.precision if accelerator == "gpu" else "32-true"
+    many = nodes > 1 or (isinstance(devices, int) and devices > 1) or devices == -1
+    strategy = "ddp" if many else "auto"
+    if accelerator == "cpu" and not isinstance(devices, int):
+        devices = 1
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "lightning",
+        filename="epoch{epoch:03d}",
+        save_last=True,  # last.ckpt after every epoch: a killed run resumes from it
+        save_top_k=0,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+    )
+    all_callbacks: list[Callback] = [checkpoint, *callbacks]
+    if enable_progress_bar:
+        all_callbacks.append(RichProgressBar(leave=True))
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=nodes,
+        strategy=strategy,
+        precision=precision,
+        max_epochs=max_epochs,
+        default_root_dir=out_dir,
+        logger=CSVLogger(out_dir, name="logs", version=""),
+        callbacks=all_callbacks,
+        enable_progress_bar=enable_progress_bar,
+        enable_model_summary=False,
+        gradient_clip_val=preset.grad_clip,
+        log_every_n_steps=log_every_n_steps,
+        num_sanity_val_steps=0,
+        deterministic=False,
+        use_distributed_sampler=True,
+    )
+
+
+def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+        ckpt_path: str | Path | None = None) -> None:
+    """Runs `trainer.fit` (resuming from `ckpt_path` when given), muting Lightning's worker-count hint."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt_path is None else str(ckpt_path))
