@@ -1,0 +1,58 @@
+"""PseudoLabelConfig: paper defaults, TOML round trip, overrides, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from freepoint_bench.errors import ConfigError
+from freepoint_bench.freepoint.config import PseudoLabelConfig
+
+
+def test_paper_defaults():
+    c = PseudoLabelConfig()
+    assert (c.k1, c.k2, c.fps_ratio, c.sigma_low, c.sigma_high) == (4, 4, 0.5, 0.9, 1.2)
+    assert c.sigmas == (0.9, 1.2) and c.solver == "gaec"
+
+
+def test_toml_round_trip_and_overrides(tmp_path):
+    c = PseudoLabelConfig(alpha_xyz=0.3, solver="gaec-kl")
+    path = c.to_toml(tmp_path / "pl.toml")
+    assert PseudoLabelConfig.from_toml(path) == c
+    d = PseudoLabelConfig.from_toml(path, overrides=["k1=6", "solver=gaec", "sigma_low=0.7"])
+    assert (d.k1, d.solver, d.sigma_low, d.alpha_xyz) == (6, "gaec", 0.7, 0.3)
+    flat = tmp_path / "flat.toml"
+    flat.write_text("k2 = 8\n")
+    assert PseudoLabelConfig.from_toml(flat).k2 == 8
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"k1": 0},
+        {"fps_ratio": 1.5},
+        {"solver": "metis"},
+        {"nope": 1},
+        {"alpha_norm": -1.0},
+        {"alpha_emb": 0, "alpha_norm": 0, "alpha_xyz": 0, "alpha_rgb": 0},
+    ],
+)
+def test_bad_values(bad):
+    with pytest.raises(ConfigError):
+        PseudoLabelConfig(**bad)
+
+
+def test_bad_files_and_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        PseudoLabelConfig.from_toml(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("k1 = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        PseudoLabelConfig.from_toml(broken)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("k1 = 'four'")
+    with pytest.raises(ConfigError, match="wrong.toml"):
+        PseudoLabelConfig.from_toml(wrong)
+    with pytest.raises(ConfigError, match="unknown"):
+        PseudoLabelConfig().with_overrides(["kk=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        PseudoLabelConfig().with_overrides(["k1"])
