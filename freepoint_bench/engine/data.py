@@ -1,0 +1,385 @@
+"""Training data: scenes + per-point targets → augmented, voxelised samples and variable-size batches.
+
+    provider = PseudoLabelTargets(label_dir, sigma=0.9)
+    dm = SceneDataModule(store, names, provider, preset)
+    dm.setup("fit")                       # drops scenes without targets (warning), DataError if none left
+    batch = next(iter(dm.train_dataloader()))
+    batch["coords"]   # (M, 4) int32 [batch index, x, y, z] voxel coordinates of all scenes
+    batch["feats"]    # (M, C) float32 per-voxel features (rgb - 0.5, then normalised xyz if enabled)
+    batch["targets"]  # one dict per scene: voxel masks and the point-level data of Lmean/Lbox
+
+Augmentation is seeded by (preset.seed, epoch, scene index), so a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from freepoint_bench.data.scene import Scene
+from freepoint_bench.data.transforms import voxelize
+from freepoint_bench.engine.presets import AugmentConfig, TrainPreset
+from freepoint_bench.errors import DataError
+from freepoint_bench.freepoint.pipeline import load_pseudo_labels
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Per-point training targets of one scene.
+
+    instance: (N,) int64 instance ids, -1 = no instance (background / unlabelled).
+    semantic: optional (N,) int64 class ids used to give each instance a class (majority vote);
+              None = class-agnostic (every instance is class 0).
+    """
+
+    instance: np.ndarray
+    semantic: np.ndarray | None = None
+
+
+class TargetProvider(Protocol):
+    """Returns the training targets of a scene (pseudo labels at one σ, ground truth, ...)."""
+
+    def __call__(self, scene: Scene) -> Targets:
+        """Returns the targets of `scene`; DataError when they cannot be produced."""
+        ...
+
+    def describe(self) -> dict:
+        """Returns a JSON-able description (recorded in checkpoint metadata)."""
+        ...
+
+
+class PseudoLabelTargets:
+    """Targets from cached FreePoint pseudo labels at one σ (class-agnostic)."""
+
+    def __init__(self, label_dir: str | Path, sigma: float) -> None:
+        self.label_dir = Path(label_dir)
+        self.sigma = float(sigma)
+
+    def __call__(self, scene: Scene) -> Targets:
+        """Returns the scene's pseudo labels at σ; DataError when missing or of the wrong length."""
+        labels = load_pseudo_labels(self.label_dir, scene.name, self.sigma)
+        if len(labels) != scene.num_points:
+            raise DataError(
+                f"{self.label_dir}: pseudo labels of {scene.name} at sigma={self.sigma} have {len(labels)} "
+                f"points but the scene has {scene.num_points}; regenerate the pseudo labels"
+            )
+        return Targets(instance=labels)
+
+    def describe(self) -> dict:
+        """Returns {"kind": "pseudo-labels", "label_dir", "sigma"}."""
+        return {"kind": "pseudo-labels", "label_dir": str(self.label_dir), "sigma": self.sigma}
+
+
+class GroundTruthTargets:
+    """Targets from the scene's own instance labels (supervised fine-tuning).
+
+    ignore_semantic: semantic ids whose points are not instances (e.g. wall, floor); their instance
+    ids are set to -1. class_agnostic: give every instance class 0 instead of its majority semantic id.
+    """
+
+    def __init__(self, ignore_semantic: Sequence[int] = (), class_agnostic: bool = True) -> None:
+        self.ignore_semantic = tuple(int(c) for c in ignore_semantic)
+        self.class_agnostic = bool(class_agnostic)
+
+    def __call__(self, scene: Scene) -> Targets:
+        """Returns the scene's ground-truth instances; DataError when the scene has none."""
+        if scene.instance is None:
+            raise DataError(
+                f"scene {scene.name}: no ground-truth instance labels; use labelled data or pseudo labels"
+            )
+        instance = scene.instance.copy()
+        if self.ignore_semantic and scene.semantic is not None:
+            instance[np.isin(scene.semantic, self.ignore_semantic)] = -1
+        semantic = None if self.class_agnostic or scene.semantic is None else scene.semantic
+        return Targets(instance=instance, semantic=semantic)
+
+    def describe(self) -> dict:
+        """Returns {"kind": "ground-truth", ...}."""
+        return {
+            "kind": "ground-truth",
+            "ignore_semantic": list(self.ignore_semantic),
+            "class_agnostic": self.class_agnostic,
+        }
+
+
+# ---------------------------------------------------------------------------------------------- one sample
+
+
+def crop_points(xyz: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Returns (max_points,) sorted indices of the points nearest (in xy) to a random point's column."""
+    if len(xyz) <= max_points:
+        return np.arange(len(xyz))
+    centre = xyz[rng.integers(len(xyz)), :2]
+    d2 = ((xyz[:, :2] - centre) ** 2).sum(axis=1)
+    return np.sort(np.argpartition(d2, max_points - 1)[:max_points])
+
+
+def augment_points(
+    xyz: np.ndarray, rgb: np.ndarray, config: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (xyz (N, 3) float32 metres, rgb (N, 3) float32 0..1) randomly rotated/flipped/scaled."""
+    xyz = xyz.astype(np.float64) - xyz.mean(axis=0)
+    if config.rotate_z:
+        theta = rng.uniform(0.0, 2.0 * np.pi)
+        c, s = np.cos(theta), np.sin(theta)
+        xyz = xyz @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
+    if config.flip_xy:
+        for axis in (0, 1):
+            if rng.random() < 0.5:
+                xyz[:, axis] = -xyz[:, axis]
+    xyz = xyz * rng.uniform(config.scale_min, config.scale_max)
+    if config.jitter_sigma_m > 0:
+        xyz = xyz + rng.normal(0.0, config.jitter_sigma_m, size=xyz.shape)
+    rgb = rgb.astype(np.float64)
+    if config.brightness > 0:
+        rgb = rgb + rng.uniform(-config.brightness, config.brightness)
+    if config.color_jitter > 0:
+        rgb = rgb + rng.normal(0.0, config.color_jitter, size=rgb.shape)
+    return xyz.astype(np.float32), np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+def normalized_xyz(xyz: np.ndarray) -> np.ndarray:
+    """Returns (N, 3) float32 coordinates shifted to start at 0 and divided by the largest extent (→ 0..1)."""
+    lo = xyz.min(axis=0)
+    extent = float((xyz.max(axis=0) - lo).max())
+    return ((xyz - lo) / max(extent, 1e-6)).astype(np.float32)
+
+
+def _voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
+    counts = np.bincount(inverse, minlength=num_voxels).astype(np.float64)
+    out = np.empty((num_voxels, values.shape[1]), dtype=np.float64)
+    for j in range(values.shape[1]):
+        out[:, j] = np.bincount(inverse, weights=values[:, j], minlength=num_voxels)
+    return (out / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+
+
+def _voxel_majority(labels: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
+    """Returns (M,) int64 the most frequent label per voxel (-1 counts as a label; ties → smallest)."""
+    shifted = labels + 1  # -1 → 0
+    width = int(shifted.max()) + 1
+    pair = inverse.astype(np.int64) * width + shifted
+    uniq, counts = np.unique(pair, return_counts=True)
+    vox, lab = uniq // width, uniq % width
+    # stable sort by (voxel, -count): the first row of each voxel is its majority label
+    order = np.lexsort((lab, -counts, vox))
+    vox, lab = vox[order], lab[order]
+    first = np.ones(len(vox), dtype=bool)
+    first[1:] = vox[1:] != vox[:-1]
+    out = np.full(num_voxels, 0, dtype=np.int64)
+    out[vox[first]] = lab[first]
+    return out - 1
+
+
+def feature_channels(preset: TrainPreset) -> int:
+    """Returns C, the number of input feature channels a preset produces (3 rgb + 3 xyz if enabled)."""
+    return 6 if preset.use_xyz_features else 3
+
+
+def make_sample(
+    scene: Scene,
+    preset: TrainPreset,
+    targets: Targets | None = None,
+    rng: np.random.Generator | None = None,
+    train: bool = True,
+) -> dict[str, Any]:
+    """Returns one voxelised sample of `scene` as a dict of numpy arrays (see SceneDataset for the keys).
+
+    train=True crops (preset.max_points), augments and subsamples loss points with `rng`; train=False
+    keeps every point and the original geometry (prediction and feature extraction).
+    """
+    rng = rng if rng is not None else np.random.default_rng(preset.seed)
+    point_index = np.arange(scene.num_points)
+    if train and preset.max_points is not None:
+        point_index = crop_points(scene.xyz, preset.max_points, rng)
+    xyz, rgb = scene.xyz[point_index], scene.rgb[point_index]
+    if train:
+        xyz, rgb = augment_points(xyz, rgb, preset.augment, rng)
+    xyz = xyz - xyz.min(axis=0)  # non-negative voxel coordinates
+    norm = normalized_xyz(xyz)
+    coords, _, inverse = voxelize(xyz, preset.voxel_size_m)
+    num_voxels = len(coords)
+    feats = [_voxel_mean(rgb, inverse, num_voxels) - 0.5]
+    if preset.use_xyz_features:
+        feats.append(_voxel_mean(norm, inverse, num_voxels))
+    sample: dict[str, Any] = {
+        "name": scene.name,
+        "coords": coords.astype(np.int32),
+        "feats": np.concatenate(feats, axis=1).astype(np.float32),
+        "point_index": point_index.astype(np.int64),  # (N',) rows of the scene kept (crop)
+        "inverse": inverse.astype(np.int64),  # (N',) voxel of each kept point
+    }
+    if targets is None:
+        return sample
+
+    inst = targets.instance[point_index]
+    vox_label = _voxel_majority(inst, inverse, num_voxels)
+    ids, sizes = np.unique(vox_label[vox_label >= 0], return_counts=True)
+    ids = ids[sizes >= preset.min_instance_voxels]
+    masks = vox_label[None, :] == ids[:, None]  # (K, M) bool
+    classes = np.zeros(len(ids), dtype=np.int64)  # class-agnostic: every instance is class 0
+    if targets.semantic is not None:
+        sem = targets.semantic[point_index]
+        for k, i in enumerate(ids):
+            votes = sem[(inst == i) & (sem >= 0)]
+            if len(votes):
+                classes[k] = np.bincount(votes).argmax()
+    # target index of every point (-1: none), on a subsample of points for Lmean/Lbox (§3.3: on points)
+    lookup = np.full(int(inst.max()) + 2 if len(inst) else 1, -1, dtype=np.int64)
+    lookup[ids + 1] = np.arange(len(ids))
+    point_target = lookup[inst + 1]
+    loss_rows = np.arange(len(point_index))
+    if train and preset.max_loss_points is not None and len(loss_rows) > preset.max_loss_points:
+        loss_rows = np.sort(rng.choice(len(loss_rows), preset.max_loss_points, replace=False))
+    sample.update(
+        masks=masks,
+        classes=classes,
+        loss_inverse=inverse[loss_rows].astype(np.int64),  # (L,) voxel of each loss point
+        loss_xyz=norm[loss_rows],  # (L, 3) normalised coordinates of the loss points
+        loss_target=point_target[loss_rows],  # (L,) target index of each loss point, -1 = none
+    )
+    return sample
+
+
+# ---------------------------------------------------------------------------------------------- dataset
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) keys shuffled per epoch from `seed`; Lightning calls set_epoch (DDP too)."""
+
+    def __init__(self, num_items: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.num_items = int(num_items)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch that seeds the next iteration's order and augmentations."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.arange(self.num_items)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+        return iter([(self.epoch, int(i)) for i in order])
+
+    def __len__(self) -> int:
+        return self.num_items
+
+
+class SceneDataset(Dataset):
+    """Voxelised training samples of `names` in `store`, targets from `provider`.
+
+    Item keys (numpy): name; coords (M, 3) int32 voxel coordinates; feats (M, C) float32; point_index
+    (N',) int64 kept scene rows; inverse (N',) int64 voxel of each kept point; masks (K, M) bool voxel
+    target masks; classes (K,) int64; loss_inverse (L,) int64, loss_xyz (L, 3) float32 normalised
+    coordinates, loss_target (L,) int64 target index per loss point (-1 = none).
+    Indexing with an int uses epoch 0; with (epoch, index) keys from EpochSampler.
+    """
+
+    def __init__(self, store: Any, names: Sequence[str], provider: TargetProvider, preset: TrainPreset,
+                 train: bool = True) -> None:
+        self.store = store
+        self.names = list(names)
+        self.provider = provider
+        self.preset = preset
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = (0, key) if isinstance(key, int | np.integer) else key
+        scene = self.store.load(self.names[index])
+        rng = np.random.default_rng([self.preset.seed, int(epoch), int(index)])
+        return make_sample(scene, self.preset, self.provider(scene), rng=rng, train=self.train)
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Returns a batch of variable-size samples: coords (M, 4) int32 with the batch index in column 0,
+    feats (M, C) float32, voxel_counts (B,) int64, names, and per-scene tensors under `targets`."""
+    coords, feats, targets = [], [], []
+    for b, s in enumerate(samples):
+        c = torch.from_numpy(s["coords"])
+        coords.append(torch.cat([torch.full((len(c), 1), b, dtype=torch.int32), c], dim=1))
+        feats.append(torch.from_numpy(s["feats"]))
+        t = {"point_index": torch.from_numpy(s["point_index"]), "inverse": torch.from_numpy(s["inverse"])}
+        for key in ("masks", "classes", "loss_inverse", "loss_xyz", "loss_target"):
+            if key in s:
+                t[key] = torch.from_numpy(np.ascontiguousarray(s[key]))
+        targets.append(t)
+    return {
+        "names": [s["name"] for s in samples],
+        "coords": torch.cat(coords),
+        "feats": torch.cat(feats),
+        "voxel_counts": torch.tensor([len(s["coords"]) for s in samples], dtype=torch.int64),
+        "targets": targets,
+    }
+
+
+def scenes_with_targets(store: Any, names: Sequence[str], provider: TargetProvider) -> list[str]:
+    """Returns the names whose targets hold at least one instance (warns per skipped scene).
+
+    DataError when none is left: training on empty targets would learn nothing."""
+    kept = []
+    for name in names:
+        targets = provider(store.load(name))
+        if (targets.instance >= 0).any():
+            kept.append(name)
+        else:
+            log.warning("scene %s: no instances in its targets (%s); skipping it", name, provider.describe())
+    if not kept:
+        raise DataError(
+            f"none of the {len(names)} scenes has any instance in its targets ({provider.describe()}); "
+            "check the pseudo-label settings (e.g. plane removal, min_segment_size) or the labels"
+        )
+    return kept
+
+
+class SceneDataModule(pl.LightningDataModule):
+    """Lightning DataModule over a scene store: the train loader of `names` with `provider`'s targets."""
+
+    def __init__(
+        self, store: Any, names: Sequence[str], provider: TargetProvider, preset: TrainPreset
+    ) -> None:
+        super().__init__()
+        if not names:
+            raise DataError("no scenes to train on; check the split / --scene selection")
+        self.store = store
+        self.names = list(names)
+        self.provider = provider
+        self.preset = preset
+        self.train_set: SceneDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Builds the training set from the scenes that have targets."""
+        if self.train_set is None:
+            kept = scenes_with_targets(self.store, self.names, self.provider)
+            self.train_set = SceneDataset(self.store, kept, self.provider, self.preset, train=True)
+
+    def train_dataloader(self) -> DataLoader:
+        """Returns the shuffled, epoch-seeded training loader."""
+        self.setup("fit")
+        assert self.train_set is not None
+        workers = self.preset.num_workers
+        return DataLoader(
+            self.train_set,
+            batch_size=self.preset.batch_size,
+            sampler=EpochSampler(len(self.train_set), seed=self.preset.seed, shuffle=True),
+            collate_fn=collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=False,
+        )
