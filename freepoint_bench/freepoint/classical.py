@@ -71,7 +71,7 @@ def classical_segments(
             fg_labels = np.zeros(len(pts), dtype=np.int64)
         else:
             size = min(HDBSCAN_MIN_CLUSTER_SIZE, len(pts))
-            fg_labels = HDBSCAN(min_cluster_size=max(2, size)).fit_predict(pts)
+            fg_labels = HDBSCAN(min_cluster_size=max(2, size), copy=True).fit_predict(pts)
     else:
         k = min(NUM_CLUSTERS, len(pts))
         if key == "kmeans":

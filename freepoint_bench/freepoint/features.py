@@ -57,9 +57,10 @@ def point_features(
     if scene.normals is not None:
         normals = orient_normals(xyz, scene.normals[sampled_idx], viewpoint=centre)
     else:
-        fg_normals = estimate_normals(scene.xyz[foreground_idx], k=normal_k, viewpoint=centre)
         position = np.searchsorted(foreground_idx, sampled_idx)  # both sorted ascending
-        normals = fg_normals[position].astype(np.float64)
+        # Neighbourhoods from the denser foreground, normals only where needed (the samples).
+        normals = estimate_normals(scene.xyz[foreground_idx], k=normal_k, viewpoint=centre, at=position)
+        normals = normals.astype(np.float64)
     return PointFeatures(
         xyz=xyz,
         rgb=scene.rgb[sampled_idx].astype(np.float64) if use_rgb else None,

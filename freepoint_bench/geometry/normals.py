@@ -25,23 +25,32 @@ def orient_normals(xyz: np.ndarray, normals: np.ndarray, viewpoint: np.ndarray |
     return out
 
 
-def estimate_normals(xyz: np.ndarray, k: int = 16, viewpoint: np.ndarray | None = None) -> np.ndarray:
-    """Returns unit normals (N, 3) float32: smallest-eigenvalue eigenvector of each point's kNN covariance.
+def estimate_normals(
+    xyz: np.ndarray, k: int = 16, viewpoint: np.ndarray | None = None, at: np.ndarray | None = None
+) -> np.ndarray:
+    """Returns unit normals (M, 3) float32: smallest-eigenvalue eigenvector of each point's kNN covariance.
 
-    xyz: (N, 3) metres; the neighbourhood is the point and its k nearest others. Oriented with
-    `orient_normals`. Fewer than 3 points: every normal is +z (no plane is defined).
+    xyz: (N, 3) metres; the neighbourhood is the point and its k nearest others. at: optional (M,) indices
+    of the points that need a normal (default all, M = N); neighbours still come from all of xyz.
+    Oriented with `orient_normals`. Fewer than 3 points: every normal is +z (no plane is defined).
     """
     xyz = np.asarray(xyz, dtype=np.float64)
     n = len(xyz)
+    at = np.arange(n) if at is None else np.asarray(at, dtype=np.int64)
     if n < 3:
-        return np.tile(np.array([0.0, 0.0, 1.0], dtype=np.float32), (n, 1))
-    _, idx = knn(xyz, k)
-    nbrs = np.concatenate([xyz[:, None, :], xyz[idx]], axis=1)  # (N, k+1, 3)
+        return np.tile(np.array([0.0, 0.0, 1.0], dtype=np.float32), (len(at), 1))
+    if len(at) == n:
+        _, idx = knn(xyz, k)
+        nbrs = np.concatenate([xyz[:, None, :], xyz[idx]], axis=1)  # (N, k+1, 3)
+    else:
+        _, idx = knn(xyz, k + 1, queries=xyz[at])  # the point itself is among its k + 1 nearest
+        nbrs = xyz[idx]
     centred = nbrs - nbrs.mean(axis=1, keepdims=True)
     cov = np.einsum("nki,nkj->nij", centred, centred)
     _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
     normals = vecs[:, :, 0]
-    return orient_normals(xyz, normals, viewpoint).astype(np.float32)
+    view = xyz.mean(axis=0) if viewpoint is None else viewpoint
+    return orient_normals(xyz[at], normals, view).astype(np.float32)
 
 
 def estimate_normals_open3d(xyz: np.ndarray, k: int = 16, viewpoint: np.ndarray | None = None) -> np.ndarray:

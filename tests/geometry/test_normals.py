@@ -46,3 +46,13 @@ def test_parity_with_open3d():
     agree = np.abs(np.einsum("ij,ij->i", ours, ref))
     assert np.median(agree) > 0.999 and (agree > 0.99).mean() > 0.98
     assert np.median(np.einsum("ij,ij->i", ours, ref)) > 0.999  # same orientation rule
+
+
+def test_subset_normals_match_full():
+    rng = np.random.default_rng(3)
+    uv = rng.random((1000, 2))
+    xyz = np.c_[uv, 0.2 * uv[:, 0] ** 2]
+    at = np.sort(rng.choice(1000, 300, replace=False))
+    full = estimate_normals(xyz, k=10)
+    sub = estimate_normals(xyz, k=10, at=at)
+    assert sub.shape == (300, 3) and np.allclose(sub, full[at], atol=1e-5)
