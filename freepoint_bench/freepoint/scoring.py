@@ -5,8 +5,9 @@ score = size term × extent term, in (0, 1]:
 - extent term exp(-max(0, e - max_extent) / extent_decay) with e the largest side of the segment's
   axis-aligned box (metres): segments much larger than furniture are usually merged objects or leftover
   background.
-Ranking matters for AP, not absolute values. Defaults were checked on the ScanNet dev scans (they beat
-size-only and constant scores there; see benchmarks/bench_pseudolabels.py).
+Ranking matters for AP, not absolute values. Checked on the 13 ScanNet dev scans with the default
+σ_low masks (class-agnostic AP/AP50/AP25): this score 6.3/14.8/36.7, point count alone 3.5/10.3/37.0,
+a constant 1.7/5.6/22.6; max_extent 1.5 or 3 m and size_scale 200 or 1000 moved AP50 by at most 2.
 """
 
 from __future__ import annotations
