@@ -1,0 +1,31 @@
+"""Pseudo labels on a real ScanNet dev scan: floor and walls mostly removed, objects mostly kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from freepoint_bench.data.classes import SCANNET_INSTANCE_IDS
+from freepoint_bench.freepoint.config import PseudoLabelConfig
+from freepoint_bench.freepoint.pipeline import generate_pseudo_labels
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "scannet-dev"
+
+
+@pytest.mark.realdata
+def test_dev_scan_background_and_objects():
+    if not (DATA / "scene0000_00_vert.npy").is_file():
+        pytest.skip(f"ScanNet dev scans not found under {DATA}")
+    from freepoint_bench.data.readers import get_reader
+
+    scene = get_reader("scannet-npy").read_scene(DATA, "scene0000_00")
+    result = generate_pseudo_labels(scene, PseudoLabelConfig())
+    floor = scene.semantic == 2
+    objects = np.isin(scene.semantic, SCANNET_INSTANCE_IDS)
+    assert result.foreground[floor].mean() < 0.3  # most of the floor is background
+    assert result.foreground[objects].mean() > 0.8  # objects survive plane removal
+    low, high = result.labels[0.9], result.labels[1.2]
+    assert 10 <= result.num_segments[1.2] <= result.num_segments[0.9] <= 300
+    assert (low[~result.foreground] == -1).all() and (high[~result.foreground] == -1).all()
