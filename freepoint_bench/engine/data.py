@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from freepoint_bench.data.scene import Scene
-from freepoint_bench.data.transforms import voxelize
+from freepoint_bench.data.transforms import augment, normalize_xyz, voxelize
 from freepoint_bench.engine.presets import AugmentConfig, TrainPreset
 from freepoint_bench.errors import DataError
 from freepoint_bench.freepoint.pipeline import load_pseudo_labels
@@ -130,32 +130,15 @@ def crop_points(xyz: np.ndarray, max_points: int, rng: np.random.Generator) -> n
 def augment_points(
     xyz: np.ndarray, rgb: np.ndarray, config: AugmentConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (xyz (N, 3) float32 metres, rgb (N, 3) float32 0..1) randomly rotated/flipped/scaled."""
-    xyz = xyz.astype(np.float64) - xyz.mean(axis=0)
-    if config.rotate_z:
-        theta = rng.uniform(0.0, 2.0 * np.pi)
-        c, s = np.cos(theta), np.sin(theta)
-        xyz = xyz @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
-    if config.flip_xy:
-        for axis in (0, 1):
-            if rng.random() < 0.5:
-                xyz[:, axis] = -xyz[:, axis]
-    xyz = xyz * rng.uniform(config.scale_min, config.scale_max)
-    if config.jitter_sigma_m > 0:
-        xyz = xyz + rng.normal(0.0, config.jitter_sigma_m, size=xyz.shape)
-    rgb = rgb.astype(np.float64)
-    if config.brightness > 0:
-        rgb = rgb + rng.uniform(-config.brightness, config.brightness)
-    if config.color_jitter > 0:
-        rgb = rgb + rng.normal(0.0, config.color_jitter, size=rgb.shape)
-    return xyz.astype(np.float32), np.clip(rgb, 0.0, 1.0).astype(np.float32)
-
-
-def normalized_xyz(xyz: np.ndarray) -> np.ndarray:
-    """Returns (N, 3) float32 coordinates shifted to start at 0 and divided by the largest extent (→ 0..1)."""
-    lo = xyz.min(axis=0)
-    extent = float((xyz.max(axis=0) - lo).max())
-    return ((xyz - lo) / max(extent, 1e-6)).astype(np.float32)
+    """Returns (xyz (N, 3) float32 metres, rgb (N, 3) float32 0..1) augmented as `config` says."""
+    return augment(
+        xyz, rgb, rng,
+        rotate_z=config.rotate_z,
+        flip=config.flip_xy,
+        scale=(config.scale_min, config.scale_max),
+        jitter=config.jitter_sigma_m,
+        color_jitter=config.color_jitter,
+    )
 
 
 def _voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
@@ -208,7 +191,7 @@ def make_sample(
     if train:
         xyz, rgb = augment_points(xyz, rgb, preset.augment, rng)
     xyz = xyz - xyz.min(axis=0)  # non-negative voxel coordinates
-    norm = normalized_xyz(xyz)
+    norm = normalize_xyz(xyz)  # (N', 3) in [-0.5, 0.5]: the normalised coordinates of Lmean/Lbox
     coords, _, inverse = voxelize(xyz, preset.voxel_size_m)
     num_voxels = len(coords)
     feats = [_voxel_mean(rgb, inverse, num_voxels) - 0.5]

@@ -20,7 +20,6 @@ class AugmentConfig(BaseModel):
     scale_max: float = Field(1.1, gt=0)
     jitter_sigma_m: float = Field(0.005, ge=0)  # Gaussian position jitter, metres (Mask3D-like)
     color_jitter: float = Field(0.05, ge=0)  # additive Gaussian colour noise std on 0..1 colours
-    brightness: float = Field(0.1, ge=0)  # random global brightness shift in [-b, b] on 0..1 colours
 
     @model_validator(mode="after")
     def _scale_order(self) -> AugmentConfig:

@@ -68,7 +68,7 @@ def test_sample_without_augmentation_matches_independent_voxelisation(make_room)
         assert s["masks"][k][s["inverse"][pts]].mean() > 0.8
         assert (s["loss_target"][pts] == k).all()
     assert (s["loss_target"][scene.instance == -1] == -1).all()
-    assert s["loss_xyz"].min() >= 0 and s["loss_xyz"].max() <= 1 + 1e-6
+    assert s["loss_xyz"].min() >= -0.5 - 1e-6 and s["loss_xyz"].max() <= 0.5 + 1e-6
     assert np.array_equal(s["classes"], np.zeros(3))
 
 
