@@ -64,6 +64,13 @@ class SparseBackend(ABC):
 
     name: str = ""
 
+    # Backends are stateless singletons: copies (deepcopy, pickling for DDP workers) are the same object.
+    def __deepcopy__(self, memo: dict) -> SparseBackend:
+        return self
+
+    def __reduce__(self):
+        return (_backend_by_name, (self.name,))
+
     @abstractmethod
     def make_tensor(self, coords: torch.Tensor, feats: torch.Tensor) -> SparseTensorLike:
         """Returns a sparse tensor from unique coords (M, 4) int32 [batch, x, y, z] >= 0 and feats (M, C)."""
@@ -127,3 +134,9 @@ def check_coords(coords: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
     if bool((coords < 0).any()):
         raise DataError("sparse coords must be >= 0; shift each scene by its minimum voxel index first")
     return coords.to(torch.int32).contiguous()
+
+
+def _backend_by_name(name: str) -> SparseBackend:
+    from freepoint_bench.models.sparse import get_backend
+
+    return get_backend(name)

@@ -55,7 +55,8 @@ class _MinkowskiConv(SparseConv):
 
     def forward(self, t: SparseTensorLike) -> SparseTensorLike:
         flat = self.weight.reshape(self.kernel_size**3, self.c_in, self.c_out)
-        self.native.kernel = flat[self._perm]
+        # ME stores a 1x1x1 kernel as a plain (c_in, c_out) matrix.
+        self.native.kernel = flat[0] if getattr(self.native, "use_mm", False) else flat[self._perm]
         try:
             return self.native(t)
         finally:

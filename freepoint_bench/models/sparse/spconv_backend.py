@@ -46,11 +46,10 @@ class _SpconvConv(SparseConv):
     tests/models/test_sparse.py), and torch's own ops are exact and differentiable.
     """
 
-    def __init__(self, spconv, native: torch.nn.Module, c_in: int, c_out: int, kernel_size: int) -> None:
+    def __init__(self, native: torch.nn.Module, c_in: int, c_out: int, kernel_size: int) -> None:
         super().__init__(c_in, c_out, kernel_size)
         del native.weight  # the canonical parameter is the only stored copy
         self.native = native
-        self._spconv = spconv
 
     def forward(self, t: SparseTensorLike) -> SparseTensorLike:
         if t.features.is_cuda:
@@ -65,8 +64,10 @@ class _SpconvConv(SparseConv):
             del self.native.weight  # never keep a graph-holding tensor on the module
 
     def _torch_forward(self, t: SparseTensorLike) -> SparseTensorLike:
+        if self.native.subm and self.kernel_size == 1:
+            return t.replace_feature(t.features @ self.weight.reshape(self.c_in, self.c_out))
         from spconv.core import ConvAlgo
-        from spconv.pytorch import ops
+        from spconv.pytorch import SparseConvTensor, ops
         from spconv.pytorch.core import IndiceData
 
         conv = self.native
@@ -137,9 +138,7 @@ class _SpconvConv(SparseConv):
                 continue
             idx_in, idx_out = pair_in[k, :n].long(), pair_out[k, :n].long()
             out = out.index_add(0, idx_out, feats.index_select(0, idx_in) @ kernel[k])
-        result = self._spconv.SparseConvTensor(
-            out, out_ids, spatial_shape, t.batch_size, indice_dict=indice_dict
-        )
+        result = SparseConvTensor(out, out_ids, spatial_shape, t.batch_size, indice_dict=indice_dict)
         return result
 
 
@@ -162,15 +161,15 @@ class SpconvBackend(SparseBackend):
         native = self._spconv.SubMConv3d(
             c_in, c_out, kernel_size, bias=False, indice_key=f"subm_{key}_k{kernel_size}"
         )
-        return _SpconvConv(self._spconv, native, c_in, c_out, kernel_size)
+        return _SpconvConv(native, c_in, c_out, kernel_size)
 
     def down_conv(self, c_in: int, c_out: int, key: str) -> SparseConv:
         native = self._spconv.SparseConv3d(c_in, c_out, 2, stride=2, bias=False, indice_key=f"down_{key}")
-        return _SpconvConv(self._spconv, native, c_in, c_out, 2)
+        return _SpconvConv(native, c_in, c_out, 2)
 
     def up_conv(self, c_in: int, c_out: int, key: str) -> SparseConv:
         native = self._spconv.SparseInverseConv3d(c_in, c_out, 2, bias=False, indice_key=f"down_{key}")
-        return _SpconvConv(self._spconv, native, c_in, c_out, 2)
+        return _SpconvConv(native, c_in, c_out, 2)
 
     def features(self, t: SparseTensorLike) -> torch.Tensor:
         return t.features

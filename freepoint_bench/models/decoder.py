@@ -1,0 +1,229 @@
+"""Mask3D-style query decoder: FPS-sampled queries, masked cross-attention over the backbone levels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from freepoint_bench.models.backbone import BackboneOutput
+from freepoint_bench.models.voxels import parent_rows
+
+
+class DecoderConfig(BaseModel):
+    """Configuration of the query decoder (defaults: Mask3D's ScanNet setting, §3.3 uses Mask3D [41])."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden_dim: int = Field(128, ge=2)  # Mask3D: 128 (also the mask embedding size)
+    num_queries: int = Field(100, ge=1)  # Mask3D: 100 queries on ScanNet
+    num_heads: int = Field(8, ge=1)  # Mask3D: 8
+    dim_feedforward: int = Field(1024, ge=1)  # Mask3D: 1024
+    dropout: float = Field(0.0, ge=0, lt=1)  # Mask3D: 0.0
+    num_decoders: int = Field(3, ge=1)  # Mask3D: 3 passes over the levels
+    shared_decoder: bool = True  # Mask3D: the same layers on every pass
+    levels: tuple[int, ...] = (0, 1, 2, 3)  # Mask3D hlevels: backbone levels (strides 8, 4, 2, 1) attended
+    num_classes: int = Field(0, ge=0)  # 0 = class-agnostic (objectness only); C adds C + 1 logits
+    attn_mask_threshold: float = Field(0.5, gt=0, lt=1)  # Mask3D: voxels with p < 0.5 are masked out
+    fourier_scale: float = Field(1.0, gt=0)  # Mask3D gauss_scale of the Fourier positional encoding
+    fourier_seed: int = 0  # the fixed random Fourier basis
+
+
+@dataclass
+class Prediction:
+    """Predictions of one decoder step.
+
+    masks: per scene, (Q, M_b) mask logits over that scene's input voxels.
+    objectness: (B, Q) logits. class_logits: (B, Q, C + 1) logits (last = no object) or None.
+    """
+
+    masks: list[torch.Tensor]
+    objectness: torch.Tensor
+    class_logits: torch.Tensor | None
+
+
+@dataclass
+class DecoderOutput:
+    """The final prediction, the auxiliary ones (one per decoder step before it), the query positions."""
+
+    final: Prediction
+    aux: list[Prediction]
+    query_xyz: list[torch.Tensor]  # per scene, (Q, 3) normalised positions of the queries
+
+
+def fps(points: torch.Tensor, n: int) -> torch.Tensor:
+    """Returns (n,) int64 indices of a farthest point sample of points (M, 3), starting at row 0.
+
+    When n > M every point is taken and the rest repeat the sample cyclically.
+    """
+    m = points.shape[0]
+    k = min(n, m)
+    chosen = torch.zeros(k, dtype=torch.long, device=points.device)
+    dist = torch.full((m,), float("inf"), device=points.device, dtype=points.dtype)
+    last = 0
+    for i in range(1, k):
+        dist = torch.minimum(dist, (points - points[last]).square().sum(1))
+        last = int(torch.argmax(dist))
+        chosen[i] = last
+    if n > k:
+        chosen = chosen[torch.arange(n, device=points.device) % k]
+    return chosen
+
+
+def normalise_positions(xyz: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Returns xyz (K, 3) mapped per axis from the box [lo, hi] to [0, 1] (a flat axis maps to 0)."""
+    return (xyz - lo) / (hi - lo).clamp(min=1e-6)
+
+
+class FourierEncoding(nn.Module):
+    """Random Fourier features [sin 2pi xB, cos 2pi xB] of normalised positions (K, 3) -> (K, dim)."""
+
+    def __init__(self, dim: int, scale: float, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("basis", torch.randn(3, dim // 2, generator=g) * scale)
+        self.dim = dim
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        proj = 2 * math.pi * xyz @ self.basis
+        enc = torch.cat([proj.sin(), proj.cos()], dim=1)
+        if enc.shape[1] < self.dim:  # odd dim: pad one zero column
+            enc = torch.cat([enc, enc.new_zeros(enc.shape[0], 1)], dim=1)
+        return enc
+
+
+class _AttentionLayer(nn.Module):
+    """Post-norm attention with positional encodings added to queries and keys (Mask3D's layers)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tgt, memory, query_pos, key_pos, attn_mask=None):
+        out, _ = self.attn(
+            (tgt + query_pos)[None],
+            (memory + key_pos)[None],
+            memory[None],
+            attn_mask=attn_mask,
+            need_weights=False,
+        )
+        return self.norm(tgt + self.dropout(out[0]))
+
+
+class _FFNLayer(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tgt):
+        return self.norm(tgt + self.dropout(self.net(tgt)))
+
+
+class QueryDecoder(nn.Module):
+    """Instance queries refined by masked cross-attention to each backbone level, self-attention and FFN."""
+
+    def __init__(self, config: DecoderConfig, level_channels: list[int], mask_channels: int) -> None:
+        super().__init__()
+        self.config = config
+        d = config.hidden_dim
+        if d % config.num_heads:
+            raise ValueError(f"hidden_dim {d} must be divisible by num_heads {config.num_heads}")
+        bad = [lvl for lvl in config.levels if not 0 <= lvl < len(level_channels)]
+        if bad:
+            raise ValueError(
+                f"decoder levels {bad} out of range: the backbone has {len(level_channels)} levels"
+            )
+        self.pos_enc = FourierEncoding(d, config.fourier_scale, config.fourier_seed)
+        self.query_projection = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+        self.mask_features_head = nn.Linear(mask_channels, d)
+        self.level_projection = nn.ModuleList([nn.Linear(c, d) for c in level_channels])
+        passes = 1 if config.shared_decoder else config.num_decoders
+        n_layers = passes * len(config.levels)
+        h, ff, p = config.num_heads, config.dim_feedforward, config.dropout
+        self.cross_attention = nn.ModuleList([_AttentionLayer(d, h, p) for _ in range(n_layers)])
+        self.self_attention = nn.ModuleList([_AttentionLayer(d, h, p) for _ in range(n_layers)])
+        self.ffn = nn.ModuleList([_FFNLayer(d, ff, p) for _ in range(n_layers)])
+        self.decoder_norm = nn.LayerNorm(d)
+        self.mask_embed_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+        self.objectness_head = nn.Linear(d, 1)
+        self.class_head = nn.Linear(d, config.num_classes + 1) if config.num_classes > 0 else None
+
+    def forward(self, features: BackboneOutput) -> DecoderOutput:
+        """Returns mask, objectness and class predictions for every scene of the backbone output."""
+        finest = features.levels[-1]
+        scenes = int(finest.coords[:, 0].max()) + 1
+        per_scene = [self._scene(features, b) for b in range(scenes)]
+        steps = len(per_scene[0][0])
+        preds = []
+        for s in range(steps):
+            masks = [scene[0][s][0] for scene in per_scene]
+            obj = torch.stack([scene[0][s][1] for scene in per_scene])
+            cls = (
+                torch.stack([scene[0][s][2] for scene in per_scene]) if self.class_head is not None else None
+            )
+            preds.append(Prediction(masks, obj, cls))
+        return DecoderOutput(final=preds[-1], aux=preds[:-1], query_xyz=[scene[1] for scene in per_scene])
+
+    def _scene(self, features: BackboneOutput, b: int):
+        cfg = self.config
+        finest = features.levels[-1]
+        rows = finest.coords[:, 0] == b
+        fine_coords = finest.coords[rows]
+        xyz = fine_coords[:, 1:].float() + 0.5  # voxel centres in input-voxel units
+        lo, hi = xyz.amin(0), xyz.amax(0)
+        mask_feats = self.mask_features_head(finest.feats[rows])  # (M_b, d)
+
+        memories, key_pos, parents = [], [], []
+        for lvl in cfg.levels:
+            level = features.levels[lvl]
+            lrows = level.coords[:, 0] == b
+            lcoords = level.coords[lrows]
+            centres = (lcoords[:, 1:].float() + 0.5) * level.stride
+            memories.append(self.level_projection[lvl](level.feats[lrows]))
+            key_pos.append(self.pos_enc(normalise_positions(centres, lo, hi)))
+            parents.append(parent_rows(fine_coords, lcoords, level.stride))
+
+        q_idx = fps(xyz, cfg.num_queries)
+        query_xyz = normalise_positions(xyz[q_idx], lo, hi)
+        query_pos = self.query_projection(self.pos_enc(query_xyz))
+        queries = torch.zeros_like(query_pos)  # Mask3D's non-parametric queries start at zero
+
+        steps = []
+        pred = self._predict(queries, mask_feats)
+        for p in range(cfg.num_decoders):
+            for i, _lvl in enumerate(cfg.levels):
+                layer = (0 if cfg.shared_decoder else p) * len(cfg.levels) + i
+                attn_mask = self._attention_mask(pred[0], parents[i], memories[i].shape[0])
+                queries = self.cross_attention[layer](queries, memories[i], query_pos, key_pos[i], attn_mask)
+                queries = self.self_attention[layer](queries, queries, query_pos, query_pos)
+                queries = self.ffn[layer](queries)
+                pred = self._predict(queries, mask_feats)
+                steps.append(pred)
+        return steps, query_xyz
+
+    def _predict(self, queries: torch.Tensor, mask_feats: torch.Tensor):
+        q = self.decoder_norm(queries)
+        masks = self.mask_embed_head(q) @ mask_feats.T  # (Q, M_b)
+        obj = self.objectness_head(q)[:, 0]
+        cls = self.class_head(q) if self.class_head is not None else None
+        return masks, obj, cls
+
+    def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor, n_keys: int) -> torch.Tensor:
+        """Returns (heads, Q, n_keys) bool, True = not attended: level voxels whose mean probability < threshold."""
+        with torch.no_grad():
+            probs = mask_logits.sigmoid()
+            pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)
+            counts = torch.bincount(parent, minlength=n_keys).clamp(min=1)
+            blocked = (pooled / counts) < self.config.attn_mask_threshold
+            # A query that would attend to nothing attends to everything (softmax over an empty set is NaN).
+            blocked[blocked.all(dim=1)] = False
+        return blocked.repeat(self.config.num_heads, 1, 1)
