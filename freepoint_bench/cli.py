@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from freepoint_bench.errors import ConfigError, DataError, FreePointError
@@ -70,14 +77,20 @@ def _fmt_pct(x: float) -> str:
 
 
 def _store_dir(cache: Path, dataset: str, root: Path | None) -> Path:
+    """Returns the cache folder of (dataset, root); synthetic rooms are keyed by their settings too."""
     from freepoint_bench.atomic import stable_hash
 
-    key = "default" if root is None else stable_hash(str(Path(root).resolve()), length=8)
-    return cache / f"{dataset}-{key}"
+    parts: list = [None if root is None else str(Path(root).resolve())]
+    if dataset == "synthetic":
+        from freepoint_bench.data.synthetic import read_dataset_settings
+
+        num_scenes, seed, config = read_dataset_settings(root)
+        parts = [num_scenes, seed, config.model_dump()]  # an edited synthetic.toml means new scenes
+    return cache / f"{dataset}-{stable_hash(*parts, length=8)}"
 
 
 def _open_store(dataset: str, root: Path | None, cache: Path, names: list[str] | None = None):
-    """Returns the scene store for (dataset, root), preparing the missing scenes with a progress bar."""
+    """Returns (store, names) for (dataset, root), preparing missing scenes into the cache with a progress bar."""
     from freepoint_bench.data.readers import get_reader
     from freepoint_bench.data.store import SceneStore, prepare
 
@@ -87,7 +100,7 @@ def _open_store(dataset: str, root: Path | None, cache: Path, names: list[str] |
     if root is not None and dataset != "synthetic" and not Path(root).exists():
         raise DataError(f"{root}: dataset root does not exist; check --root")
     store = SceneStore(_store_dir(cache, dataset, root))
-    wanted = names if names else reader.list_scenes(Path(root) if root else Path("."))
+    wanted = list(names) if names else reader.list_scenes(root)
     missing = [n for n in wanted if n not in store]
     if missing:
         with _progress() as progress:
@@ -96,7 +109,7 @@ def _open_store(dataset: str, root: Path | None, cache: Path, names: list[str] |
             def cb(done: int, total: int, name: str) -> None:
                 progress.update(task, completed=done, total=total, item=name)
 
-            prepare(reader, Path(root) if root else Path("."), store, names=missing, progress=cb)
+            prepare(reader, root, store, names=missing, progress=cb)
     return store, wanted
 
 
@@ -257,6 +270,138 @@ def evaluate_cmd(
     if json_out is not None:
         write_json(json_out, result.to_dict())
         console.print(f"wrote {json_out}")
+
+
+# ---------------------------------------------------------------------------------------------- pseudo labels
+
+
+def _floats(values: list[str] | None, what: str) -> list[float] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        for part in v.replace(",", " ").split():
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise ConfigError(f"{what} {part!r} is not a number") from None
+    return out
+
+
+def _words(values: list[str] | None) -> list[str]:
+    return [w for v in values or [] for w in v.replace(",", " ").split()]
+
+
+def _parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {shard!r}: write it as i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {shard!r}: need 0 <= i < n")
+    return i, n
+
+
+def _pseudo_config(config: Path | None, overrides: list[str] | None):
+    from freepoint_bench.freepoint.config import PseudoLabelConfig
+
+    cfg = PseudoLabelConfig.from_toml(config) if config is not None else PseudoLabelConfig()
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+@app.command("pseudo-labels")
+def pseudo_labels_cmd(
+    dataset: DatasetOpt,
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    scene: ScenesOpt = None,
+    split: SplitOpt = None,
+    sigma: Annotated[
+        list[str] | None, typer.Option("--sigma", help="σ offsets (repeatable or comma-separated); default σ_low, σ_high.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="PseudoLabelConfig TOML (e.g. from `tune`).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value.")] = None,
+    features: Annotated[
+        Path | None, typer.Option("--features", help="Backbone checkpoint whose per-point features join the affinities.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Scenes processed in parallel.")] = 1,
+    shard: Annotated[str, typer.Option("--shard", help="Process shard i of n (job arrays): i/n.")] = "0/1",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (per scene, per σ).")] = Path("runs/pseudo-labels"),
+    export_benchmark: Annotated[
+        Path | None, typer.Option("--export-benchmark", help="Also write ScanNet benchmark-format predictions here.")
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option("--compare", help="Also run classical baselines and evaluate all: dbscan,kmeans,birch,hdbscan."),
+    ] = None,
+) -> None:
+    """FreePoint pseudo masks: plane removal, FPS, kNN affinity graph, multicut, kNN vote (cached, resumable)."""
+    from freepoint_bench.freepoint.pipeline import run_pseudo_labels
+
+    cfg = _pseudo_config(config, overrides)
+    sigmas = _floats(sigma, "--sigma") or list(cfg.sigmas)
+    methods = _words(compare)
+    store, names = _open_store(dataset, root, cache, scene)
+    names = _select(store, names, split)
+    features_fn = None
+    if features is not None:
+        from freepoint_bench.engine.features import BackboneFeatures
+
+        features_fn = BackboneFeatures(features)
+    shard_t = _parse_shard(shard)
+    t0 = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task("pseudo labels", total=len(names[shard_t[0] :: shard_t[1]]), item="")
+
+        def cb(record: dict) -> None:
+            progress.update(task, advance=1, item=f"{record['scene']} ({record['status']})")
+
+        summary = run_pseudo_labels(
+            store, names, cfg, sigmas, out, workers=workers, shard=shard_t, features_fn=features_fn, progress=cb
+        )
+    _print_pseudo_summary(summary, time.perf_counter() - t0, out)
+    mine = [r["scene"] for r in summary["scenes"]]
+    if export_benchmark is not None:
+        from freepoint_bench.freepoint.export import export_pseudo_labels
+
+        dirs = export_pseudo_labels(store, mine, out, sigmas, export_benchmark)
+        console.print("benchmark-format predictions: " + ", ".join(str(d) for d in dirs))
+    if methods:
+        from freepoint_bench.tuning.objective import compare_methods
+
+        rows = compare_methods(store, mine, out, sigmas, methods, cfg, dataset)
+        _print_compare(rows, dataset, len(mine))
+
+
+def _print_pseudo_summary(summary: dict, seconds: float, out: Path) -> None:
+    done = [r for r in summary["scenes"] if r["status"] == "done"]
+    table = Table(title=f"pseudo labels → {out}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("scenes computed / cached", f"{summary['computed']} / {summary['cached']}")
+    for sigma in summary["sigmas"]:
+        counts = [r["num_segments"][str(sigma)] for r in done if str(sigma) in r["num_segments"]]
+        if counts:
+            table.add_row(f"segments per scene at σ={sigma:g}", f"{sum(counts) / len(counts):.1f}")
+    if done:
+        stages = sorted({k for r in done for k in r["timings"]})
+        for stage in stages:
+            mean = sum(r["timings"].get(stage, 0.0) for r in done) / len(done)
+            table.add_row(f"s/scene: {stage}", f"{mean:.3f}")
+    table.add_row("wall time", f"{seconds:.1f} s")
+    console.print(table)
+
+
+def _print_compare(rows: list[dict], dataset: str, n: int) -> None:
+    table = Table(title=f"class-agnostic pseudo-mask AP on {dataset} ({n} scenes)")
+    for col in ("method", "AP", "AP50", "AP25", "segments/scene", "s/scene"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        table.add_row(
+            r["method"], _fmt_pct(r["ap"]), _fmt_pct(r["ap50"]), _fmt_pct(r["ap25"]),
+            f"{r['segments_per_scene']:.1f}", f"{r['seconds_per_scene']:.2f}",
+        )
+    console.print(table)
 
 
 # ---------------------------------------------------------------------------------------------- entry

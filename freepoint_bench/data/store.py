@@ -194,7 +194,7 @@ class SceneStore:
         except DataError as exc:
             raise DataError(f"{path}: corrupt scene cache file ({exc}); {_FIX}") from exc
 
-    def bind(self, dataset: str, root: str | Path) -> None:
+    def bind(self, dataset: str, root: str | Path | None) -> None:
         """Records the dataset and root the store holds; DataError if it already holds another dataset."""
         index = self._load_index()
         if index.get("dataset") not in (None, dataset):
@@ -203,13 +203,13 @@ class SceneStore:
                 "folder or delete this one"
             )
         index["dataset"] = dataset
-        index["root"] = str(Path(root).resolve())
+        index["root"] = None if root is None else str(Path(root).resolve())
         self.flush()
 
 
 def prepare(
     reader: Any,
-    root: str | Path,
+    root: str | Path | None,
     store: SceneStore,
     names: Sequence[str] | None = None,
     progress: Progress | None = None,
@@ -224,7 +224,7 @@ def prepare(
     """
     from freepoint_bench.data.splits import split_of
 
-    root = Path(root)
+    root = None if root is None else Path(root)  # None: a generated dataset with default settings
     wanted = list(reader.list_scenes(root) if names is None else names)
     store.bind(reader.name, root)
     total = len(wanted)

@@ -349,6 +349,12 @@ def run_pseudo_labels(
     return summary
 
 
+def available_sigmas(out_dir: str | os.PathLike, scene_name: str) -> list[float]:
+    """Returns the σ values (sorted) for which out_dir holds labels of scene_name."""
+    folder = label_path(out_dir, scene_name, 0.0).parent
+    return sorted(float(p.stem.removeprefix("sigma_")) for p in folder.glob("sigma_*.npz"))
+
+
 def load_pseudo_labels(out_dir: str | os.PathLike, scene_name: str, sigma: float) -> np.ndarray:
     """Returns the cached labels (N,) int64 of scene_name at sigma; DataError when missing or corrupt."""
     path = label_path(out_dir, scene_name, sigma)
