@@ -47,12 +47,8 @@ RootOpt = Annotated[
     Path | None,
     typer.Option("--root", "-r", help="Dataset root folder (synthetic: optional folder holding synthetic.toml)."),
 ]
-CacheOpt = Annotated[
-    Path, typer.Option("--cache", help="Scene cache folder; one sub-folder per dataset and root.")
-]
-ScenesOpt = Annotated[
-    list[str] | None, typer.Option("--scene", "-s", help="Only these scenes (repeatable).")
-]
+CacheOpt = Annotated[Path, typer.Option("--cache", help="Scene cache folder; one sub-folder per dataset and root.")]
+ScenesOpt = Annotated[list[str] | None, typer.Option("--scene", "-s", help="Only these scenes (repeatable).")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Only scenes of this split: train, val or test.")]
 
 
@@ -162,7 +158,9 @@ def data_list(dataset: DatasetOpt, root: RootOpt = None, cache: CacheOpt = DEFAU
         table.add_column(col)
     for name in names:
         info = store.info(name)
-        table.add_row(name, info.get("split", "?"), f"{info.get('num_points', 0):,}", str(info.get("num_instances", "")))
+        table.add_row(
+            name, info.get("split", "?"), f"{info.get('num_points', 0):,}", str(info.get("num_instances", ""))
+        )
     console.print(table)
 
 
@@ -219,7 +217,9 @@ def _spec_for(dataset: str, class_agnostic: bool, min_region_size: int):
         return scannet_spec(class_agnostic=class_agnostic, min_region_size=min_region_size)
     if dataset in ("s3dis", "synthetic"):
         return s3dis_spec(class_agnostic=class_agnostic, min_region_size=min_region_size)
-    raise ConfigError(f"dataset {dataset!r} has no ground truth to evaluate against; use scannet(-npy), s3dis or synthetic")
+    raise ConfigError(
+        f"dataset {dataset!r} has no ground truth to evaluate against; use scannet(-npy), s3dis or synthetic"
+    )
 
 
 def _print_eval(result, title: str) -> None:
@@ -317,16 +317,20 @@ def pseudo_labels_cmd(
     scene: ScenesOpt = None,
     split: SplitOpt = None,
     sigma: Annotated[
-        list[str] | None, typer.Option("--sigma", help="σ offsets (repeatable or comma-separated); default σ_low, σ_high.")
+        list[str] | None,
+        typer.Option("--sigma", help="σ offsets (repeatable or comma-separated); default σ_low, σ_high."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="PseudoLabelConfig TOML (e.g. from `tune`).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value.")] = None,
     features: Annotated[
-        Path | None, typer.Option("--features", help="Backbone checkpoint whose per-point features join the affinities.")
+        Path | None,
+        typer.Option("--features", help="Backbone checkpoint whose per-point features join the affinities."),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Scenes processed in parallel.")] = 1,
     shard: Annotated[str, typer.Option("--shard", help="Process shard i of n (job arrays): i/n.")] = "0/1",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (per scene, per σ).")] = Path("runs/pseudo-labels"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (per scene, per σ).")] = Path(
+        "runs/pseudo-labels"
+    ),
     export_benchmark: Annotated[
         Path | None, typer.Option("--export-benchmark", help="Also write ScanNet benchmark-format predictions here.")
     ] = None,
@@ -398,8 +402,12 @@ def _print_compare(rows: list[dict], dataset: str, n: int) -> None:
         table.add_column(col, justify="left" if col == "method" else "right")
     for r in rows:
         table.add_row(
-            r["method"], _fmt_pct(r["ap"]), _fmt_pct(r["ap50"]), _fmt_pct(r["ap25"]),
-            f"{r['segments_per_scene']:.1f}", f"{r['seconds_per_scene']:.2f}",
+            r["method"],
+            _fmt_pct(r["ap"]),
+            _fmt_pct(r["ap50"]),
+            _fmt_pct(r["ap25"]),
+            f"{r['segments_per_scene']:.1f}",
+            f"{r['seconds_per_scene']:.2f}",
         )
     console.print(table)
 
