@@ -11,6 +11,7 @@ keeps their result identical to `generate_pseudo_labels`.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -71,9 +72,7 @@ def graph_key(config: PseudoLabelConfig) -> tuple:
     return tuple(getattr(config, name) for name in GRAPH_FIELDS)
 
 
-def build_scene_graph(
-    scene: Scene, config: PseudoLabelConfig, features: np.ndarray | None = None
-) -> SceneGraph:
+def build_scene_graph(scene: Scene, config: PseudoLabelConfig, features: np.ndarray | None = None) -> SceneGraph:
     """Returns the SceneGraph of `scene`: the steps of `generate_pseudo_labels` before the α weighting.
 
     features: optional deep per-point features (N, D), as in `generate_pseudo_labels`. Colours are used
@@ -98,9 +97,7 @@ def build_scene_graph(
         logger.warning("%s: every point lies on a removed plane; no segments", scene.name)
         empty = np.zeros((0, 2), dtype=np.int64)
         return SceneGraph(n, foreground, fg_idx, 0, empty, np.zeros((0, 1), dtype=np.int64), {})
-    sampled_local = farthest_point_sample(
-        scene.xyz[fg_idx], fps_count(len(fg_idx), config.fps_ratio), seed=config.seed
-    )
+    sampled_local = farthest_point_sample(scene.xyz[fg_idx], fps_count(len(fg_idx), config.fps_ratio), seed=config.seed)
     sampled = fg_idx[sampled_local]
     use_rgb = not scene.meta.get("no_rgb", False)
     feats = point_features(scene, fg_idx, sampled, normal_k=config.normal_k, deep=deep, use_rgb=use_rgb)
@@ -153,18 +150,21 @@ class GraphCache:
     new graphs); deep features from features_fn are computed once per scene and kept.
     """
 
-    def __init__(
-        self, max_entries: int = 64, features_fn: Callable[[Scene], np.ndarray] | None = None
-    ) -> None:
+    def __init__(self, max_entries: int = 64, features_fn: Callable[[Scene], np.ndarray] | None = None) -> None:
         self.max_entries = max(1, int(max_entries))
         self.features_fn = features_fn
         self._graphs: OrderedDict[tuple, SceneGraph] = OrderedDict()
         self._features: dict[str, np.ndarray] = {}
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()  # studies with jobs > 1 run trials in threads
 
     def get(self, scene: Scene, config: PseudoLabelConfig) -> SceneGraph:
         """Returns the SceneGraph of `scene` under `config`, built on first use."""
+        with self._lock:
+            return self._get(scene, config)
+
+    def _get(self, scene: Scene, config: PseudoLabelConfig) -> SceneGraph:
         key = (scene.name, graph_key(config))
         graph = self._graphs.get(key)
         if graph is not None:
