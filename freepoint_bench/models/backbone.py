@@ -79,9 +79,7 @@ class BasicBlock(nn.Module):
         self.relu = backend.relu()
         self.downsample = None
         if c_in != c_out:
-            self.downsample = nn.Sequential(
-                backend.subm_conv(c_in, c_out, 1, key), backend.batch_norm(c_out, momentum)
-            )
+            self.downsample = nn.Sequential(backend.subm_conv(c_in, c_out, 1, key), backend.batch_norm(c_out, momentum))
 
     def forward(self, x: SparseTensorLike) -> SparseTensorLike:
         out = self.relu(self.norm1(self.conv1(x)))
@@ -91,9 +89,7 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
 
-def _stage(
-    backend: SparseBackend, c_in: int, c_out: int, blocks: int, key: str, momentum: float
-) -> nn.Sequential:
+def _stage(backend: SparseBackend, c_in: int, c_out: int, blocks: int, key: str, momentum: float) -> nn.Sequential:
     layers = [BasicBlock(backend, c_in, c_out, key, momentum)]
     layers += [BasicBlock(backend, c_out, c_out, key, momentum) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
@@ -135,7 +131,7 @@ class Res16UNet(nn.Module):
         self.block8 = _stage(b, planes[7] + init, planes[7], layers[7], "p1", m)
 
     def forward(self, coords: torch.Tensor, feats: torch.Tensor) -> BackboneOutput:
-        """Returns per-voxel features for unique voxel coords (M, 4) int32 [batch, x, y, z] and feats (M, C_in)."""
+        """Returns per-voxel features for unique coords (M, 4) int32 [batch, x, y, z] and feats (M, C_in)."""
         b = self.backend
         x = b.make_tensor(coords, feats)
         p1 = self.stem(x)
@@ -148,8 +144,7 @@ class Res16UNet(nn.Module):
         d2 = self.block7(b.cat_features(self.up2(d4), p2))
         d1 = self.block8(b.cat_features(self.up1(d2), p1))
         levels = [
-            LevelFeatures(b.features(t), b.coords(t), stride)
-            for t, stride in ((d8, 8), (d4, 4), (d2, 2), (d1, 1))
+            LevelFeatures(b.features(t), b.coords(t), stride) for t, stride in ((d8, 8), (d4, 4), (d2, 2), (d1, 1))
         ]
         finest = levels[-1]
         coords = coords.to(finest.coords.dtype)
@@ -175,9 +170,5 @@ class Res16UNet(nn.Module):
 
 def build_backbone(config: BackboneConfig | None = None, **overrides) -> Res16UNet:
     """Returns a Res16UNet built from `config` (defaults: 34C on spconv) with field overrides applied."""
-    config = (
-        (config or BackboneConfig()).model_copy(update=overrides)
-        if overrides
-        else (config or BackboneConfig())
-    )
+    config = (config or BackboneConfig()).model_copy(update=overrides) if overrides else (config or BackboneConfig())
     return Res16UNet(BackboneConfig.model_validate(config.model_dump()))

@@ -118,9 +118,7 @@ class _AttentionLayer(nn.Module):
 class _FFNLayer(nn.Module):
     def __init__(self, dim: int, hidden: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
-        )
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
@@ -139,9 +137,7 @@ class QueryDecoder(nn.Module):
             raise ValueError(f"hidden_dim {d} must be divisible by num_heads {config.num_heads}")
         bad = [lvl for lvl in config.levels if not 0 <= lvl < len(level_channels)]
         if bad:
-            raise ValueError(
-                f"decoder levels {bad} out of range: the backbone has {len(level_channels)} levels"
-            )
+            raise ValueError(f"decoder levels {bad} out of range: the backbone has {len(level_channels)} levels")
         self.pos_enc = FourierEncoding(d, config.fourier_scale, config.fourier_seed)
         self.query_projection = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
         self.mask_features_head = nn.Linear(mask_channels, d)
@@ -167,9 +163,7 @@ class QueryDecoder(nn.Module):
         for s in range(steps):
             masks = [scene[0][s][0] for scene in per_scene]
             obj = torch.stack([scene[0][s][1] for scene in per_scene])
-            cls = (
-                torch.stack([scene[0][s][2] for scene in per_scene]) if self.class_head is not None else None
-            )
+            cls = torch.stack([scene[0][s][2] for scene in per_scene]) if self.class_head is not None else None
             preds.append(Prediction(masks, obj, cls))
         return DecoderOutput(final=preds[-1], aux=preds[:-1], query_xyz=[scene[1] for scene in per_scene])
 
@@ -218,7 +212,7 @@ class QueryDecoder(nn.Module):
         return masks, obj, cls
 
     def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor, n_keys: int) -> torch.Tensor:
-        """Returns (heads, Q, n_keys) bool, True = not attended: level voxels whose mean probability < threshold."""
+        """Returns (heads, Q, n_keys) bool, True = not attended (mean probability < threshold)."""
         with torch.no_grad():
             probs = mask_logits.sigmoid()
             pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)

@@ -12,9 +12,7 @@ from freepoint_bench.models.sparse import get_backend
 
 def _scene_coords(n: int = 600, grid: int = 24, scenes: int = 2, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    c = torch.cat(
-        [torch.randint(0, scenes, (n, 1), generator=g), torch.randint(0, grid, (n, 3), generator=g)], 1
-    )
+    c = torch.cat([torch.randint(0, scenes, (n, 1), generator=g), torch.randint(0, grid, (n, 3), generator=g)], 1)
     c = torch.unique(c, dim=0).to(torch.int32)
     return c[torch.randperm(len(c), generator=g)]  # input order must survive the network
 
@@ -79,16 +77,10 @@ def test_spconv_and_minkowski_backbones_agree_with_copied_weights():
     torch.testing.assert_close(out_sp.feats, out_me.feats)
     for a, b in zip(out_sp.levels, out_me.levels, strict=True):
         order_a = torch.argsort(
-            a.coords[:, 0].long() * 10**9
-            + a.coords[:, 1].long() * 10**6
-            + a.coords[:, 2] * 10**3
-            + a.coords[:, 3]
+            a.coords[:, 0].long() * 10**9 + a.coords[:, 1].long() * 10**6 + a.coords[:, 2] * 10**3 + a.coords[:, 3]
         )
         order_b = torch.argsort(
-            b.coords[:, 0].long() * 10**9
-            + b.coords[:, 1].long() * 10**6
-            + b.coords[:, 2] * 10**3
-            + b.coords[:, 3]
+            b.coords[:, 0].long() * 10**9 + b.coords[:, 1].long() * 10**6 + b.coords[:, 2] * 10**3 + b.coords[:, 3]
         )
         assert torch.equal(a.coords[order_a], b.coords[order_b])
         torch.testing.assert_close(a.feats[order_a], b.feats[order_b])

@@ -111,9 +111,7 @@ class SparseBackend(ABC):
         """Returns `a` with features [a | b]; `a` and `b` must hold the same sites in the same order."""
         fa, fb = self.features(a), self.features(b)
         if fa.shape[0] != fb.shape[0]:
-            raise ValueError(
-                f"cat_features: {fa.shape[0]} vs {fb.shape[0]} sites; the tensors are not aligned"
-            )
+            raise ValueError(f"cat_features: {fa.shape[0]} vs {fb.shape[0]} sites; the tensors are not aligned")
         return self.replace_features(a, torch.cat([fa, fb], dim=1))
 
 
@@ -122,15 +120,11 @@ def check_coords(coords: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
     if coords.ndim != 2 or coords.shape[1] != 4:
         raise DataError(f"sparse coords must be (M, 4) [batch, x, y, z], got {tuple(coords.shape)}")
     if feats.ndim != 2 or feats.shape[0] != coords.shape[0]:
-        raise DataError(
-            f"sparse feats must be (M, C) with M = {coords.shape[0]} rows, got {tuple(feats.shape)}"
-        )
+        raise DataError(f"sparse feats must be (M, C) with M = {coords.shape[0]} rows, got {tuple(feats.shape)}")
     if coords.shape[0] == 0:
         raise DataError("sparse tensor has no sites; voxelise a non-empty scene")
     if coords.dtype.is_floating_point:
-        raise DataError(
-            "sparse coords must be integer voxel indices; voxelise (floor(xyz / voxel_size)) first"
-        )
+        raise DataError("sparse coords must be integer voxel indices; voxelise (floor(xyz / voxel_size)) first")
     if bool((coords < 0).any()):
         raise DataError("sparse coords must be >= 0; shift each scene by its minimum voxel index first")
     return coords.to(torch.int32).contiguous()

@@ -24,9 +24,7 @@ def _import_minkowski():
     try:
         import MinkowskiEngine as ME
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        raise ConfigError(
-            f"sparse backend 'minkowski' is not importable ({exc}); install it: {INSTALL_HINT}"
-        ) from exc
+        raise ConfigError(f"sparse backend 'minkowski' is not importable ({exc}); install it: {INSTALL_HINT}") from exc
     return ME
 
 
@@ -81,9 +79,7 @@ class MinkowskiBackend(SparseBackend):
         return kind.CUDA if device.type == "cuda" else kind.CPU
 
     def subm_conv(self, c_in: int, c_out: int, kernel_size: int, key: str) -> SparseConv:
-        native = self._me.MinkowskiConvolution(
-            c_in, c_out, kernel_size=kernel_size, stride=1, bias=False, dimension=3
-        )
+        native = self._me.MinkowskiConvolution(c_in, c_out, kernel_size=kernel_size, stride=1, bias=False, dimension=3)
         return _MinkowskiConv(native, c_in, c_out, kernel_size)
 
     def down_conv(self, c_in: int, c_out: int, key: str) -> SparseConv:
@@ -91,9 +87,7 @@ class MinkowskiBackend(SparseBackend):
         return _MinkowskiConv(native, c_in, c_out, 2)
 
     def up_conv(self, c_in: int, c_out: int, key: str) -> SparseConv:
-        native = self._me.MinkowskiConvolutionTranspose(
-            c_in, c_out, kernel_size=2, stride=2, bias=False, dimension=3
-        )
+        native = self._me.MinkowskiConvolutionTranspose(c_in, c_out, kernel_size=2, stride=2, bias=False, dimension=3)
         return _MinkowskiConv(native, c_in, c_out, 2)
 
     def features(self, t: SparseTensorLike) -> torch.Tensor:

@@ -22,9 +22,7 @@ def _import_spconv():
     try:
         import spconv.pytorch as spconv
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        raise ConfigError(
-            f"sparse backend 'spconv' is not importable ({exc}); install it: {INSTALL_HINT}"
-        ) from exc
+        raise ConfigError(f"sparse backend 'spconv' is not importable ({exc}); install it: {INSTALL_HINT}") from exc
     if not torch.cuda.is_available():
         # spconv's backward asks for the current CUDA stream even on CPU tensors; stream 0 is what
         # its CPU kernels expect, so the lookup is replaced when no CUDA device exists.
@@ -158,9 +156,7 @@ class SpconvBackend(SparseBackend):
         return self._spconv.SparseConvTensor(feats, coords, [int(e) for e in extent], batch_size)
 
     def subm_conv(self, c_in: int, c_out: int, kernel_size: int, key: str) -> SparseConv:
-        native = self._spconv.SubMConv3d(
-            c_in, c_out, kernel_size, bias=False, indice_key=f"subm_{key}_k{kernel_size}"
-        )
+        native = self._spconv.SubMConv3d(c_in, c_out, kernel_size, bias=False, indice_key=f"subm_{key}_k{kernel_size}")
         return _SpconvConv(native, c_in, c_out, kernel_size)
 
     def down_conv(self, c_in: int, c_out: int, key: str) -> SparseConv:

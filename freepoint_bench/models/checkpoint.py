@@ -1,0 +1,116 @@
+"""Checkpoints: plain tensors plus JSON-able metadata, written atomically, loaded strictly with weights_only."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from freepoint_bench.atomic import atomic_path
+from freepoint_bench.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any]) -> Path:
+    """Writes {"state_dict", "metadata"} to `path` atomically and returns the path.
+
+    metadata must be JSON-serialisable; the model's `architecture()` (when it has one) is recorded
+    under "architecture". Conv weights are in the backend-neutral canonical layout.
+    """
+    meta = dict(metadata)
+    if hasattr(model, "architecture"):
+        meta.setdefault("architecture", model.architecture())
+    meta["format_version"] = FORMAT_VERSION
+    try:
+        meta = json.loads(json.dumps(meta))
+    except TypeError as exc:
+        raise CheckpointError(f"checkpoint metadata for {path} is not JSON-serialisable: {exc}") from exc
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "metadata": meta}, tmp)
+    return Path(path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, expected_architecture: dict[str, Any] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Returns (state_dict, metadata) of a checkpoint; CheckpointError when missing, corrupt or mismatched."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train or download it first")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise CheckpointError(f"checkpoint {path} cannot be read ({exc}); delete it and re-create it") from exc
+    if not isinstance(blob, dict) or "state_dict" not in blob or "metadata" not in blob:
+        raise CheckpointError(f"checkpoint {path} is not a freepoint-bench checkpoint (no state_dict/metadata)")
+    metadata = blob["metadata"]
+    if expected_architecture is not None:
+        _check_architecture(path, metadata.get("architecture"), expected_architecture)
+    return blob["state_dict"], metadata
+
+
+def _check_architecture(path, recorded: dict | None, expected: dict, ignore: tuple[str, ...] = ()) -> None:
+    if recorded is None:
+        raise CheckpointError(f"checkpoint {path} records no architecture; expected {expected}")
+    diffs = _diff(recorded, expected, ignore)
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {path} was saved for another architecture: {'; '.join(diffs)} "
+            f"(recorded architecture: {recorded}); build the model with the recorded settings"
+        )
+
+
+def _diff(recorded: dict, expected: dict, ignore: tuple[str, ...], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(recorded) | set(expected)):
+        if key in ignore:
+            continue
+        a, b = recorded.get(key), expected.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, ignore, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}={a!r} in the checkpoint, {b!r} expected")
+    return out
+
+
+def load_into(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    metadata: dict[str, Any],
+    allow_backend_change: bool = False,
+    path: str | os.PathLike = "<checkpoint>",
+) -> nn.Module:
+    """Returns `model` with `state` loaded strictly; CheckpointError names missing/unexpected keys.
+
+    The recorded architecture must equal `model.architecture()`. State dicts hold conv weights in the
+    canonical layout, so a checkpoint saved on one sparse backend loads into the other when
+    `allow_backend_change` is set.
+    """
+    recorded = metadata.get("architecture")
+    if hasattr(model, "architecture"):
+        ignore = ("backend",) if allow_backend_change else ()
+        _check_architecture(path, recorded, model.architecture(), ignore)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model: missing keys {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+            f"{' ...' if len(unexpected) > 10 else ''} (recorded architecture: {recorded})"
+        )
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"checkpoint {path} has tensors of other shapes: {wrong[:5]} (recorded architecture: {recorded})"
+        )
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,130 @@
+"""Mask losses of eq. 5-7: Dice, BCE, the weak Lmean (mask centres) and Lbox (mask extents), computed on points.
+
+Every loss takes mask logits (K, N) over N points and targets (K, N) in {0, 1} (row k of the prediction
+is paired with row k of the target) and returns (K,) per-pair losses; the `pairwise_*` variants return
+the (Q, T) cost of every prediction against every target for matching.
+
+Positions `xyz` (N, 3) are normalised per scene (`normalise_scene`): shifted to the minimum corner and
+divided by the largest side, so distances are in units of the scene size and isotropic.
+
+Lmean (eq. 5): || sum_i p_i x_i / sum_i p_i  -  mean_{i in m*} x_i ||_2 with p = sigmoid(logits).
+Lbox (eq. 6): || smax(m) - max(m*) ||_2 + || smin(m) - min(m*) ||_2, per axis maxima/minima.
+The prediction's max is the probability-weighted log-sum-exp
+    smax(m) = tau * log( sum_i p_i exp(x_i / tau) / sum_i p_i ),
+which lies between the soft mask's mean and the largest x with p_i > 0, tends to that maximum as
+tau -> 0 and is differentiable in the logits; smin(m) = -smax of -x. The target's max/min are exact.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+_EPS = 1e-12  # inside square roots: the gradient of |d| at d = 0 is otherwise NaN
+
+
+class LossConfig(BaseModel):
+    """Weights of eq. 7 plus Mask3D's classification/objectness terms; the same weights drive matching."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dice: float = Field(2.0, ge=0)  # λ_dice, eq. 7; Mask3D's value (paper gives none)
+    bce: float = Field(5.0, ge=0)  # λ_BCE, eq. 7; Mask3D's value
+    mean: float = Field(1.0, ge=0)  # λ_mean, eq. 5/7; not given in the paper: 1 (our choice), 0 disables
+    box: float = Field(1.0, ge=0)  # λ_box, eq. 6/7; not given in the paper: 1 (our choice), 0 disables
+    cls: float = Field(2.0, ge=0)  # Mask3D's class weight; with no classes it weights the objectness term
+    no_object_weight: float = Field(0.1, ge=0)  # Mask3D's eos_coef for the "no object" class
+    box_temperature: float = Field(0.02, gt=0)  # tau of the soft max/min, in scene-size units
+    aux: bool = True  # Mask3D: the same loss on every decoder step's prediction
+
+
+def normalise_scene(xyz: torch.Tensor) -> torch.Tensor:
+    """Returns xyz (N, 3) shifted to its minimum corner and divided by its largest side (so in [0, 1])."""
+    lo = xyz.amin(0)
+    return (xyz - lo) / (xyz.amax(0) - lo).max().clamp(min=1e-6)
+
+
+def _norm(d: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(d.square().sum(-1) + _EPS)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Returns (K,) 1 - (2 sum p t + 1) / (sum p + sum t + 1), p = sigmoid(logits) (Mask3D's smoothed Dice)."""
+    p = logits.sigmoid()
+    return 1 - (2 * (p * target).sum(-1) + 1) / (p.sum(-1) + target.sum(-1) + 1)
+
+
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Returns (K,) binary cross-entropy averaged over the N points."""
+    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none").mean(-1)
+
+
+def soft_centre(logits: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    """Returns (K, 3) probability-weighted mean positions of soft masks (K, N) over xyz (N, 3)."""
+    p = logits.sigmoid()
+    return (p @ xyz) / p.sum(-1, keepdim=True).clamp(min=_EPS)
+
+
+def hard_centre(target: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    """Returns (T, 3) mean positions of binary masks (T, N) over xyz (N, 3)."""
+    t = target.to(xyz.dtype)
+    return (t @ xyz) / t.sum(-1, keepdim=True).clamp(min=1)
+
+
+def soft_max_corner(logits: torch.Tensor, xyz: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Returns (K, 3) per-axis soft maxima tau * log(sum p exp(x / tau) / sum p) of soft masks (K, N)."""
+    log_p = F.logsigmoid(logits)  # (K, N)
+    scaled = xyz.T[None] / temperature  # (1, 3, N)
+    lse = torch.logsumexp(log_p[:, None, :] + scaled, dim=-1)  # (K, 3)
+    return temperature * (lse - torch.logsumexp(log_p, dim=-1, keepdim=True))
+
+
+def hard_corners(target: torch.Tensor, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns ((T, 3) max corner, (T, 3) min corner) of binary masks (T, N) over xyz (N, 3)."""
+    t = target.bool()[:, :, None]
+    big = torch.finfo(xyz.dtype).max
+    hi = torch.where(t, xyz[None], torch.full_like(xyz[None], -big)).amax(1)
+    lo = torch.where(t, xyz[None], torch.full_like(xyz[None], big)).amin(1)
+    return hi, lo
+
+
+def mean_loss(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    """Returns (K,) Lmean (eq. 5): distance between soft and target mask centres."""
+    return _norm(soft_centre(logits, xyz) - hard_centre(target, xyz))
+
+
+def box_loss(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Returns (K,) Lbox (eq. 6): distance of max corners plus distance of min corners."""
+    hi, lo = hard_corners(target, xyz)
+    soft_hi = soft_max_corner(logits, xyz, temperature)
+    soft_lo = -soft_max_corner(logits, -xyz, temperature)
+    return _norm(soft_hi - hi) + _norm(soft_lo - lo)
+
+
+def pairwise_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Returns (Q, T) Dice loss of each prediction (Q, N) against each target (T, N)."""
+    p = logits.sigmoid()
+    t = target.to(p.dtype)
+    return 1 - (2 * p @ t.T + 1) / (p.sum(-1)[:, None] + t.sum(-1)[None] + 1)
+
+
+def pairwise_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Returns (Q, T) mean BCE of each prediction (Q, N) against each target (T, N)."""
+    t = target.to(logits.dtype)
+    pos = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+    neg = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+    return (pos @ t.T + neg @ (1 - t).T) / logits.shape[-1]
+
+
+def pairwise_mean(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    """Returns (Q, T) Lmean of each prediction against each target."""
+    return _norm(soft_centre(logits, xyz)[:, None] - hard_centre(target, xyz)[None])
+
+
+def pairwise_box(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Returns (Q, T) Lbox of each prediction against each target."""
+    hi, lo = hard_corners(target, xyz)
+    soft_hi = soft_max_corner(logits, xyz, temperature)
+    soft_lo = -soft_max_corner(logits, -xyz, temperature)
+    return _norm(soft_hi[:, None] - hi[None]) + _norm(soft_lo[:, None] - lo[None])

@@ -1,0 +1,125 @@
+"""Losses of eq. 5-7 on hand-computed tensors, pairwise vs per-pair consistency, and gradcheck."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from freepoint_bench.models.losses import (
+    bce_loss,
+    box_loss,
+    dice_loss,
+    hard_corners,
+    mean_loss,
+    normalise_scene,
+    pairwise_bce,
+    pairwise_box,
+    pairwise_dice,
+    pairwise_mean,
+    soft_max_corner,
+)
+
+D = torch.float64
+XYZ = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 2.0, 1.0]], dtype=D)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_dice_hand_computed():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0]], dtype=D)  # p = 0.5 everywhere
+    target = torch.tensor([[1.0, 1.0, 0.0, 0.0]], dtype=D)
+    # 1 - (2 * 1.0 + 1) / (2.0 + 2 + 1) = 1 - 3/5
+    torch.testing.assert_close(dice_loss(logits, target), torch.tensor([0.4], dtype=D))
+
+
+def test_bce_hand_computed():
+    logits = torch.tensor([[_logit(0.8), _logit(0.25)]], dtype=D)
+    target = torch.tensor([[1.0, 0.0]], dtype=D)
+    expected = -(math.log(0.8) + math.log(0.75)) / 2
+    torch.testing.assert_close(bce_loss(logits, target), torch.tensor([expected], dtype=D))
+
+
+def test_mean_loss_hand_computed():
+    # Prediction: p = 0.75 on points 0 and 1, p = 0.25 on points 2 and 3.
+    logits = torch.tensor([[_logit(0.75), _logit(0.75), _logit(0.25), _logit(0.25)]], dtype=D)
+    target = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=D)
+    soft = (0.75 * XYZ[0] + 0.75 * XYZ[1] + 0.25 * XYZ[2] + 0.25 * XYZ[3]) / 2.0  # (0.5, 0.5, 0.125)
+    hard = (XYZ[2] + XYZ[3]) / 2  # (0.5, 2, 0.5)
+    expected = torch.linalg.norm(soft - hard)
+    torch.testing.assert_close(mean_loss(logits, target, XYZ), expected[None], atol=1e-6, rtol=0)
+
+
+def test_soft_max_tends_to_the_max_of_the_support_and_box_loss_to_zero():
+    logits = torch.tensor([[1e4, 1e4, -1e4, -1e4]], dtype=D)  # p = 1 on points 0 and 1, log p = -1e4 elsewhere
+    target = torch.tensor([[1.0, 1.0, 0.0, 0.0]], dtype=D)
+    hi = soft_max_corner(logits, XYZ, temperature=1e-3)
+    # Off the exact maximum by at most tau * log(number of points in the mask).
+    torch.testing.assert_close(hi, torch.tensor([[1.0, 0.0, 0.0]], dtype=D), atol=1e-3 * math.log(2), rtol=0)
+    assert box_loss(logits, target, XYZ, 1e-3).item() <= 2 * 1e-3 * math.log(2) + 1e-5
+    # The soft max of equal-probability points at a finite temperature, by hand: tau log(mean exp(x / tau)).
+    tau = 0.5
+    half = torch.zeros(1, 4, dtype=D)
+    expected_x = tau * math.log((2 * math.exp(0) + 2 * math.exp(1 / tau)) / 4)
+    torch.testing.assert_close(soft_max_corner(half, XYZ, tau)[0, 0], torch.tensor(expected_x, dtype=D))
+
+
+def test_box_loss_hand_computed():
+    logits = torch.tensor([[1e4, 1e4, 1e4, -1e4]], dtype=D)  # prediction = points 0..2
+    target = torch.tensor([[1.0, 1.0, 1.0, 1.0]], dtype=D)
+    # Prediction box [0,1]x[0,2]x[0,0], target box [0,1]x[0,2]x[0,1]: max corners differ by 1 in z.
+    torch.testing.assert_close(box_loss(logits, target, XYZ, 1e-3), torch.tensor([1.0], dtype=D), atol=3e-3, rtol=0)
+    hi, lo = hard_corners(target, XYZ)
+    assert hi.tolist() == [[1.0, 2.0, 1.0]] and lo.tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_normalise_scene_is_isotropic_in_unit_box():
+    n = normalise_scene(torch.tensor([[1.0, 1.0, 1.0], [3.0, 2.0, 1.5]], dtype=D))
+    torch.testing.assert_close(n, torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.5, 0.25]], dtype=D))
+
+
+@pytest.mark.parametrize(
+    "pairwise, single",
+    [
+        (pairwise_dice, dice_loss),
+        (pairwise_bce, bce_loss),
+        (lambda lg, t: pairwise_mean(lg, t, XYZ), lambda lg, t: mean_loss(lg, t, XYZ)),
+        (lambda lg, t: pairwise_box(lg, t, XYZ, 0.1), lambda lg, t: box_loss(lg, t, XYZ, 0.1)),
+    ],
+)
+def test_pairwise_costs_equal_the_per_pair_losses(pairwise, single):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, generator=g, dtype=D)
+    target = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 1]], dtype=D)
+    cost = pairwise(logits, target)
+    assert cost.shape == (3, 2)
+    for q in range(3):
+        for t in range(2):
+            torch.testing.assert_close(cost[q, t], single(logits[q : q + 1], target[t : t + 1])[0])
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        dice_loss,
+        bce_loss,
+        lambda lg, t: mean_loss(lg, t, XYZ),
+        lambda lg, t: box_loss(lg, t, XYZ, 0.3),
+    ],
+)
+def test_gradcheck(fn):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 4, generator=g, dtype=D, requires_grad=True)
+    target = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=D)
+    assert torch.autograd.gradcheck(lambda lg: fn(lg, target), (logits,))
+
+
+def test_gradcheck_box_loss_in_the_positions():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 4, generator=g, dtype=D)
+    target = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=D)
+    xyz = XYZ.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: box_loss(logits, target, x, 0.3) + mean_loss(logits, target, x), (xyz,))

@@ -1,0 +1,146 @@
+"""Segmenter end to end on tiny synthetic scenes: shapes, gradients, overfitting, inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from freepoint_bench.models.criterion import SetCriterion, targets_from_instance_ids
+from freepoint_bench.models.decoder import DecoderConfig, fps
+from freepoint_bench.models.inference import InferenceConfig, predict_instances
+from freepoint_bench.models.losses import LossConfig
+from freepoint_bench.models.segmenter import TINY, InstanceSegmenter, SegmenterConfig
+from freepoint_bench.models.voxels import collate, voxelize
+
+BOXES = [
+    ((0.5, 0.5, 0.2), (0.3, 0.3, 0.4)),
+    ((1.4, 0.6, 0.2), (0.4, 0.2, 0.4)),
+    ((1.0, 1.5, 0.3), (0.5, 0.3, 0.6)),
+]
+
+
+def _scene(seed: int = 0, n_floor: int = 300, n_box: int = 150):
+    """Returns (xyz (N, 3) float32 metres, rgb (N, 3), instance (N,) int64) of a floor with three boxes."""
+    rng = np.random.default_rng(seed)
+    pts = [rng.uniform([0, 0, 0], [2, 2, 0.02], (n_floor, 3))]
+    inst = [np.full(n_floor, -1)]
+    for i, (c, s) in enumerate(BOXES):
+        lo, hi = np.array(c) - np.array(s) / 2, np.array(c) + np.array(s) / 2
+        pts.append(rng.uniform(lo, hi, (n_box, 3)))
+        inst.append(np.full(n_box, i))
+    xyz = np.concatenate(pts).astype(np.float32)
+    inst = np.concatenate(inst).astype(np.int64)
+    palette = np.array([[0.5, 0.5, 0.5], [0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.3, 0.9]], np.float32)
+    rgb = palette[inst + 1] + rng.normal(0, 0.05, xyz.shape).astype(np.float32)
+    return xyz, rgb, inst
+
+
+def test_voxelize_maps_every_point_to_its_voxel():
+    xyz = np.array([[0.01, 0.01, 0.01], [0.04, 0.02, 0.0], [0.12, 0.0, 0.0], [-0.1, 0.0, 0.0]], np.float32)
+    coords, p2v = voxelize(xyz, 0.05)
+    assert coords.min() == 0 and len(coords) == 3
+    assert p2v[0] == p2v[1] and len({p2v[0], p2v[2], p2v[3]}) == 3
+    np.testing.assert_array_equal(
+        coords[p2v], np.floor(xyz / 0.05).astype(int) - np.floor(xyz / 0.05).min(0).astype(int)
+    )
+
+
+def test_fps_spreads_and_repeats_when_short():
+    pts = torch.tensor([[0.0, 0, 0], [0.1, 0, 0], [10, 0, 0], [5, 0, 0]])
+    assert fps(pts, 3).tolist() == [0, 2, 3]
+    assert fps(pts, 6).tolist() == [0, 2, 3, 1, 0, 2]
+
+
+def test_forward_shapes_for_two_scenes_with_classes():
+    xyz0, rgb0, _ = _scene(0)
+    xyz1, rgb1, _ = _scene(1, n_floor=100, n_box=60)
+    batch = collate([xyz0, xyz1], [rgb0, rgb1], voxel_size=0.08)
+    config = SegmenterConfig(backbone=TINY.backbone, decoder=TINY.decoder.model_copy(update={"num_classes": 4}))
+    model = InstanceSegmenter(config)
+    out = model(batch)
+    q = config.decoder.num_queries
+    for b in range(2):
+        assert out.final.masks[b].shape == (q, int(batch.scene_rows(b).sum()))
+    assert out.final.objectness.shape == (2, q)
+    assert out.final.class_logits.shape == (2, q, 5)
+    assert len(out.aux) == config.decoder.num_decoders * len(config.decoder.levels) - 1
+    arch = model.architecture()
+    assert (arch["preset"], arch["backend"], arch["num_queries"], arch["num_classes"]) == (
+        "tiny",
+        "spconv",
+        q,
+        4,
+    )
+
+
+def test_loss_gradients_reach_backbone_and_decoder():
+    xyz, rgb, inst = _scene(2)
+    batch = collate([xyz], [rgb], voxel_size=0.08)
+    model = InstanceSegmenter(TINY)
+    losses = SetCriterion(LossConfig())(model(batch), [targets_from_instance_ids(torch.from_numpy(inst))], batch)
+    losses["loss"].backward()
+    for name in (
+        "backbone.stem.0.weight",
+        "backbone.block4.0.conv1.weight",
+        "decoder.objectness_head.weight",
+    ):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert set(losses) >= {"loss", "dice", "bce", "mean", "box", "objectness"}
+
+
+def test_overfits_one_scene_and_recovers_the_boxes():
+    torch.manual_seed(0)
+    xyz, rgb, inst = _scene(3)
+    batch = collate([xyz], [rgb], voxel_size=0.05)
+    targets = [targets_from_instance_ids(torch.from_numpy(inst))]
+    # BatchNorm running statistics must settle within the 40 steps for eval mode to see what training saw.
+    config = TINY.model_copy(update={"backbone": TINY.backbone.model_copy(update={"bn_momentum": 0.3})})
+    model = InstanceSegmenter(config)
+    criterion = SetCriterion(LossConfig())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(40):
+        losses = criterion(model(batch), targets, batch)
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+        history.append(float(losses["loss"]))
+    assert np.mean(history[-3:]) < 0.5 * np.mean(history[:3])
+    model.eval()
+    with torch.no_grad():
+        pred = predict_instances(model(batch), batch, InferenceConfig(topk=3, min_points=10))[0]
+    assert pred.masks.shape[1] == len(xyz) and pred.masks.dtype == bool
+    assert np.all(np.diff(pred.scores) <= 0)
+    # Every box is found by some predicted mask with IoU > 0.5.
+    for i in range(len(BOXES)):
+        gt = inst == i
+        ious = [(m & gt).sum() / (m | gt).sum() for m in pred.masks]
+        assert max(ious) > 0.5, (i, ious)
+
+
+def test_inference_scores_topk_and_min_size_by_hand():
+    from freepoint_bench.models.decoder import Prediction
+    from freepoint_bench.models.segmenter import SegmenterOutput
+    from freepoint_bench.models.voxels import SparseBatch
+
+    # 3 voxels, 4 points (points 0 and 1 share voxel 0); 3 queries.
+    logits = torch.tensor([[2.0, 2.0, -5.0], [-5.0, 0.0, 3.0], [-5.0, -5.0, -5.0]])
+    obj = torch.tensor([[0.0, 1.0, 3.0]])
+    out = SegmenterOutput(Prediction([logits], obj, None), [], [])
+    batch = SparseBatch(torch.zeros(3, 4, dtype=torch.int32), torch.zeros(3, 1), [torch.tensor([0, 0, 1, 2])], [])
+    res = predict_instances(out, batch, InferenceConfig(topk=5, min_points=1, agnostic_label=7))[0]
+    s = torch.sigmoid
+    score0 = 0.5 * s(torch.tensor(2.0))  # query 0: points 0, 1, 2 all with p = sigmoid(2)
+    score1 = s(torch.tensor(1.0)) * s(torch.tensor(3.0))  # query 1: only point 3 (p = 0.5 is not > 0.5)
+    assert res.masks.tolist() == [[False, False, False, True], [True, True, True, False]]
+    np.testing.assert_allclose(res.scores, [float(score1), float(score0)], rtol=1e-6)
+    assert res.labels.tolist() == [7, 7]  # query 2 is empty and dropped
+    assert len(predict_instances(out, batch, InferenceConfig(min_points=2))[0].scores) == 1
+    assert len(predict_instances(out, batch, InferenceConfig(topk=1))[0].scores) == 1
+
+
+def test_decoder_rejects_bad_levels():
+    with pytest.raises(ValueError, match="out of range"):
+        InstanceSegmenter(SegmenterConfig(backbone=TINY.backbone, decoder=DecoderConfig(levels=(0, 7), hidden_dim=32)))
