@@ -4,9 +4,9 @@
     dm = SceneDataModule(store, names, provider, preset)
     dm.setup("fit")                       # drops scenes without targets (warning), DataError if none left
     batch = next(iter(dm.train_dataloader()))
-    batch["coords"]   # (M, 4) int32 [batch index, x, y, z] voxel coordinates of all scenes
-    batch["feats"]    # (M, C) float32 per-voxel features (rgb - 0.5, then normalised xyz if enabled)
-    batch["targets"]  # one dict per scene: voxel masks and the point-level data of Lmean/Lbox
+    batch["batch"]    # models.voxels.SparseBatch: coords (M, 4) int32 [scene, x, y, z], feats (M, C)
+                      # (rgb - 0.5, then normalised xyz), per-scene loss points (point_to_voxel, point_xyz)
+    batch["targets"]  # per scene models.criterion.InstanceTargets over those points (eq. 7 on points)
 
 Augmentation is seeded by (preset.seed, epoch, scene index), so a resumed run sees the same data.
 """
@@ -29,6 +29,8 @@ from freepoint_bench.data.transforms import augment, normalize_xyz, voxelize
 from freepoint_bench.engine.presets import AugmentConfig, TrainPreset
 from freepoint_bench.errors import DataError
 from freepoint_bench.freepoint.pipeline import load_pseudo_labels
+from freepoint_bench.models.criterion import InstanceTargets
+from freepoint_bench.models.voxels import SparseBatch
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +193,7 @@ def make_sample(
     if train:
         xyz, rgb = augment_points(xyz, rgb, preset.augment, rng)
     xyz = xyz - xyz.min(axis=0)  # non-negative voxel coordinates
-    norm = normalize_xyz(xyz)  # (N', 3) in [-0.5, 0.5]: the normalised coordinates of Lmean/Lbox
+    norm = normalize_xyz(xyz)  # (N', 3) in [-0.5, 0.5], the xyz input features
     coords, _, inverse = voxelize(xyz, preset.voxel_size_m)
     num_voxels = len(coords)
     feats = [_voxel_mean(rgb, inverse, num_voxels) - 0.5]
@@ -203,6 +205,7 @@ def make_sample(
         "feats": np.concatenate(feats, axis=1).astype(np.float32),
         "point_index": point_index.astype(np.int64),  # (N',) rows of the scene kept (crop)
         "inverse": inverse.astype(np.int64),  # (N',) voxel of each kept point
+        "xyz": xyz.astype(np.float32),  # (N', 3) metres, augmented, shifted to >= 0
     }
     if targets is None:
         return sample
@@ -219,7 +222,8 @@ def make_sample(
             votes = sem[(inst == i) & (sem >= 0)]
             if len(votes):
                 classes[k] = np.bincount(votes).argmax()
-    # target index of every point (-1: none), on a subsample of points for Lmean/Lbox (§3.3: on points)
+    # target index of every point (-1: none), on a subsample of points: the losses (eq. 7, Lmean and
+    # Lbox in particular) are computed on points, not voxels (§3.3)
     lookup = np.full(int(inst.max()) + 2 if len(inst) else 1, -1, dtype=np.int64)
     lookup[ids + 1] = np.arange(len(ids))
     point_target = lookup[inst + 1]
@@ -230,7 +234,7 @@ def make_sample(
         masks=masks,
         classes=classes,
         loss_inverse=inverse[loss_rows].astype(np.int64),  # (L,) voxel of each loss point
-        loss_xyz=norm[loss_rows],  # (L, 3) normalised coordinates of the loss points
+        loss_xyz=xyz[loss_rows].astype(np.float32),  # (L, 3) metres; the criterion normalises them
         loss_target=point_target[loss_rows],  # (L,) target index of each loss point, -1 = none
     )
     return sample
@@ -267,8 +271,8 @@ class SceneDataset(Dataset):
 
     Item keys (numpy): name; coords (M, 3) int32 voxel coordinates; feats (M, C) float32; point_index
     (N',) int64 kept scene rows; inverse (N',) int64 voxel of each kept point; masks (K, M) bool voxel
-    target masks; classes (K,) int64; loss_inverse (L,) int64, loss_xyz (L, 3) float32 normalised
-    coordinates, loss_target (L,) int64 target index per loss point (-1 = none).
+    target masks; classes (K,) int64; xyz (N', 3) float32 metres (augmented); loss_inverse (L,) int64,
+    loss_xyz (L, 3) float32 metres, loss_target (L,) int64 target index per loss point (-1 = none).
     Indexing with an int uses epoch 0; with (epoch, index) keys from EpochSampler.
     """
 
@@ -291,25 +295,50 @@ class SceneDataset(Dataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Returns a batch of variable-size samples: coords (M, 4) int32 with the batch index in column 0,
-    feats (M, C) float32, voxel_counts (B,) int64, names, and per-scene tensors under `targets`."""
-    coords, feats, targets = [], [], []
+    """Returns a batch of variable-size samples for the segmenter and its criterion.
+
+    batch: models' SparseBatch — coords (M, 4) int32 [scene, x, y, z], feats (M, C), and per scene the
+        points the losses/predictions are computed on (point_to_voxel (L_b,), point_xyz (L_b, 3) metres):
+        the loss points of training samples, every kept point of target-less (prediction) samples.
+    targets: per scene InstanceTargets (masks (T_b, L_b) bool over those points, labels (T_b,)), or None
+        when the samples carry no targets.
+    voxel_masks: per scene (T_b, M_b) bool target masks over the scene's voxels (None without targets).
+    names, voxel_counts (B,), point_index / inverse: per scene the kept scene rows and their voxels.
+    """
+    coords, feats, p2v, pxyz, targets, voxel_masks = [], [], [], [], [], []
+    with_targets = all("masks" in s for s in samples)
     for b, s in enumerate(samples):
         c = torch.from_numpy(s["coords"])
         coords.append(torch.cat([torch.full((len(c), 1), b, dtype=torch.int32), c], dim=1))
         feats.append(torch.from_numpy(s["feats"]))
-        t = {"point_index": torch.from_numpy(s["point_index"]), "inverse": torch.from_numpy(s["inverse"])}
-        for key in ("masks", "classes", "loss_inverse", "loss_xyz", "loss_target"):
-            if key in s:
-                t[key] = torch.from_numpy(np.ascontiguousarray(s[key]))
-        targets.append(t)
+        if with_targets:
+            p2v.append(torch.from_numpy(s["loss_inverse"]))
+            pxyz.append(torch.from_numpy(s["loss_xyz"]))
+            target = torch.from_numpy(s["loss_target"])
+            masks = target[None, :] == torch.arange(len(s["classes"]))[:, None]
+            targets.append(InstanceTargets(masks=masks, labels=torch.from_numpy(s["classes"])))
+            voxel_masks.append(torch.from_numpy(s["masks"]))
+        else:
+            p2v.append(torch.from_numpy(s["inverse"]))
+            pxyz.append(torch.from_numpy(s["xyz"]))
     return {
         "names": [s["name"] for s in samples],
-        "coords": torch.cat(coords),
-        "feats": torch.cat(feats),
+        "batch": SparseBatch(torch.cat(coords), torch.cat(feats), p2v, pxyz),
+        "targets": targets if with_targets else None,
+        "voxel_masks": voxel_masks if with_targets else None,
         "voxel_counts": torch.tensor([len(s["coords"]) for s in samples], dtype=torch.int64),
-        "targets": targets,
+        "point_index": [torch.from_numpy(s["point_index"]) for s in samples],
+        "inverse": [torch.from_numpy(s["inverse"]) for s in samples],
     }
+
+
+def batch_to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Returns a collated batch with its SparseBatch and InstanceTargets moved to `device`."""
+    out = dict(batch)
+    out["batch"] = batch["batch"].to(device)
+    if batch.get("targets") is not None:
+        out["targets"] = [t.to(device) for t in batch["targets"]]
+    return out
 
 
 def scenes_with_targets(store: Any, names: Sequence[str], provider: TargetProvider) -> list[str]:
@@ -351,6 +380,11 @@ class SceneDataModule(pl.LightningDataModule):
         if self.train_set is None:
             kept = scenes_with_targets(self.store, self.names, self.provider)
             self.train_set = SceneDataset(self.store, kept, self.provider, self.preset, train=True)
+
+    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device,
+                                 dataloader_idx: int) -> dict[str, Any]:
+        """Returns the batch with its SparseBatch and targets on `device` (names and maps stay put)."""
+        return batch_to_device(batch, device)
 
     def train_dataloader(self) -> DataLoader:
         """Returns the shuffled, epoch-seeded training loader."""

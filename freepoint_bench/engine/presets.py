@@ -43,6 +43,9 @@ class TrainPreset(BaseModel):
     num_queries: int = Field(100, ge=1)  # instance queries of the Mask3D decoder (Mask3D ScanNet: 100)
     decoder_hidden: int = Field(128, ge=8)  # query/feature width of the decoder (Mask3D: 128)
     decoder_layers: int = Field(3, ge=1)  # decoder rounds over the backbone levels (Mask3D: 3)
+    decoder_heads: int = Field(8, ge=1)  # attention heads (Mask3D: 8)
+    decoder_ffn: int = Field(1024, ge=1)  # feed-forward width of the decoder layers (Mask3D: 1024)
+    stem_kernel_size: int = Field(5, ge=1)  # first backbone conv kernel (Mask3D: 5)
     # -- data
     voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
     use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)
@@ -79,6 +82,9 @@ PRESETS: dict[str, dict] = {
         num_queries=16,
         decoder_hidden=32,
         decoder_layers=1,
+        decoder_heads=4,
+        decoder_ffn=64,
+        stem_kernel_size=3,
         voxel_size_m=0.05,
         max_points=200_000,
         max_loss_points=20_000,

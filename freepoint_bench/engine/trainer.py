@@ -66,9 +66,11 @@ def make_trainer(
         devices = 1
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "lightning",
-        filename="epoch{epoch:03d}",
-        save_last=True,  # last.ckpt after every epoch: a killed run resumes from it
-        save_top_k=0,
+        filename="{epoch:03d}",
+        # the newest epoch's checkpoint (older ones are deleted) and last.ckpt, a link to it, from which
+        # a killed run resumes; Lightning writes `last` only when it saved a top-k file that epoch
+        save_last="link",
+        save_top_k=1,
         every_n_epochs=1,
         save_on_train_epoch_end=True,
     )
@@ -83,7 +85,7 @@ def make_trainer(
         precision=precision,
         max_epochs=max_epochs,
         default_root_dir=out_dir,
-        logger=CSVLogger(out_dir, name="logs", version=""),
+        logger=CSVLogger(out_dir, name="logs"),  # one version_<n> folder per (re)start
         callbacks=all_callbacks,
         enable_progress_bar=enable_progress_bar,
         enable_model_summary=False,
@@ -101,4 +103,5 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt_path is None else str(ckpt_path))

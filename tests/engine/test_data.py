@@ -68,7 +68,7 @@ def test_sample_without_augmentation_matches_independent_voxelisation(make_room)
         assert s["masks"][k][s["inverse"][pts]].mean() > 0.8
         assert (s["loss_target"][pts] == k).all()
     assert (s["loss_target"][scene.instance == -1] == -1).all()
-    assert s["loss_xyz"].min() >= -0.5 - 1e-6 and s["loss_xyz"].max() <= 0.5 + 1e-6
+    assert np.allclose(s["loss_xyz"], scene.xyz - scene.xyz.min(0))  # metres, shifted
     assert np.array_equal(s["classes"], np.zeros(3))
 
 
@@ -105,16 +105,31 @@ def test_loss_points_are_capped(make_room):
 def test_collate_batches_variable_size_scenes(rooms):
     ds = SceneDataset(rooms, rooms.names(), GroundTruthTargets(), PRESET)
     samples = [ds[0], ds[1]]
-    batch = collate(samples)
-    sizes = [len(s["coords"]) for s in samples]
+    out = collate(samples)
+    batch, sizes = out["batch"], [len(s["coords"]) for s in samples]
     assert sizes[0] != sizes[1]
-    assert batch["coords"].shape == (sum(sizes), 4) and batch["coords"].dtype == torch.int32
-    assert batch["coords"][: sizes[0], 0].eq(0).all() and batch["coords"][sizes[0]:, 0].eq(1).all()
-    assert torch.equal(batch["coords"][sizes[0]:, 1:], torch.from_numpy(samples[1]["coords"]))
-    assert batch["feats"].shape[0] == sum(sizes)
-    assert batch["voxel_counts"].tolist() == sizes
-    assert [t["masks"].shape[0] for t in batch["targets"]] == [3, 2]
-    assert batch["targets"][1]["masks"].shape[1] == sizes[1]
+    assert batch.coords.shape == (sum(sizes), 4) and batch.coords.dtype == torch.int32
+    assert batch.coords[: sizes[0], 0].eq(0).all() and batch.coords[sizes[0]:, 0].eq(1).all()
+    assert torch.equal(batch.coords[sizes[0]:, 1:], torch.from_numpy(samples[1]["coords"]))
+    assert batch.feats.shape[0] == sum(sizes)
+    assert out["voxel_counts"].tolist() == sizes
+    assert [len(t.masks) for t in out["targets"]] == [3, 2]
+    assert [m.shape for m in out["voxel_masks"]] == [(3, sizes[0]), (2, sizes[1])]
+    for b, s in enumerate(samples):
+        n_loss = len(s["loss_target"])
+        assert batch.point_to_voxel[b].shape == (n_loss,) and batch.point_xyz[b].shape == (n_loss, 3)
+        assert out["targets"][b].masks.shape == (len(s["classes"]), n_loss)
+        # the point masks are the scene's own instances (not their voxelised version)
+        scene = rooms.load(rooms.names()[b])
+        for k in range(len(s["classes"])):
+            assert torch.equal(out["targets"][b].masks[k], torch.from_numpy(scene.instance == k))
+
+
+def test_collate_without_targets_keeps_every_point(make_room):
+    scene = make_room(0)
+    out = collate([make_sample(scene, PRESET, None, train=False)])
+    assert out["targets"] is None
+    assert out["batch"].point_to_voxel[0].shape == (scene.num_points,)
 
 
 def test_sampler_is_seeded_per_epoch_and_covers_every_scene():

@@ -1,0 +1,182 @@
+"""Checkpoint bookkeeping of training runs: metadata (data, code version) and the checkpoints index."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import freepoint_bench
+from freepoint_bench.atomic import stable_hash, write_json
+from freepoint_bench.engine.presets import TrainPreset
+from freepoint_bench.errors import CheckpointError
+from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
+from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from freepoint_bench.models.segmenter import InstanceSegmenter, SegmenterConfig, build_segmenter
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict[str, str | None]:
+    """Returns {"version": __version__, "git_commit": HEAD or None, "git_dirty": bool or None}."""
+    root = Path(freepoint_bench.__file__).resolve().parent.parent
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=5, check=True).stdout
+        dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"version": freepoint_bench.__version__, "git_commit": commit, "git_dirty": dirty}
+
+
+def data_description(store: Any, names: list[str]) -> dict[str, Any]:
+    """Returns {"dataset", "store", "num_scenes", "scenes_hash", "scenes" (≤ 50 names)} of a training set."""
+    dataset = None
+    info = getattr(store, "info", None)
+    if callable(info) and names:
+        with contextlib.suppress(Exception):
+            dataset = info(names[0]).get("dataset")
+    root = getattr(store, "root", None)
+    if dataset is None and root is not None:
+        dataset = Path(root).name.split("-")[0] or None
+    return {
+        "dataset": dataset or "unknown",
+        "store": None if root is None else str(root),
+        "num_scenes": len(names),
+        "scenes_hash": stable_hash(sorted(names)),
+        "scenes": sorted(names)[:50],
+    }
+
+
+def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
+    """Writes `model`'s state dict + `metadata` to `path` (atomic, weights_only-loadable); returns it."""
+    meta = json.loads(json.dumps(metadata, default=str))  # plain JSON types only: weights_only-safe
+    meta.pop("architecture", None)  # save_checkpoint records the saved module's own architecture
+    if isinstance(model, InstanceSegmenter):
+        meta.update(part="segmenter", model_config=model.config.model_dump(mode="json"))
+    elif isinstance(model, Res16UNet):
+        meta.update(part="backbone", backbone_config=model.config.model_dump(mode="json"))
+    else:
+        raise TypeError(f"save_model_checkpoint: cannot describe a {type(model).__name__}")
+    meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    return save_checkpoint(path, model, meta)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_index(index_path: str | Path) -> dict[str, Any]:
+    """Returns the checkpoints index {"version", "checkpoints": {id: entry}} (empty when absent)."""
+    index_path = Path(index_path)
+    if not index_path.is_file():
+        return {"version": INDEX_VERSION, "checkpoints": {}}
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{index_path}: unreadable checkpoints index ({e}); fix or delete it") from None
+    if not isinstance(index, dict) or not isinstance(index.get("checkpoints"), dict):
+        raise CheckpointError(f"{index_path}: not a checkpoints index (no 'checkpoints'); fix or delete it")
+    return index
+
+
+def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str, Any],
+                        files: dict[str, Path]) -> dict[str, Any]:
+    """Returns the index entry written for `run_id` (replacing an older one) into index.json, atomically."""
+    index_path = Path(index_path)
+    base = index_path.parent.resolve()
+    entry = {
+        "method": metadata.get("method"),
+        "files": {k: os.path.relpath(Path(v).resolve(), base) for k, v in files.items()},
+        "data": {k: v for k, v in metadata.get("data", {}).items() if k != "scenes"},
+        "architecture": metadata.get("architecture"),
+        "backend": metadata.get("backend"),
+        "metrics": metadata.get("metrics"),
+        "code_version": metadata.get("code_version"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    with _locked(index_path):
+        index = read_index(index_path)
+        index["version"] = INDEX_VERSION
+        index["checkpoints"][run_id] = entry
+        write_json(index_path, index)
+    return entry
+
+
+def input_metadata(preset: TrainPreset) -> dict[str, Any]:
+    """Returns the `input` metadata entry of a checkpoint trained with `preset`."""
+    return {"voxel_size_m": preset.voxel_size_m, "use_xyz_features": preset.use_xyz_features,
+            "backend": preset.backend}
+
+
+def input_preset(meta: dict, path: Path) -> TrainPreset:
+    """Returns a CPU TrainPreset reproducing the input (voxels, features) a checkpoint was trained on."""
+    spec = meta.get("input")
+    if not isinstance(spec, dict) or "voxel_size_m" not in spec:
+        raise CheckpointError(f"{path}: metadata has no 'input' entry (voxel size, features); "
+                              "re-export the checkpoint with freepoint-bench")
+    return TrainPreset(voxel_size_m=spec["voxel_size_m"], use_xyz_features=spec.get("use_xyz_features", True),
+                       backend=spec.get("backend", "spconv"), accelerator="cpu", precision="32-true")
+
+
+def _rebuild(path: Path, meta: dict, key: str, cls: Any) -> Any:
+    spec = meta.get(key)
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{path}: metadata has no {key!r}; it was not written by freepoint-bench's "
+                              "engine (save_model_checkpoint) and cannot be rebuilt")
+    try:
+        return cls(**spec)
+    except Exception as e:  # a config the current code no longer accepts
+        raise CheckpointError(f"{path}: recorded {key} does not fit this code version ({e}); "
+                              f"recorded code version: {meta.get('code_version')}") from None
+
+
+def load_model(path: str | Path, part: str = "segmenter",
+               device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Returns (model in eval mode, metadata) of a checkpoint, rebuilt from its recorded config and loaded
+    strictly. part="segmenter" needs a segmenter checkpoint; part="backbone" accepts a backbone or a
+    segmenter checkpoint (its backbone). CheckpointError when missing, corrupt or mismatched."""
+    path = Path(path)
+    if part not in ("segmenter", "backbone"):
+        raise ValueError(f"part must be 'segmenter' or 'backbone', not {part!r}")
+    state, meta = load_checkpoint(path)
+    have = meta.get("part")
+    if have == "segmenter":
+        model: nn.Module = build_segmenter(_rebuild(path, meta, "model_config", SegmenterConfig))
+        load_into(model, state, meta, path=path)
+        if part == "backbone":
+            model = model.backbone
+    elif have == "backbone":
+        if part == "segmenter":
+            raise CheckpointError(f"{path}: holds a backbone, not a full segmenter; pass a -segmenter.ckpt")
+        model = Res16UNet(_rebuild(path, meta, "backbone_config", BackboneConfig))
+        load_into(model, state, meta, path=path)
+    else:
+        raise CheckpointError(f"{path}: metadata does not say whether it holds a segmenter or a backbone "
+                              f"(part={have!r}); re-export it with freepoint-bench")
+    model.to(device).eval()
+    return model, meta

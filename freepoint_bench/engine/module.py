@@ -1,0 +1,179 @@
+"""The LightningModule of segmenter training: forward, Hungarian matching, eq. 7 loss, AdamW + schedule.
+
+Schedule (per optimiser step, documented because the paper gives none): `onecycle` (Mask3D's choice) warms
+the LR up from lr/25 to `lr` over the first `onecycle_pct_start` of the steps and anneals it with a cosine
+to lr/1e4; `cosine` anneals from `lr` to 0; `constant` keeps `lr`. Each training step (FreePoint step 1
+and step 2) gets its own optimiser and schedule over its own epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from freepoint_bench.engine.data import feature_channels
+from freepoint_bench.engine.presets import TrainPreset
+from freepoint_bench.errors import CheckpointError
+from freepoint_bench.models.backbone import BackboneConfig
+from freepoint_bench.models.checkpoint import load_checkpoint, load_into
+from freepoint_bench.models.criterion import SetCriterion
+from freepoint_bench.models.decoder import DecoderConfig
+from freepoint_bench.models.losses import LossConfig
+from freepoint_bench.models.segmenter import (
+    InstanceSegmenter,
+    SegmenterConfig,
+    SegmenterOutput,
+    build_segmenter,
+)
+
+HISTORY_KEY = "freepoint_bench_loss_history"
+
+
+def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConfig:
+    """Returns the models' SegmenterConfig a preset describes (num_classes 0 = class-agnostic)."""
+    return SegmenterConfig(
+        backbone=BackboneConfig(
+            preset=preset.backbone,
+            in_channels=feature_channels(preset),
+            backend=preset.backend,
+            voxel_size=preset.voxel_size_m,
+            stem_kernel_size=preset.stem_kernel_size,
+        ),
+        decoder=DecoderConfig(
+            hidden_dim=preset.decoder_hidden,
+            num_queries=preset.num_queries,
+            num_heads=preset.decoder_heads,
+            dim_feedforward=preset.decoder_ffn,
+            num_decoders=preset.decoder_layers,
+            num_classes=num_classes,
+        ),
+    )
+
+
+def segmenter_from_preset(preset: TrainPreset, num_classes: int = 0) -> InstanceSegmenter:
+    """Returns a freshly initialised segmenter (backbone + query decoder) for `preset`."""
+    return build_segmenter(segmenter_config(preset, num_classes))
+
+
+class SegmenterModule(pl.LightningModule):
+    """Trains a Mask3D-style segmenter on batches of `engine.data.collate` (voxel masks + point data)."""
+
+    def __init__(self, preset: TrainPreset | dict, loss: LossConfig | dict, num_classes: int = 0) -> None:
+        super().__init__()
+        preset = preset if isinstance(preset, TrainPreset) else TrainPreset(**preset)
+        loss = loss if isinstance(loss, LossConfig) else LossConfig(**loss)
+        # plain types only: Lightning's checkpoints then load with weights_only
+        self.save_hyperparameters(
+            {"preset": preset.model_dump(mode="json"), "loss": loss.model_dump(mode="json"),
+             "num_classes": num_classes}
+        )
+        self.preset, self.loss_config, self.num_classes = preset, loss, num_classes
+        torch.manual_seed(preset.seed)
+        self.segmenter = segmenter_from_preset(preset, num_classes)
+        self.criterion = SetCriterion(loss, num_classes=num_classes)
+        self.loss_history: list[dict[str, float]] = []  # per epoch: {"epoch", "loss", <term>: mean}
+        self._sums: dict[str, float] = {}
+        self._steps = 0
+
+    # -------------------------------------------------------------------------------- training
+
+    def forward(self, batch: dict[str, Any]) -> SegmenterOutput:
+        """Returns the segmenter's outputs for a collated batch."""
+        return self.segmenter(batch["batch"])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Returns the eq. 7 loss of one batch (and logs every term)."""
+        outputs = self(batch)
+        terms = self.criterion(outputs, batch["targets"], batch["batch"])
+        total = terms["loss"]
+        size = len(batch["names"])
+        self.log("train/loss", total, batch_size=size, prog_bar=True, on_step=True, on_epoch=True,
+                 sync_dist=True)
+        for name, value in terms.items():
+            if name != "loss":
+                self.log(f"train/{name}", value, batch_size=size, on_epoch=True, sync_dist=True)
+        for name, value in terms.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value.detach())
+        self._steps += 1
+        # the running mean of this epoch is always in the history, so an epoch-end checkpoint (written
+        # by ModelCheckpoint before this module's on_train_epoch_end) already carries it
+        entry = {"epoch": float(self.current_epoch), **self.epoch_losses()}
+        if self.loss_history and self.loss_history[-1]["epoch"] == entry["epoch"]:
+            self.loss_history[-1] = entry
+        else:
+            self.loss_history.append(entry)
+        return total
+
+    def epoch_losses(self) -> dict[str, float]:
+        """Returns the mean of each loss term over the steps of the running epoch (this rank)."""
+        return {k: v / max(self._steps, 1) for k, v in self._sums.items()}
+
+    def on_train_epoch_start(self) -> None:
+        self._sums, self._steps = {}, 0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[HISTORY_KEY] = [dict(h) for h in self.loss_history]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.loss_history = [dict(h) for h in checkpoint.get(HISTORY_KEY, [])]
+
+    def configure_optimizers(self) -> Any:
+        """Returns AdamW and the preset's per-step schedule (see the module docstring)."""
+        p = self.preset
+        optimizer = torch.optim.AdamW(self.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        if p.schedule == "constant":
+            return optimizer
+        total = max(int(self.trainer.estimated_stepping_batches), 2)
+        if p.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=p.lr, total_steps=total, pct_start=p.onecycle_pct_start
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -------------------------------------------------------------------------------- helpers
+
+    def loss_summary(self) -> dict[str, Any]:
+        """Returns {"loss_first_epoch", "loss_last_epoch", "final_losses", "loss_history"} of the run."""
+        if not self.loss_history:
+            return {"loss_first_epoch": math.nan, "loss_last_epoch": math.nan, "final_losses": {},
+                    "loss_history": []}
+        return {
+            "loss_first_epoch": self.loss_history[0]["loss"],
+            "loss_last_epoch": self.loss_history[-1]["loss"],
+            "final_losses": {k: v for k, v in self.loss_history[-1].items() if k != "epoch"},
+            "loss_history": [h["loss"] for h in self.loss_history],
+        }
+
+    def architecture(self) -> dict[str, Any]:
+        """Returns the segmenter's architecture description (recorded in checkpoints)."""
+        return self.segmenter.architecture()
+
+    def load_segmenter_weights(self, path: str | Path) -> None:
+        """Loads a segmenter checkpoint strictly into this module's segmenter (CheckpointError otherwise)."""
+        state, meta = load_checkpoint(path)
+        if meta.get("part", "segmenter") != "segmenter":
+            raise CheckpointError(f"{path}: holds a {meta.get('part')!r}, not a full segmenter")
+        load_into(self.segmenter, state, meta, path=path)
+
+    def progress_callback(self, progress: Callable[[str, int, int, str], None], stage: str,
+                          epochs: int) -> Callback:
+        """Returns a callback reporting progress(stage, epoch, epochs, "loss x.xxx") after each epoch."""
+        return _EpochProgress(progress, stage, epochs)
+
+
+class _EpochProgress(Callback):
+    def __init__(self, progress: Callable[[str, int, int, str], None], stage: str, epochs: int) -> None:
+        self.progress, self.stage, self.epochs = progress, stage, epochs
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and isinstance(pl_module, SegmenterModule):
+            loss = pl_module.epoch_losses().get("loss", math.nan)
+            self.progress(self.stage, trainer.current_epoch + 1, self.epochs, f"loss {loss:.4f}")

@@ -1,0 +1,47 @@
+"""Instance predictions of a trained segmenter checkpoint, written in the ScanNet benchmark format.
+
+    written = predict("checkpoints/freepoint-...-segmenter.ckpt", store, names, Path("out/preds"))
+
+A checkpoint records how its input was made (`metadata["input"]`: voxel size, xyz features), so this
+needs nothing but the checkpoint and the scenes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from freepoint_bench.engine.checkpoints import input_preset, load_model
+from freepoint_bench.engine.data import collate, make_sample
+from freepoint_bench.evaluation import Predictions, write_predictions
+from freepoint_bench.models.inference import InferenceConfig, predict_instances
+
+
+@torch.no_grad()
+def predict(
+    checkpoint: str | Path,
+    store: Any,
+    names: Sequence[str],
+    out_pred_dir: str | Path,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int, str], None] | None = None,
+    inference: InferenceConfig | None = None,
+) -> list[Path]:
+    """Returns the prediction files written for `names` (ScanNet benchmark format under out_pred_dir)."""
+    checkpoint = Path(checkpoint)
+    model, meta = load_model(checkpoint, "segmenter", device)
+    preset = input_preset(meta, checkpoint)
+    written = []
+    for i, name in enumerate(names):
+        scene = store.load(name)
+        batch = collate([make_sample(scene, preset, None, train=False)])
+        voxels = batch["batch"].to(device)
+        found = predict_instances(model(voxels), voxels, inference)[0]
+        preds = Predictions(masks=found.masks, labels=found.labels, scores=found.scores)
+        written.append(write_predictions(out_pred_dir, scene.name, preds))
+        if progress is not None:
+            progress(i + 1, len(names), name)
+    return written

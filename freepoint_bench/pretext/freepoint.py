@@ -1,0 +1,264 @@
+"""FreePoint's own pretext (§3.3): pseudo labels at σ_low and σ_high, then two-step segmenter training.
+
+    method = get_method("freepoint")
+    config = method.default_config("cpu-small", epochs1=2, epochs2=1)
+    result = method.pretrain(store, config, Path("runs/freepoint"), names=train_names)
+    result.backbone, result.segmenter   # .ckpt files under checkpoints/, listed in checkpoints/index.json
+
+Step 1 trains on the over-segmented σ_low masks for `epochs1` epochs; step 2 starts from step 1's
+weights and trains on the under-segmented σ_high masks for `epochs2` epochs (§3.3 "Two-step training
+strategy", §4). Each step has its own AdamW + schedule. A run directory holds:
+
+    out_dir/run.json                 the config and scene list (a resume must match it)
+    out_dir/pseudo-labels/           cached pseudo labels (unless label_dir is given)
+    out_dir/step{1,2}/lightning/     Lightning's last.ckpt (resume point of an interrupted step)
+    out_dir/step{1,2}/logs/          CSV loss logs
+    out_dir/step{1,2}/segmenter.ckpt the step's final weights, out_dir/step{1,2}/done.json its metrics
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from freepoint_bench.atomic import stable_hash, write_json
+from freepoint_bench.engine.checkpoints import (
+    code_version,
+    data_description,
+    input_metadata,
+    register_checkpoint,
+    save_model_checkpoint,
+)
+from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
+from freepoint_bench.engine.module import SegmenterModule
+from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
+from freepoint_bench.errors import ConfigError
+from freepoint_bench.freepoint.config import PseudoLabelConfig
+from freepoint_bench.freepoint.pipeline import run_pseudo_labels
+from freepoint_bench.models.losses import LossConfig
+from freepoint_bench.pretext.base import PretrainResult, ProgressFn
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+
+
+class FreePointConfig(BaseModel):
+    """Everything that defines a FreePoint pretraining run (the resume check compares all of it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    train: TrainPreset = get_preset("cpu-small")  # training recipe (`paper`: epochs1/epochs2 = 100/10, §4)
+    pseudo: PseudoLabelConfig = PseudoLabelConfig()  # pseudo-label generation (σ_low 0.9, σ_high 1.2, §4)
+    loss: LossConfig = LossConfig()  # λ weights of eq. 7 (§3.3)
+
+
+class FreePointPretext:
+    """The `freepoint` pretext method: two-step training of a Mask3D-style segmenter on pseudo masks."""
+
+    name = "freepoint"
+
+    def default_config(self, preset: str = "cpu-small", **overrides: Any) -> FreePointConfig:
+        """Returns a FreePointConfig on training preset `preset`; overrides are `train.<field>`,
+        `pseudo.<field>`, `loss.<field>` or a bare training field (e.g. epochs1=2)."""
+        groups: dict[str, dict] = {"train": {}, "pseudo": {}, "loss": {}}
+        for key, value in overrides.items():
+            head, _, tail = key.partition(".")
+            if head in groups and tail:
+                groups[head][tail] = value
+            else:
+                groups["train"][key] = value
+        train = get_preset(preset, **groups["train"])
+        pseudo = PseudoLabelConfig().with_overrides(groups["pseudo"])
+        try:
+            loss = LossConfig(**groups["loss"])
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"invalid loss config {groups['loss']}: {e}") from None
+        return FreePointConfig(train=train, pseudo=pseudo, loss=loss)
+
+    def pretrain(
+        self,
+        store: Any,
+        config: FreePointConfig,
+        out_dir: str | Path,
+        *,
+        names: list[str] | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: ProgressFn | None = None,
+        checkpoints_dir: str | Path = "checkpoints",
+        label_dir: str | Path | None = None,
+        label_workers: int = 1,
+        devices: int | str = 1,
+        nodes: int = 1,
+        enable_progress_bar: bool = False,
+        callbacks: list | None = None,
+    ) -> PretrainResult:
+        """Returns the backbone and segmenter checkpoints after pseudo-labelling and two-step training.
+
+        store: a SceneStore (`.load(name)`, `.names(split)`); names default to its "train" split.
+        out_dir: the run directory (see the module docstring). resume=True continues an interrupted
+        run (finished steps are skipped, an interrupted step restarts from its last.ckpt); its config
+        and scenes must equal the recorded ones (ConfigError names the differing fields). A directory
+        holding another run needs resume=True or overwrite=True (which deletes that run's state).
+        checkpoints_dir: where the final `.ckpt` files and `index.json` go. label_dir: reuse (or write)
+        pseudo labels there instead of out_dir/pseudo-labels. callbacks: extra Lightning callbacks.
+        """
+        out_dir = Path(out_dir)
+        names = sorted(names if names is not None else store.names("train"))
+        if not names:
+            raise ConfigError("no scenes to pretrain on; check the split or the --scene selection")
+        label_dir = Path(label_dir) if label_dir is not None else out_dir / "pseudo-labels"
+        run = {"method": self.name, "config": config.model_dump(mode="json"), "scenes": names}
+        self._check_run_dir(out_dir, run, resume, overwrite)
+        write_json(out_dir / RUN_FILE, run)
+
+        # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes)
+        sigmas = config.pseudo.sigmas
+        done_count = [0]
+
+        def on_scene(record: dict) -> None:
+            done_count[0] += 1
+            if progress is not None:
+                info = f"{record['scene']} ({record['status']})"
+                progress("pseudo-labels", done_count[0], len(names), info)
+
+        run_pseudo_labels(
+            store, names, config.pseudo, sigmas, label_dir, workers=label_workers, progress=on_scene
+        )
+
+        step_metrics: dict[str, dict] = {}
+        init: Path | None = None
+        module: SegmenterModule | None = None
+        steps = ((1, sigmas[0], config.train.epochs1), (2, sigmas[1], config.train.epochs2))
+        for step, sigma, epochs in steps:
+            step_dir = out_dir / f"step{step}"
+            weights = step_dir / "segmenter.ckpt"
+            done_file = step_dir / "done.json"
+            if resume and done_file.is_file() and weights.is_file():
+                step_metrics[f"step{step}"] = _read_json(done_file)
+                log.info("step %d already finished in %s; skipping it", step, step_dir)
+                init = weights
+                continue
+            module = SegmenterModule(config.train, config.loss)
+            if init is not None:
+                module.load_segmenter_weights(init)
+            provider = PseudoLabelTargets(label_dir, sigma)
+            datamodule = SceneDataModule(store, names, provider, config.train)
+            ckpt = last_checkpoint(step_dir) if resume else None
+            if ckpt is not None:
+                log.info("step %d: resuming from %s", step, ckpt)
+            extra = list(callbacks or [])
+            if progress is not None:
+                extra.append(module.progress_callback(progress, f"step{step}", epochs))
+            trainer = make_trainer(config.train, step_dir, epochs, devices=devices, nodes=nodes,
+                                   enable_progress_bar=enable_progress_bar, callbacks=extra)
+            fit(trainer, module, datamodule, ckpt_path=ckpt)
+            metrics = {
+                "sigma": sigma,
+                "epochs": epochs,
+                "scenes": len(datamodule.train_set) if datamodule.train_set is not None else None,
+                **module.loss_summary(),
+            }
+            if trainer.is_global_zero:
+                meta = self._metadata(store, names, config, module, {f"step{step}": metrics}, label_dir)
+                save_model_checkpoint(weights, module.segmenter, meta)
+                write_json(done_file, metrics)
+            step_metrics[f"step{step}"] = metrics
+            init = weights
+
+        if module is None:  # both steps were already done: rebuild the final model from step 2's weights
+            module = SegmenterModule(config.train, config.loss)
+            module.load_segmenter_weights(init)
+        return self._publish(store, names, config, module, step_metrics, label_dir, Path(checkpoints_dir))
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _check_run_dir(self, out_dir: Path, run: dict, resume: bool, overwrite: bool) -> None:
+        run_file = out_dir / RUN_FILE
+        if not run_file.is_file():
+            return
+        if resume:
+            old = _read_json(run_file)
+            diffs = _differences(old, run)
+            if diffs:
+                raise ConfigError(
+                    f"{run_file}: cannot resume, the run was started with different settings: "
+                    + "; ".join(diffs) + ". Use the original settings, or overwrite / another out dir"
+                )
+            return
+        if not overwrite:
+            raise ConfigError(
+                f"{out_dir} already holds a pretraining run; pass resume (--resume) to continue it, "
+                "overwrite (--overwrite) to start again, or choose another out dir"
+            )
+        for sub in ("step1", "step2"):
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
+        run_file.unlink()
+
+    def _metadata(self, store: Any, names: list[str], config: FreePointConfig, module: SegmenterModule,
+                  metrics: dict, label_dir: Path) -> dict:
+        return {
+            "method": self.name,
+            "config": config.model_dump(mode="json"),
+            "data": {**data_description(store, names), "pseudo_labels": str(label_dir)},
+            "architecture": module.architecture(),
+            "backend": config.train.backend,
+            "input": input_metadata(config.train),
+            "metrics": metrics,
+            "code_version": code_version(),
+        }
+
+    def _publish(self, store: Any, names: list[str], config: FreePointConfig, module: SegmenterModule,
+                 metrics: dict, label_dir: Path, checkpoints_dir: Path) -> PretrainResult:
+        meta = self._metadata(store, names, config, module, metrics, label_dir)
+        digest = stable_hash(meta["config"], meta["data"], length=10)
+        run_id = f"{self.name}-{meta['data']['dataset']}-{digest}"
+        meta["id"] = run_id
+        backbone = checkpoints_dir / f"{run_id}-backbone.ckpt"
+        segmenter = checkpoints_dir / f"{run_id}-segmenter.ckpt"
+        save_model_checkpoint(backbone, module.segmenter.backbone, {**meta, "part": "backbone"})
+        save_model_checkpoint(segmenter, module.segmenter, {**meta, "part": "segmenter"})
+        register_checkpoint(checkpoints_dir / "index.json", run_id, meta,
+                            {"backbone": backbone, "segmenter": segmenter})
+        log.info("wrote %s and %s", backbone, segmenter)
+        return PretrainResult(method=self.name, backbone=backbone, segmenter=segmenter, metadata=meta)
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: unreadable run record ({e}); delete the run dir to restart") from None
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """Returns "field: old → new" for every differing dotted field (scene lists summarised)."""
+    diffs = []
+    if old.get("scenes") != new.get("scenes"):
+        a, b = set(old.get("scenes", [])), set(new.get("scenes", []))
+        diffs.append(f"scenes: {len(a - b)} removed, {len(b - a)} added")
+    fo = _flatten({k: v for k, v in old.items() if k != "scenes"})
+    fn = _flatten({k: v for k, v in new.items() if k != "scenes"})
+    for key in sorted(set(fo) | set(fn)):
+        if fo.get(key, "<unset>") != fn.get(key, "<unset>"):
+            diffs.append(f"{key}: {fo.get(key, '<unset>')!r} → {fn.get(key, '<unset>')!r}")
+    return diffs
