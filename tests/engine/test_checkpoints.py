@@ -1,0 +1,130 @@
+"""Checkpoint io of the engine: metadata, strict rebuild, the index, features and predictions."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from freepoint_bench.engine.checkpoints import (
+    code_version,
+    data_description,
+    input_metadata,
+    load_model,
+    read_index,
+    register_checkpoint,
+    save_model_checkpoint,
+)
+from freepoint_bench.engine.features import backbone_features
+from freepoint_bench.engine.module import segmenter_from_preset
+from freepoint_bench.engine.predict import predict
+from freepoint_bench.engine.presets import get_preset
+from freepoint_bench.errors import CheckpointError
+from freepoint_bench.evaluation import read_predictions
+
+PRESET = get_preset("cpu-small", voxel_size_m=0.15, num_queries=6)
+
+
+@pytest.fixture
+def saved(tmp_path, rooms):
+    torch.manual_seed(0)
+    model = segmenter_from_preset(PRESET)
+    meta = {"method": "test", "input": input_metadata(PRESET), "data": data_description(rooms, rooms.names())}
+    seg = save_model_checkpoint(tmp_path / "seg.ckpt", model, meta)
+    bb = save_model_checkpoint(tmp_path / "bb.ckpt", model.backbone, meta)
+    return model, seg, bb
+
+
+def test_models_rebuild_strictly_from_their_checkpoints(saved):
+    model, seg, bb = saved
+    loaded, meta = load_model(seg, "segmenter")
+    assert meta["part"] == "segmenter" and meta["architecture"] == model.architecture()
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    backbone, bmeta = load_model(bb, "backbone")
+    assert bmeta["part"] == "backbone" and bmeta["architecture"] == model.backbone.architecture()
+    from_seg, _ = load_model(seg, "backbone")
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(from_seg.state_dict()[k], v)
+
+
+def test_wrong_or_broken_checkpoints_are_checkpoint_errors(saved, tmp_path):
+    model, seg, bb = saved
+    with pytest.raises(CheckpointError, match="backbone, not a full segmenter"):
+        load_model(bb, "segmenter")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.ckpt"):
+        backbone_features(tmp_path / "junk.ckpt", None)
+    # weights that do not fit the recorded architecture (a hand-edited or foreign file)
+    blob = torch.load(seg, weights_only=True)
+    blob["metadata"]["model_config"]["decoder"]["num_queries"] = 3
+    torch.save(blob, tmp_path / "edited.ckpt")
+    with pytest.raises(CheckpointError, match="edited.ckpt"):
+        load_model(tmp_path / "edited.ckpt")
+
+
+def test_backbone_features_are_per_point_and_deterministic(saved, rooms):
+    model, seg, bb = saved
+    scene = rooms.load("room0")
+    feats = backbone_features(bb, scene)
+    assert feats.shape == (scene.num_points, model.backbone.out_channels) and feats.dtype == np.float32
+    assert np.array_equal(feats, backbone_features(bb, scene))
+    # points sharing a voxel share a feature
+    q = np.floor((scene.xyz - scene.xyz.min(0)) / PRESET.voxel_size_m).astype(np.int64)
+    _, first, inv = np.unique(q, axis=0, return_index=True, return_inverse=True)
+    assert np.array_equal(feats, feats[first][inv.reshape(-1)])
+
+
+def test_predict_writes_benchmark_files(saved, rooms, tmp_path):
+    _, seg, _ = saved
+    done = []
+    written = predict(seg, rooms, rooms.names(), tmp_path / "preds", progress=lambda *a: done.append(a))
+    assert len(written) == 2 and all(p.is_file() for p in written)
+    assert [d[0] for d in done] == [1, 2]
+    for name in rooms.names():
+        scene = rooms.load(name)
+        preds = read_predictions(tmp_path / "preds", name, scene.num_points)
+        assert preds.masks.shape[1] == scene.num_points and len(preds) <= PRESET.num_queries
+        assert np.all(np.diff(preds.scores) <= 1e-6)  # best first
+
+
+def test_index_entries_are_replaced_and_relative(tmp_path):
+    index = tmp_path / "ckpts" / "index.json"
+    files = {"backbone": tmp_path / "ckpts" / "a-backbone.ckpt"}
+    register_checkpoint(index, "a", {"method": "m", "data": {"dataset": "x", "scenes": ["s"]}}, files)
+    register_checkpoint(index, "a", {"method": "m2", "data": {}}, files)
+    register_checkpoint(index, "b", {"method": "m", "data": {}}, files)
+    data = read_index(index)
+    assert set(data["checkpoints"]) == {"a", "b"}
+    assert data["checkpoints"]["a"]["method"] == "m2"
+    assert data["checkpoints"]["a"]["files"]["backbone"] == "a-backbone.ckpt"
+    assert "scenes" not in json.dumps(data["checkpoints"]["a"]["data"])
+
+
+def test_concurrent_index_writers_lose_no_entry(tmp_path):
+    index = tmp_path / "index.json"
+    threads = [
+        threading.Thread(target=register_checkpoint, args=(index, f"run{i}", {"method": "m"}, {}))
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(read_index(index)["checkpoints"]) == {f"run{i}" for i in range(8)}
+
+
+def test_corrupt_index_is_a_checkpoint_error(tmp_path):
+    (tmp_path / "index.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="index.json"):
+        read_index(tmp_path / "index.json")
+
+
+def test_code_version_names_the_package_version():
+    v = code_version()
+    assert v["version"] and (v["git_commit"] is None or len(v["git_commit"]) == 40)
