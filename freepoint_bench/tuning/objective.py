@@ -1,0 +1,68 @@
+"""The tuning objective: class-agnostic AP of pseudo masks against labelled scenes.
+
+    spec = evaluation_spec_for("scannet-npy")
+    result = score_pseudo_masks(scenes, {scene.name: labels}, spec)   # result.ap, .ap50, .ap25 in 0..1
+
+Each segment of a scene's labels becomes one predicted mask, ranked by `segment_scores` (size x extent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from freepoint_bench.data.scene import Scene
+from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.evaluation import EvalResult, EvalSpec, evaluate, predictions_from_labels, s3dis_spec, scannet_spec
+from freepoint_bench.freepoint.scoring import segment_scores
+
+METRIC_NAMES: tuple[str, ...] = ("ap", "ap50", "ap25")  # attributes of EvalResult a study can maximise
+
+_SCANNET = ("scannet", "scannet-npy")
+_S3DIS = ("s3dis", "synthetic")
+
+
+def evaluation_spec_for(dataset: str, class_agnostic: bool = True) -> EvalSpec:
+    """Returns the evaluation spec for scenes of `dataset` (scannet, scannet-npy, s3dis, synthetic).
+
+    ScanNet: the benchmark's 18 instance classes (wall, floor and unannotated points are void). S3DIS and
+    the synthetic rooms (labelled like S3DIS): with class_agnostic, the structure classes (ceiling, floor,
+    wall, beam, column) and clutter are void, so every other instance is one "object" to find; without,
+    the 13 S3DIS classes.
+    """
+    key = dataset.strip().lower().replace("_", "-")
+    if key in _SCANNET:
+        return scannet_spec(class_agnostic=class_agnostic)
+    if key in _S3DIS:
+        return s3dis_spec(class_agnostic=class_agnostic, clutter_void=class_agnostic, structure_void=class_agnostic)
+    raise ConfigError(f"no evaluation spec for dataset {dataset!r}; known: {', '.join(_SCANNET + _S3DIS)}")
+
+
+def score_pseudo_masks(
+    scenes: Sequence[Scene], labels_per_scene: Mapping[str, np.ndarray], spec: EvalSpec
+) -> EvalResult:
+    """Returns the EvalResult (ap, ap50, ap25 in 0..1; NaN without GT) of per-scene segment labels.
+
+    Evaluated class-agnostically: a spec with class_agnostic=False is used as its class-agnostic copy,
+    since pseudo masks carry no class.
+    labels_per_scene: scene name → (N,) int64 segment ids, -1 = background; each segment is one mask
+    with confidence `segment_scores(scene.xyz, labels)`. DataError when a scene has no labels or labels
+    of the wrong length.
+    """
+    predictions = {}
+    for scene in scenes:
+        if scene.name not in labels_per_scene:
+            raise DataError(f"{scene.name}: no pseudo labels given for this scene; label it first")
+        labels = np.asarray(labels_per_scene[scene.name])
+        if labels.shape != (scene.num_points,):
+            raise DataError(
+                f"{scene.name}: pseudo labels have shape {labels.shape}, expected ({scene.num_points},); "
+                "they belong to another version of the scene, relabel it"
+            )
+        labels = labels.astype(np.int64, copy=False)
+        predictions[scene.name] = predictions_from_labels(labels, segment_scores(scene.xyz, labels))
+    if not spec.class_agnostic:
+        spec = dataclasses.replace(spec, class_agnostic=True)
+    return evaluate(list(scenes), predictions, spec)
