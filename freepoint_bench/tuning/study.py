@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tomllib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,21 @@ class TuneConfig(BaseModel):
         if len(set(self.alphas)) != len(self.alphas):
             raise ValueError(f"alphas has repeats: {self.alphas}")
         return self
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> TuneConfig:
+        """Returns the TuneConfig in TOML file `path` (flat keys or a [tuning] table)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: tuning config not found; check the path") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+        try:
+            return cls(**data.get("tuning", data))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
     def tunes_graph(self) -> bool:
         """Returns whether the search changes the per-scene graph (k1 or plane threshold)."""

@@ -92,6 +92,18 @@ def test_tune_config_validation():
         TuneConfig(objective="map")
 
 
+def test_tune_config_from_toml(tmp_path):
+    path = tmp_path / "tune.toml"
+    path.write_text('[tuning]\ntrials = 7\nobjective = "ap25"\nalphas = ["xyz", "rgb"]\nalpha_range = [0.1, 2.0]\n')
+    tune = TuneConfig.from_toml(path)
+    assert (tune.trials, tune.objective, tune.alphas, tune.alpha_range) == (7, "ap25", ("xyz", "rgb"), (0.1, 2.0))
+    path.write_text("trials = 0\n")
+    with pytest.raises(ConfigError, match="tune.toml.*trials"):
+        TuneConfig.from_toml(path)
+    with pytest.raises(ConfigError, match="not found"):
+        TuneConfig.from_toml(tmp_path / "missing.toml")
+
+
 def test_study_finds_best_and_matches_full_pipeline(scenes, base, spec):
     records = []
     tune = TuneConfig(trials=3, alphas=ALPHAS, objective="ap50", seed=1)
