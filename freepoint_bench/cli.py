@@ -211,15 +211,13 @@ def data_show(
 
 
 def _spec_for(dataset: str, class_agnostic: bool, min_region_size: int):
-    from freepoint_bench.evaluation import s3dis_spec, scannet_spec
+    import dataclasses
 
-    if dataset in ("scannet", "scannet-npy"):
-        return scannet_spec(class_agnostic=class_agnostic, min_region_size=min_region_size)
-    if dataset in ("s3dis", "synthetic"):
-        return s3dis_spec(class_agnostic=class_agnostic, min_region_size=min_region_size)
-    raise ConfigError(
-        f"dataset {dataset!r} has no ground truth to evaluate against; use scannet(-npy), s3dis or synthetic"
-    )
+    from freepoint_bench.tuning.objective import evaluation_spec_for
+
+    if dataset not in ("scannet", "scannet-npy", "s3dis", "synthetic"):
+        raise ConfigError(f"dataset {dataset!r} has no ground truth to evaluate; use scannet(-npy), s3dis or synthetic")
+    return dataclasses.replace(evaluation_spec_for(dataset, class_agnostic), min_region_size=min_region_size)
 
 
 def _print_eval(result, title: str) -> None:
@@ -371,9 +369,22 @@ def pseudo_labels_cmd(
         dirs = export_pseudo_labels(store, mine, out, sigmas, export_benchmark)
         console.print("benchmark-format predictions: " + ", ".join(str(d) for d in dirs))
     if methods:
-        from freepoint_bench.tuning.objective import compare_methods
+        from freepoint_bench.tuning.compare import compare_methods
 
-        rows = compare_methods(store, mine, out, sigmas, methods, cfg, dataset)
+        seconds = {r["scene"]: r["seconds"] for r in summary["scenes"] if "seconds" in r}
+        with _progress() as progress:
+            task = progress.add_task("compare", total=len(mine), item="")
+            rows = compare_methods(
+                store,
+                mine,
+                out,
+                sigmas,
+                methods,
+                cfg,
+                dataset,
+                freepoint_seconds=seconds,
+                progress=lambda done, total, name: progress.update(task, completed=done, item=name),
+            )
         _print_compare(rows, dataset, len(mine))
 
 

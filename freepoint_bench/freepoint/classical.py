@@ -8,6 +8,7 @@ and noise points are -1.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -55,6 +56,7 @@ def classical_segments(
     config.min_segment_size are dropped as in FreePoint.
     """
     from sklearn.cluster import DBSCAN, HDBSCAN, Birch, KMeans
+    from sklearn.exceptions import ConvergenceWarning
 
     key = str(method).lower()
     if key not in CLASSICAL_METHODS:
@@ -77,6 +79,8 @@ def classical_segments(
         if key == "kmeans":
             fg_labels = KMeans(n_clusters=k, n_init=1, random_state=config.seed).fit_predict(pts)
         else:
-            fg_labels = Birch(n_clusters=k).fit_predict(pts)
+            with warnings.catch_warnings():  # fewer subclusters than k is a result here, not a problem
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fg_labels = Birch(n_clusters=k).fit_predict(pts)
     labels[fg] = relabel_contiguous(np.asarray(fg_labels, dtype=np.int64))
     return drop_small_segments(labels, config.min_segment_size)
