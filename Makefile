@@ -33,8 +33,19 @@ $(MINK_STAMP): $(STAMP)
 	  -C--global-option=--blas=openblas -C--global-option=--cpu_only MinkowskiEngine==0.5.4
 	@touch $@
 
+# The main job end to end on built-in synthetic rooms: each step is a command a user would type.
+DEMO := demo-out
+DEMO_ARGS := --dataset synthetic --cache $(DEMO)/cache
 demo: setup
-	$(PY) bench.py demo --out demo-out
+	$(PY) bench.py data prepare $(DEMO_ARGS)
+	$(PY) bench.py data show $(DEMO_ARGS) --scene synth_0000 --out $(DEMO)/synth_0000.png
+	$(PY) bench.py pseudo-labels $(DEMO_ARGS) --out $(DEMO)/pseudo-labels \
+	  --export-benchmark $(DEMO)/pred-pseudo --compare dbscan,kmeans,birch
+	$(PY) bench.py data show $(DEMO_ARGS) --scene synth_0000 --labels $(DEMO)/pseudo-labels \
+	  --out $(DEMO)/synth_0000-pseudo.png
+	$(PY) bench.py evaluate $(DEMO_ARGS) --predictions $(DEMO)/pred-pseudo/sigma-0.9 --class-agnostic \
+	  --json $(DEMO)/eval-pseudo.json
+	@echo "demo outputs in $(DEMO)/ (PNG renders, pseudo labels, predictions, evaluation JSON)"
 
 test: setup setup-minkowski
 	$(PY) -m pytest -q
