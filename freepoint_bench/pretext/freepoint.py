@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.engine.checkpoints import (
@@ -117,8 +118,13 @@ class FreePointPretext:
             raise ConfigError("no scenes to pretrain on; check the split or the --scene selection")
         label_dir = Path(label_dir) if label_dir is not None else out_dir / "pseudo-labels"
         run = {"method": self.name, "config": config.model_dump(mode="json"), "scenes": names}
-        self._check_run_dir(out_dir, run, resume, overwrite)
-        write_json(out_dir / RUN_FILE, run)
+        # Under DDP every rank runs this function; only rank 0 owns the run directory and the files.
+        # Lightning's launcher starts the other local ranks at rank 0's first fit, so they find the
+        # pseudo labels cached; DDP broadcasts rank 0's weights, so only rank 0 loads step 1's weights.
+        is_zero = rank_zero_only.rank == 0
+        if is_zero:
+            self._check_run_dir(out_dir, run, resume, overwrite)
+            write_json(out_dir / RUN_FILE, run)
 
         # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes)
         sigmas = config.pseudo.sigmas
@@ -148,7 +154,7 @@ class FreePointPretext:
                 init = weights
                 continue
             module = SegmenterModule(config.train, config.loss)
-            if init is not None:
+            if init is not None and is_zero:
                 module.load_segmenter_weights(init)
             provider = PseudoLabelTargets(label_dir, sigma)
             datamodule = SceneDataModule(store, names, provider, config.train)
@@ -177,7 +183,8 @@ class FreePointPretext:
         if module is None:  # both steps were already done: rebuild the final model from step 2's weights
             module = SegmenterModule(config.train, config.loss)
             module.load_segmenter_weights(init)
-        return self._publish(store, names, config, module, step_metrics, label_dir, Path(checkpoints_dir))
+        return self._publish(store, names, config, module, step_metrics, label_dir, Path(checkpoints_dir),
+                             write=is_zero)
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -217,18 +224,19 @@ class FreePointPretext:
         }
 
     def _publish(self, store: Any, names: list[str], config: FreePointConfig, module: SegmenterModule,
-                 metrics: dict, label_dir: Path, checkpoints_dir: Path) -> PretrainResult:
+                 metrics: dict, label_dir: Path, checkpoints_dir: Path, write: bool = True) -> PretrainResult:
         meta = self._metadata(store, names, config, module, metrics, label_dir)
         digest = stable_hash(meta["config"], meta["data"], length=10)
         run_id = f"{self.name}-{meta['data']['dataset']}-{digest}"
         meta["id"] = run_id
         backbone = checkpoints_dir / f"{run_id}-backbone.ckpt"
         segmenter = checkpoints_dir / f"{run_id}-segmenter.ckpt"
-        save_model_checkpoint(backbone, module.segmenter.backbone, {**meta, "part": "backbone"})
-        save_model_checkpoint(segmenter, module.segmenter, {**meta, "part": "segmenter"})
-        register_checkpoint(checkpoints_dir / "index.json", run_id, meta,
-                            {"backbone": backbone, "segmenter": segmenter})
-        log.info("wrote %s and %s", backbone, segmenter)
+        if write:
+            save_model_checkpoint(backbone, module.segmenter.backbone, meta)
+            save_model_checkpoint(segmenter, module.segmenter, meta)
+            register_checkpoint(checkpoints_dir / "index.json", run_id, meta,
+                                {"backbone": backbone, "segmenter": segmenter})
+            log.info("wrote %s and %s", backbone, segmenter)
         return PretrainResult(method=self.name, backbone=backbone, segmenter=segmenter, metadata=meta)
 
 
