@@ -423,6 +423,101 @@ def _print_compare(rows: list[dict], dataset: str, n: int) -> None:
     console.print(table)
 
 
+# ---------------------------------------------------------------------------------------------- tune
+
+
+@app.command("tune")
+def tune_cmd(
+    dataset: DatasetOpt,
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    scene: ScenesOpt = None,
+    split: SplitOpt = None,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Trials to add to the study.")] = 40,
+    objective: Annotated[str, typer.Option("--objective", help="Metric maximised: ap, ap50 or ap25.")] = "ap50",
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Optuna storage URL, e.g. sqlite:///runs/optuna.db (resumable).")
+    ] = None,
+    study: Annotated[str, typer.Option("--study", help="Study name (same storage + name continues it).")] = (
+        "freepoint-pseudo-labels"
+    ),
+    jobs: Annotated[int, typer.Option("--jobs", help="Parallel trials (threads).")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="TPE sampler seed.")] = 0,
+    tune_sigma: Annotated[bool, typer.Option("--tune-sigma", help="Also tune σ_low.")] = False,
+    tune_k1: Annotated[bool, typer.Option("--tune-k1", help="Also tune k1 (4, 6, 8).")] = False,
+    tune_plane: Annotated[bool, typer.Option("--tune-plane", help="Also tune the plane distance threshold.")] = False,
+    tune_config: Annotated[
+        Path | None, typer.Option("--tune-config", help="TOML with any TuneConfig field (search ranges...).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Base PseudoLabelConfig TOML.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a base config field: key=value.")
+    ] = None,
+    features: Annotated[
+        Path | None, typer.Option("--features", help="Backbone checkpoint: deep features join (and α_emb is tuned).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for best.toml and plots.")] = Path("runs/tune"),
+) -> None:
+    """Tune FreePoint's affinity weights α (and optionally σ, k1, plane threshold) with Optuna on labelled scenes."""
+    from freepoint_bench.tuning import TuneConfig, run_study, save_plots, write_best_config
+
+    base = _pseudo_config(config, overrides)
+    fields = dict(
+        trials=trials,
+        objective=objective,
+        storage=storage,
+        study_name=study,
+        jobs=jobs,
+        seed=seed,
+        tune_sigma_low=tune_sigma,
+        tune_k1=tune_k1,
+        tune_plane_distance=tune_plane,
+    )
+    if tune_config is not None:
+        fields = {**TuneConfig.from_toml(tune_config).model_dump(), **{k: v for k, v in fields.items() if v}}
+    tcfg = TuneConfig(**fields)
+    if storage and storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    store, names = _open_store(dataset, root, cache, scene)
+    names = _select(store, names, split)
+    scenes = [store.load(n) for n in names]
+    features_fn = None
+    if features is not None:
+        from freepoint_bench.engine.features import BackboneFeatures
+
+        features_fn = BackboneFeatures(features)
+    from freepoint_bench.tuning.objective import evaluation_spec_for
+
+    with _progress() as progress:
+        task = progress.add_task(f"tune ({objective})", total=trials, item="")
+
+        def cb(rec: dict) -> None:
+            best = rec.get("best_value")
+            progress.update(
+                task, advance=1, item=f"#{rec['trial']} {rec['state']}" + (f", best {100 * best:.1f}" if best else "")
+            )
+
+        result = run_study(
+            scenes, base, tcfg, features_fn=features_fn, progress=cb, evaluation_spec=evaluation_spec_for(dataset)
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    best_path = write_best_config(result, out / "best.toml")
+    plots = save_plots(result.study, out / "plots")
+    table = Table(title=f"Optuna study {study!r}: {result.n_trials} trials, {len(scenes)} scenes")
+    table.add_column("parameter")
+    table.add_column("best", justify="right")
+    table.add_column("base", justify="right")
+    for key, value in result.best_params.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value), str(getattr(base, key, "")))
+    table.add_section()
+    for key, value in result.best_metrics.items():
+        table.add_row(f"{key} (class-agnostic)", _fmt_pct(value), "")
+    console.print(table)
+    console.print(f"best config: {best_path}  (use: bench.py pseudo-labels --config {best_path})")
+    for p in plots:
+        console.print(f"plot: {p}")
+
+
 # ---------------------------------------------------------------------------------------------- entry
 
 
