@@ -18,7 +18,7 @@ from freepoint_bench.engine.checkpoints import (
     register_checkpoint,
     save_model_checkpoint,
 )
-from freepoint_bench.engine.features import backbone_features
+from freepoint_bench.engine.features import BackboneFeatures, backbone_features
 from freepoint_bench.engine.module import segmenter_from_preset
 from freepoint_bench.engine.predict import predict
 from freepoint_bench.engine.presets import get_preset
@@ -128,3 +128,17 @@ def test_corrupt_index_is_a_checkpoint_error(tmp_path):
 def test_code_version_names_the_package_version():
     v = code_version()
     assert v["version"] and (v["git_commit"] is None or len(v["git_commit"]) == 40)
+
+
+def test_feature_function_for_pseudo_labels(saved, rooms, tmp_path):
+    import pickle
+
+    model, seg, bb = saved
+    fn = BackboneFeatures(bb)
+    scene = rooms.load("room1")
+    assert np.array_equal(fn(scene), backbone_features(bb, scene))
+    clone = pickle.loads(pickle.dumps(fn))  # process-pool workers get a copy without the loaded model
+    assert clone._loaded is None and np.array_equal(clone(scene), fn(scene))
+    assert fn.cache_key != BackboneFeatures(seg).cache_key
+    with pytest.raises(CheckpointError, match="nope.ckpt"):
+        BackboneFeatures(tmp_path / "nope.ckpt")
