@@ -90,6 +90,7 @@ def test_loss_gradients_reach_backbone_and_decoder():
     assert set(losses) >= {"loss", "dice", "bce", "mean", "box", "objectness"}
 
 
+@pytest.mark.slow  # ~8 s alone; minutes when the 2 shared cores are busy
 def test_overfits_one_scene_and_recovers_the_boxes():
     torch.manual_seed(0)
     xyz, rgb, inst = _scene(3)
