@@ -423,6 +423,116 @@ def _print_compare(rows: list[dict], dataset: str, n: int) -> None:
     console.print(table)
 
 
+# ---------------------------------------------------------------------------------------------- pretrain
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    method: Annotated[str, typer.Option("--method", "-m", help="Pretext method (see the registry): freepoint.")],
+    dataset: DatasetOpt,
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    scene: ScenesOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Scenes of this split are trained on.")] = "train",
+    preset: Annotated[str, typer.Option("--preset", help="Training preset: cpu-small or paper.")] = "cpu-small",
+    epochs1: Annotated[int | None, typer.Option("--epochs1", help="Step 1 epochs on σ_low masks (paper: 100).")] = None,
+    epochs2: Annotated[int | None, typer.Option("--epochs2", help="Step 2 epochs on σ_high masks (paper: 10).")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config field: key=value (train.lr=…, pseudo.sigma_low=…, loss.box=…)."),
+    ] = None,
+    devices: Annotated[str, typer.Option("--devices", help="Devices per node (Lightning), e.g. 1, 4 or auto.")] = "1",
+    nodes: Annotated[int, typer.Option("--nodes", help="Nodes (Lightning DDP; SLURM is detected).")] = 1,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/pretrain/<method>).")
+    ] = None,
+    checkpoints: Annotated[
+        Path, typer.Option("--checkpoints", help="Where the final .ckpt files and index.json go.")
+    ] = Path("checkpoints"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (same config).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard a previous run in --out.")] = False,
+    label_workers: Annotated[int, typer.Option("--workers", "-j", help="Parallel pseudo-labelling workers.")] = 1,
+) -> None:
+    """Pretrain a backbone with a pretext method (FreePoint: pseudo masks, then two-step training)."""
+    from freepoint_bench.freepoint.config import parse_overrides
+    from freepoint_bench.pretext.base import get_method
+
+    impl = get_method(method)
+    fields = parse_overrides(overrides or [])
+    if epochs1 is not None:
+        fields["epochs1"] = epochs1
+    if epochs2 is not None:
+        fields["epochs2"] = epochs2
+    cfg = impl.default_config(preset, **fields)
+    store, names = _open_store(dataset, root, cache, scene)
+    names = _select(store, names, None if scene else split)
+    run_dir = out or Path("runs") / "pretrain" / f"{method}-{dataset}"
+    t0 = time.perf_counter()
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def cb(stage: str, done: int, total: int, info: str) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total, item="")
+            progress.update(tasks[stage], completed=done, total=total, item=info)
+
+        result = impl.pretrain(
+            store,
+            cfg,
+            run_dir,
+            names=names,
+            resume=resume,
+            overwrite=overwrite,
+            progress=cb,
+            checkpoints_dir=checkpoints,
+            label_workers=label_workers,
+            devices=int(devices) if devices.isdigit() else devices,
+            nodes=nodes,
+        )
+    table = Table(title=f"pretrain {method} on {dataset}: {len(names)} scenes, {time.perf_counter() - t0:.0f} s")
+    table.add_column("")
+    table.add_column("value")
+    table.add_row("backbone", str(result.backbone))
+    if result.segmenter is not None:
+        table.add_row("segmenter", str(result.segmenter))
+    for step, losses in (result.metadata.get("metrics") or {}).items():
+        if isinstance(losses, dict):
+            shown = {k: v for k, v in losses.items() if isinstance(v, int | float)}
+            table.add_row(step, ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:6]))
+    console.print(table)
+
+
+@app.command("predict")
+def predict_cmd(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="A *-segmenter.ckpt from pretrain.")],
+    dataset: DatasetOpt,
+    export_benchmark: Annotated[
+        Path, typer.Option("--export-benchmark", help="Write ScanNet benchmark-format predictions here.")
+    ],
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    scene: ScenesOpt = None,
+    split: SplitOpt = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Run a trained segmenter on scenes and write its instance masks in ScanNet benchmark format."""
+    from freepoint_bench.engine.predict import predict
+
+    store, names = _open_store(dataset, root, cache, scene)
+    names = _select(store, names, split)
+    with _progress() as progress:
+        task = progress.add_task("predict", total=len(names), item="")
+        written = predict(
+            checkpoint,
+            store,
+            names,
+            export_benchmark,
+            device=device,
+            progress=lambda done, total, name: progress.update(task, completed=done, item=name),
+        )
+    console.print(f"wrote {len(written)} scenes to {export_benchmark}; score them with `bench.py evaluate`")
+
+
 # ---------------------------------------------------------------------------------------------- tune
 
 

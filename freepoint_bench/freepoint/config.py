@@ -82,7 +82,7 @@ class PseudoLabelConfig(BaseModel):
 
     def with_overrides(self, overrides: Mapping[str, Any] | Sequence[str]) -> PseudoLabelConfig:
         """Returns a copy with fields replaced, from a mapping or "key=value" strings (TOML values)."""
-        changes = dict(overrides) if isinstance(overrides, Mapping) else _parse_pairs(overrides)
+        changes = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
         unknown = sorted(set(changes) - set(type(self).model_fields))
         if unknown:
             raise ConfigError(
@@ -125,7 +125,8 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _parse_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """Returns {key: value} of "key=value" strings, values parsed as TOML (bare words kept as text)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = str(pair).partition("=")
