@@ -17,7 +17,6 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@bash .ci/apt-ensure $(APT_PKGS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
 	# torch first: 2.13.0 is the local CPU wheel on our machines (any other spec pulls gigabytes)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
@@ -29,8 +28,10 @@ setup-minkowski: $(MINK_STAMP)
 $(MINK_STAMP): $(STAMP)
 	@bash .ci/apt-ensure $(APT_PKGS_MINK)
 	$(PIP) install -q setuptools wheel ninja
-	MAX_JOBS=2 $(PIP) install -q --no-build-isolation \
-	  -C--global-option=--blas=openblas -C--global-option=--cpu_only MinkowskiEngine==0.5.4
+	# ME's setup.py uses numpy.distutils, which needs the stdlib distutils; it is a legacy setup.py build,
+	# so its options go through --global-option (pip ignores -C config settings there).
+	SETUPTOOLS_USE_DISTUTILS=stdlib MAX_JOBS=2 $(PIP) install -q --no-build-isolation \
+	  --global-option=--blas=openblas --global-option=--cpu_only MinkowskiEngine==0.5.4
 	@touch $@
 
 # The main job end to end on built-in synthetic rooms: each step is a command a user would type.
