@@ -4,8 +4,13 @@ The rules are those of the ScanNet benchmark's `evaluate_semantic_instance.py`, 
 (vectorised intersections, the greedy matching kept sequential because it is order dependent):
 
 - IoU thresholds 0.50, 0.55, ..., 0.90 (nine values, 0.95 excluded) and 0.25; a match needs IoU > threshold.
-- GT instances and predictions with fewer than `min_region_size` points are dropped. A point is void when
-  its semantic class is not evaluated (walls, floors, unannotated) or it belongs to no instance.
+- A GT instance's class is the majority semantic id of its points (-1 not voting); as in the benchmark's
+  `label * 1000 + id` encoding every point takes its instance's class, so a point is void when it is in no
+  instance of an evaluated class (walls, floors, unannotated, no instance). (The ScanNet repository's
+  script compares the encoded ids themselves with the class ids, `np.in1d(gt_ids, VALID_CLASS_IDS)`,
+  which finds no void point in benchmark GT files, whose ids are 0 or >= 1000; we apply the corrected
+  `not in1d(gt_ids // 1000, ...)` rule of the widely used forks, the rule the script's comment names.)
+- GT instances and predictions with fewer than `min_region_size` points are dropped.
 - For each class and threshold, GT instances (in id order) each take the first not-yet-used prediction
   (in submission order) of their class above the threshold; a further prediction above the threshold for
   an already matched GT is a false positive carrying the lower of the two scores (the GT keeps the higher).
@@ -34,7 +39,7 @@ from freepoint_bench.data.classes import (
     SCANNET_INSTANCE_IDS,
     SCANNET_INSTANCE_NAMES,
 )
-from freepoint_bench.errors import DataError
+from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation.predictions import Predictions
 
 # Exactly the benchmark's thresholds: np.arange(0.5, 0.95, 0.05) then 0.25 (floats as the script has them).
@@ -56,12 +61,18 @@ class EvalSpec:
     class_ids: tuple[int, ...]
     class_names: tuple[str, ...]
     class_agnostic: bool = False
-    min_region_size: int = 100
+    min_region_size: int = 100  # ScanNet benchmark: `opt.min_region_sizes = [100]` vertices
     name: str = "custom"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "class_ids", tuple(int(c) for c in self.class_ids))
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         if len(self.class_ids) != len(self.class_names) or not self.class_ids:
-            raise DataError("EvalSpec needs one name per class id and at least one class")
+            raise ConfigError("EvalSpec needs one name per class id and at least one class")
+        if len(set(self.class_ids)) != len(self.class_ids) or min(self.class_ids) < 0:
+            raise ConfigError(f"EvalSpec class ids {self.class_ids} must be distinct and >= 0 (-1 is unlabelled)")
+        if self.min_region_size < 1:
+            raise ConfigError(f"min_region_size={self.min_region_size}; it must be at least 1 point")
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -136,36 +147,68 @@ class _SceneMatches:
 
 def _gt_arrays(gt: Any) -> tuple[str, np.ndarray, np.ndarray]:
     if isinstance(gt, tuple):
+        if len(gt) != 3:
+            raise DataError(f"ground truth entry of {len(gt)} items; give Scenes or (name, semantic, instance)")
         name, semantic, instance = gt
     else:
         name, semantic, instance = gt.name, gt.semantic, gt.instance
     if semantic is None or instance is None:
-        raise DataError(f"scene {name}: no ground-truth labels to evaluate against")
-    return name, np.asarray(semantic, np.int64), np.asarray(instance, np.int64)
+        raise DataError(f"scene {name}: no ground-truth labels to evaluate against; use a labelled split")
+    semantic, instance = np.asarray(semantic), np.asarray(instance)
+    if semantic.ndim != 1 or semantic.shape != instance.shape:
+        raise DataError(
+            f"scene {name}: semantic {semantic.shape} and instance {instance.shape} labels must be (N,) each"
+        )
+    for what, a in (("semantic", semantic), ("instance", instance)):
+        if a.size and not np.issubdtype(a.dtype, np.integer):
+            if not np.array_equal(a, np.round(a)):
+                raise DataError(f"scene {name}: {what} labels are not integers; give class / instance ids")
+    return str(name), semantic.astype(np.int64), instance.astype(np.int64)
+
+
+def _gt_instances(semantic: np.ndarray, instance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (point → instance index or -1, class id of each instance, size of each instance).
+
+    Instances are numbered in increasing id order; an instance's class is the majority semantic id of its
+    annotated points (ties → the smallest id; -1 when none of its points is annotated).
+    """
+    has_inst = instance >= 0
+    ids, inv = np.unique(instance[has_inst], return_inverse=True)
+    index = np.full(len(instance), -1, np.int64)
+    index[has_inst] = inv
+    sizes = np.bincount(inv, minlength=len(ids))
+    cls = np.full(len(ids), -1, np.int64)
+    annotated = semantic[has_inst] >= 0
+    if annotated.any():
+        sem_vals, sem_inv = np.unique(semantic[has_inst][annotated], return_inverse=True)
+        counts = sp.coo_matrix(
+            (np.ones(len(sem_inv)), (inv[annotated], sem_inv)), shape=(len(ids), len(sem_vals))
+        ).toarray()
+        cls = np.where(counts.max(axis=1) > 0, sem_vals[counts.argmax(axis=1)], -1)
+    return index, cls, sizes
 
 
 def _match_scene(name: str, semantic: np.ndarray, instance: np.ndarray, preds: Predictions, spec: EvalSpec):
     n = len(semantic)
-    if preds.num_points != n and len(preds):
-        raise DataError(f"scene {name}: predictions cover {preds.num_points} points but the scene has {n}")
+    if preds.num_points != n and (len(preds) or preds.num_points):
+        raise DataError(
+            f"scene {name}: predictions cover {preds.num_points} points but the scene has {n}; "
+            "masks must follow the scene's point order"
+        )
     class_of_id = {cid: i for i, cid in enumerate(spec.class_ids)}
-    valid_sem = np.isin(semantic, spec.class_ids)
-    # GT instances: ids in increasing order, class = majority semantic label of the instance's points.
-    has_inst = instance >= 0
-    ids, inv = np.unique(instance[has_inst], return_inverse=True)
-    sizes = np.bincount(inv, minlength=len(ids))
-    sem_of = np.zeros(len(ids), np.int64)
-    if len(ids):
-        sem_vals, sem_inv = np.unique(semantic[has_inst], return_inverse=True)
-        counts = sp.coo_matrix((np.ones(len(inv)), (inv, sem_inv)), shape=(len(ids), len(sem_vals))).toarray()
-        sem_of = sem_vals[counts.argmax(axis=1)]
-    keep = np.isin(sem_of, spec.class_ids)
-    gt_index = np.full(n, -1, np.int64)
-    compact = np.cumsum(keep) - 1
-    gt_index[has_inst] = np.where(keep[inv], compact[inv], -1)
-    gt_cls = np.array([0 if spec.class_agnostic else class_of_id[int(s)] for s in sem_of[keep]], np.int64)
+    inst_index, inst_cls, sizes = _gt_instances(semantic, instance)
+    # GT instances of evaluated classes (small ones included: they matter for the ignore rule). As in the
+    # benchmark's label*1000+id encoding, every point takes its instance's class: void = in no such instance
+    # (unannotated, no instance, or an instance of a class that is not evaluated).
+    keep = np.isin(inst_cls, spec.class_ids)
+    compact = np.where(keep, np.cumsum(keep) - 1, -1)
+    gt_index = np.where(inst_index >= 0, compact[np.maximum(inst_index, 0)], -1)
+    void = gt_index < 0
+    if spec.class_agnostic:
+        gt_cls = np.zeros(int(keep.sum()), np.int64)
+    else:
+        gt_cls = np.array([class_of_id[int(c)] for c in inst_cls[keep]], np.int64)
     gt_size = sizes[keep]
-    void = ~valid_sem | ~has_inst
     # Predictions: label outside the evaluated classes skipped (semantic mode), then small ones.
     if spec.class_agnostic:
         pcls = np.zeros(len(preds), np.int64)
@@ -182,7 +225,7 @@ def _match_scene(name: str, semantic: np.ndarray, instance: np.ndarray, preds: P
     r = remap[rows]
     keep_pair = r >= 0
     r, c = r[keep_pair], cols[keep_pair]
-    g = int(keep.sum())
+    g = len(gt_size)
     gi = gt_index[c]
     on_gt = gi >= 0
     inter = np.bincount(r[on_gt] * g + gi[on_gt], minlength=len(sel) * g).reshape(len(sel), g)
@@ -286,12 +329,22 @@ def evaluate(
     A scene without an entry in `predictions` counts as predicting nothing.
     """
     scenes = []
+    seen: set[str] = set()
     for item in gt:
         name, semantic, instance = _gt_arrays(item)
+        if name in seen:
+            raise DataError(f"scene {name} is given twice in the ground truth; give each scene once")
+        seen.add(name)
         preds = predictions.get(name)
         if preds is None:
             preds = Predictions.empty(len(semantic))
         scenes.append(_match_scene(name, semantic, instance, preds, spec))
+    unknown = sorted(set(predictions) - seen)
+    if unknown:
+        raise DataError(
+            f"predictions for {len(unknown)} scene(s) without ground truth (e.g. {unknown[0]}); "
+            "evaluate against the split the predictions were made on"
+        )
     labels = spec.labels
     table = np.full((len(labels), len(OVERLAPS)), math.nan)
     for ci in range(len(labels)):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 
 import numpy as np
 import pytest
 
+from freepoint_bench.data.scene import Scene
+from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import (
     OVERLAPS,
+    EvalSpec,
     Predictions,
     evaluate,
     predictions_from_labels,
@@ -130,38 +135,119 @@ def test_s3dis_spec_structure_and_clutter_void():
     assert evaluate([("s", sem, ins)], {"s": preds}, s3dis_spec(class_agnostic=True, structure_void=True)).ap == 1.0
 
 
+def test_prediction_on_a_tiny_gt_is_ignored_only_while_that_share_exceeds_the_threshold():
+    # A: 200 chair points, B: a 60-point chair (below min_region_size 100). P covers B and 50 points of A:
+    # IoU(P, A) = 50 / 260 < 0.25; its ignored share is 60 / 110 = 0.545, so P is ignored at 0.25 and 0.5
+    # and a false positive (score 0.9, above A's true positive at 0.5) from 0.55 on.
+    sem, ins = _scene([(200, CHAIR), (60, CHAIR)])
+    p_mask = (ins == 1) | (np.arange(len(ins)) < 50)
+    r = evaluate([("s", sem, ins)], {"s": _pred([ins == 0, p_mask], [CHAIR, CHAIR], [0.5, 0.9])}, scannet_spec())
+    # From 0.55: ascending .5 TP, .9 FP → (p, r) = (1/2, 1), (0, 0), artificial (1, 0); widths 1/2, 1/2, 0.
+    assert r.ap50 == 1.0 and r.ap25 == 1.0
+    np.testing.assert_allclose(r.ap_table[scannet_spec().class_names.index("chair"), 1:9], 0.25, rtol=1e-15)
+    assert r.ap == pytest.approx((1 + 8 * 0.25) / 9, rel=1e-15)
+
+
+def test_gt_class_is_the_majority_of_annotated_points_and_points_take_their_instance_class():
+    # 70 unannotated + 50 chair points: a chair (unannotated points do not vote); 20 wall-labelled points
+    # inside a 180-point chair are chair points, not void.
+    sem = np.array([-1] * 70 + [CHAIR] * 50 + [CHAIR] * 160 + [WALL] * 20)
+    ins = np.array([0] * 120 + [1] * 180)
+    preds = _pred([ins == 0, ins == 1], [CHAIR, CHAIR], [0.9, 0.8])
+    r = evaluate([("s", sem, ins)], {"s": preds}, scannet_spec())
+    assert (r.ap, r.ap50, r.ap25) == (1.0, 1.0, 1.0)
+    first = [("s", sem[:120], ins[:120])]
+    assert evaluate(first, {}, scannet_spec()).per_class["chair"]["ap25"] == 0.0  # a chair to find, not NaN
+    # a wall-majority instance is void: a mask on it is ignored, not a false positive
+    sem2 = np.array([WALL] * 120 + [CHAIR] * 180)
+    r = evaluate([("s", sem2, ins)], {"s": preds}, scannet_spec())
+    assert (r.ap, r.ap50, r.ap25) == (1.0, 1.0, 1.0)
+
+
+def test_class_agnostic_gt_order_is_instance_id_order():
+    # Two 150-point instances, a table and a chair; a mask merging both has IoU 0.5 with each, so at 0.25
+    # the GT with the smaller instance id takes it, whatever its class id.
+    sem = np.array([TABLE] * 150 + [CHAIR] * 150)
+    ins = np.array([0] * 150 + [1] * 150)
+    preds = _pred([np.ones(300, bool), sem == CHAIR], [CHAIR, CHAIR], [0.9, 0.8])
+    spec = scannet_spec(class_agnostic=True)
+    assert evaluate([("s", sem, ins)], {"s": preds}, spec).ap25 == 1.0  # merged → table, chair mask → chair
+    # Chair first: it takes the merged mask (.9), its own mask is a duplicate FP (.8), the table is missed.
+    # Ascending .8 F, .9 T with one hard FN → (p, r) = (1/2, 1/2), (1, 1/2), (1, 0): AP = 0 + 1/4 + 1/4.
+    flipped = [("s", sem, 1 - ins)]
+    assert evaluate(flipped, {"s": preds}, spec).ap25 == 0.5
+    assert _reference_ap(flipped, {"s": preds}, spec)[0, 9] == pytest.approx(0.5)
+
+
+def test_accepts_scene_objects_and_checks_its_inputs():
+    sem, ins = _scene([(150, CHAIR)], void=50)
+    scene = Scene("scene0000_00", np.zeros((200, 3), np.float32), np.zeros((200, 3), np.float32),
+                  semantic=sem, instance=ins)
+    preds = {"scene0000_00": _pred([ins == 0], [CHAIR], [1.0])}
+    assert evaluate([scene], preds, scannet_spec()).ap == 1.0
+    assert evaluate([scene], preds, scannet_spec()).num_scenes == 1
+    with pytest.raises(DataError, match="twice"):
+        evaluate([scene, scene], preds, scannet_spec())
+    with pytest.raises(DataError, match="without ground truth"):
+        evaluate([scene], {**preds, "other": preds["scene0000_00"]}, scannet_spec())
+    with pytest.raises(DataError, match="cover 199 points but the scene has 200"):
+        evaluate([scene], {"scene0000_00": _pred([ins[:199] == 0], [CHAIR], [1.0])}, scannet_spec())
+    with pytest.raises(DataError, match="must be"):
+        evaluate([("s", sem, ins[:10])], {}, scannet_spec())
+    with pytest.raises(DataError, match="no ground-truth labels"):
+        evaluate([Scene("u", np.zeros((3, 3), np.float32), np.zeros((3, 3), np.float32))], {}, scannet_spec())
+    with pytest.raises(ConfigError, match="min_region_size"):
+        scannet_spec(min_region_size=0)
+    with pytest.raises(ConfigError):
+        EvalSpec((1, 1), ("a", "b"))
+
+
+def test_to_dict_is_json_ready():
+    sem, ins = _scene([(150, CHAIR)])
+    d = evaluate([("s", sem, ins)], {}, scannet_spec()).to_dict()
+    text = json.dumps(d, allow_nan=False)
+    assert json.loads(text)["ap"] == 0.0 and d["per_class"]["table"]["ap50"] is None and d["num_scenes"] == 1
+
+
 # ------------------------------------------------------------------ reference implementation
 
 
 def _reference_ap(gts, preds_by_scene, spec) -> np.ndarray:
     """Returns (classes, thresholds) AP by following the benchmark script's loops and dicts literally."""
     labels = spec.labels
-    names = ["object"] * len(spec.class_ids) if spec.class_agnostic else spec.class_names
-    id_to_label = dict(zip(spec.class_ids, names, strict=True))
+    # GT ids as the benchmark encodes them, label * ENC + instance + 1 (0 = unannotated), with the label
+    # code = class index + 1 (so that class id 0 of S3DIS stays apart from "unannotated") and one code for
+    # all classes when class-agnostic; ENC instead of 1000 because random instance ids exceed 999.
+    enc = 1_000_000
+    code_of = {cid: 1 if spec.class_agnostic else ci + 1 for ci, cid in enumerate(spec.class_ids)}
+    label_of_code = {code: labels[code - 1] for code in set(code_of.values())}
     matches = {}
     for name, sem, ins in gts:
-        # GT ids as the benchmark encodes them: label * 1000 + instance + 1 (0 = unannotated).
-        sem_of_inst = {}
+        code_of_inst = {}
         for i in np.unique(ins[ins >= 0]):
-            vals, counts = np.unique(sem[ins == i], return_counts=True)
-            sem_of_inst[i] = vals[np.argmax(counts)]
-        gt_ids = np.array([sem_of_inst[i] * 1000 + i + 1 if i >= 0 else 0 for i in ins])
+            vals, counts = np.unique(sem[(ins == i) & (sem >= 0)], return_counts=True)
+            majority = vals[np.argmax(counts)] if len(vals) else -1
+            code_of_inst[i] = code_of.get(int(majority), 0)
+        gt_ids = np.array([code_of_inst[i] * enc + i + 1 if i >= 0 else 0 for i in ins], np.int64)
         gt2pred = {lab: [] for lab in labels}
         for gid in np.unique(gt_ids):
-            if gid == 0 or gid // 1000 not in id_to_label:
+            if gid == 0 or gid // enc not in label_of_code:
                 continue
-            gt2pred[id_to_label[gid // 1000]].append(
+            gt2pred[label_of_code[gid // enc]].append(
                 {"instance_id": gid, "vert_count": int((gt_ids == gid).sum()), "matched_pred": []}
             )
+        for lab in labels:
+            assert all(g["instance_id"] >= enc for g in gt2pred[lab])  # no "groups": the script's rule is moot
         pred2gt = {lab: [] for lab in labels}
-        bool_void = ~np.isin(gt_ids // 1000, list(id_to_label)) | (gt_ids == 0)
+        # void: points whose GT label is not evaluated (the `gt_ids // 1000` rule of the script's forks)
+        bool_void = ~np.isin(gt_ids // enc, list(label_of_code))
         p = preds_by_scene.get(name)
         for k in range(0 if p is None else len(p)):
             label_id = int(p.labels[k])
             if spec.class_agnostic:
                 label_name = "object"
-            elif label_id in id_to_label:
-                label_name = id_to_label[label_id]
+            elif label_id in code_of:
+                label_name = labels[code_of[label_id] - 1]
             else:
                 continue
             mask = p.masks[k]
@@ -257,46 +343,68 @@ def _reference_ap(gts, preds_by_scene, spec) -> np.ndarray:
     return ap
 
 
-def _random_case(rng, n_scenes=3, n=400):
+def _random_case(rng, classes, n_scenes=3, n=400):
+    """Returns (gts, preds): blocky instances with label noise, id gaps, and masks that copy, merge, cut
+    or miss GT instances, with tied scores and labels inside and outside `classes`."""
     gts, preds = [], {}
-    classes = [CHAIR, TABLE, 3, WALL]
     for s in range(n_scenes):
-        n_inst = rng.integers(1, 7)
-        ins = rng.integers(-1, n_inst, size=n)
-        # spatially coherent-ish instances: sort so instances are blocks with noise
-        ins = np.sort(ins)
+        n_inst = int(rng.integers(1, 7))
+        ins = np.sort(rng.integers(-1, n_inst, size=n))  # blocks ...
         noise = rng.random(n) < 0.1
-        ins[noise] = rng.integers(-1, n_inst, size=noise.sum())
+        ins[noise] = rng.integers(-1, n_inst, size=noise.sum())  # ... with noise
         inst_cls = rng.choice(classes, size=n_inst)
         sem = np.where(ins >= 0, inst_cls[np.maximum(ins, 0)], rng.choice(classes, size=n))
+        # semantic labels that disagree with the instance's majority, unannotated points inside instances
+        flip = rng.random(n) < rng.uniform(0, 0.3)
+        sem[flip] = rng.choice(list(classes) + [-1], size=flip.sum())
+        ins = np.where(ins >= 0, ins * int(rng.integers(1, 4)) + int(rng.integers(0, 3)), -1)  # id gaps
         gts.append((f"s{s}", sem, ins))
-        k = rng.integers(0, 9)
+        ids = np.unique(ins[ins >= 0])
+        k = int(rng.integers(0, 10))
         masks = []
         for _ in range(k):
-            if rng.random() < 0.7 and n_inst:
-                base = ins == rng.integers(0, n_inst)
-                flip = rng.random(n) < rng.uniform(0, 0.3)
-                masks.append(base ^ flip)
+            u = rng.random()
+            if u < 0.5 and len(ids):
+                base = ins == rng.choice(ids)
+                masks.append(base ^ (rng.random(n) < rng.uniform(0, 0.3)))
+            elif u < 0.7 and len(ids):  # two GT instances merged: above 0.25 with both
+                masks.append(np.isin(ins, rng.choice(ids, size=2)))
+            elif u < 0.8 and masks:  # a duplicate of an earlier mask
+                masks.append(masks[int(rng.integers(0, len(masks)))].copy())
             else:
                 start = rng.integers(0, n)
                 m = np.zeros(n, bool)
-                m[start : start + rng.integers(20, 200)] = True
+                m[start : start + rng.integers(0, 200)] = True
                 masks.append(m)
         scores = np.round(rng.random(k), 1)  # ties on purpose
-        labels = rng.choice(classes + [99], size=k)
+        labels = rng.choice(list(classes) + [99], size=k)
         preds[f"s{s}"] = Predictions(np.array(masks, bool).reshape(k, n), labels, scores)
     return gts, preds
+
+
+def _check_against_reference(gts, preds, spec):
+    result = evaluate(gts, preds, spec)
+    ref = _reference_ap(gts, preds, spec)
+    np.testing.assert_allclose(result.ap_table, ref, rtol=1e-9, atol=1e-12, equal_nan=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = [np.nanmean(ref[:, :9]), np.nanmean(ref[:, 9]), np.nanmean(ref[:, 0])]
+    assert [result.ap, result.ap25, result.ap50] == pytest.approx(expected, nan_ok=True, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(25))
 @pytest.mark.parametrize("agnostic", [False, True])
 def test_matches_the_reference_on_random_inputs(seed, agnostic):
     rng = np.random.default_rng(seed)
-    gts, preds = _random_case(rng)
+    gts, preds = _random_case(rng, [CHAIR, TABLE, 3, WALL])
     spec = scannet_spec(class_agnostic=agnostic, min_region_size=int(rng.choice([1, 20, 60])))
-    result = evaluate(gts, preds, spec)
-    ref = _reference_ap(gts, preds, spec)
-    np.testing.assert_allclose(result.ap_table, ref, rtol=1e-9, atol=1e-12, equal_nan=True)
-    with np.errstate(all="ignore"):
-        expected_ap = np.nanmean(ref[:, :9]) if not np.isnan(ref[:, :9]).all() else math.nan
-    assert result.ap == pytest.approx(expected_ap, nan_ok=True)
+    _check_against_reference(gts, preds, spec)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_matches_the_reference_on_random_s3dis_inputs(seed):
+    rng = np.random.default_rng(100 + seed)
+    gts, preds = _random_case(rng, [0, 2, 7, 8, 12])  # ceiling (id 0), wall, table, chair, clutter
+    agnostic, clutter_void = bool(seed % 2), bool(seed // 2 % 2)
+    spec = s3dis_spec(class_agnostic=agnostic, clutter_void=clutter_void, min_region_size=int(rng.choice([1, 40])))
+    _check_against_reference(gts, preds, spec)
