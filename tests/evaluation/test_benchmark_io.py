@@ -72,3 +72,58 @@ def test_predictions_from_labels():
     assert len(predictions_from_labels(np.full(4, -1))) == 0
     with pytest.raises(DataError):
         Predictions(np.zeros((2, 3), bool), [1], [0.5, 0.5])
+
+
+def test_scores_round_trip_exactly_and_ties_survive(tmp_path):
+    scores = np.array([1e-7, 0.1, 0.1, 0.123456789, 1.0, 3.4e38], np.float32)
+    p = Predictions(np.eye(6, 8, dtype=bool), np.arange(6), scores)
+    write_predictions(tmp_path, "s", p)
+    q = read_predictions(tmp_path, "s", 8)
+    np.testing.assert_array_equal(q.scores, scores)
+    np.testing.assert_array_equal(q.masks, p.masks)
+
+
+def test_reader_follows_the_benchmark_rules(tmp_path):
+    (tmp_path / "pred_mask").mkdir()
+    (tmp_path / "pred_mask" / "a.txt").write_bytes(b"0\r\n2\r\n-1\r\n0\r\n")  # non-zero = in, CRLF tolerated
+    (tmp_path / "s.txt").write_text("pred_mask/a.txt 5.0 1\n")  # label written as a float, as the script allows
+    q = read_predictions(tmp_path, "s", 4)
+    assert q.masks.tolist() == [[False, True, True, False]] and q.labels.tolist() == [5] and q.scores[0] == 1.0
+    (tmp_path / "semantic_instance_evaluation.txt").write_text("class,class id,ap,ap50,ap25\n")
+    assert list_prediction_scenes(tmp_path) == ["s"]  # the script's result file is not a scene
+    with pytest.raises(DataError, match="predictions folder not found"):
+        list_prediction_scenes(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("pred_mask/a.txt 5.5 0.5", r"s.txt:1: expected"),
+        ("pred_mask/a.txt 5 0.5 extra", r"s.txt:1: expected"),
+        ("pred_mask/a.txt 5", r"s.txt:1: expected"),
+        ("pred_mask/a.txt 5 nan", "not finite"),
+        ("ABS 5 0.5", "is absolute"),
+        ("../outside.txt 5 0.5", "points outside"),
+        ("pred_mask/a.txt 5 0.5\npred_mask/../pred_mask/a.txt 7 0.2", r"s.txt:2: mask file .* listed twice"),
+    ],
+)
+def test_malformed_scene_files_name_the_line(tmp_path, line, message):
+    (tmp_path / "pred_mask").mkdir()
+    (tmp_path / "pred_mask" / "a.txt").write_text("0\n1\n")
+    (tmp_path.parent / "outside.txt").write_text("0\n1\n")
+    (tmp_path / "s.txt").write_text(line.replace("ABS", str(tmp_path / "pred_mask" / "a.txt")) + "\n")
+    with pytest.raises(DataError, match=message):
+        read_predictions(tmp_path, "s", 2)
+
+
+def test_malformed_mask_files_name_the_file_and_line(tmp_path):
+    (tmp_path / "pred_mask").mkdir()
+    (tmp_path / "s.txt").write_text("pred_mask/a.txt 5 0.5\n")
+    (tmp_path / "pred_mask" / "a.txt").write_text("0\nyes\n1\n")
+    with pytest.raises(DataError, match=r"a.txt:2: 'yes' is not a number"):
+        read_predictions(tmp_path, "s", 3)
+    (tmp_path / "pred_mask" / "a.txt").write_text("0\n\n1\n")  # an empty line inside is a wrong line
+    with pytest.raises(DataError, match=r"a.txt:2"):
+        read_predictions(tmp_path, "s", 3)
+    with pytest.raises(DataError, match="without spaces"):
+        write_predictions(tmp_path, "my scene", Predictions.empty(3))
