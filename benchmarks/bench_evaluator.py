@@ -1,8 +1,13 @@
 """Evaluator speed: ScanNet-style AP over many scenes with many predictions (prints a table).
 
 Usage: python benchmarks/bench_evaluator.py [--scenes 300] [--preds 100] [--points 50000]
-Scenes have 40 GT instances of random valid classes; predictions are noisy copies of GT masks plus
-random blobs, with random labels and scores. Reading/writing the benchmark format is timed on a few scenes.
+Scenes have 40 GT instances of random valid classes; predictions are noisy copies of GT masks with
+mostly the right labels and random scores. Reading/writing the benchmark format is timed on a few scenes.
+
+Measured on the 2-core development VM (shared, busy), defaults (300 scenes x 100 predictions x 50k points,
+1.9 GB peak, ~20 s in all): evaluate 4.5 s semantic / 4.2 s class-agnostic (~15 ms a scene, linear in
+scenes, so ScanNet val's 312 scenes take about the same); benchmark format 0.10 s to write and 0.05 s to
+read one scene of 100 masks (~30 s / 15 s for a whole 300-scene submission).
 """
 
 from __future__ import annotations
@@ -62,12 +67,14 @@ def main() -> None:
     table = Table(title=f"evaluator: {args.scenes} scenes × {args.preds} predictions × {args.points:,} points")
     table.add_column("step")
     table.add_column("seconds", justify="right")
+    table.add_column("ms / scene", justify="right")
     table.add_column("note")
-    table.add_row("generate inputs", f"{t_gen:.1f}", "not part of the evaluator")
+    per = 1000 / max(args.scenes, 1)
+    table.add_row("generate inputs", f"{t_gen:.1f}", f"{t_gen * per:.0f}", "not part of the evaluator")
     for mode, secs, value in rows:
-        table.add_row(f"evaluate ({mode})", f"{secs:.2f}", f"AP = {100 * value:.1f}")
-    table.add_row("write one scene (benchmark format)", f"{t_write:.3f}", f"{args.preds} mask files")
-    table.add_row("read one scene (benchmark format)", f"{t_read:.3f}", "")
+        table.add_row(f"evaluate ({mode})", f"{secs:.2f}", f"{secs * per:.1f}", f"AP = {100 * value:.1f}")
+    table.add_row("write (benchmark format)", f"{t_write:.3f}", f"{1000 * t_write:.0f}", f"{args.preds} mask files")
+    table.add_row("read (benchmark format)", f"{t_read:.3f}", f"{1000 * t_read:.0f}", "")
     Console().print(table)
 
 
