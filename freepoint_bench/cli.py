@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -638,6 +639,11 @@ def main(argv: list[str] | None = None) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
     )
+    # Lightning logs its own INFO banners (tips, device summaries): keep the terminal for our progress bars.
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     try:
         app(args=argv, prog_name="bench.py")  # usage errors: typer prints them and exits 2
     except FreePointError as e:
