@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from freepoint_bench.data.classes import SCANNET_INSTANCE_IDS
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import (
@@ -408,3 +410,44 @@ def test_matches_the_reference_on_random_s3dis_inputs(seed):
     agnostic, clutter_void = bool(seed % 2), bool(seed // 2 % 2)
     spec = s3dis_spec(class_agnostic=agnostic, clutter_void=clutter_void, min_region_size=int(rng.choice([1, 40])))
     _check_against_reference(gts, preds, spec)
+
+
+# ------------------------------------------------------------------ real ScanNet development scans
+
+DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "scannet-dev"
+
+
+@pytest.mark.realdata
+def test_real_scans_oracle_round_trip_and_reference(tmp_path):
+    if not (DEV / "scene0000_00_vert.npy").is_file():
+        pytest.skip(f"ScanNet dev scans not found under {DEV}")
+    from freepoint_bench.data.readers import get_reader
+    from freepoint_bench.evaluation import read_predictions, write_predictions
+
+    reader = get_reader("scannet-npy")
+    scenes = [reader.read_scene(DEV, name) for name in reader.list_scenes(DEV)[:2]]
+    rng = np.random.default_rng(0)
+    perfect, noisy = {}, {}
+    for s in scenes:
+        ids = np.unique(s.instance[s.instance >= 0])
+        masks = s.instance[None, :] == ids[:, None]
+        labels = np.array([np.bincount(s.semantic[m] + 1).argmax() - 1 for m in masks])
+        perfect[s.name] = Predictions(masks, labels, rng.random(len(ids)))
+        # eroded, merged and relabelled copies: every rule of the matching gets exercised on real layouts
+        eroded = masks & (rng.random(masks.shape) < rng.uniform(0.3, 1.0, (len(ids), 1)))
+        merged = masks[rng.permutation(len(ids))] | masks
+        relabelled = np.where(rng.random(len(ids)) < 0.2, rng.choice(SCANNET_INSTANCE_IDS, len(ids)), labels)
+        noisy[s.name] = Predictions(
+            np.concatenate([eroded, merged]), np.concatenate([relabelled, labels]), rng.random(2 * len(ids)).round(2)
+        )
+    for agnostic in (False, True):
+        spec = scannet_spec(class_agnostic=agnostic)
+        r = evaluate(scenes, perfect, spec)
+        assert (r.ap, r.ap50, r.ap25) == (1.0, 1.0, 1.0)
+        gts = [(s.name, s.semantic, s.instance) for s in scenes]
+        _check_against_reference(gts, noisy, spec)
+    for s in scenes:
+        write_predictions(tmp_path, s.name, noisy[s.name])
+    back = {s.name: read_predictions(tmp_path, s.name, s.num_points) for s in scenes}
+    np.testing.assert_array_equal(evaluate(scenes, back, scannet_spec()).ap_table,
+                                  evaluate(scenes, noisy, scannet_spec()).ap_table)
