@@ -19,6 +19,10 @@ The rules are those of the ScanNet benchmark's `evaluate_semantic_instance.py`, 
 - AP integrates the precision/recall curve (with the artificial precision 1 / recall 0 end point) with
   the benchmark's step widths. A class with GT but no prediction scores 0; with neither, NaN (excluded).
 - AP is the mean over classes and the nine thresholds; AP50 and AP25 are means over classes.
+- Class-agnostic: every evaluated class is one "object" class (GT in instance-id order, as if the GT
+  labels were merged before encoding) and prediction labels are ignored; the void rule is unchanged.
+- Where the script would crash (GT and predictions of a class, but every GT missed and every prediction
+  ignored: an empty curve), the class scores 0.
 """
 
 from __future__ import annotations
