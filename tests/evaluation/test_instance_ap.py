@@ -98,6 +98,13 @@ def test_prediction_mostly_on_void_is_ignored_not_a_false_positive():
     assert r.ap == 1.0  # the high-scoring wall mask is ignored
 
 
+def test_missed_gt_with_only_ignored_predictions_scores_zero():
+    # An empty precision/recall curve (the GT missed, the only prediction ignored) scores 0, not an error.
+    sem, ins = _scene([(200, CHAIR)], void=300)
+    r = evaluate([("s", sem, ins)], {"s": _pred([ins < 0], [CHAIR], [0.9])}, scannet_spec())
+    assert (r.ap, r.ap50, r.ap25) == (0.0, 0.0, 0.0)
+
+
 def test_tiny_gt_is_dropped_and_predictions_on_it_ignored():
     sem, ins = _scene([(50, CHAIR), (200, CHAIR)])
     preds = _pred([ins == 0, ins == 1], [CHAIR, CHAIR], [0.9, 0.8])
