@@ -17,8 +17,7 @@ from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.multicut import relabel_contiguous
-from freepoint_bench.freepoint.pipeline import drop_small_segments
-from freepoint_bench.geometry.planes import remove_planes
+from freepoint_bench.freepoint.pipeline import drop_small_segments, remove_background
 
 ClassicalMethod = Literal["dbscan", "kmeans", "birch", "hdbscan"]
 CLASSICAL_METHODS: tuple[str, ...] = ("dbscan", "kmeans", "birch", "hdbscan")
@@ -31,17 +30,7 @@ HDBSCAN_MIN_CLUSTER_SIZE = 50  # ours (HDBSCAN is not in the paper)
 
 def foreground_mask(scene: Scene, config: PseudoLabelConfig) -> np.ndarray:
     """Returns the (N,) bool foreground of `scene` by FreePoint's plane removal with `config`."""
-    return remove_planes(
-        scene.xyz,
-        distance_threshold=config.plane_distance_threshold,
-        min_plane_points=config.plane_min_points,
-        min_plane_fraction=config.plane_min_fraction,
-        max_planes=config.plane_max_count,
-        num_iterations=config.plane_ransac_iterations,
-        fit_points=config.plane_fit_points,
-        grid_size=config.plane_grid_size,
-        seed=config.seed,
-    ).foreground
+    return remove_background(scene, config).foreground
 
 
 def classical_segments(

@@ -87,6 +87,21 @@ def _weights(config: PseudoLabelConfig, scene: Scene, has_deep: bool) -> tuple[d
     return weights, use_rgb
 
 
+def remove_background(scene: Scene, config: PseudoLabelConfig):
+    """Returns the plane-removal result (foreground (N,) bool, plane models) of `scene` under `config` (§3.1)."""
+    return remove_planes(
+        scene.xyz,
+        distance_threshold=config.plane_distance_threshold,
+        min_plane_points=config.plane_min_points,
+        min_plane_fraction=config.plane_min_fraction,
+        max_planes=config.plane_max_count,
+        num_iterations=config.plane_ransac_iterations,
+        fit_points=config.plane_fit_points,
+        grid_size=config.plane_grid_size,
+        seed=config.seed,
+    )
+
+
 def generate_pseudo_labels(
     scene: Scene,
     config: PseudoLabelConfig,
@@ -109,17 +124,7 @@ def generate_pseudo_labels(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    planes = remove_planes(
-        scene.xyz,
-        distance_threshold=config.plane_distance_threshold,
-        min_plane_points=config.plane_min_points,
-        min_plane_fraction=config.plane_min_fraction,
-        max_planes=config.plane_max_count,
-        num_iterations=config.plane_ransac_iterations,
-        fit_points=config.plane_fit_points,
-        grid_size=config.plane_grid_size,
-        seed=config.seed,
-    )
+    planes = remove_background(scene, config)
     foreground = planes.foreground
     fg_idx = np.flatnonzero(foreground)
     t1 = time.perf_counter()
@@ -131,9 +136,7 @@ def generate_pseudo_labels(
         timings["total"] = time.perf_counter() - t0
         return PseudoLabelResult(empty, foreground, timings, {s: 0 for s in sigmas}, {s: 0.0 for s in sigmas})
 
-    sampled_local = farthest_point_sample(
-        scene.xyz[fg_idx], fps_count(len(fg_idx), config.fps_ratio), seed=config.seed
-    )
+    sampled_local = farthest_point_sample(scene.xyz[fg_idx], fps_count(len(fg_idx), config.fps_ratio), seed=config.seed)
     sampled = fg_idx[sampled_local]
     t2 = time.perf_counter()
     timings["fps"] = t2 - t1
@@ -359,9 +362,7 @@ def load_pseudo_labels(out_dir: str | os.PathLike, scene_name: str, sigma: float
     """Returns the cached labels (N,) int64 of scene_name at sigma; DataError when missing or corrupt."""
     path = label_path(out_dir, scene_name, sigma)
     if not path.is_file():
-        raise DataError(
-            f"{path}: no pseudo labels for {scene_name} at sigma={sigma}; run pseudo-labelling first"
-        )
+        raise DataError(f"{path}: no pseudo labels for {scene_name} at sigma={sigma}; run pseudo-labelling first")
     try:
         with np.load(path, allow_pickle=False) as data:
             return np.asarray(data["labels"], dtype=np.int64)

@@ -23,9 +23,8 @@ from freepoint_bench.freepoint.affinities import combine_affinities, multicut_co
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.features import check_deep_features, point_features
 from freepoint_bench.freepoint.multicut import get_solver
-from freepoint_bench.freepoint.pipeline import drop_small_segments, majority_vote
+from freepoint_bench.freepoint.pipeline import drop_small_segments, majority_vote, remove_background
 from freepoint_bench.geometry.neighbours import knn, knn_graph
-from freepoint_bench.geometry.planes import remove_planes
 from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count
 
 logger = logging.getLogger(__name__)
@@ -80,17 +79,7 @@ def build_scene_graph(scene: Scene, config: PseudoLabelConfig, features: np.ndar
     """
     deep = check_deep_features(scene, features)
     n = scene.num_points
-    planes = remove_planes(
-        scene.xyz,
-        distance_threshold=config.plane_distance_threshold,
-        min_plane_points=config.plane_min_points,
-        min_plane_fraction=config.plane_min_fraction,
-        max_planes=config.plane_max_count,
-        num_iterations=config.plane_ransac_iterations,
-        fit_points=config.plane_fit_points,
-        grid_size=config.plane_grid_size,
-        seed=config.seed,
-    )
+    planes = remove_background(scene, config)
     foreground = planes.foreground
     fg_idx = np.flatnonzero(foreground)
     if len(fg_idx) == 0:
