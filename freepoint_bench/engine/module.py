@@ -44,6 +44,7 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             backend=preset.backend,
             voxel_size=preset.voxel_size_m,
             stem_kernel_size=preset.stem_kernel_size,
+            bn_momentum=preset.bn_momentum,
         ),
         decoder=DecoderConfig(
             hidden_dim=preset.decoder_hidden,
@@ -52,6 +53,7 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             dim_feedforward=preset.decoder_ffn,
             num_decoders=preset.decoder_layers,
             num_classes=num_classes,
+            query_features=preset.query_features,
         ),
     )
 

@@ -30,6 +30,9 @@ class DecoderConfig(BaseModel):
     attn_mask_threshold: float = Field(0.5, gt=0, lt=1)  # Mask3D: voxels with p < 0.5 are masked out
     fourier_scale: float = Field(1.0, gt=0)  # Mask3D gauss_scale of the Fourier positional encoding
     fourier_seed: int = 0  # the fixed random Fourier basis
+    # Mask3D's use_np_features: queries start from the backbone features of their FPS-sampled voxels
+    # (projected) instead of zeros. Mask3D's ScanNet setting: False (zero queries).
+    query_features: bool = False
 
 
 @dataclass
@@ -141,6 +144,7 @@ class QueryDecoder(nn.Module):
         self.pos_enc = FourierEncoding(d, config.fourier_scale, config.fourier_seed)
         self.query_projection = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
         self.mask_features_head = nn.Linear(mask_channels, d)
+        self.query_features_head = nn.Linear(mask_channels, d) if config.query_features else None
         self.level_projection = nn.ModuleList([nn.Linear(c, d) for c in level_channels])
         passes = 1 if config.shared_decoder else config.num_decoders
         n_layers = passes * len(config.levels)
@@ -189,7 +193,10 @@ class QueryDecoder(nn.Module):
         q_idx = fps(xyz, cfg.num_queries)
         query_xyz = normalise_positions(xyz[q_idx], lo, hi)
         query_pos = self.query_projection(self.pos_enc(query_xyz))
-        queries = torch.zeros_like(query_pos)  # Mask3D's non-parametric queries start at zero
+        if self.query_features_head is not None:  # Mask3D use_np_features: distinct queries from the start
+            queries = self.query_features_head(finest.feats[rows][q_idx])
+        else:  # Mask3D's non-parametric queries start at zero
+            queries = torch.zeros_like(query_pos)
 
         steps = []
         pred = self._predict(queries, mask_feats)
