@@ -67,6 +67,18 @@ def test_soft_max_tends_to_the_max_of_the_support_and_box_loss_to_zero():
     torch.testing.assert_close(soft_max_corner(half, XYZ, tau)[0, 0], torch.tensor(expected_x, dtype=D))
 
 
+def test_soft_box_ignores_improbable_points_outside_the_predicted_mask():
+    # p = 0.99 on points 0 and 1, p = 1e-6 on the far points 2 and 3: the predicted mask is {0, 1}.
+    logits = torch.tensor([[_logit(0.99), _logit(0.99), _logit(1e-6), _logit(1e-6)]], dtype=D)
+    hi = soft_max_corner(logits, XYZ, temperature=1e-3)
+    torch.testing.assert_close(hi, torch.tensor([[1.0, 0.0, 0.0]], dtype=D), atol=1e-3, rtol=0)
+    target = torch.tensor([[1.0, 1.0, 0.0, 0.0]], dtype=D)
+    assert box_loss(logits, target, XYZ, 1e-3).item() < 3e-3
+    # no point reaches 0.5: the most probable one (point 3) stands for the mask
+    low = torch.tensor([[_logit(0.1), _logit(0.2), _logit(0.1), _logit(0.3)]], dtype=D)
+    torch.testing.assert_close(soft_max_corner(low, XYZ, 0.1), XYZ[3:4])
+
+
 def test_box_loss_hand_computed():
     logits = torch.tensor([[1e4, 1e4, 1e4, -1e4]], dtype=D)  # prediction = points 0..2
     target = torch.tensor([[1.0, 1.0, 1.0, 1.0]], dtype=D)
@@ -121,5 +133,7 @@ def test_gradcheck_box_loss_in_the_positions():
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(2, 4, generator=g, dtype=D)
     target = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=D)
-    xyz = XYZ.clone().requires_grad_(True)
+    # at a generic point: jittered so no two positions tie on an axis (the exact target min/max has a kink
+    # there) and no predicted corner sits exactly on the target's (|d| has one at d = 0)
+    xyz = (XYZ + 0.1 * torch.rand(XYZ.shape, generator=g, dtype=D)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: box_loss(logits, target, x, 0.3) + mean_loss(logits, target, x), (xyz,))
