@@ -54,6 +54,8 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             num_decoders=preset.decoder_layers,
             num_classes=num_classes,
             query_features=preset.query_features,
+            spatial_prior=preset.spatial_prior,
+            spatial_scale=preset.spatial_scale,
         ),
     )
 

@@ -48,6 +48,8 @@ class TrainPreset(BaseModel):
     stem_kernel_size: int = Field(5, ge=1)  # first backbone conv kernel (Mask3D: 5)
     bn_momentum: float = Field(0.02, gt=0, le=1)  # BatchNorm running-statistics momentum (Mask3D: 0.02)
     query_features: bool = False  # queries start from backbone features (Mask3D use_np_features; ScanNet: off)
+    spatial_prior: bool = False  # mask logits get a learnt Gaussian blob around each query (not in Mask3D)
+    spatial_scale: float = Field(1.5, gt=0)  # its Fourier scale (models.decoder.DecoderConfig.spatial_scale)
     # -- data
     voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
     use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)

@@ -33,6 +33,14 @@ class DecoderConfig(BaseModel):
     # Mask3D's use_np_features: queries start from the backbone features of their FPS-sampled voxels
     # (projected) instead of zeros. Mask3D's ScanNet setting: False (zero queries).
     query_features: bool = False
+    # A spatial prior on the mask logits (not in Mask3D): each query's logit over voxel v adds
+    # gain * k(x_q, x_v) + bias, k a random-Fourier-feature Gaussian kernel of width about
+    # 1 / (2 pi spatial_scale) scene sizes around the query's FPS position, so the first masks are blobs
+    # around their queries instead of noise and masked attention is local from the first step; gain and
+    # bias are learnt. Off in Mask3D's setting.
+    spatial_prior: bool = False
+    spatial_scale: float = Field(1.5, gt=0)  # kernel frequency scale (1.5: width ~10% of the scene's longest side)
+    spatial_dim: int = Field(64, ge=2)  # Fourier features of the kernel (more: a smoother kernel)
 
 
 @dataclass
@@ -98,6 +106,13 @@ class FourierEncoding(nn.Module):
         return enc
 
 
+def fourier_kernel(enc_a: torch.Tensor, enc_b: torch.Tensor) -> torch.Tensor:
+    """Returns (A, B) mean over frequencies f of cos(2 pi (a - b) . B_f), from FourierEncoding rows
+    enc_a (A, D) and enc_b (B, D): a shift-invariant kernel, 1 where a = b, near 0 far apart."""
+    freqs = enc_a.shape[1] // 2
+    return (enc_a[:, : 2 * freqs] @ enc_b[:, : 2 * freqs].T) / freqs
+
+
 class _AttentionLayer(nn.Module):
     """Post-norm attention with positional encodings added to queries and keys (Mask3D's layers)."""
 
@@ -145,6 +160,11 @@ class QueryDecoder(nn.Module):
         self.query_projection = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
         self.mask_features_head = nn.Linear(mask_channels, d)
         self.query_features_head = nn.Linear(mask_channels, d) if config.query_features else None
+        self.spatial_enc = None
+        if config.spatial_prior:
+            self.spatial_enc = FourierEncoding(config.spatial_dim, config.spatial_scale, config.fourier_seed + 1)
+            self.spatial_gain = nn.Parameter(torch.tensor(6.0))  # logit +6 at the query, about 0 far away
+            self.spatial_bias = nn.Parameter(torch.tensor(-3.0))
         self.level_projection = nn.ModuleList([nn.Linear(c, d) for c in level_channels])
         passes = 1 if config.shared_decoder else config.num_decoders
         n_layers = passes * len(config.levels)
@@ -198,8 +218,14 @@ class QueryDecoder(nn.Module):
         else:  # Mask3D's non-parametric queries start at zero
             queries = torch.zeros_like(query_pos)
 
+        prior = None
+        if self.spatial_enc is not None:  # isotropic positions: the kernel is round in metres
+            iso = (xyz - lo) / (hi - lo).max().clamp(min=1e-6)
+            enc = self.spatial_enc(iso)
+            prior = self.spatial_gain * fourier_kernel(enc[q_idx], enc) + self.spatial_bias
+
         steps = []
-        pred = self._predict(queries, mask_feats)
+        pred = self._predict(queries, mask_feats, prior)
         for p in range(cfg.num_decoders):
             for i, _lvl in enumerate(cfg.levels):
                 layer = (0 if cfg.shared_decoder else p) * len(cfg.levels) + i
@@ -207,13 +233,15 @@ class QueryDecoder(nn.Module):
                 queries = self.cross_attention[layer](queries, memories[i], query_pos, key_pos[i], attn_mask)
                 queries = self.self_attention[layer](queries, queries, query_pos, query_pos)
                 queries = self.ffn[layer](queries)
-                pred = self._predict(queries, mask_feats)
+                pred = self._predict(queries, mask_feats, prior)
                 steps.append(pred)
         return steps, query_xyz
 
-    def _predict(self, queries: torch.Tensor, mask_feats: torch.Tensor):
+    def _predict(self, queries: torch.Tensor, mask_feats: torch.Tensor, prior: torch.Tensor | None = None):
         q = self.decoder_norm(queries)
         masks = self.mask_embed_head(q) @ mask_feats.T  # (Q, M_b)
+        if prior is not None:
+            masks = masks + prior
         obj = self.objectness_head(q)[:, 0]
         cls = self.class_head(q) if self.class_head is not None else None
         return masks, obj, cls

@@ -68,6 +68,7 @@ class InstanceSegmenter(nn.Module):
             "shared_decoder": d.shared_decoder,
             "levels": list(d.levels),
             "num_classes": d.num_classes,
+            "spatial_prior": d.spatial_prior,
         }
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from freepoint_bench.models.criterion import SetCriterion, targets_from_instance_ids
-from freepoint_bench.models.decoder import DecoderConfig, fps
+from freepoint_bench.models.decoder import DecoderConfig, FourierEncoding, fourier_kernel, fps
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.models.segmenter import TINY, InstanceSegmenter, SegmenterConfig
@@ -145,3 +145,37 @@ def test_inference_scores_topk_and_min_size_by_hand():
 def test_decoder_rejects_bad_levels():
     with pytest.raises(ValueError, match="out of range"):
         InstanceSegmenter(SegmenterConfig(backbone=TINY.backbone, decoder=DecoderConfig(levels=(0, 7), hidden_dim=32)))
+
+
+def test_fourier_kernel_against_the_cosine_sum_it_stands_for():
+    enc = FourierEncoding(64, scale=1.5, seed=3)
+    rng = np.random.default_rng(0)
+    a, b = torch.from_numpy(rng.uniform(0, 1, (5, 3))).float(), torch.from_numpy(rng.uniform(0, 1, (7, 3))).float()
+    basis = enc.basis.double().numpy()  # (3, 32)
+    brute = np.array([[np.mean(np.cos(2 * np.pi * (ai - bj) @ basis)) for bj in b.double().numpy()]
+                      for ai in a.double().numpy()])
+    np.testing.assert_allclose(fourier_kernel(enc(a), enc(b)).numpy(), brute, atol=1e-5)
+    np.testing.assert_allclose(torch.diagonal(fourier_kernel(enc(a), enc(a))).numpy(), 1.0, atol=1e-5)
+    # in expectation over the Gaussian basis the kernel is exp(-2 pi^2 s^2 d^2): ~0.01 at d = 0.5
+    far = fourier_kernel(enc(torch.zeros(1, 3)), enc(torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.5]])))
+    assert float(far.abs().max()) < 0.35
+
+
+def test_spatial_prior_makes_first_masks_local_and_is_learnt():
+    xyz, rgb, inst = _scene(4)
+    batch = collate([xyz], [rgb], voxel_size=0.08)
+    decoder = TINY.decoder.model_copy(update={"spatial_prior": True, "spatial_scale": 1.5})
+    torch.manual_seed(0)
+    model = InstanceSegmenter(SegmenterConfig(backbone=TINY.backbone, decoder=decoder))
+    assert model.architecture()["spatial_prior"] is True
+    out = model(batch)
+    coords = batch.coords[:, 1:].float()
+    iso = (coords - coords.amin(0)) / (coords.amax(0) - coords.amin(0)).max()
+    query_xyz = iso[fps(coords + 0.5, decoder.num_queries)]
+    dist = torch.cdist(query_xyz, iso)  # (Q, M) in scene sizes
+    probs = out.aux[0].masks[0].sigmoid() if out.aux else out.final.masks[0].sigmoid()
+    near, far = probs[dist < 0.1].mean(), probs[dist > 0.5].mean()
+    assert float(near) > float(far) + 0.3, (float(near), float(far))
+    losses = SetCriterion(LossConfig())(out, [targets_from_instance_ids(torch.from_numpy(inst))], batch)
+    losses["loss"].backward()
+    assert model.decoder.spatial_gain.grad is not None and float(model.decoder.spatial_gain.grad.abs()) > 0
