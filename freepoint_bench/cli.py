@@ -632,16 +632,20 @@ def tune_cmd(
 # ---------------------------------------------------------------------------------------------- entry
 
 
+def _quiet_lightning(record: logging.LogRecord) -> bool:
+    """Returns False for Lightning's records below WARNING."""
+    lightning = record.name.split(".")[0] in ("lightning", "pytorch_lightning", "lightning_fabric")
+    return not lightning or record.levelno >= logging.WARNING
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs the CLI; user errors print one line and exit with status 2."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-    )
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
     # Lightning logs its own INFO banners (tips, device summaries): keep the terminal for our progress bars.
-    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # A filter on the handler, because importing pytorch_lightning (lazily, inside commands) resets its
+    # loggers' levels to INFO.
+    handler.addFilter(_quiet_lightning)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     try:

@@ -127,6 +127,7 @@ def test_pretrain_predict_evaluate(capsys, synth, tmp_path):
         ckpts,
     )
     assert code == 0, err
+    assert "GPU available" not in err and "Tip" not in err  # Lightning's INFO banners stay quiet
     segmenter = next(ckpts.glob("*-segmenter.ckpt"))
     assert next(ckpts.glob("*-backbone.ckpt")).is_file() and (ckpts / "index.json").is_file()
     code, out, err = run(
