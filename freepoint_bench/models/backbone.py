@@ -12,7 +12,7 @@ from torch import nn
 from freepoint_bench.models.sparse import DEFAULT_BACKEND, SparseBackend, SparseTensorLike, get_backend
 from freepoint_bench.models.voxels import match_rows
 
-Preset = Literal["tiny", "14", "18", "34C"]
+Preset = Literal["tiny", "small", "14", "18", "34C"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class PresetSpec:
 PRESETS: dict[str, PresetSpec] = {
     # Few channels, one block per stage: for CPU tests.
     "tiny": PresetSpec(8, (1, 1, 1, 1, 1, 1, 1, 1), (8, 16, 16, 32, 16, 16, 16, 16)),
+    # Twice tiny's widths (32-channel output): a CPU model with room for instance-discriminative features.
+    "small": PresetSpec(16, (1, 1, 1, 1, 1, 1, 1, 1), (16, 32, 64, 64, 32, 32, 32, 32)),
     # Res16UNet14 / 18 of MinkowskiEngine's examples (Res16UNetBase planes).
     "14": PresetSpec(32, (1, 1, 1, 1, 1, 1, 1, 1), (32, 64, 128, 256, 256, 256, 256, 256)),
     "18": PresetSpec(32, (2, 2, 2, 2, 2, 2, 2, 2), (32, 64, 128, 256, 256, 256, 256, 256)),

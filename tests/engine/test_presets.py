@@ -20,9 +20,9 @@ def test_paper_preset_has_the_paper_values():
 def test_cpu_preset_is_small_and_on_cpu():
     p = get_preset("cpu-small")
     assert p.accelerator == "cpu" and p.precision == "32-true"
-    assert p.backbone == "tiny"
+    assert p.backbone == "small"
     assert p.voxel_size_m >= 0.04
-    assert p.num_queries < get_preset("paper").num_queries
+    assert p.decoder_hidden < get_preset("paper").decoder_hidden
     assert p.epochs1 < 100
 
 

@@ -22,7 +22,7 @@ FAST = {
     "voxel_size_m": 0.15,
     "num_queries": 8,
     "batch_size": 2,
-    "epochs1": 2,
+    "epochs1": 3,  # one step each; the first step of a fresh model may raise the loss (seen: 22.4 -> 23.1 -> 19.6)
     "epochs2": 1,
     "lr": 3e-3,
     "schedule": "constant",
@@ -112,7 +112,7 @@ def test_two_step_pretraining_writes_checkpoints_with_metadata(finished):
     assert set(meta["metrics"]) == {"step1", "step2"}
     assert meta["metrics"]["step1"]["sigma"] == pytest.approx(0.9)
     assert meta["metrics"]["step2"]["sigma"] == pytest.approx(1.2)
-    assert len(meta["metrics"]["step1"]["loss_history"]) == 2
+    assert len(meta["metrics"]["step1"]["loss_history"]) == FAST["epochs1"]
     assert len(meta["metrics"]["step2"]["loss_history"]) == 1
     index = json.loads((base / "ckpts" / "index.json").read_text())
     entry = index["checkpoints"][meta["id"]]
@@ -190,6 +190,6 @@ def test_interrupted_run_resumes_from_last_ckpt(tmp_path, store, method, finishe
     counter = CountEpochs()
     result = method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts", resume=True,
                              callbacks=[counter])
-    assert counter.epochs == 1 + 1  # step 1's last epoch, then step 2's single epoch
-    assert len(result.metadata["metrics"]["step1"]["loss_history"]) == 2  # history survives the restart
+    assert counter.epochs == FAST["epochs1"] - 1 + 1  # step 1's epochs from the interrupted one on, then step 2's
+    assert len(result.metadata["metrics"]["step1"]["loss_history"]) == FAST["epochs1"]  # history survives
     assert result.segmenter.is_file()
