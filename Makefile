@@ -46,7 +46,13 @@ demo: setup
 	  --out $(DEMO)/synth_0000-pseudo.png
 	$(PY) bench.py evaluate $(DEMO_ARGS) --predictions $(DEMO)/pred-pseudo/sigma-0.9 --class-agnostic \
 	  --json $(DEMO)/eval-pseudo.json
-	@echo "demo outputs in $(DEMO)/ (PNG renders, pseudo labels, predictions, evaluation JSON)"
+	$(PY) bench.py pretrain --method freepoint $(DEMO_ARGS) --scene synth_0000 --scene synth_0001 \
+	  --scene synth_0002 --epochs1 3 --epochs2 1 --out $(DEMO)/pretrain --checkpoints $(DEMO)/checkpoints --resume
+	$(PY) bench.py predict $(DEMO_ARGS) --split val --checkpoint $$(ls $(DEMO)/checkpoints/*-segmenter.ckpt | head -1) \
+	  --export-benchmark $(DEMO)/pred-segmenter
+	$(PY) bench.py evaluate $(DEMO_ARGS) --predictions $(DEMO)/pred-segmenter --class-agnostic \
+	  --json $(DEMO)/eval-segmenter.json
+	@echo "demo outputs in $(DEMO)/ (PNG renders, pseudo labels, checkpoints, predictions, evaluation JSON)"
 
 test: setup setup-minkowski
 	$(PY) -m pytest -q
