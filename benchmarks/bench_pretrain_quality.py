@@ -54,13 +54,17 @@ def predictions_per_scene(pred_dir: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, default=None, help=f"VoteNet-npy scans (default: {DATA})")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrain-quality")
     ap.add_argument("--preset", default="cpu-small")
     ap.add_argument("--epochs1", type=int, default=60)
     ap.add_argument("--epochs2", type=int, default=10)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="pretrain --set key=value")
     args = ap.parse_args()
+    if args.data is None and not DATA.is_dir():  # `make bench` on a machine without ../shared
+        print(f"skipped: the ScanNet dev scans are not at {DATA}; pass --data DIR (VoteNet npy layout)")
+        return
+    args.data = args.data or DATA
     if not args.data.is_dir():
         sys.exit(f"{args.data}: ScanNet dev scans not found; pass --data DIR (VoteNet npy layout)")
     data = ["--dataset", "scannet-npy", "--root", str(args.data)]
