@@ -163,7 +163,7 @@ class QueryDecoder(nn.Module):
         self.spatial_enc = None
         if config.spatial_prior:
             self.spatial_enc = FourierEncoding(config.spatial_dim, config.spatial_scale, config.fourier_seed + 1)
-            self.spatial_gain = nn.Parameter(torch.tensor(6.0))  # logit +6 at the query, about 0 far away
+            self.spatial_gain = nn.Parameter(torch.tensor(6.0))  # with the bias: logit +3 at the query, ~-3 far away
             self.spatial_bias = nn.Parameter(torch.tensor(-3.0))
         self.level_projection = nn.ModuleList([nn.Linear(c, d) for c in level_channels])
         passes = 1 if config.shared_decoder else config.num_decoders
