@@ -10,6 +10,7 @@ repeat per σ. `run_pseudo_labels` does this over many scenes with an atomic, ha
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 import zipfile
@@ -334,7 +335,9 @@ def run_pseudo_labels(
         for scene in todo:
             report(_process_scene(scene, config, sigmas_t, str(out), features_fn))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: a forked child inherits the parent's OpenMP / torch thread pools mid-state and can
+        # hang forever in open3d's RANSAC (seen in CI: both workers blocked in remove_planes)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             pending = {pool.submit(_process_scene, s, config, sigmas_t, str(out), features_fn) for s in todo}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
