@@ -56,6 +56,7 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             query_features=preset.query_features,
             spatial_prior=preset.spatial_prior,
             spatial_scale=preset.spatial_scale,
+            spatial_relative=preset.spatial_relative,
         ),
     )
 

@@ -41,6 +41,9 @@ class DecoderConfig(BaseModel):
     spatial_prior: bool = False
     spatial_scale: float = Field(1.5, gt=0)  # kernel frequency scale (1.5: width ~10% of the scene's longest side)
     spatial_dim: int = Field(64, ge=2)  # Fourier features of the kernel (more: a smoother kernel)
+    # With spatial_prior: each query predicts its own relative-position template instead of the fixed blob,
+    # sum_f r_f . [sin, cos](2 pi (x_v - x_q) . B_f), r = a linear head on the query (initialised to the blob)
+    spatial_relative: bool = False
 
 
 @dataclass
@@ -165,6 +168,12 @@ class QueryDecoder(nn.Module):
             self.spatial_enc = FourierEncoding(config.spatial_dim, config.spatial_scale, config.fourier_seed + 1)
             self.spatial_gain = nn.Parameter(torch.tensor(6.0))  # with the bias: logit +3 at the query, ~-3 far away
             self.spatial_bias = nn.Parameter(torch.tensor(-3.0))
+            self.spatial_head = None
+            if config.spatial_relative:
+                freqs = config.spatial_dim // 2
+                self.spatial_head = nn.Linear(d, 2 * freqs)  # [r_sin, r_cos] per query, zero: the blob
+                nn.init.zeros_(self.spatial_head.weight)
+                nn.init.zeros_(self.spatial_head.bias)
         self.level_projection = nn.ModuleList([nn.Linear(c, d) for c in level_channels])
         passes = 1 if config.shared_decoder else config.num_decoders
         n_layers = passes * len(config.levels)
@@ -222,7 +231,10 @@ class QueryDecoder(nn.Module):
         if self.spatial_enc is not None:  # isotropic positions: the kernel is round in metres
             iso = (xyz - lo) / (hi - lo).max().clamp(min=1e-6)
             enc = self.spatial_enc(iso)
-            prior = self.spatial_gain * fourier_kernel(enc[q_idx], enc) + self.spatial_bias
+            if self.spatial_head is None:
+                prior = self.spatial_gain * fourier_kernel(enc[q_idx], enc) + self.spatial_bias
+            else:
+                prior = (enc[q_idx], enc)
 
         steps = []
         pred = self._predict(queries, mask_feats, prior)
@@ -240,11 +252,25 @@ class QueryDecoder(nn.Module):
     def _predict(self, queries: torch.Tensor, mask_feats: torch.Tensor, prior: torch.Tensor | None = None):
         q = self.decoder_norm(queries)
         masks = self.mask_embed_head(q) @ mask_feats.T  # (Q, M_b)
-        if prior is not None:
+        if isinstance(prior, tuple):
+            masks = masks + self._relative_prior(q, *prior)
+        elif prior is not None:
             masks = masks + prior
         obj = self.objectness_head(q)[:, 0]
         cls = self.class_head(q) if self.class_head is not None else None
         return masks, obj, cls
+
+    def _relative_prior(self, q: torch.Tensor, enc_q: torch.Tensor, enc_v: torch.Tensor) -> torch.Tensor:
+        """Returns (Q, M) gain/F sum_f [(1 + r_cos) cos + r_sin sin](2 pi (x_v - x_q) . B_f) + bias, as one
+        product: sin(v - q) and cos(v - q) expand into sin/cos of v times per-query sin/cos of q."""
+        freqs = enc_v.shape[1] // 2
+        r = self.spatial_head(q)
+        r_sin, r_cos = r[:, :freqs], 1.0 + r[:, freqs : 2 * freqs]
+        sin_q, cos_q = enc_q[:, :freqs], enc_q[:, freqs : 2 * freqs]
+        sin_v, cos_v = enc_v[:, :freqs], enc_v[:, freqs : 2 * freqs]
+        a_sin = r_cos * sin_q + r_sin * cos_q  # coefficient of sin_v
+        a_cos = r_cos * cos_q - r_sin * sin_q  # coefficient of cos_v
+        return self.spatial_gain / freqs * (a_sin @ sin_v.T + a_cos @ cos_v.T) + self.spatial_bias
 
     def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor, n_keys: int) -> torch.Tensor:
         """Returns (heads, Q, n_keys) bool, True = not attended (mean probability < threshold)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -179,3 +181,35 @@ def test_spatial_prior_makes_first_masks_local_and_is_learnt():
     losses = SetCriterion(LossConfig())(out, [targets_from_instance_ids(torch.from_numpy(inst))], batch)
     losses["loss"].backward()
     assert model.decoder.spatial_gain.grad is not None and float(model.decoder.spatial_gain.grad.abs()) > 0
+
+
+def test_relative_spatial_prior_against_the_relative_position_sum():
+    decoder = TINY.decoder.model_copy(update={"spatial_prior": True, "spatial_relative": True, "spatial_dim": 16})
+    torch.manual_seed(0)
+    model = InstanceSegmenter(SegmenterConfig(backbone=TINY.backbone, decoder=decoder))
+    dec = model.decoder
+    g = torch.Generator().manual_seed(1)
+    xyz_v, xyz_q = torch.rand(9, 3, generator=g), torch.rand(4, 3, generator=g)
+    enc_v, enc_q = dec.spatial_enc(xyz_v), dec.spatial_enc(xyz_q)
+    q = torch.randn(4, decoder.hidden_dim, generator=g)
+    # at initialisation the head is zero: the query-conditioned template is the fixed blob
+    blob = dec.spatial_gain * fourier_kernel(enc_q, enc_v) + dec.spatial_bias
+    torch.testing.assert_close(dec._relative_prior(q, enc_q, enc_v), blob)
+    # with a trained head: gain / F * sum_f r_sin sin(2 pi (v - q) B_f) + (1 + r_cos) cos(...) + bias, by brute force
+    with torch.no_grad():
+        dec.spatial_head.weight.normal_(generator=g)
+        dec.spatial_head.bias.normal_(generator=g)
+    r = dec.spatial_head(q).detach().double()
+    freqs = decoder.spatial_dim // 2
+    basis = dec.spatial_enc.basis.double()
+    brute = torch.empty(4, 9, dtype=torch.float64)
+    for i in range(4):
+        for j in range(9):
+            phase = 2 * math.pi * (xyz_v[j].double() - xyz_q[i].double()) @ basis
+            total = (r[i, :freqs] * phase.sin() + (1 + r[i, freqs:]) * phase.cos()).sum()
+            brute[i, j] = float(dec.spatial_gain) / freqs * total + float(dec.spatial_bias)
+    torch.testing.assert_close(dec._relative_prior(q, enc_q, enc_v).detach().double(), brute, atol=1e-4, rtol=1e-4)
+    # translating queries and voxels together leaves the template unchanged (it sees only x_v - x_q)
+    shift = torch.tensor([0.3, -0.2, 0.1])
+    moved = dec._relative_prior(q, dec.spatial_enc(xyz_q + shift), dec.spatial_enc(xyz_v + shift))
+    torch.testing.assert_close(moved, dec._relative_prior(q, enc_q, enc_v), atol=1e-4, rtol=1e-4)
