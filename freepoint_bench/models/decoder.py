@@ -227,17 +227,13 @@ class QueryDecoder(nn.Module):
         else:  # Mask3D's non-parametric queries start at zero
             queries = torch.zeros_like(query_pos)
 
-        prior = None
+        spatial = None  # (query, voxel) Fourier encodings of the spatial prior
         if self.spatial_enc is not None:  # isotropic positions: the kernel is round in metres
-            iso = (xyz - lo) / (hi - lo).max().clamp(min=1e-6)
-            enc = self.spatial_enc(iso)
-            if self.spatial_head is None:
-                prior = self.spatial_gain * fourier_kernel(enc[q_idx], enc) + self.spatial_bias
-            else:
-                prior = (enc[q_idx], enc)
+            enc = self.spatial_enc((xyz - lo) / (hi - lo).max().clamp(min=1e-6))
+            spatial = (enc[q_idx], enc)
 
         steps = []
-        pred = self._predict(queries, mask_feats, prior)
+        pred = self._predict(queries, mask_feats, spatial)
         for p in range(cfg.num_decoders):
             for i, _lvl in enumerate(cfg.levels):
                 layer = (0 if cfg.shared_decoder else p) * len(cfg.levels) + i
@@ -245,24 +241,26 @@ class QueryDecoder(nn.Module):
                 queries = self.cross_attention[layer](queries, memories[i], query_pos, key_pos[i], attn_mask)
                 queries = self.self_attention[layer](queries, queries, query_pos, query_pos)
                 queries = self.ffn[layer](queries)
-                pred = self._predict(queries, mask_feats, prior)
+                pred = self._predict(queries, mask_feats, spatial)
                 steps.append(pred)
         return steps, query_xyz
 
-    def _predict(self, queries: torch.Tensor, mask_feats: torch.Tensor, prior: torch.Tensor | None = None):
+    def _predict(self, queries: torch.Tensor, mask_feats: torch.Tensor,
+                 spatial: tuple[torch.Tensor, torch.Tensor] | None = None):
         q = self.decoder_norm(queries)
         masks = self.mask_embed_head(q) @ mask_feats.T  # (Q, M_b)
-        if isinstance(prior, tuple):
-            masks = masks + self._relative_prior(q, *prior)
-        elif prior is not None:
-            masks = masks + prior
+        if spatial is not None:
+            masks = masks + self._spatial_prior(q, *spatial)
         obj = self.objectness_head(q)[:, 0]
         cls = self.class_head(q) if self.class_head is not None else None
         return masks, obj, cls
 
-    def _relative_prior(self, q: torch.Tensor, enc_q: torch.Tensor, enc_v: torch.Tensor) -> torch.Tensor:
-        """Returns (Q, M) gain/F sum_f [(1 + r_cos) cos + r_sin sin](2 pi (x_v - x_q) . B_f) + bias, as one
-        product: sin(v - q) and cos(v - q) expand into sin/cos of v times per-query sin/cos of q."""
+    def _spatial_prior(self, q: torch.Tensor, enc_q: torch.Tensor, enc_v: torch.Tensor) -> torch.Tensor:
+        """Returns (Q, M) gain/F sum_f [(1 + r_cos) cos + r_sin sin](2 pi (x_v - x_q) . B_f) + bias, r the
+        queries' templates (spatial_relative; without it r = 0, the blob gain * kernel + bias), as one product:
+        sin(v - q) and cos(v - q) expand into sin/cos of v times per-query sin/cos of q."""
+        if self.spatial_head is None:
+            return self.spatial_gain * fourier_kernel(enc_q, enc_v) + self.spatial_bias
         freqs = enc_v.shape[1] // 2
         r = self.spatial_head(q)
         r_sin, r_cos = r[:, :freqs], 1.0 + r[:, freqs : 2 * freqs]

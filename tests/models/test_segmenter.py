@@ -194,7 +194,7 @@ def test_relative_spatial_prior_against_the_relative_position_sum():
     q = torch.randn(4, decoder.hidden_dim, generator=g)
     # at initialisation the head is zero: the query-conditioned template is the fixed blob
     blob = dec.spatial_gain * fourier_kernel(enc_q, enc_v) + dec.spatial_bias
-    torch.testing.assert_close(dec._relative_prior(q, enc_q, enc_v), blob)
+    torch.testing.assert_close(dec._spatial_prior(q, enc_q, enc_v), blob)
     # with a trained head: gain / F * sum_f r_sin sin(2 pi (v - q) B_f) + (1 + r_cos) cos(...) + bias, by brute force
     with torch.no_grad():
         dec.spatial_head.weight.normal_(generator=g)
@@ -208,8 +208,8 @@ def test_relative_spatial_prior_against_the_relative_position_sum():
             phase = 2 * math.pi * (xyz_v[j].double() - xyz_q[i].double()) @ basis
             total = (r[i, :freqs] * phase.sin() + (1 + r[i, freqs:]) * phase.cos()).sum()
             brute[i, j] = float(dec.spatial_gain) / freqs * total + float(dec.spatial_bias)
-    torch.testing.assert_close(dec._relative_prior(q, enc_q, enc_v).detach().double(), brute, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dec._spatial_prior(q, enc_q, enc_v).detach().double(), brute, atol=1e-4, rtol=1e-4)
     # translating queries and voxels together leaves the template unchanged (it sees only x_v - x_q)
     shift = torch.tensor([0.3, -0.2, 0.1])
-    moved = dec._relative_prior(q, dec.spatial_enc(xyz_q + shift), dec.spatial_enc(xyz_v + shift))
-    torch.testing.assert_close(moved, dec._relative_prior(q, enc_q, enc_v), atol=1e-4, rtol=1e-4)
+    moved = dec._spatial_prior(q, dec.spatial_enc(xyz_q + shift), dec.spatial_enc(xyz_v + shift))
+    torch.testing.assert_close(moved, dec._spatial_prior(q, enc_q, enc_v), atol=1e-4, rtol=1e-4)
