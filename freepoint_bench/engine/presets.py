@@ -99,8 +99,8 @@ PRESETS: dict[str, dict] = {
         # 0.02 they are still ~50% the initial (0, 1) after 30 steps and eval mode (prediction) sees features
         # the decoder never saw in training; measured on synth_0000 after 40 steps, the 16 eval-mode queries
         # all gave the same mask (max prob 0.17, vs 0.66-0.96 in train mode). After 20 steps on two box rooms
-        # (tests/engine/test_module.py) the mean |train - eval| mask probability is 0.08-0.14 at 0.02 and at
-        # 0.1, 0.006 at 0.3.
+        # (tests/engine/test_module.py, this preset) the mean |train - eval| mask probability is 0.024-0.037 at
+        # 0.02 and at 0.1, 0.001-0.002 at 0.3.
         bn_momentum=0.3,
         # Zero-initialised queries stay collapsed (one shared mask) for most of a short run: overfitting
         # synth_0000's pseudo masks for 60 steps at lr 3e-3, Dice went 0.96 -> 0.84 with zero queries and
