@@ -78,23 +78,38 @@ def hard_centre(target: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
 
 def soft_max_corner(logits: torch.Tensor, xyz: torch.Tensor, temperature: float) -> torch.Tensor:
     """Returns (K, 3) per-axis soft maxima tau * log(sum p exp(x / tau) / sum p) of soft masks (K, N), the
-    sums over each row's predicted mask (p >= 0.5, or its most probable point; see the module docstring)."""
-    log_p = F.logsigmoid(logits)  # (K, N)
+    sums over each row's predicted mask (p >= 0.5, or its most probable point; see the module docstring).
+
+    Computed on the (row, point) pairs of the predicted masks only (a segmented log-sum-exp): predicted masks
+    cover a few percent of a scene, so this is ~20x cheaper than the dense (K, 3, N) log-sum-exp it equals."""
     with torch.no_grad():
         cut = logits.amax(-1, keepdim=True).clamp(max=0.0)  # logit 0 is p = 0.5
-        outside = logits < cut
-    log_p = log_p.masked_fill(outside, float("-inf"))
-    scaled = xyz.T[None] / temperature  # (1, 3, N)
-    lse = torch.logsumexp(log_p[:, None, :] + scaled, dim=-1)  # (K, 3)
-    return temperature * (lse - torch.logsumexp(log_p, dim=-1, keepdim=True))
+        rows, cols = torch.nonzero(logits >= cut, as_tuple=True)
+    log_p = F.logsigmoid(logits[rows, cols])  # (S,) over the pairs of the predicted masks
+    scaled = xyz[cols] / temperature  # (S, 3)
+    k = logits.shape[0]
+    lse = _segment_logsumexp(log_p[:, None] + scaled, rows, k)  # (K, 3)
+    norm = _segment_logsumexp(log_p[:, None], rows, k)  # (K, 1)
+    return temperature * (lse - norm)
+
+
+def _segment_logsumexp(values: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
+    """Returns (k, D) log sum exp of values (S, D) over the entries of each row id 0..k-1 (every row has one)."""
+    index = rows[:, None].expand_as(values)
+    with torch.no_grad():  # the stabiliser cancels out of the value and the gradient
+        top = values.new_full((k, values.shape[1]), float("-inf")).scatter_reduce(0, index, values, "amax")
+    sums = values.new_zeros(k, values.shape[1]).index_add(0, rows, (values - top[rows]).exp())
+    return top + sums.log()
 
 
 def hard_corners(target: torch.Tensor, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns ((T, 3) max corner, (T, 3) min corner) of binary masks (T, N) over xyz (N, 3)."""
-    t = target.bool()[:, :, None]
+    """Returns ((T, 3) max corner, (T, 3) min corner) of binary masks (T, N) over xyz (N, 3); an empty mask
+    gets (-big, +big) with big the dtype's largest value."""
+    rows, cols = torch.nonzero(target.bool(), as_tuple=True)
+    index = rows[:, None].expand(-1, 3)
     big = torch.finfo(xyz.dtype).max
-    hi = torch.where(t, xyz[None], torch.full_like(xyz[None], -big)).amax(1)
-    lo = torch.where(t, xyz[None], torch.full_like(xyz[None], big)).amin(1)
+    hi = xyz.new_full((target.shape[0], 3), -big).scatter_reduce(0, index, xyz[cols], "amax")
+    lo = xyz.new_full((target.shape[0], 3), big).scatter_reduce(0, index, xyz[cols], "amin")
     return hi, lo
 
 

@@ -79,6 +79,42 @@ def test_soft_box_ignores_improbable_points_outside_the_predicted_mask():
     torch.testing.assert_close(soft_max_corner(low, XYZ, 0.1), XYZ[3:4])
 
 
+def _dense_soft_max_corner(logits, xyz, temperature):
+    """The dense reference: a masked (K, 3, N) log-sum-exp over every point."""
+    log_p = torch.nn.functional.logsigmoid(logits)
+    outside = logits < logits.amax(-1, keepdim=True).clamp(max=0.0)
+    log_p = log_p.masked_fill(outside, float("-inf"))
+    lse = torch.logsumexp(log_p[:, None, :] + xyz.T[None] / temperature, dim=-1)
+    return temperature * (lse - torch.logsumexp(log_p, dim=-1, keepdim=True))
+
+
+def _dense_hard_corners(target, xyz):
+    t = target.bool()[:, :, None]
+    big = torch.finfo(xyz.dtype).max
+    return (torch.where(t, xyz[None], torch.full_like(xyz[None], -big)).amax(1),
+            torch.where(t, xyz[None], torch.full_like(xyz[None], big)).amin(1))
+
+
+def test_sparse_soft_box_equals_the_dense_log_sum_exp_in_value_and_gradient():
+    g = torch.Generator().manual_seed(3)
+    xyz = torch.rand(300, 3, generator=g, dtype=D)
+    logits = (torch.randn(7, 300, generator=g, dtype=D) * 3 - 2).requires_grad_()
+    with torch.no_grad():
+        logits[2] = -5.0 + torch.rand(300, generator=g, dtype=D)  # no point reaches 0.5
+    for tau in (0.02, 0.3):
+        ours = soft_max_corner(logits, xyz, tau)
+        ref = _dense_soft_max_corner(logits, xyz, tau)
+        torch.testing.assert_close(ours, ref)
+        w = torch.randn(7, 3, generator=g, dtype=D)
+        (g_ours,) = torch.autograd.grad((ours * w).sum(), logits)
+        (g_ref,) = torch.autograd.grad((ref * w).sum(), logits)
+        torch.testing.assert_close(g_ours, g_ref)
+    target = torch.rand(5, 300, generator=g) < 0.1
+    target[4] = False  # an empty mask
+    for a, b in zip(hard_corners(target, xyz), _dense_hard_corners(target, xyz), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_box_loss_hand_computed():
     logits = torch.tensor([[1e4, 1e4, 1e4, -1e4]], dtype=D)  # prediction = points 0..2
     target = torch.tensor([[1.0, 1.0, 1.0, 1.0]], dtype=D)
