@@ -13,9 +13,10 @@ segmenter beats its base masks: 4.1 / 7.9 / 21.0 → 10.7 / 21.4 / 37.8 AP / AP5
 Every step is a `bench.py` command (printed as it runs), so the table can be reproduced by hand. The run
 directory is resumable: a second call with the same settings skips finished training steps.
 
-Measured on 2026-12-01 on a 2-core CPU machine (cpu-small, 60 + 10 epochs, 799 s of training), AP / AP50 / AP25:
-base masks 8.0 / 25.3 / 53.4, σ_high masks 10.6 / 26.0 / 50.3, segmenter step 1 0.1 / 0.4 / 19.7, step 2
-0.1 / 0.5 / 21.0: the CPU segmenter does not yet reach its pseudo masks (README, "Does it learn?").
+Measured on 2026-12-02 on a 2-core CPU machine (cpu-small with 20k-point crops, 60 + 10 epochs, 329 s incl.
+pseudo labels), AP / AP50 / AP25: base masks 8.0 / 25.3 / 53.4, σ_high masks 10.6 / 26.0 / 50.3, segmenter
+step 1 0.3 / 1.6 / 28.2, step 2 0.3 / 2.0 / 29.4: the CPU segmenter does not yet reach its pseudo masks
+(README, "Does it learn?").
 """
 
 from __future__ import annotations
