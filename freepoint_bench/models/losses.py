@@ -80,8 +80,9 @@ def soft_max_corner(logits: torch.Tensor, xyz: torch.Tensor, temperature: float)
     """Returns (K, 3) per-axis soft maxima tau * log(sum p exp(x / tau) / sum p) of soft masks (K, N), the
     sums over each row's predicted mask (p >= 0.5, or its most probable point; see the module docstring).
 
-    Computed on the (row, point) pairs of the predicted masks only (a segmented log-sum-exp): predicted masks
-    cover a few percent of a scene, so this is ~20x cheaper than the dense (K, 3, N) log-sum-exp it equals."""
+    Computed on the (row, point) pairs of the predicted masks only (a segmented log-sum-exp), which equals the
+    dense (K, 3, N) log-sum-exp over all points with -inf outside the masks; predicted masks cover a small part
+    of a scene, so it is much cheaper (the cpu-small criterion on two dev scans: 1.57 -> 0.57 s)."""
     with torch.no_grad():
         cut = logits.amax(-1, keepdim=True).clamp(max=0.0)  # logit 0 is p = 0.5
         rows, cols = torch.nonzero(logits >= cut, as_tuple=True)
