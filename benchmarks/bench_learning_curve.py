@@ -18,7 +18,6 @@ pseudo-labels`. Seeded: the same command prints the same table.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -35,29 +34,16 @@ from freepoint_bench.data.classes import SCANNET_INSTANCE_IDS  # noqa: E402
 from freepoint_bench.engine.data import GroundTruthTargets, PseudoLabelTargets, collate, make_sample  # noqa: E402
 from freepoint_bench.engine.module import segmenter_from_preset  # noqa: E402
 from freepoint_bench.engine.presets import get_preset  # noqa: E402
+from freepoint_bench.errors import ConfigError  # noqa: E402
 from freepoint_bench.evaluation import Predictions, evaluate  # noqa: E402
 from freepoint_bench.evaluation.instance_ap import scannet_spec  # noqa: E402
+from freepoint_bench.freepoint.config import parse_overrides  # noqa: E402
 from freepoint_bench.models.criterion import SetCriterion  # noqa: E402
 from freepoint_bench.models.inference import predict_instances  # noqa: E402
 from freepoint_bench.models.losses import LossConfig  # noqa: E402
 
-DATA = ROOT / ".." / "shared" / "data" / "scannet-dev"
-TRAIN = ["scene0000_00", "scene0000_01", "scene0000_02", "scene0001_00", "scene0001_01", "scene0002_00",
-         "scene0002_01"]
-HELD_OUT = ["scene0003_00", "scene0003_01", "scene0003_02", "scene0004_00", "scene0005_00", "scene0005_01"]
-
-
-def parse_sets(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            sys.exit(f"--set {item!r}: expected key=value")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pretrain_quality import DATA, HELD_OUT, TRAIN  # noqa: E402  (one room split for both scripts)
 
 
 @torch.no_grad()
@@ -96,7 +82,10 @@ def main() -> None:
     data = args.data or DATA
     if not data.is_dir():
         sys.exit(f"{data}: ScanNet dev scans not found; pass --data DIR (VoteNet npy layout)")
-    preset = get_preset(args.preset, **parse_sets(args.overrides))
+    try:
+        preset = get_preset(args.preset, **parse_overrides(args.overrides))
+    except ConfigError as e:
+        sys.exit(str(e))
     cmd = [sys.executable, str(ROOT / "bench.py"), "pseudo-labels", "--dataset", "scannet-npy", "--root", str(data),
            *[a for n in TRAIN for a in ("--scene", n)], "--out", str(args.labels)]
     print("$ bench.py " + " ".join(cmd[2:]), flush=True)
