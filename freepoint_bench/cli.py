@@ -515,9 +515,18 @@ def predict_cmd(
     scene: ScenesOpt = None,
     split: SplitOpt = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    superpoints: Annotated[
+        bool,
+        typer.Option(
+            "--superpoints/--no-superpoints",
+            help="Average each mask within label-free superpoints (Mask3D's segment pooling) before thresholding.",
+        ),
+    ] = False,
 ) -> None:
     """Run a trained segmenter on scenes and write its instance masks in ScanNet benchmark format."""
     from freepoint_bench.engine.predict import predict
+    from freepoint_bench.geometry.superpoints import SuperpointConfig
+    from freepoint_bench.models.inference import InferenceConfig
 
     store, names = _open_store(dataset, root, cache, scene)
     names = _select(store, names, split)
@@ -530,6 +539,7 @@ def predict_cmd(
             export_benchmark,
             device=device,
             progress=lambda done, total, name: progress.update(task, completed=done, item=name),
+            inference=InferenceConfig(superpoints=SuperpointConfig() if superpoints else None),
         )
     console.print(f"wrote {len(written)} scenes to {export_benchmark}; score them with `bench.py evaluate`")
 

@@ -156,3 +156,8 @@ def test_pretrain_predict_evaluate(capsys, synth, tmp_path):
     assert code == 0, err
     code, out, err = run(capsys, "evaluate", *args, "--predictions", pred, "--class-agnostic")
     assert code == 0 and "object" in out
+    code, out, err = run(
+        capsys, "predict", "--checkpoint", segmenter, *args, "--export-benchmark", tmp_path / "pred-sp", "--superpoints"
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "pred-sp").glob("*.txt")) == sorted(p.name for p in pred.glob("*.txt"))

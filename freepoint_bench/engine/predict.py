@@ -17,6 +17,7 @@ import torch
 from freepoint_bench.engine.checkpoints import input_preset, load_model
 from freepoint_bench.engine.data import collate, make_sample
 from freepoint_bench.evaluation import Predictions, write_predictions
+from freepoint_bench.geometry.superpoints import superpoints
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
 
 
@@ -39,7 +40,10 @@ def predict(
         scene = store.load(name)
         batch = collate([make_sample(scene, preset, None, train=False)])
         voxels = batch["batch"].to(device)
-        found = predict_instances(model(voxels), voxels, inference)[0]
+        segments = None
+        if inference is not None and inference.superpoints is not None:
+            segments = [superpoints(scene.xyz, inference.superpoints)]
+        found = predict_instances(model(voxels), voxels, inference, segments)[0]
         preds = Predictions(masks=found.masks, labels=found.labels, scores=found.scores)
         written.append(write_predictions(out_pred_dir, scene.name, preds))
         if progress is not None:

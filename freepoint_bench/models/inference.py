@@ -1,4 +1,8 @@
-"""From segmenter outputs to scored point masks: objectness x mask confidence, top-k, minimum size, NMS-free."""
+"""From segmenter outputs to scored point masks: objectness x mask confidence, top-k, minimum size, NMS-free.
+
+Optionally (Mask3D's segment pooling on ScanNet) each mask's probabilities are first averaged within
+label-free superpoints (`geometry.superpoints`), so masks follow surfaces instead of voxel noise.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from freepoint_bench.data.classes import OBJECT_LABEL_ID
+from freepoint_bench.geometry.superpoints import SuperpointConfig
 from freepoint_bench.models.segmenter import SegmenterOutput
 from freepoint_bench.models.voxels import SparseBatch
 
@@ -23,6 +28,9 @@ class InferenceConfig(BaseModel):
     min_points: int = Field(1, ge=1)  # smaller masks are dropped
     score_threshold: float = Field(0.0, ge=0, le=1)  # lower-scored masks are dropped
     agnostic_label: int = OBJECT_LABEL_ID  # label written for class-agnostic predictions
+    # Superpoints to pool mask probabilities over (None: per point). Callers that have the points
+    # (engine.predict) compute them and pass `segments` to predict_instances.
+    superpoints: SuperpointConfig | None = None
 
 
 @dataclass
@@ -34,20 +42,42 @@ class InstanceArrays:
     scores: np.ndarray
 
 
+def pool_over_segments(probs: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Returns probs (Q, N) with each row averaged within each segment of segments (N,) int64 ids >= 0."""
+    segments = segments.to(probs.device).long()
+    count = torch.bincount(segments).clamp(min=1).to(probs.dtype)
+    sums = probs.new_zeros(probs.shape[0], count.numel()).index_add_(1, segments, probs)
+    return (sums / count)[:, segments]
+
+
 @torch.no_grad()
 def predict_instances(
-    output: SegmenterOutput, batch: SparseBatch, config: InferenceConfig | None = None
+    output: SegmenterOutput,
+    batch: SparseBatch,
+    config: InferenceConfig | None = None,
+    segments: list[np.ndarray | torch.Tensor] | None = None,
 ) -> list[InstanceArrays]:
     """Returns per-scene instances sorted by score (best first), masks mapped from voxels to points.
 
     score = sigmoid(objectness) x mean mask probability over the mask's points (x class probability
     when the model has classes; each query then takes its most likely non-"no object" class).
+    segments: per scene, (N_b,) superpoint ids of its points; each mask's probabilities are averaged
+    within every superpoint before thresholding (None: per point).
     """
     cfg = config or InferenceConfig()
     final = output.final
+    if segments is not None and len(segments) != len(final.masks):
+        raise ValueError(f"{len(segments)} segment arrays for a batch of {len(final.masks)} scenes")
     results = []
     for b in range(len(final.masks)):
         probs = final.masks[b].float().sigmoid()[:, batch.point_to_voxel[b]]  # (Q, N)
+        if segments is not None:
+            seg = torch.as_tensor(np.asarray(segments[b]), dtype=torch.long)
+            if seg.shape != (probs.shape[1],) or (len(seg) and int(seg.min()) < 0):
+                raise ValueError(
+                    f"segments of scene {b}: expected {probs.shape[1]} ids >= 0, got shape {tuple(seg.shape)}"
+                )
+            probs = pool_over_segments(probs, seg)
         masks = probs > cfg.mask_threshold
         sizes = masks.sum(1)
         mask_conf = (probs * masks).sum(1) / sizes.clamp(min=1)

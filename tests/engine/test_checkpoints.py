@@ -93,6 +93,25 @@ def test_predict_writes_benchmark_files(saved, rooms, tmp_path):
         assert np.all(np.diff(preds.scores) <= 1e-6)  # best first
 
 
+def test_predict_with_superpoints_gives_unions_of_superpoints(saved, rooms, tmp_path):
+    from freepoint_bench.geometry.superpoints import SuperpointConfig, superpoints
+    from freepoint_bench.models.inference import InferenceConfig
+
+    _, seg, _ = saved
+    cfg = SuperpointConfig(min_size=10)
+    # a barely trained model: a low threshold keeps some masks
+    inference = InferenceConfig(mask_threshold=0.1, superpoints=cfg)
+    predict(seg, rooms, rooms.names(), tmp_path / "preds", inference=inference)
+    for name in rooms.names():
+        scene = rooms.load(name)
+        ids = superpoints(scene.xyz, cfg)
+        preds = read_predictions(tmp_path / "preds", name, scene.num_points)
+        assert len(preds) > 0
+        for mask in preds.masks:  # every superpoint is wholly in or wholly out of every mask
+            inside = np.bincount(ids[mask], minlength=ids.max() + 1)
+            assert np.all((inside == 0) | (inside == np.bincount(ids)))
+
+
 def test_index_entries_are_replaced_and_relative(tmp_path):
     index = tmp_path / "ckpts" / "index.json"
     files = {"backbone": tmp_path / "ckpts" / "a-backbone.ckpt"}

@@ -213,3 +213,40 @@ def test_relative_spatial_prior_against_the_relative_position_sum():
     shift = torch.tensor([0.3, -0.2, 0.1])
     moved = dec._spatial_prior(q, dec.spatial_enc(xyz_q + shift), dec.spatial_enc(xyz_v + shift))
     torch.testing.assert_close(moved, dec._spatial_prior(q, enc_q, enc_v), atol=1e-4, rtol=1e-4)
+
+
+def test_inference_pools_masks_over_superpoints_by_hand():
+    from freepoint_bench.models.decoder import Prediction
+    from freepoint_bench.models.segmenter import SegmenterOutput
+    from freepoint_bench.models.voxels import SparseBatch
+
+    # the hand-worked scene above, with superpoints {0, 1} and {2, 3}
+    logits = torch.tensor([[2.0, 2.0, -5.0], [-5.0, 0.0, 3.0], [-5.0, -5.0, -5.0]])
+    obj = torch.tensor([[0.0, 1.0, 3.0]])
+    out = SegmenterOutput(Prediction([logits], obj, None), [], [])
+    batch = SparseBatch(torch.zeros(3, 4, dtype=torch.int32), torch.zeros(3, 1), [torch.tensor([0, 0, 1, 2])], [])
+    res = predict_instances(out, batch, InferenceConfig(topk=5), segments=[np.array([0, 0, 1, 1])])[0]
+    s = torch.sigmoid
+    # query 0: superpoint {2, 3} averages sigmoid(2) and sigmoid(-5) = 0.444 < 0.5, so only points 0, 1 remain
+    # query 1: superpoint {2, 3} averages sigmoid(0) and sigmoid(3) = 0.726; superpoint {0, 1} sigmoid(-5)
+    conf1 = (s(torch.tensor(0.0)) + s(torch.tensor(3.0))) / 2
+    assert res.masks.tolist() == [[False, False, True, True], [True, True, False, False]]
+    np.testing.assert_allclose(res.scores, [float(s(torch.tensor(1.0)) * conf1), float(0.5 * s(torch.tensor(2.0)))],
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="expected 4 ids"):
+        predict_instances(out, batch, segments=[np.array([0, 0, 1])])
+    with pytest.raises(ValueError, match="segment arrays"):
+        predict_instances(out, batch, segments=[np.zeros(4, int), np.zeros(4, int)])
+
+
+def test_pool_over_segments_matches_a_loop():
+    from freepoint_bench.models.inference import pool_over_segments
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(5, 50, generator=g)
+    seg = torch.randint(0, 7, (50,), generator=g)
+    seg[seg == 3] = 4  # an id with no points
+    want = probs.clone()
+    for k in seg.unique():
+        want[:, seg == k] = probs[:, seg == k].mean(1, keepdim=True)
+    torch.testing.assert_close(pool_over_segments(probs, seg), want)
