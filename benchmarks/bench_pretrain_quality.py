@@ -13,10 +13,12 @@ segmenter beats its base masks: 4.1 / 7.9 / 21.0 → 10.7 / 21.4 / 37.8 AP / AP5
 Every step is a `bench.py` command (printed as it runs), so the table can be reproduced by hand. The run
 directory is resumable: a second call with the same settings skips finished training steps.
 
-Measured on 2026-12-02 on a 2-core CPU machine (cpu-small with 20k-point crops, 60 + 10 epochs, 329 s incl.
+Each segmenter is also scored with `predict --superpoints` (masks averaged within label-free superpoints).
+
+Measured on 2026-12-02 on a 2-core CPU machine (cpu-small with 20k-point crops, 60 + 10 epochs, 329-388 s incl.
 pseudo labels), AP / AP50 / AP25: base masks 8.0 / 25.3 / 53.4, σ_high masks 10.6 / 26.0 / 50.3, segmenter
-step 1 0.3 / 1.6 / 28.2, step 2 0.3 / 2.0 / 29.4: the CPU segmenter does not yet reach its pseudo masks
-(README, "Does it learn?").
+step 1 0.3 / 1.6 / 28.2 (superpoints 1.2 / 5.3 / 24.4), step 2 0.3 / 2.0 / 29.4 (1.1 / 5.4 / 26.7): the CPU
+segmenter does not yet reach its pseudo masks (README, "Does it learn?").
 """
 
 from __future__ import annotations
@@ -44,6 +46,23 @@ def bench(*args: str) -> None:
         sys.exit(f"command failed with status {done.returncode}: {' '.join(cmd)}")
 
 
+def dev_data(data: Path | None) -> Path | None:
+    """Returns the VoteNet-npy scans to use: `data`, or DATA when None; None (after printing why) when the
+    default is absent, so `make bench` skips cleanly without ../shared; exits when `data` is missing."""
+    if data is None and not DATA.is_dir():
+        print(f"skipped: the ScanNet dev scans are not at {DATA}; pass --data DIR (VoteNet npy layout)")
+        return None
+    data = data or DATA
+    if not data.is_dir():
+        sys.exit(f"{data}: ScanNet dev scans not found; pass --data DIR (VoteNet npy layout)")
+    return data
+
+
+def pseudo_labels(data: Path, names: list[str], out: Path) -> None:
+    """Generates (or reuses, the cache is per scene) FreePoint's pseudo labels of `names` under `out`."""
+    bench("pseudo-labels", "--dataset", "scannet-npy", "--root", str(data), *scenes(names), "--out", str(out))
+
+
 def scenes(names: list[str]) -> list[str]:
     return [a for n in names for a in ("--scene", n)]
 
@@ -62,12 +81,9 @@ def main() -> None:
     ap.add_argument("--epochs2", type=int, default=10)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="pretrain --set key=value")
     args = ap.parse_args()
-    if args.data is None and not DATA.is_dir():  # `make bench` on a machine without ../shared
-        print(f"skipped: the ScanNet dev scans are not at {DATA}; pass --data DIR (VoteNet npy layout)")
+    args.data = dev_data(args.data)
+    if args.data is None:  # `make bench` on a machine without ../shared
         return
-    args.data = args.data or DATA
-    if not args.data.is_dir():
-        sys.exit(f"{args.data}: ScanNet dev scans not found; pass --data DIR (VoteNet npy layout)")
     data = ["--dataset", "scannet-npy", "--root", str(args.data)]
     out = args.out
     t0 = time.perf_counter()
@@ -82,10 +98,12 @@ def main() -> None:
     rows += [("base masks (σ_low)", out / "pred-pseudo" / "sigma-0.9"),
              ("pseudo masks σ_high", out / "pred-pseudo" / "sigma-1.2")]
     for step in (1, 2):
-        pred = out / f"pred-step{step}"
-        bench("predict", *data, *scenes(HELD_OUT), "--checkpoint", str(out / "run" / f"step{step}" / "segmenter.ckpt"),
-              "--export-benchmark", str(pred))
-        rows.append((f"segmenter after step {step}", pred))
+        for pooled in (False, True):
+            pred = out / f"pred-step{step}{'-superpoints' if pooled else ''}"
+            bench("predict", *data, *scenes(HELD_OUT), "--checkpoint",
+                  str(out / "run" / f"step{step}" / "segmenter.ckpt"), "--export-benchmark", str(pred),
+                  *(["--superpoints"] if pooled else []))
+            rows.append((f"segmenter after step {step}" + (" + superpoints" if pooled else ""), pred))
     results = []
     for label, pred in rows:
         js = pred.parent / f"{pred.name}.eval.json"
@@ -95,9 +113,9 @@ def main() -> None:
     print(f"\nFreePoint {args.preset}, {args.epochs1} + {args.epochs2} epochs on {len(TRAIN)} scans "
           f"(rooms 0000-0002, {train_s:.0f} s incl. pseudo labels); class-agnostic AP on {len(HELD_OUT)} held-out "
           f"scans (rooms 0003-0005)")
-    print(f"{'masks':<28} {'AP':>5} {'AP50':>5} {'AP25':>5} {'masks/scene':>11}")
+    print(f"{'masks':<42} {'AP':>5} {'AP50':>5} {'AP25':>5} {'masks/scene':>11}")
     for label, r, n in results:
-        print(f"{label:<28} {100 * r['ap']:5.1f} {100 * r['ap50']:5.1f} {100 * r['ap25']:5.1f} {n:11.1f}")
+        print(f"{label:<42} {100 * r['ap']:5.1f} {100 * r['ap50']:5.1f} {100 * r['ap25']:5.1f} {n:11.1f}")
 
 
 if __name__ == "__main__":

@@ -83,12 +83,12 @@ PRESETS: dict[str, dict] = {
     # A small model on coarse voxels: trains in minutes on a CPU; for tests, demos and the CPU benchmark.
     "cpu-small": dict(
         name="cpu-small",
-        # twice tiny's widths: overfitting two dev scans' σ_low masks for 30 steps, the mean best IoU per target
-        # reached 0.33 (tiny: 0.19) for 18% more time per step; held-out AP25 after 60 + 10 epochs on the dev
-        # scans (benchmarks/bench_pretrain_quality.py) 12.7 (tiny: 8.1)
+        # twice tiny's widths: fitting two dev scans' σ_low masks for 30 steps (benchmarks/bench_overfit.py,
+        # "fixed sample"), the mean best IoU per target reached 0.37 (tiny: 0.27)
         backbone="small",
-        # More queries than pseudo masks: the dev scans' σ_low masks number ~47 per scene (up to ~80), and with
-        # 16 queries a 10-epoch run on 7 of them predicted one shared, empty mask (all 16 queries alike).
+        # More queries than pseudo masks: the held-out dev scans' σ_low masks number 42.5 per scan
+        # (benchmarks/bench_pretrain_quality.py, masks/scene); with 16 queries an early 10-epoch run predicted
+        # one shared, empty mask (all 16 queries alike).
         num_queries=100,
         decoder_hidden=32,
         decoder_layers=1,
@@ -97,14 +97,14 @@ PRESETS: dict[str, dict] = {
         stem_kernel_size=3,
         # BatchNorm running statistics must settle within a CPU run's few dozen optimiser steps: at Mask3D's
         # 0.02 they are still ~50% the initial (0, 1) after 30 steps and eval mode (prediction) sees features
-        # the decoder never saw in training; measured on synth_0000 after 40 steps, the 16 eval-mode queries
-        # all gave the same mask (max prob 0.17, vs 0.66-0.96 in train mode). After 20 steps on two box rooms
+        # the decoder never saw in training (an early run's eval-mode queries all gave the same mask while
+        # train mode gave distinct ones). After 20 steps on two box rooms
         # (tests/engine/test_module.py, this preset) the mean |train - eval| mask probability is 0.024-0.037 at
         # 0.02 and at 0.1, 0.001-0.002 at 0.3.
         bn_momentum=0.3,
-        # Zero-initialised queries stay collapsed (one shared mask) for most of a short run: overfitting
-        # synth_0000's pseudo masks for 60 steps at lr 3e-3, Dice went 0.96 -> 0.84 with zero queries and
-        # 0.94 -> 0.43 with queries started from their voxels' features (best IoU per target up to 0.98).
+        # Queries start from their voxels' features (zero-initialised ones collapsed onto one shared mask in
+        # early synthetic runs); on two dev scans the difference is small: benchmarks/bench_overfit.py "fixed
+        # sample" best IoU per target 0.37 vs 0.35 with zero queries.
         query_features=True,
         voxel_size_m=0.05,
         # Random crops of 20k points (a disc in xy around a random point, ~40% of a 50k-point dev scan) give
@@ -117,16 +117,15 @@ PRESETS: dict[str, dict] = {
         num_workers=0,
         epochs1=10,
         epochs2=2,
-        # Local first masks (models.decoder spatial prior): overfitting scene0000_00's σ_low masks (100 queries,
-        # 40 AdamW steps at 3e-3), the mean best IoU per target reached 0.23 with the prior and 0.003 without
-        # (Lbox before its fix), 0.29 with the prior and the current Lbox.
+        # Local first masks (models.decoder spatial prior): fitting two dev scans for 30 steps
+        # (benchmarks/bench_overfit.py), the mean best IoU per target reached 0.37 with the prior and 0.000
+        # without (training Dice 0.52 vs 0.97: no mask forms).
         spatial_prior=True,
-        spatial_scale=1.5,  # measured the same way (earlier Lbox): 1.5 -> 0.23, 3 -> 0.18, 6 -> 0.08
-        # Each query shapes its own relative-position template: on two dev scans with a fresh augmentation each
-        # step (which moves the FPS queries), Dice after 30 steps 0.79 vs 0.88 with the fixed blob; held-out AP25
-        # after 60 + 10 epochs (benchmarks/bench_pretrain_quality.py) 21.0 vs 12.7.
+        spatial_scale=1.5,  # width ~10% of the scene; a narrower prior was not better in early probes
+        # Each query shapes its own relative-position template: benchmarks/bench_overfit.py, best IoU per target
+        # 0.37 vs 0.25 with the fixed blob on a fixed sample; under full augmentation Dice 0.81 vs 0.88.
         spatial_relative=True,
-        lr=3e-3,  # measured with the overfit above: 1e-3 left Dice at 0.78 after 40 steps (3e-3: 0.65)
+        lr=3e-3,  # benchmarks/bench_overfit.py, full augmentation: 1e-3 left Dice at 0.86 (3e-3: 0.81)
         accelerator="cpu",
         precision="32-true",
     ),
