@@ -71,10 +71,10 @@ def best_iou(masks: np.ndarray, gts: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return iou.max(1), iou.max(0)
 
 
-def diagnose(store, names, predictions: dict[str, Predictions]) -> dict[str, float]:
-    """Returns {"ap", "ap50", "ap25" (percent), "rec50", "oracle50", "size"} of predictions (see `score`)."""
+def diagnose(gts: list, predictions: dict[str, Predictions]) -> dict[str, float]:
+    """Returns {"ap", "ap50", "ap25" (percent), "rec50", "oracle50", "size"} of predictions on the scenes
+    `gts` (see `score`)."""
     spec = scannet_spec(class_agnostic=True)
-    gts = [store.load(n) for n in names]
     oracle, rec50, sizes = {}, [], []
     for scene in gts:
         p = predictions[scene.name]
@@ -88,8 +88,8 @@ def diagnose(store, names, predictions: dict[str, Predictions]) -> dict[str, flo
 
 
 @torch.no_grad()
-def score(model, preset, store, names, segments) -> dict[str, dict[str, float]]:
-    """Scores the model on `names` per point and with superpoint pooling (`segments`: name -> ids).
+def score(model, preset, held_out, segments) -> dict[str, dict[str, float]]:
+    """Scores the model on the scenes `held_out` per point and with superpoint pooling (`segments`: name -> ids).
 
     Returns {"points"|"superpoints": {"ap", "ap50", "ap25" (percent), "rec50" (fraction of GT instances
     some mask covers at IoU >= 0.5), "oracle50" (AP50 with every mask scored by its best GT IoU: the AP50
@@ -98,16 +98,15 @@ def score(model, preset, store, names, segments) -> dict[str, dict[str, float]]:
     model.eval()
     results = {}
     outputs = {}
-    for name in names:
-        scene = store.load(name)
+    for scene in held_out:
         batch = collate([make_sample(scene, preset, None, train=False)])["batch"]
-        outputs[name] = (model(batch), batch)
+        outputs[scene.name] = (model(batch), batch)
     for mode in ("points", "superpoints"):
         preds = {}
         for name, (out, batch) in outputs.items():
             found = predict_instances(out, batch, segments=[segments[name]] if mode == "superpoints" else None)[0]
             preds[name] = Predictions(found.masks, found.labels, found.scores)
-        results[mode] = diagnose(store, names, preds)
+        results[mode] = diagnose(held_out, preds)
     model.train()
     return results
 
@@ -146,16 +145,15 @@ def main() -> None:
     else:
         provider = PseudoLabelTargets(args.labels, args.sigma)
     scenes = {n: store.load(n) for n in TRAIN}
+    held_out = [store.load(n) for n in HELD_OUT]
     targets = {n: provider(scenes[n]) for n in TRAIN}
 
     base = {}
     for sigma in (0.9, 1.2):
         masks = PseudoLabelTargets(args.labels, sigma)
-        base[sigma] = diagnose(store, HELD_OUT, {n: pseudo_predictions(store.load(n).xyz,
-                                                                       masks(store.load(n)).instance)
-                                                 for n in HELD_OUT})
+        base[sigma] = diagnose(held_out, {s.name: pseudo_predictions(s.xyz, masks(s).instance) for s in held_out})
     print(f"superpoints of the {len(HELD_OUT)} held-out scans ...", flush=True)
-    segments = {n: superpoints(store.load(n).xyz) for n in HELD_OUT}
+    segments = {s.name: superpoints(s.xyz) for s in held_out}
     counts = [int(s.max()) + 1 for s in segments.values()]
     print(f"superpoints per held-out scan: {np.mean(counts):.0f} (min {min(counts)}, max {max(counts)})", flush=True)
 
@@ -167,7 +165,7 @@ def main() -> None:
                                                 pct_start=preset.onecycle_pct_start)
     rng = np.random.default_rng(preset.seed)
     rows, dice, t0 = [], [], time.perf_counter()
-    rows.append((0, 0.0, float("nan"), score(model, preset, store, HELD_OUT, segments)))  # the untrained model
+    rows.append((0, 0.0, float("nan"), score(model, preset, held_out, segments)))  # the untrained model
     model.train()
     for step in range(1, args.steps + 1):
         names = rng.choice(TRAIN, min(preset.batch_size, len(TRAIN)), replace=False)
@@ -179,7 +177,7 @@ def main() -> None:
         sched.step()
         dice.append(float(terms["dice"]))
         if step % args.every == 0 or step == args.steps:
-            r = score(model, preset, store, HELD_OUT, segments)
+            r = score(model, preset, held_out, segments)
             rows.append((step, time.perf_counter() - t0, float(np.mean(dice[-args.every:])), r))
             p, sp = r["points"], r["superpoints"]
             print(f"step {step}: train Dice {rows[-1][2]:.3f}, held-out AP/AP50/AP25 {p['ap']:.1f}/{p['ap50']:.1f}/"

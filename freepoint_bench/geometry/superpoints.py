@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from freepoint_bench.freepoint.multicut import relabel_contiguous
 from freepoint_bench.geometry.neighbours import knn_graph
 from freepoint_bench.geometry.normals import estimate_normals
 
@@ -80,10 +81,7 @@ def felzenszwalb(
                 parent[b] = a
                 size[a] += size[b]
     roots = np.fromiter((_find(parent, i) for i in range(num_nodes)), dtype=np.int64, count=num_nodes)
-    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inverse]
+    return relabel_contiguous(roots)
 
 
 def superpoints(xyz: np.ndarray, config: SuperpointConfig | None = None) -> np.ndarray:
