@@ -16,8 +16,8 @@ import numpy as np
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
-from freepoint_bench.freepoint.multicut import relabel_contiguous
 from freepoint_bench.freepoint.pipeline import drop_small_segments, remove_background
+from freepoint_bench.geometry.labels import relabel_contiguous
 
 ClassicalMethod = Literal["dbscan", "kmeans", "birch", "hdbscan"]
 CLASSICAL_METHODS: tuple[str, ...] = ("dbscan", "kmeans", "birch", "hdbscan")

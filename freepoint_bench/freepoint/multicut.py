@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.geometry.labels import relabel_contiguous
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +52,6 @@ def multicut_objective(edges: np.ndarray, costs: np.ndarray, labels: np.ndarray)
     labels = np.asarray(labels)
     cut = labels[edges[:, 0]] != labels[edges[:, 1]]
     return float(np.asarray(costs, dtype=np.float64)[cut].sum())
-
-
-def relabel_contiguous(labels: np.ndarray) -> np.ndarray:
-    """Returns labels (V,) int64 renumbered 0..K-1 in order of first appearance; -1 stays -1."""
-    labels = np.asarray(labels)
-    out = np.full(len(labels), -1, dtype=np.int64)
-    keep = labels >= 0
-    if keep.any():
-        values, first, inverse = np.unique(labels[keep], return_index=True, return_inverse=True)
-        rank = np.empty(len(values), dtype=np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(values))
-        out[keep] = rank[inverse]
-    return out
 
 
 def canonical_edges(num_nodes: int, edges: np.ndarray, costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,8 @@ from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.affinities import combine_affinities, multicut_costs, raw_affinities
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.features import check_deep_features, point_features
-from freepoint_bench.freepoint.multicut import get_solver, relabel_contiguous
+from freepoint_bench.freepoint.multicut import get_solver
+from freepoint_bench.geometry.labels import relabel_contiguous
 from freepoint_bench.geometry.neighbours import knn, knn_graph
 from freepoint_bench.geometry.planes import remove_planes
 from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count

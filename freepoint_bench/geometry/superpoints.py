@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from freepoint_bench.freepoint.multicut import relabel_contiguous
+from freepoint_bench.geometry.labels import relabel_contiguous
 from freepoint_bench.geometry.neighbours import knn_graph
 from freepoint_bench.geometry.normals import estimate_normals
 

@@ -16,8 +16,8 @@ from freepoint_bench.freepoint.multicut import (
     canonical_edges,
     get_solver,
     multicut_objective,
-    relabel_contiguous,
 )
+from freepoint_bench.geometry.labels import relabel_contiguous
 
 
 def _partitions(n):
