@@ -1,11 +1,11 @@
 """Does FreePoint's segmenter learn? Class-agnostic AP on held-out rooms: base masks vs step 1 vs step 2.
 
     .venv/bin/python benchmarks/bench_pretrain_quality.py [--data ../shared/data/scannet-dev]
-        [--out runs/pretrain-quality] [--epochs1 60] [--epochs2 10] [--preset cpu-small] [--set key=value ...]
+        [--fold a|b] [--out runs/pretrain-quality] [--epochs1 60] [--epochs2 10] [--preset cpu-small] [--set key=value ...]
 
 Pretrains FreePoint (`bench.py pretrain`) on the scans of rooms 0000-0002 of the ScanNet dev scans
 (7 scans; the three scene0000_* scans are one room, so rooms, not scans, are held out), predicts with the
-step-1 and the step-2 segmenter on the scans of rooms 0003-0005 (6 scans), writes FreePoint's own pseudo
+step-1 and the step-2 segmenter on the scans of rooms 0003-0005 (6 scans; `--fold b` swaps the two), writes FreePoint's own pseudo
 masks (σ_low = base masks, σ_high) for those same scans, and scores all four class-agnostically with the
 ScanNet rules (`bench.py evaluate --class-agnostic`). The paper's claim (§4, Table 1) is that the trained
 segmenter beats its base masks: 4.1 / 7.9 / 21.0 → 10.7 / 21.4 / 37.8 AP / AP50 / AP25 on ScanNet val.
@@ -18,7 +18,10 @@ Each segmenter is also scored with `predict --superpoints` (masks averaged withi
 Measured on 2026-12-02 on a 2-core CPU machine (cpu-small with 20k-point crops, 60 + 10 epochs, 329-388 s incl.
 pseudo labels), AP / AP50 / AP25: base masks 8.0 / 25.3 / 53.4, σ_high masks 10.6 / 26.0 / 50.3, segmenter
 step 1 0.3 / 1.6 / 28.2 (superpoints 1.2 / 5.3 / 24.4), step 2 0.3 / 2.0 / 29.4 (1.1 / 5.4 / 26.7): the CPU
-segmenter does not yet reach its pseudo masks (README, "Does it learn?").
+segmenter does not yet reach its pseudo masks (README, "Does it learn?"). `--fold b` (train rooms 0003-0005,
+6 scans, 166 s; score rooms 0000-0002, 7 scans): base masks 5.5 / 10.9 / 31.6, σ_high 7.4 / 14.2 / 27.0, step 1
+0.4 / 1.9 / 24.2 (superpoints 1.7 / 5.8 / 23.0), step 2 0.5 / 2.3 / 34.7 (1.3 / 5.1 / 35.2): AP25 above the base
+masks, AP50 below.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ DATA = ROOT / ".." / "shared" / "data" / "scannet-dev"
 TRAIN = ["scene0000_00", "scene0000_01", "scene0000_02", "scene0001_00", "scene0001_01", "scene0002_00",
          "scene0002_01"]
 HELD_OUT = ["scene0003_00", "scene0003_01", "scene0003_02", "scene0004_00", "scene0005_00", "scene0005_01"]
+# Two-fold cross-validation by rooms: fold "a" trains on rooms 0000-0002 and scores rooms 0003-0005, fold "b"
+# the reverse, so every scan is scored once by a segmenter that never saw its room.
+FOLDS = {"a": (TRAIN, HELD_OUT, "0000-0002", "0003-0005"), "b": (HELD_OUT, TRAIN, "0003-0005", "0000-0002")}
 
 
 def bench(*args: str) -> None:
@@ -75,7 +81,9 @@ def predictions_per_scene(pred_dir: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=None, help=f"VoteNet-npy scans (default: {DATA})")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "pretrain-quality")
+    ap.add_argument("--fold", choices=sorted(FOLDS), default="a",
+                    help="a: train rooms 0000-0002, score 0003-0005 (default); b: the reverse")
+    ap.add_argument("--out", type=Path, default=None, help="run folder (default runs/pretrain-quality[-b])")
     ap.add_argument("--preset", default="cpu-small")
     ap.add_argument("--epochs1", type=int, default=60)
     ap.add_argument("--epochs2", type=int, default=10)
@@ -85,22 +93,23 @@ def main() -> None:
     if args.data is None:  # `make bench` on a machine without ../shared
         return
     data = ["--dataset", "scannet-npy", "--root", str(args.data)]
-    out = args.out
+    train, held_out, train_rooms, held_rooms = FOLDS[args.fold]
+    out = args.out or ROOT / "runs" / ("pretrain-quality" + ("" if args.fold == "a" else f"-{args.fold}"))
     t0 = time.perf_counter()
     sets = [a for o in args.overrides for a in ("--set", o)]
-    bench("pretrain", "--method", "freepoint", *data, *scenes(TRAIN), "--preset", args.preset,
+    bench("pretrain", "--method", "freepoint", *data, *scenes(train), "--preset", args.preset,
           "--epochs1", str(args.epochs1), "--epochs2", str(args.epochs2), *sets,
           "--out", str(out / "run"), "--checkpoints", str(out / "checkpoints"), "--resume")
     train_s = time.perf_counter() - t0
     rows: list[tuple[str, Path]] = []
-    bench("pseudo-labels", *data, *scenes(HELD_OUT), "--out", str(out / "pseudo-held-out"),
+    bench("pseudo-labels", *data, *scenes(held_out), "--out", str(out / "pseudo-held-out"),
           "--export-benchmark", str(out / "pred-pseudo"))
     rows += [("base masks (σ_low)", out / "pred-pseudo" / "sigma-0.9"),
              ("pseudo masks σ_high", out / "pred-pseudo" / "sigma-1.2")]
     for step in (1, 2):
         for pooled in (False, True):
             pred = out / f"pred-step{step}{'-superpoints' if pooled else ''}"
-            bench("predict", *data, *scenes(HELD_OUT), "--checkpoint",
+            bench("predict", *data, *scenes(held_out), "--checkpoint",
                   str(out / "run" / f"step{step}" / "segmenter.ckpt"), "--export-benchmark", str(pred),
                   *(["--superpoints"] if pooled else []))
             rows.append((f"segmenter after step {step}" + (" + superpoints" if pooled else ""), pred))
@@ -110,9 +119,9 @@ def main() -> None:
         bench("evaluate", *data, "--predictions", str(pred), "--class-agnostic", "--json", str(js))
         results.append((label, json.loads(js.read_text()), predictions_per_scene(pred)))
 
-    print(f"\nFreePoint {args.preset}, {args.epochs1} + {args.epochs2} epochs on {len(TRAIN)} scans "
-          f"(rooms 0000-0002, {train_s:.0f} s incl. pseudo labels); class-agnostic AP on {len(HELD_OUT)} held-out "
-          f"scans (rooms 0003-0005)")
+    print(f"\nFreePoint {args.preset}, {args.epochs1} + {args.epochs2} epochs on {len(train)} scans "
+          f"(rooms {train_rooms}, {train_s:.0f} s incl. pseudo labels); class-agnostic AP on {len(held_out)} held-out "
+          f"scans (rooms {held_rooms}, fold {args.fold})")
     print(f"{'masks':<42} {'AP':>5} {'AP50':>5} {'AP25':>5} {'masks/scene':>11}")
     for label, r, n in results:
         print(f"{label:<42} {100 * r['ap']:5.1f} {100 * r['ap50']:5.1f} {100 * r['ap25']:5.1f} {n:11.1f}")
