@@ -100,10 +100,12 @@ def augment(
     return out.astype(np.float32), colours.astype(np.float32)
 
 
-def normalize_xyz(xyz: np.ndarray) -> np.ndarray:
+def normalize_xyz(xyz: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Returns (N, 3) float32 coordinates in [-0.5, 0.5]: centred on the bounding-box centre, divided by
     the largest bounding-box extent (so the longest side spans exactly 1; aspect ratio is kept).
 
+    scale: divide by this fixed length instead (same units as xyz), so a crop and a whole scene keep one
+    scale; the result is then in [-0.5, 0.5] only where the extent is <= scale.
     A single point (or all points equal) maps to the origin.
     """
     xyz = np.asarray(xyz, dtype=np.float64)
@@ -111,8 +113,10 @@ def normalize_xyz(xyz: np.ndarray) -> np.ndarray:
         raise DataError(f"normalize_xyz: xyz has shape {xyz.shape}; expected (N, 3)")
     if len(xyz) == 0:
         return xyz.astype(np.float32)
+    if scale is not None and not scale > 0:
+        raise DataError(f"normalize_xyz: scale must be > 0, got {scale}")
     low, high = xyz.min(axis=0), xyz.max(axis=0)
-    extent = float((high - low).max())
+    extent = float((high - low).max()) if scale is None else float(scale)
     return ((xyz - (low + high) / 2.0) / (extent if extent > 0 else 1.0)).astype(np.float32)
 
 

@@ -193,7 +193,7 @@ def make_sample(
     if train:
         xyz, rgb = augment_points(xyz, rgb, preset.augment, rng)
     xyz = xyz - xyz.min(axis=0)  # non-negative voxel coordinates
-    norm = normalize_xyz(xyz)  # (N', 3) in [-0.5, 0.5], the xyz input features
+    norm = normalize_xyz(xyz, preset.position_scale_m)  # (N', 3) the xyz input features, [-0.5, 0.5] per box
     coords, _, inverse = voxelize(xyz, preset.voxel_size_m)
     num_voxels = len(coords)
     feats = [_voxel_mean(rgb, inverse, num_voxels) - 0.5]

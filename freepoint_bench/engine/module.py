@@ -57,6 +57,8 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             spatial_prior=preset.spatial_prior,
             spatial_scale=preset.spatial_scale,
             spatial_relative=preset.spatial_relative,
+            position_scale=None if preset.position_scale_m is None else preset.position_scale_m / preset.voxel_size_m,
+            voxels_per_query=preset.voxels_per_query,
         ),
     )
 

@@ -51,6 +51,10 @@ class TrainPreset(BaseModel):
     spatial_prior: bool = False  # mask logits get a learnt Gaussian blob around each query (not in Mask3D)
     spatial_scale: float = Field(1.5, gt=0)  # its Fourier scale (models.decoder.DecoderConfig.spatial_scale)
     spatial_relative: bool = False  # each query shapes its own relative-position template (DecoderConfig)
+    # Scale-consistent positions for crop training (models.decoder.DecoderConfig; also the xyz input features):
+    # off in both presets, no better held out (README, "Does it learn?", bench_learning_curve.py figures).
+    position_scale_m: float | None = Field(None, gt=0)  # positions / this length, metres (None: scene box, Mask3D)
+    voxels_per_query: float | None = Field(None, gt=0)  # queries grow with the scene (None: num_queries, Mask3D)
     # -- data
     voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
     use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)

@@ -44,6 +44,15 @@ class DecoderConfig(BaseModel):
     # With spatial_prior: each query predicts its own relative-position template instead of the fixed blob,
     # sum_f r_f . [sin, cos](2 pi (x_v - x_q) . B_f), r = a linear head on the query (initialised to the blob)
     spatial_relative: bool = False
+    # Scale-consistent positions for crop training (not in Mask3D): Mask3D normalises positions by each
+    # scene's box, so a model trained on crops sees a whole scene shrunk at prediction time (its spatial
+    # prior and positional encodings widen by the whole-scene / crop size ratio). position_scale: a fixed
+    # length, in input voxels, that positions are divided by instead (None: the scene's box, Mask3D).
+    position_scale: float | None = Field(None, gt=0)
+    # voxels_per_query: the number of queries grows with the scene, ceil(voxels / voxels_per_query) for the
+    # largest scene of the batch and at least num_queries, so a whole scene gets the query density of the
+    # training crops (None: always num_queries, Mask3D).
+    voxels_per_query: float | None = Field(None, gt=0)
 
 
 @dataclass
@@ -85,6 +94,14 @@ def fps(points: torch.Tensor, n: int) -> torch.Tensor:
     if n > k:
         chosen = chosen[torch.arange(n, device=points.device) % k]
     return chosen
+
+
+def position_frame(xyz: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (lo, hi) (3,) that positions xyz (K, 3) are normalised by: the scene's box (scale None,
+    Mask3D), or the cube of side `scale` from the box's low corner, so that one length means one thing in a
+    crop and in a whole scene."""
+    lo = xyz.amin(0)
+    return lo, (xyz.amax(0) if scale is None else lo + scale)
 
 
 def normalise_positions(xyz: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -190,7 +207,8 @@ class QueryDecoder(nn.Module):
         """Returns mask, objectness and class predictions for every scene of the backbone output."""
         finest = features.levels[-1]
         scenes = int(finest.coords[:, 0].max()) + 1
-        per_scene = [self._scene(features, b) for b in range(scenes)]
+        num_queries = self.num_queries(torch.bincount(finest.coords[:, 0], minlength=scenes))
+        per_scene = [self._scene(features, b, num_queries) for b in range(scenes)]
         steps = len(per_scene[0][0])
         preds = []
         for s in range(steps):
@@ -200,13 +218,20 @@ class QueryDecoder(nn.Module):
             preds.append(Prediction(masks, obj, cls))
         return DecoderOutput(final=preds[-1], aux=preds[:-1], query_xyz=[scene[1] for scene in per_scene])
 
-    def _scene(self, features: BackboneOutput, b: int):
+    def num_queries(self, voxels_per_scene: torch.Tensor) -> int:
+        """Returns the query count for a batch whose scenes have voxels_per_scene (B,) input voxels."""
+        cfg = self.config
+        if cfg.voxels_per_query is None:
+            return cfg.num_queries
+        return max(cfg.num_queries, math.ceil(int(voxels_per_scene.max()) / cfg.voxels_per_query))
+
+    def _scene(self, features: BackboneOutput, b: int, num_queries: int):
         cfg = self.config
         finest = features.levels[-1]
         rows = finest.coords[:, 0] == b
         fine_coords = finest.coords[rows]
         xyz = fine_coords[:, 1:].float() + 0.5  # voxel centres in input-voxel units
-        lo, hi = xyz.amin(0), xyz.amax(0)
+        lo, hi = position_frame(xyz, cfg.position_scale)
         mask_feats = self.mask_features_head(finest.feats[rows])  # (M_b, d)
 
         memories, key_pos, parents = [], [], []
@@ -219,7 +244,7 @@ class QueryDecoder(nn.Module):
             key_pos.append(self.pos_enc(normalise_positions(centres, lo, hi)))
             parents.append(parent_rows(fine_coords, lcoords, level.stride))
 
-        q_idx = fps(xyz, cfg.num_queries)
+        q_idx = fps(xyz, num_queries)
         query_xyz = normalise_positions(xyz[q_idx], lo, hi)
         query_pos = self.query_projection(self.pos_enc(query_xyz))
         if self.query_features_head is not None:  # Mask3D use_np_features: distinct queries from the start

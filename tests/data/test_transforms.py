@@ -118,3 +118,10 @@ def test_random_view_pair_identity_correspondence():
     (xa2, _), (xb2, _) = random_view_pair(xyz, rgb, np.random.default_rng(9), scale=None, jitter=0.0)
     np.testing.assert_array_equal(xa, xa2)
     np.testing.assert_array_equal(xb, xb2)
+
+
+def test_normalize_xyz_fixed_scale():
+    xyz = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.5]])
+    np.testing.assert_allclose(normalize_xyz(xyz, 4.0), [[-0.25, -0.125, -0.0625], [0.25, 0.125, 0.0625]])
+    with pytest.raises(DataError, match="scale"):
+        normalize_xyz(xyz, 0.0)

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import torch
 
+from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.data import Targets, collate, make_sample
-from freepoint_bench.engine.module import SegmenterModule
+from freepoint_bench.engine.module import SegmenterModule, segmenter_config
 from freepoint_bench.engine.presets import get_preset
 from freepoint_bench.models.losses import LossConfig
 
@@ -76,3 +77,17 @@ def test_cpu_small_queries_predict_distinct_masks_from_the_start(rooms):
     spread = _query_spread(preset, rooms)
     collapsed = _query_spread(preset.with_(query_features=False, spatial_prior=False), rooms)
     assert collapsed < 0.1 < spread, (collapsed, spread)
+
+
+def test_fixed_position_scale_reaches_the_decoder_in_voxels_and_the_xyz_features_in_metres():
+    preset = get_preset("cpu-small", position_scale_m=5.0, voxels_per_query=100.0)  # 5 cm voxels
+    decoder = segmenter_config(preset).decoder
+    assert decoder.position_scale == 100.0 and decoder.voxels_per_query == 100.0
+    assert segmenter_config(get_preset("cpu-small")).decoder.position_scale is None
+    # xyz input features: centred on the box centre and divided by 5 m (the last 3 feature columns)
+    xyz = np.array([[0.0, 0.0, 0.0], [2.0, 1.0, 0.5], [1.0, 0.5, 0.25]], np.float32)
+    scene = Scene(name="s", xyz=xyz, rgb=np.full_like(xyz, 0.5))
+    sample = make_sample(scene, preset, train=False)
+    feats = sample["feats"][:, -3:]
+    expected = (xyz - xyz.max(0) / 2) / 5.0
+    np.testing.assert_allclose(np.sort(feats, axis=0), np.sort(expected, axis=0), atol=1e-6)

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from freepoint_bench.models.criterion import SetCriterion, targets_from_instance_ids
-from freepoint_bench.models.decoder import DecoderConfig, FourierEncoding, fourier_kernel, fps
+from freepoint_bench.models.decoder import (
+    DecoderConfig,
+    FourierEncoding,
+    fourier_kernel,
+    fps,
+    normalise_positions,
+    position_frame,
+)
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.models.segmenter import TINY, InstanceSegmenter, SegmenterConfig
@@ -250,3 +257,47 @@ def test_pool_over_segments_matches_a_loop():
     for k in seg.unique():
         want[:, seg == k] = probs[:, seg == k].mean(1, keepdim=True)
     torch.testing.assert_close(pool_over_segments(probs, seg), want)
+
+
+def test_position_frame_box_or_fixed_scale():
+    xyz = torch.tensor([[1.0, 2.0, 3.0], [5.0, 4.0, 3.5]])
+    lo, hi = position_frame(xyz)
+    assert lo.tolist() == [1.0, 2.0, 3.0] and hi.tolist() == [5.0, 4.0, 3.5]
+    lo, hi = position_frame(xyz, 10.0)
+    assert lo.tolist() == [1.0, 2.0, 3.0] and hi.tolist() == [11.0, 12.0, 13.0]
+    torch.testing.assert_close(normalise_positions(xyz, lo, hi), torch.tensor([[0, 0, 0], [0.4, 0.2, 0.05]]))
+
+
+def test_fixed_position_scale_keeps_the_spatial_kernel_when_the_scene_grows():
+    """Two voxels 0.3 m apart: with position_scale their prior kernel is the same in a small scene and in
+    one grown by a far-away wall (a crop vs the whole room); with the scene's box it changes."""
+    dec = InstanceSegmenter(
+        SegmenterConfig(backbone=TINY.backbone, decoder=TINY.decoder.model_copy(update={"spatial_prior": True}))
+    ).decoder
+    pair = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    grown = torch.cat([pair, torch.tensor([[6.0, 3.0, 1.0]])])
+
+    def kernel(xyz, scale):
+        lo, hi = position_frame(xyz, scale)
+        enc = dec.spatial_enc((xyz - lo) / (hi - lo).max())
+        return float(fourier_kernel(enc[:1], enc[1:2]))
+
+    assert kernel(pair, 2.0) == pytest.approx(kernel(grown, 2.0), abs=1e-5)
+    assert abs(kernel(pair, None) - kernel(grown, None)) > 0.05
+
+
+def test_voxels_per_query_grows_the_queries_with_the_largest_scene():
+    xyz0, rgb0, _ = _scene(0)
+    xyz1, rgb1, _ = _scene(1, n_floor=100, n_box=60)
+    batch = collate([xyz0, xyz1], [rgb0, rgb1], voxel_size=0.08)
+    voxels = [int(batch.scene_rows(b).sum()) for b in range(2)]
+    decoder = TINY.decoder.model_copy(update={"voxels_per_query": 7.0, "num_queries": 4})
+    out = InstanceSegmenter(SegmenterConfig(backbone=TINY.backbone, decoder=decoder))(batch)
+    q = math.ceil(max(voxels) / 7.0)
+    assert q > 4
+    assert out.final.objectness.shape == (2, q)
+    assert [m.shape for m in out.final.masks] == [(q, voxels[0]), (q, voxels[1])]
+    few = TINY.decoder.model_copy(update={"voxels_per_query": 1e6, "num_queries": 4})  # num_queries is the floor
+    out = InstanceSegmenter(SegmenterConfig(backbone=TINY.backbone, decoder=few))(batch)
+    assert out.final.objectness.shape == (2, 4)
+
