@@ -9,7 +9,7 @@ MINK_STAMP := $(VENV)/.minkowski-stamp
 APT_PKGS := libusb-1.0-0
 APT_PKGS_MINK := libopenblas-dev
 
-.PHONY: setup setup-minkowski demo test test-fast lint bench clean
+.PHONY: setup setup-minkowski demo test test-fast lint bench device-kit clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ lint: setup
 
 bench: setup
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# .gpu/ for a lent GPU machine (no network there): wheels, spconv's CUDA kit, rama_py, dev scans, pseudo labels;
+# then run `bash benchmarks/device/check.sh` there with .gpu carried (see that script).
+device-kit: setup
+	bash benchmarks/device/kit.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo-out

@@ -1,14 +1,16 @@
 """Does FreePoint's segmenter learn? Class-agnostic AP on held-out rooms: base masks vs step 1 vs step 2.
 
     .venv/bin/python benchmarks/bench_pretrain_quality.py [--data ../shared/data/scannet-dev]
-        [--fold a|b] [--out runs/pretrain-quality] [--epochs1 60] [--epochs2 10] [--preset cpu-small] [--set key=value ...]
+        [--fold a|b] [--out runs/pretrain-quality] [--epochs1 60] [--epochs2 10] [--preset cpu-small]
+        [--set key=value ...]
 
-Pretrains FreePoint (`bench.py pretrain`) on the scans of rooms 0000-0002 of the ScanNet dev scans
-(7 scans; the three scene0000_* scans are one room, so rooms, not scans, are held out), predicts with the
-step-1 and the step-2 segmenter on the scans of rooms 0003-0005 (6 scans; `--fold b` swaps the two), writes FreePoint's own pseudo
-masks (σ_low = base masks, σ_high) for those same scans, and scores all four class-agnostically with the
-ScanNet rules (`bench.py evaluate --class-agnostic`). The paper's claim (§4, Table 1) is that the trained
-segmenter beats its base masks: 4.1 / 7.9 / 21.0 → 10.7 / 21.4 / 37.8 AP / AP50 / AP25 on ScanNet val.
+Pretrains FreePoint (`bench.py pretrain`) on the scans of rooms 0000-0002 of the ScanNet dev scans (7 scans;
+the three scene0000_* scans are one room, so rooms, not scans, are held out), predicts with the step-1 and
+the step-2 segmenter on the scans of rooms 0003-0005 (6 scans; `--fold b` swaps the two), writes FreePoint's
+own pseudo masks (σ_low = base masks, σ_high) for those same scans, and scores all four class-agnostically
+with the ScanNet rules (`bench.py evaluate --class-agnostic`). The paper's claim (§4, Table 1) is that the
+trained segmenter beats its base masks: 4.1 / 7.9 / 21.0 → 10.7 / 21.4 / 37.8 AP / AP50 / AP25 on ScanNet
+val.
 
 Every step is a `bench.py` command (printed as it runs), so the table can be reproduced by hand. The run
 directory is resumable: a second call with the same settings skips finished training steps.

@@ -72,7 +72,8 @@ def main() -> None:
     cfg = SuperpointConfig()
     print(f"superpoints, default SuperpointConfig (k {cfg.k}, normal_k {cfg.normal_k}, threshold {cfg.threshold}, "
           f"min_size {cfg.min_size}); seconds, median of {args.repeats} after a warm-up")
-    print(f"{'cloud':<30} {'points':>9} {'normals':>8} {'graph':>7} {'merge':>7} {'total':>7} {'pieces':>7} {'kpts/s':>7}")
+    print(f"{'cloud':<30} {'points':>9} {'normals':>8} {'graph':>7} {'merge':>7} {'total':>7} {'pieces':>7} "
+          f"{'kpts/s':>7}")
     for label, xyz in clouds:
         xyz = np.asarray(xyz, dtype=np.float64)
         timed(xyz, cfg)

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_training.py [--data ../shared/data/scannet-dev] [--points 50000]
         [--scenes 4] [--steps 5] [--warmup 1] [--backends spconv minkowski] [--presets cpu-small paper]
+        [--precisions 32-true 16-mixed bf16-mixed]
 
 For each training preset x sparse backend (every backend that imports here; default presets: cpu-small,
 plus paper when CUDA is available) it times full optimiser steps (data already voxelised; forward,
@@ -69,9 +70,10 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def bench(preset_name: str, backend: str, scenes: list[Scene], steps: int, warmup: int,
-          device: torch.device) -> dict:
-    """Returns the timings of `steps` training steps of one preset on one backend."""
-    preset = get_preset(preset_name, backend=backend)
+          device: torch.device, precision: str | None = None) -> dict:
+    """Returns the timings of `steps` training steps of one preset on one backend (at `precision`, a
+    Lightning precision flag; None: the preset's own; mixed precision applies on CUDA only)."""
+    preset = get_preset(preset_name, backend=backend, **({"precision": precision} if precision else {}))
     targets = GroundTruthTargets()
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -111,6 +113,7 @@ def bench(preset_name: str, backend: str, scenes: list[Scene], steps: int, warmu
         "preset": preset_name,
         "backend": backend,
         "device": device.type,
+        "precision": preset.precision if use_amp else "32-true",
         "batch": bs,
         "voxels": int(np.mean([len(s["coords"]) for s in samples])),
         "prep_ms": prep_ms,
@@ -121,10 +124,11 @@ def bench(preset_name: str, backend: str, scenes: list[Scene], steps: int, warmu
 
 
 def _table(rows: list[dict]) -> None:
-    header = ["preset", "backend", "device", "batch", "voxels/scene", "prep ms/scene", "step s", "scenes/s",
-              "peak MB"]
-    body = [[r["preset"], r["backend"], r["device"], str(r["batch"]), f"{r['voxels']:,}", f"{r['prep_ms']:.0f}",
-             f"{r['step_s']:.2f}", f"{r['scenes_per_s']:.2f}", f"{r['peak_mb']:,.0f}"] for r in rows]
+    header = ["preset", "backend", "device", "precision", "batch", "voxels/scene", "prep ms/scene", "step s",
+              "scenes/s", "peak MB"]
+    body = [[r["preset"], r["backend"], r["device"], r["precision"], str(r["batch"]), f"{r['voxels']:,}",
+             f"{r['prep_ms']:.0f}", f"{r['step_s']:.2f}", f"{r['scenes_per_s']:.2f}", f"{r['peak_mb']:,.0f}"]
+            for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
@@ -141,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--backends", nargs="*", default=None, help="default: every importable backend")
     parser.add_argument("--presets", nargs="*", default=None, help="default: cpu-small (+ paper on CUDA)")
+    parser.add_argument("--precisions", nargs="*", default=None,
+                        help="Lightning precision flags to time, e.g. 32-true 16-mixed bf16-mixed (default: each "
+                             "preset's own; mixed ones apply on CUDA only)")
     args = parser.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -149,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     scenes, source = load_scenes(args.data, args.scenes, args.points)
     print(f"training throughput on {device} ({torch.get_num_threads()} CPU threads); {len(scenes)} {source}")
     print(f"median of {args.steps} steps after {args.warmup} warm-up; backends available: {available_backends()}\n")
-    rows = [bench(p, b, scenes, args.steps, args.warmup, device) for p in presets for b in backends]
+    precisions = args.precisions or [None]
+    rows = [bench(p, b, scenes, args.steps, args.warmup, device, precision)
+            for p in presets for b in backends for precision in precisions]
     _table(rows)
 
 

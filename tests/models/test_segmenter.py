@@ -301,3 +301,20 @@ def test_voxels_per_query_grows_the_queries_with_the_largest_scene():
     out = InstanceSegmenter(SegmenterConfig(backbone=TINY.backbone, decoder=few))(batch)
     assert out.final.objectness.shape == (2, 4)
 
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: mixed precision on GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_mixed_precision_step_on_cuda_is_finite_and_close_to_fp32(dtype):  # pragma: no cover - GPU only
+    xyz, rgb, inst = _scene(6)
+    batch = collate([xyz], [rgb], voxel_size=0.08).to("cuda")
+    torch.manual_seed(0)
+    model = InstanceSegmenter(TINY).cuda()
+    targets = [targets_from_instance_ids(torch.from_numpy(inst)).to("cuda")]
+    criterion = SetCriterion(LossConfig())
+    full = criterion(model(batch), targets, batch)["loss"]
+    with torch.autocast("cuda", dtype=dtype):
+        mixed = criterion(model(batch), targets, batch)["loss"]
+    mixed.backward()
+    assert torch.isfinite(mixed) and abs(float(mixed) - float(full)) < 0.05 * abs(float(full)) + 0.05
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
