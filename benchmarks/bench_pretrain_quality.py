@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_pretrain_quality.py [--data ../shared/data/scannet-dev]
         [--fold a|b|both] [--out runs/pretrain-quality] [--epochs1 60] [--epochs2 10] [--preset cpu-small]
-        [--set key=value ...]
+        [--device cpu|cuda] [--set key=value ...]
 
 Pretrains FreePoint (`bench.py pretrain`) on the scans of rooms 0000-0002 of the ScanNet dev scans (7 scans;
 the three scene0000_* scans are one room, so rooms, not scans, are held out), predicts with the step-1 and
@@ -104,7 +104,7 @@ def run_fold(fold: str, args, out: Path) -> tuple[list[tuple[str, Path]], float]
             pred = out / f"pred-step{step}{'-superpoints' if pooled else ''}"
             bench("predict", *data, *scenes(held_out), "--checkpoint",
                   str(out / "run" / f"step{step}" / "segmenter.ckpt"), "--export-benchmark", str(pred),
-                  *(["--superpoints"] if pooled else []))
+                  "--device", args.device, *(["--superpoints"] if pooled else []))
             rows.append((f"segmenter after step {step}" + (" + superpoints" if pooled else ""), pred))
     return rows, train_s
 
@@ -133,6 +133,7 @@ def main() -> None:
                     help="run folder OUT (default runs/pretrain-quality; fold b: runs/pretrain-quality-b; "
                          "both: OUT, OUT-b and OUT-cv for the merged predictions)")
     ap.add_argument("--preset", default="cpu-small")
+    ap.add_argument("--device", default="cpu", help="bench.py predict --device (cpu or cuda)")
     ap.add_argument("--epochs1", type=int, default=60)
     ap.add_argument("--epochs2", type=int, default=10)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="pretrain --set key=value")
