@@ -4,9 +4,10 @@ masks' true IoU and the AP it gives, against the perfect ranking.
     .venv/bin/python benchmarks/bench_mask_ranking.py [--fold a|b] [--step 1|2] [--run runs/pretrain-quality]
         [--data ../shared/data/scannet-dev]
 
-Reads the run folder of `bench_pretrain_quality.py --fold F` (run it first: its step-1/2 segmenter and the
-held-out scans' pseudo masks), predicts the fold's held-out scans with superpoint pooling (`predict
---superpoints`), and scores the same masks in several ways, none using labels:
+Reads the run folder of `bench_pretrain_quality.py --fold F` (its step-1/2 segmenter and the held-out scans'
+pseudo masks; the default folder is made by running that script when it is missing), predicts the fold's
+held-out scans with superpoint pooling (`predict --superpoints`), and scores the same masks in several ways,
+none using labels:
 - segmenter: objectness x mask confidence (what `predict` writes);
 - size, size x extent (the base masks' score, `freepoint.scoring.segment_scores`), superpoints touched;
 - foreground: the fraction of the mask FreePoint keeps as foreground (not a removed plane, not a tiny piece);
@@ -24,6 +25,7 @@ perfect ranking would beat the base masks, on fold a not even that.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -84,8 +86,12 @@ def main() -> None:
         return
     run = args.run or ROOT / "runs" / ("pretrain-quality" + ("" if args.fold == "a" else f"-{args.fold}"))
     ckpt = run / "run" / f"step{args.step}" / "segmenter.ckpt"
+    if not ckpt.is_file() and args.run is None:  # the default folder: make it (`make bench` on a fresh machine)
+        print(f"{ckpt} missing: running bench_pretrain_quality.py --fold {args.fold} first", flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).with_name("bench_pretrain_quality.py")), "--fold",
+                        args.fold, "--data", str(data)], check=True)
     if not ckpt.is_file():
-        sys.exit(f"{ckpt} not found; run benchmarks/bench_pretrain_quality.py --fold {args.fold} first")
+        sys.exit(f"{ckpt} not found; run benchmarks/bench_pretrain_quality.py --fold {args.fold} --out {run} first")
     _, held_out, _, held_rooms = FOLDS[args.fold]
     store, _ = _open_store("scannet-npy", data, ROOT / DEFAULT_CACHE, held_out)
     model, meta = load_model(ckpt)
