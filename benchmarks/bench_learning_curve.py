@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_learning_curve.py [--steps 300] [--every 100] [--sigma 0.9]
         [--targets pseudo|gt] [--set key=value ...] [--loss key=value ...] [--data ../shared/data/scannet-dev]
-        [--labels runs/learning-curve/pseudo-labels]
+        [--labels runs/learning-curve/pseudo-labels] [--synthetic N]
 
 Trains the FreePoint segmenter (step 1: σ_low pseudo masks; `--sigma 1.2` for σ_high; `--targets gt` for
 the supervised reference) on the 7 scans of rooms 0000-0002 of the ScanNet dev scans with a plain loop (the
@@ -16,7 +16,9 @@ of the same masks ranked by their true IoU, i.e. with a perfect score). The held
 (σ_low) and σ_high masks are scored the same way, as the reference rows.
 `bench_pretrain_quality.py` gives the end-to-end table (both steps through `bench.py`); this script gives
 the curve behind it. Pseudo labels are generated (or reused) under `--labels` with `bench.py
-pseudo-labels`. Seeded: the same command prints the same table.
+pseudo-labels`. `--synthetic N` adds N built-in synthetic rooms (`--dataset synthetic`, with their own pseudo
+masks) to the training pool: more unlabelled scenes for the same number of steps. Seeded: the same command
+prints the same table.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from freepoint_bench.models.inference import predict_instances  # noqa: E402
 from freepoint_bench.models.losses import LossConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pretrain_quality import DATA, HELD_OUT, TRAIN, dev_data, pseudo_labels  # noqa: E402  (one room split for both scripts)
+from bench_pretrain_quality import DATA, HELD_OUT, TRAIN, bench, dev_data, pseudo_labels  # noqa: E402  (one room split for both scripts)
 
 
 def gt_masks(scene) -> np.ndarray:
@@ -124,6 +126,9 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="preset key=value")
     ap.add_argument("--loss", action="append", default=[], help="LossConfig key=value (models.losses)")
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="also train on this many built-in synthetic rooms (their own FreePoint pseudo masks; "
+                         "more unlabelled scenes, no labels)")
     args = ap.parse_args()
     data = dev_data(args.data)
     if data is None:
@@ -147,6 +152,19 @@ def main() -> None:
     scenes = {n: store.load(n) for n in TRAIN}
     held_out = [store.load(n) for n in HELD_OUT]
     targets = {n: provider(scenes[n]) for n in TRAIN}
+    pool = list(TRAIN)
+    if args.synthetic:  # extra unlabelled rooms, with their own pseudo masks whatever --targets says
+        syn_root = args.labels.parent / f"synthetic-{args.synthetic}"
+        syn_root.mkdir(parents=True, exist_ok=True)
+        (syn_root / "synthetic.toml").write_text(f"num_scenes = {args.synthetic}\n")
+        syn_labels = syn_root / "pseudo-labels"
+        bench("pseudo-labels", "--dataset", "synthetic", "--root", str(syn_root), "--out", str(syn_labels))
+        syn_store, syn_names = _open_store("synthetic", syn_root, ROOT / DEFAULT_CACHE)
+        syn_targets = PseudoLabelTargets(syn_labels, args.sigma)
+        for n in syn_names:
+            scenes[n] = syn_store.load(n)
+            targets[n] = syn_targets(scenes[n])
+        pool += syn_names
 
     base = {}
     for sigma in (0.9, 1.2):
@@ -168,7 +186,7 @@ def main() -> None:
     rows.append((0, 0.0, float("nan"), score(model, preset, held_out, segments)))  # the untrained model
     model.train()
     for step in range(1, args.steps + 1):
-        names = rng.choice(TRAIN, min(preset.batch_size, len(TRAIN)), replace=False)
+        names = rng.choice(pool, min(preset.batch_size, len(pool)), replace=False)
         batch = collate([make_sample(scenes[n], preset, targets[n], rng=rng, train=True) for n in names])
         terms = criterion(model(batch["batch"]), batch["targets"], batch["batch"])
         opt.zero_grad()
@@ -183,8 +201,9 @@ def main() -> None:
             print(f"step {step}: train Dice {rows[-1][2]:.3f}, held-out AP/AP50/AP25 {p['ap']:.1f}/{p['ap50']:.1f}/"
                   f"{p['ap25']:.1f} (superpoints {sp['ap']:.1f}/{sp['ap50']:.1f}/{sp['ap25']:.1f})", flush=True)
     what = "ground-truth instances" if args.targets == "gt" else f"σ = {args.sigma:g} pseudo masks"
+    extra = f" and {args.synthetic} synthetic rooms" if args.synthetic else ""
     print(f"\n{args.preset} {' '.join(args.overrides + args.loss)}: {args.steps} steps of {preset.batch_size} scans "
-          f"of rooms 0000-0002, {what} (OneCycle, peak lr {preset.lr:g}); class-agnostic AP on the "
+          f"of rooms 0000-0002{extra}, {what} (OneCycle, peak lr {preset.lr:g}); class-agnostic AP on the "
           f"{len(HELD_OUT)} scans of rooms 0003-0005, per point | with superpoint pooling; rec50: fraction of GT "
           f"instances a mask covers at IoU >= 0.5; oracle50: AP50 if the masks were ranked by their true IoU")
     head = f"{'AP':>5} {'AP50':>5} {'AP25':>5} {'rec50':>5} {'orc50':>5}"
