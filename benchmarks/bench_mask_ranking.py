@@ -46,7 +46,7 @@ from freepoint_bench.models.inference import predict_instances  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_learning_curve import best_iou, diagnose, gt_masks  # noqa: E402
-from bench_pretrain_quality import FOLDS, dev_data  # noqa: E402
+from bench_pretrain_quality import FOLDS, dev_data, run_dir  # noqa: E402
 
 
 def agreement(masks: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -84,7 +84,7 @@ def main() -> None:
     data = dev_data(args.data)
     if data is None:
         return
-    run = args.run or ROOT / "runs" / ("pretrain-quality" + ("" if args.fold == "a" else f"-{args.fold}"))
+    run = args.run or run_dir(args.fold)
     ckpt = run / "run" / f"step{args.step}" / "segmenter.ckpt"
     if not ckpt.is_file() and args.run is None:  # the default folder: make it (`make bench` on a fresh machine)
         print(f"{ckpt} missing: running bench_pretrain_quality.py --fold {args.fold} first", flush=True)

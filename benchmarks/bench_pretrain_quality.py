@@ -48,6 +48,13 @@ HELD_OUT = ["scene0003_00", "scene0003_01", "scene0003_02", "scene0004_00", "sce
 FOLDS = {"a": (TRAIN, HELD_OUT, "0000-0002", "0003-0005"), "b": (HELD_OUT, TRAIN, "0003-0005", "0000-0002")}
 
 
+def run_dir(fold: str, base: Path | None = None) -> Path:
+    """Returns the run folder of `fold` ("a", "b" or "cv" for the merged predictions of --fold both):
+    base (default runs/pretrain-quality) for fold a, base-<fold> otherwise."""
+    base = base or ROOT / "runs" / "pretrain-quality"
+    return base if fold == "a" else base.with_name(f"{base.name}-{fold}")
+
+
 def bench(*args: str) -> None:
     """Runs one `bench.py` command, echoing it; exits with its status when it fails."""
     cmd = [sys.executable, str(ROOT / "bench.py"), *args]
@@ -141,18 +148,15 @@ def main() -> None:
     args.data = dev_data(args.data)
     if args.data is None:  # `make bench` on a machine without ../shared
         return
-    base = args.out or ROOT / "runs" / "pretrain-quality"
-    outs = {"a": base, "b": base.with_name(base.name + "-b")}
     if args.fold == "both":
-        done = {f: run_fold(f, args, outs[f]) for f in ("a", "b")}
-        rows = merged([done["a"][0], done["b"][0]], base.with_name(base.name + "-cv"))
+        done = {f: run_fold(f, args, run_dir(f, args.out)) for f in ("a", "b")}
+        rows = merged([done["a"][0], done["b"][0]], run_dir("cv", args.out))
         train_s = sum(t for _, t in done.values())
         what = (f"on the 7 scans of rooms 0000-0002 (fold a) and the 6 of rooms 0003-0005 (fold b), {train_s:.0f} s "
                 f"of training and pseudo labels in this call (a resumed fold counts what was left); class-agnostic "
                 f"AP on all {len(TRAIN) + len(HELD_OUT)} scans, each scored by the fold that held its room out")
     else:
-        out = args.out or outs[args.fold]
-        rows, train_s = run_fold(args.fold, args, out)
+        rows, train_s = run_fold(args.fold, args, args.out or run_dir(args.fold))
         train, held_out, train_rooms, held_rooms = FOLDS[args.fold]
         what = (f"on {len(train)} scans (rooms {train_rooms}, {train_s:.0f} s incl. pseudo labels); class-agnostic "
                 f"AP on {len(held_out)} held-out scans (rooms {held_rooms}, fold {args.fold})")

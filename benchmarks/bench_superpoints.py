@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from freepoint_bench.data.readers import get_reader  # noqa: E402
 from freepoint_bench.geometry.neighbours import knn_graph  # noqa: E402
 from freepoint_bench.geometry.normals import estimate_normals  # noqa: E402
-from freepoint_bench.geometry.superpoints import SuperpointConfig, felzenszwalb  # noqa: E402
+from freepoint_bench.geometry.superpoints import SuperpointConfig, felzenszwalb, normal_weights  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 
@@ -41,12 +41,11 @@ def tiled(xyz: np.ndarray, tiles: int) -> np.ndarray:
 def timed(xyz: np.ndarray, cfg: SuperpointConfig) -> tuple[dict[str, float], int]:
     """Returns ({stage: seconds}, number of superpoints), the stages of `geometry.superpoints.superpoints`."""
     t0 = time.perf_counter()
-    normals = estimate_normals(xyz, cfg.normal_k).astype(np.float64)
+    normals = estimate_normals(xyz, cfg.normal_k)
     t1 = time.perf_counter()
     edges = knn_graph(xyz, cfg.k)
     t2 = time.perf_counter()
-    weights = np.clip(1.0 - np.abs((normals[edges[:, 0]] * normals[edges[:, 1]]).sum(1)), 0.0, 1.0)
-    ids = felzenszwalb(len(xyz), edges, weights, cfg.threshold, cfg.min_size)
+    ids = felzenszwalb(len(xyz), edges, normal_weights(normals, edges), cfg.threshold, cfg.min_size)
     t3 = time.perf_counter()
     return {"normals": t1 - t0, "graph": t2 - t1, "merge": t3 - t2, "total": t3 - t0}, int(ids.max()) + 1
 

@@ -95,7 +95,12 @@ def superpoints(xyz: np.ndarray, config: SuperpointConfig | None = None) -> np.n
         return np.zeros(0, dtype=np.int64)
     if not np.isfinite(xyz).all():
         raise ValueError("xyz has NaN or infinite coordinates; drop those points first")
-    normals = estimate_normals(xyz, cfg.normal_k).astype(np.float64)
+    normals = estimate_normals(xyz, cfg.normal_k)
     edges = knn_graph(xyz, cfg.k)
-    weights = 1.0 - np.abs((normals[edges[:, 0]] * normals[edges[:, 1]]).sum(1))
-    return felzenszwalb(n, edges, np.clip(weights, 0.0, 1.0), cfg.threshold, cfg.min_size)
+    return felzenszwalb(n, edges, normal_weights(normals, edges), cfg.threshold, cfg.min_size)
+
+
+def normal_weights(normals: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Returns (E,) float64 dissimilarities 1 - |n_i . n_j| in [0, 1] of edges (E, 2) between unit normals (N, 3)."""
+    normals = np.asarray(normals, dtype=np.float64)
+    return np.clip(1.0 - np.abs((normals[edges[:, 0]] * normals[edges[:, 1]]).sum(1)), 0.0, 1.0)

@@ -17,6 +17,12 @@ def _scene_coords(n: int = 600, grid: int = 24, scenes: int = 2, seed: int = 0) 
     return c[torch.randperm(len(c), generator=g)]  # input order must survive the network
 
 
+def _sorted_rows(coords: torch.Tensor) -> torch.Tensor:
+    """Returns the row order that sorts (M, 4) [batch, x, y, z] coordinates (on any device), as a CPU index."""
+    c = coords.long().cpu()
+    return torch.argsort(c[:, 0] * 10**9 + c[:, 1] * 10**6 + c[:, 2] * 10**3 + c[:, 3])
+
+
 def test_tiny_shapes_levels_and_row_order():
     model = build_backbone(preset="tiny")
     coords = _scene_coords()
@@ -76,12 +82,7 @@ def test_spconv_and_minkowski_backbones_agree_with_copied_weights():
     out_sp, out_me = sp(coords, feats), me(coords, feats)
     torch.testing.assert_close(out_sp.feats, out_me.feats)
     for a, b in zip(out_sp.levels, out_me.levels, strict=True):
-        order_a = torch.argsort(
-            a.coords[:, 0].long() * 10**9 + a.coords[:, 1].long() * 10**6 + a.coords[:, 2] * 10**3 + a.coords[:, 3]
-        )
-        order_b = torch.argsort(
-            b.coords[:, 0].long() * 10**9 + b.coords[:, 1].long() * 10**6 + b.coords[:, 2] * 10**3 + b.coords[:, 3]
-        )
+        order_a, order_b = _sorted_rows(a.coords), _sorted_rows(b.coords)
         assert torch.equal(a.coords[order_a], b.coords[order_b])
         torch.testing.assert_close(a.feats[order_a], b.feats[order_b])
     # Training mode (batch statistics) and gradients agree as well.
@@ -90,11 +91,6 @@ def test_spconv_and_minkowski_backbones_agree_with_copied_weights():
     g_me = torch.autograd.grad(me(coords, feats).feats.square().sum(), list(me.parameters()))
     for a, b in zip(g_sp, g_me, strict=True):
         torch.testing.assert_close(a, b)
-
-
-def _sorted_rows(coords: torch.Tensor) -> torch.Tensor:
-    c = coords.long().cpu()
-    return torch.argsort(c[:, 0] * 10**9 + c[:, 1] * 10**6 + c[:, 2] * 10**3 + c[:, 3])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: spconv's native CUDA kernels")
