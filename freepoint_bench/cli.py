@@ -56,7 +56,7 @@ SplitOpt = Annotated[str | None, typer.Option("--split", help="Only scenes of th
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _progress() -> Progress:
+def _progress(disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -66,6 +66,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=disable,
     )
 
 
@@ -468,8 +469,12 @@ def pretrain_cmd(
     store, names = _open_store(dataset, root, cache, scene)
     names = _select(store, names, None if scene else split)
     run_dir = out or Path("runs") / "pretrain" / f"{method}-{dataset}"
+    from pytorch_lightning.utilities import rank_zero_only
+
+    # under DDP Lightning starts this command again for every other rank: only rank 0 reports
+    is_zero = rank_zero_only.rank == 0
     t0 = time.perf_counter()
-    with _progress() as progress:
+    with _progress(disable=not is_zero) as progress:
         tasks: dict[str, int] = {}
 
         def cb(stage: str, done: int, total: int, info: str) -> None:
@@ -490,6 +495,8 @@ def pretrain_cmd(
             devices=int(devices) if devices.isdigit() else devices,
             nodes=nodes,
         )
+    if not is_zero:
+        return
     table = Table(title=f"pretrain {method} on {dataset}: {len(names)} scenes, {time.perf_counter() - t0:.0f} s")
     table.add_column("")
     table.add_column("value")
@@ -498,8 +505,9 @@ def pretrain_cmd(
         table.add_row("segmenter", str(result.segmenter))
     for step, losses in (result.metadata.get("metrics") or {}).items():
         if isinstance(losses, dict):
-            shown = {k: v for k, v in losses.items() if isinstance(v, int | float)}
-            table.add_row(step, ", ".join(f"{k} {v:.3f}" for k, v in list(shown.items())[:6]))
+            keys = ("sigma", "epochs", "scenes", "loss_first_epoch", "loss_last_epoch")
+            shown = [(k, losses[k]) for k in keys if isinstance(losses.get(k), int | float)]
+            table.add_row(step, ", ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.3f}" for k, v in shown))
     console.print(table)
 
 

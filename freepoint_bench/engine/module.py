@@ -86,7 +86,7 @@ class SegmenterModule(pl.LightningModule):
         self.criterion = SetCriterion(loss, num_classes=num_classes)
         self.loss_history: list[dict[str, float]] = []  # per epoch: {"epoch", "loss", <term>: mean}
         self._sums: dict[str, float] = {}
-        self._steps = 0
+        self._scenes = 0.0
 
     # -------------------------------------------------------------------------------- training
 
@@ -105,9 +105,16 @@ class SegmenterModule(pl.LightningModule):
         for name, value in terms.items():
             if name != "loss":
                 self.log(f"train/{name}", value, batch_size=size, on_epoch=True, sync_dist=True)
-        for name, value in terms.items():
-            self._sums[name] = self._sums.get(name, 0.0) + float(value.detach())
-        self._steps += 1
+        # the history holds the per-scene mean over all ranks (DDP: every rank runs the same number of steps,
+        # as the distributed sampler pads its shards), so rank 0's checkpoint records the whole data's losses
+        values = torch.stack([value.detach().float() * size for value in terms.values()] +
+                             [torch.tensor(float(size), device=total.device)])
+        if self.trainer.world_size > 1:
+            values = self.trainer.strategy.reduce(values, reduce_op="sum")
+        *sums, scenes = values.tolist()
+        for name, value in zip(terms, sums, strict=True):
+            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._scenes += scenes
         # the running mean of this epoch is always in the history, so an epoch-end checkpoint (written
         # by ModelCheckpoint before this module's on_train_epoch_end) already carries it
         entry = {"epoch": float(self.current_epoch), **self.epoch_losses()}
@@ -118,11 +125,11 @@ class SegmenterModule(pl.LightningModule):
         return total
 
     def epoch_losses(self) -> dict[str, float]:
-        """Returns the mean of each loss term over the steps of the running epoch (this rank)."""
-        return {k: v / max(self._steps, 1) for k, v in self._sums.items()}
+        """Returns the per-scene mean of each loss term over the running epoch (all ranks)."""
+        return {k: v / max(self._scenes, 1) for k, v in self._sums.items()}
 
     def on_train_epoch_start(self) -> None:
-        self._sums, self._steps = {}, 0
+        self._sums, self._scenes = {}, 0.0
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[HISTORY_KEY] = [dict(h) for h in self.loss_history]
