@@ -492,7 +492,7 @@ def pretrain_cmd(
             progress=cb,
             checkpoints_dir=checkpoints,
             label_workers=label_workers,
-            devices=int(devices) if devices.isdigit() else devices,
+            devices=devices,
             nodes=nodes,
         )
     if not is_zero:

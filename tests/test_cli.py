@@ -95,6 +95,8 @@ def test_tune_writes_a_config_that_pseudo_labels_accepts_and_resumes(capsys, syn
         (["pseudo-labels", "--dataset", "synthetic", "--shard", "3/2"], "--shard"),
         (["pseudo-labels", "--dataset", "synthetic", "--set", "k1=zero"], "k1"),
         (["pretrain", "--method", "nope", "--dataset", "synthetic"], "nope"),
+        (["pretrain", "--method", "freepoint", "--dataset", "synthetic", "--devices", "two"], "devices must be"),
+        (["pretrain", "--method", "freepoint", "--dataset", "synthetic", "--devices", "0"], "devices must be"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_2(capsys, tmp_path, argv, message):

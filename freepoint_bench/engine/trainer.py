@@ -37,6 +37,24 @@ def resolve_accelerator(preset: TrainPreset) -> str:
     return "cpu"
 
 
+def check_devices(devices: int | str) -> int | str:
+    """Returns devices as Lightning takes them: an int >= 1, -1 (all), "auto" or GPU ids "0,1" (ConfigError else)."""
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text.lstrip("-").isdigit():
+            devices = int(text)
+        elif text == "auto":
+            return text
+        elif all(part.strip().isdigit() for part in text.split(",")):
+            return text  # explicit GPU indices
+        else:
+            raise ConfigError(
+                f"devices must be a count (1, 4), -1 or auto for all, or GPU ids such as 0,1; got {devices!r}")
+    if devices == 0 or devices < -1:
+        raise ConfigError(f"devices must be >= 1 (or -1 / auto for all); got {devices}")
+    return devices
+
+
 def make_trainer(
     preset: TrainPreset,
     out_dir: str | Path,
@@ -57,13 +75,15 @@ def make_trainer(
         raise ConfigError(f"max_epochs must be >= 1; got {max_epochs}")
     if nodes < 1:
         raise ConfigError(f"nodes must be >= 1; got {nodes}")
+    devices = check_devices(devices)
     out_dir = Path(out_dir)
     accelerator = resolve_accelerator(preset)
     precision = preset.precision if accelerator == "gpu" else "32-true"
-    many = nodes > 1 or (isinstance(devices, int) and devices > 1) or devices == -1
+    if accelerator == "cpu" and (not isinstance(devices, int) or devices == -1):
+        devices = 1  # "auto", "all" and GPU ids mean one process on a CPU-only machine
+    many = nodes > 1 or (isinstance(devices, int) and devices > 1) or devices == -1 or (
+        isinstance(devices, str) and "," in devices.strip(","))
     strategy = "ddp" if many else "auto"
-    if accelerator == "cpu" and not isinstance(devices, int):
-        devices = 1
     checkpoint = ModelCheckpoint(
         dirpath=out_dir / "lightning",
         filename="{epoch:03d}",

@@ -37,7 +37,7 @@ from freepoint_bench.engine.checkpoints import (
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.presets import TrainPreset, get_preset
-from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
+from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import ConfigError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.pipeline import run_pseudo_labels
@@ -116,6 +116,9 @@ class FreePointPretext:
         names = sorted(names if names is not None else store.names("train"))
         if not names:
             raise ConfigError("no scenes to pretrain on; check the split or the --scene selection")
+        devices = check_devices(devices)  # before hours of pseudo-labelling, not after
+        if nodes < 1:
+            raise ConfigError(f"nodes must be >= 1; got {nodes}")
         label_dir = Path(label_dir) if label_dir is not None else out_dir / "pseudo-labels"
         run = {"method": self.name, "config": config.model_dump(mode="json"), "scenes": names}
         # Under DDP every rank runs this function; only rank 0 owns the run directory and the files.

@@ -11,7 +11,7 @@ from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
 from freepoint_bench.engine.data import GroundTruthTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.presets import get_preset
-from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
+from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import ConfigError
 from freepoint_bench.models.losses import LossConfig
 
@@ -48,6 +48,23 @@ def test_bad_arguments_are_config_errors(tmp_path):
         make_trainer(PRESET, tmp_path, max_epochs=0)
     with pytest.raises(ConfigError):
         make_trainer(PRESET, tmp_path, max_epochs=1, nodes=0)
+    for devices in (0, -2, "0", "abc", "1.5", ""):
+        with pytest.raises(ConfigError, match="devices"):
+            make_trainer(PRESET, tmp_path, max_epochs=1, devices=devices)
+
+
+@pytest.mark.parametrize(("devices", "expected"), [(1, 1), ("1", 1), (" 3 ", 3), (-1, -1), ("auto", "auto"),
+                                                   ("0,1", "0,1")])
+def test_devices_are_parsed_as_lightning_takes_them(devices, expected):
+    assert check_devices(devices) == expected
+
+
+def test_all_devices_on_a_cpu_machine_is_one_process(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    for devices in (-1, "auto", "0,1"):
+        trainer = make_trainer(PRESET, tmp_path, max_epochs=1, devices=devices)
+        assert trainer.num_devices == 1 and not isinstance(trainer.strategy, DDPStrategy)
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
