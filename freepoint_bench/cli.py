@@ -664,6 +664,8 @@ def main(argv: list[str] | None = None) -> None:
     # loggers' levels to INFO.
     handler.addFilter(_quiet_lightning)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
+    # torch's MultiheadAttention asks is_fx_tracing() and torch then logs an advice for tracer authors, once
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     try:
