@@ -13,6 +13,7 @@ from freepoint_bench.models.losses import (
     bce_loss,
     box_loss,
     dice_loss,
+    mask_iou,
     mean_loss,
     normalise_scene,
 )
@@ -90,7 +91,7 @@ class SetCriterion:
             if cfg.box > 0:
                 sums["box"] = sums["box"] + box_loss(ml, mt, xyz[b], cfg.box_temperature).sum()
             obj_target = torch.zeros_like(pred.objectness[b])
-            obj_target[rows_t] = 1.0
+            obj_target[rows_t] = mask_iou(ml, mt) if cfg.objectness_target == "iou" else 1.0
             obj_terms.append(F.binary_cross_entropy_with_logits(pred.objectness[b], obj_target))
             if cls_logits is not None:
                 cls_target = torch.full((cls_logits.shape[0],), self.num_classes, dtype=torch.long)

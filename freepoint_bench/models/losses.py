@@ -21,6 +21,8 @@ throughout a cpu-small run on the ScanNet dev scans) and the loss only pushed ba
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +43,10 @@ class LossConfig(BaseModel):
     no_object_weight: float = Field(0.1, ge=0)  # Mask3D's eos_coef for the "no object" class
     box_temperature: float = Field(0.02, gt=0)  # tau of the soft max/min, in scene-size units
     aux: bool = True  # Mask3D: the same loss on every decoder step's prediction
+    # what the objectness of a matched query learns: "matched" (1, Mask3D's no-object scheme) or "iou" (the
+    # IoU of its binarised mask with its target, SPFormer-style IoU-aware score, so that the inference score
+    # ranks masks by expected quality); unmatched queries learn 0 either way
+    objectness_target: Literal["matched", "iou"] = "matched"
 
 
 def normalise_scene(xyz: torch.Tensor) -> torch.Tensor:
@@ -62,6 +68,16 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Returns (K,) binary cross-entropy averaged over the N points."""
     return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none").mean(-1)
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Returns (K,) the IoU of each binarised mask (logits > 0) with its target (no gradient)."""
+    with torch.no_grad():
+        pred = logits > 0
+        tgt = target > 0.5
+        inter = (pred & tgt).sum(-1).to(logits.dtype)
+        union = (pred | tgt).sum(-1).to(logits.dtype)
+        return inter / union.clamp(min=1)
 
 
 def soft_centre(logits: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from freepoint_bench.models.losses import (
     box_loss,
     dice_loss,
     hard_corners,
+    mask_iou,
     mean_loss,
     normalise_scene,
     pairwise_bce,
@@ -173,3 +174,10 @@ def test_gradcheck_box_loss_in_the_positions():
     # there) and no predicted corner sits exactly on the target's (|d| has one at d = 0)
     xyz = (XYZ + 0.1 * torch.rand(XYZ.shape, generator=g, dtype=D)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: box_loss(logits, target, x, 0.3) + mean_loss(logits, target, x), (xyz,))
+
+
+def test_mask_iou_hand_computed():
+    logits = torch.tensor([[2.0, 2.0, -1.0, -1.0, 3.0], [-1.0, -1.0, -1.0, -1.0, -1.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    # row 0: predicted {0, 1, 4}, target {0, 2, 4}: 2 / 4; row 1: nothing predicted: 0 / 1
+    assert mask_iou(logits, target).tolist() == pytest.approx([0.5, 0.0])

@@ -12,6 +12,7 @@ from freepoint_bench.models.criterion import SetCriterion, targets_from_instance
 from freepoint_bench.models.decoder import (
     DecoderConfig,
     FourierEncoding,
+    Prediction,
     fourier_kernel,
     fps,
     normalise_positions,
@@ -19,7 +20,7 @@ from freepoint_bench.models.decoder import (
 )
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
 from freepoint_bench.models.losses import LossConfig
-from freepoint_bench.models.segmenter import TINY, InstanceSegmenter, SegmenterConfig
+from freepoint_bench.models.segmenter import TINY, InstanceSegmenter, SegmenterConfig, SegmenterOutput
 from freepoint_bench.models.voxels import collate, voxelize
 
 BOXES = [
@@ -318,3 +319,23 @@ def test_mixed_precision_step_on_cuda_is_finite_and_close_to_fp32(dtype):  # pra
     assert torch.isfinite(mixed) and abs(float(mixed) - float(full)) < 0.05 * abs(float(full)) + 0.05
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("mode", ["matched", "iou"])
+def test_objectness_target_is_one_or_the_matched_masks_iou(mode):
+    # six points 1 m apart (one voxel each); target {0, 1, 2, 3}; query 0 predicts {2, 3, 4, 5}: IoU 2 / 6;
+    # query 1 predicts nothing (unmatched: target 0 either way)
+    xyz = np.c_[np.arange(6.0), np.zeros(6), np.zeros(6)].astype(np.float32)
+    batch = collate([xyz], [np.zeros_like(xyz)], voxel_size=0.5)
+    order = batch.point_to_voxel[0]  # voxel of each point
+    point_logits = torch.tensor([[-4.0, -4.0, 4.0, 4.0, 4.0, 4.0], [-4.0] * 6])
+    voxel_logits = torch.empty(2, len(xyz))
+    voxel_logits[:, order] = point_logits
+    objectness = torch.tensor([[1.0, -2.0]])
+    out = SegmenterOutput(final=Prediction([voxel_logits], objectness, None), aux=[], query_xyz=[])
+    target = targets_from_instance_ids(torch.tensor([0, 0, 0, 0, -1, -1]))
+    terms = SetCriterion(LossConfig(aux=False, objectness_target=mode))(out, [target], batch)
+    t0 = 1.0 if mode == "matched" else 2 / 6
+    sig = torch.sigmoid(objectness[0])
+    expected = -(t0 * torch.log(sig[0]) + (1 - t0) * torch.log(1 - sig[0])) - torch.log(1 - sig[1])
+    assert float(terms["objectness"]) == pytest.approx(float(expected) / 2, rel=1e-5)
