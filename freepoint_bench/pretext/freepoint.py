@@ -126,8 +126,10 @@ class FreePointPretext:
         # pseudo labels cached; DDP broadcasts rank 0's weights, so only rank 0 loads step 1's weights.
         is_zero = rank_zero_only.rank == 0
         if is_zero:
-            self._check_run_dir(out_dir, run, resume, overwrite)
-            write_json(out_dir / RUN_FILE, run)
+            versions = self._check_run_dir(out_dir, run, resume, overwrite)
+            # every start and resume adds its code version (not compared: a resume may run newer code, it
+            # is warned about and recorded, since finished steps keep the weights the older code trained)
+            write_json(out_dir / RUN_FILE, {**run, CODE_VERSIONS: [*versions, code_version()]})
 
         # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes)
         sigmas = config.pseudo.sigmas
@@ -191,19 +193,30 @@ class FreePointPretext:
 
     # ------------------------------------------------------------------------------------------ helpers
 
-    def _check_run_dir(self, out_dir: Path, run: dict, resume: bool, overwrite: bool) -> None:
+    def _check_run_dir(self, out_dir: Path, run: dict, resume: bool, overwrite: bool) -> list[dict]:
+        """Returns the code versions recorded by the earlier starts of the run being resumed ([] otherwise)."""
         run_file = out_dir / RUN_FILE
         if not run_file.is_file():
-            return
+            return []
         if resume:
             old = _read_json(run_file)
+            versions = list(old.pop(CODE_VERSIONS, []))
             diffs = _differences(old, run)
             if diffs:
                 raise ConfigError(
                     f"{run_file}: cannot resume, the run was started with different settings: "
                     + "; ".join(diffs) + ". Use the original settings, or overwrite / another out dir"
                 )
-            return
+            now = code_version()
+            earlier = {(v.get("git_commit"), v.get("git_dirty")) for v in versions}
+            if versions and (earlier != {(now["git_commit"], now["git_dirty"])} or now["git_dirty"]):
+                shown = ", ".join(f"{(c or 'unknown')[:10]}{' (dirty)' if d else ''}" for c, d in sorted(
+                    earlier, key=str))
+                log.warning("%s: resuming a run started with code %s using code %s%s; its finished steps keep "
+                            "the weights the earlier code trained (overwrite to train everything with this code)",
+                            run_file, shown, (now["git_commit"] or "unknown")[:10],
+                            " (dirty)" if now["git_dirty"] else "")
+            return versions
         if not overwrite:
             raise ConfigError(
                 f"{out_dir} already holds a pretraining run; pass resume (--resume) to continue it, "
@@ -241,6 +254,9 @@ class FreePointPretext:
                                 {"backbone": backbone, "segmenter": segmenter})
             log.info("wrote %s and %s", backbone, segmenter)
         return PretrainResult(method=self.name, backbone=backbone, segmenter=segmenter, metadata=meta)
+
+
+CODE_VERSIONS = "code_versions"  # run.json: the code version of every start and resume of the run
 
 
 def _read_json(path: Path) -> dict:

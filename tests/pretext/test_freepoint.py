@@ -193,3 +193,21 @@ def test_interrupted_run_resumes_from_last_ckpt(tmp_path, store, method, finishe
     assert counter.epochs == FAST["epochs1"] - 1 + 1  # step 1's epochs from the interrupted one on, then step 2's
     assert len(result.metadata["metrics"]["step1"]["loss_history"]) == FAST["epochs1"]  # history survives
     assert result.segmenter.is_file()
+
+
+def test_resume_with_other_code_warns_and_records_each_version(tmp_path, store, method, monkeypatch, caplog):
+    import freepoint_bench.pretext.freepoint as fp
+
+    config = method.default_config("cpu-small", **{**FAST, "epochs1": 1})
+    monkeypatch.setattr(fp, "code_version", lambda: {"version": "0", "git_commit": "a" * 40, "git_dirty": False})
+    method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts")
+    with caplog.at_level("WARNING", logger=fp.__name__):
+        method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts", resume=True)
+    assert not [r for r in caplog.records if "resuming a run started with code" in r.getMessage()]
+    monkeypatch.setattr(fp, "code_version", lambda: {"version": "0", "git_commit": "b" * 40, "git_dirty": False})
+    with caplog.at_level("WARNING", logger=fp.__name__):
+        method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts", resume=True)
+    (warning,) = [r.getMessage() for r in caplog.records if "resuming a run started with code" in r.getMessage()]
+    assert "aaaaaaaaaa" in warning and "using code bbbbbbbbbb" in warning
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["code_versions"]
+    assert [v["git_commit"][0] for v in recorded] == ["a", "a", "b"]
