@@ -15,7 +15,8 @@ none using labels:
 For each: Spearman correlation with the mask's best ground-truth IoU, class-agnostic AP / AP50 / AP25 (ScanNet
 rules), and orc50, the AP50 of the same masks under a perfect ranking (the most any rescoring can give).
 
-Measured on 2026-12-02 (2 cores, the step-2 models of `bench_pretrain_quality.py --fold both`), AP50 / orc50:
+Measured on 2026-12-02 (2 cores, the step-2 models of an earlier `bench_pretrain_quality.py --fold both` run folder
+that today's code does not reproduce, README "Repeat runs"), AP50 / orc50:
 fold a (base masks 25.3): segmenter 5.4 (Spearman -0.11), size x extent 4.1, agreement with σ_high 11.3, perfect
 ranking 25.4; fold b (base masks 10.9): segmenter 5.1 (-0.09), size x extent 6.3, agreement with either 9.9,
 perfect ranking 21.0. The segmenter's own score is slightly anti-correlated with the true IoU; on fold b a

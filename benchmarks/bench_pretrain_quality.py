@@ -17,15 +17,15 @@ directory is resumable: a second call with the same settings skips finished trai
 
 Each segmenter is also scored with `predict --superpoints` (masks averaged within label-free superpoints).
 
-Measured on 2026-12-02 on a 2-core CPU machine (cpu-small with 20k-point crops, 60 + 10 epochs, 329-388 s incl.
-pseudo labels), AP / AP50 / AP25: base masks 8.0 / 25.3 / 53.4, σ_high masks 10.6 / 26.0 / 50.3, segmenter
-step 1 0.3 / 1.6 / 28.2 (superpoints 1.2 / 5.3 / 24.4), step 2 0.3 / 2.0 / 29.4 (1.1 / 5.4 / 26.7): the CPU
-segmenter does not yet reach its pseudo masks (README, "Does it learn?"). `--fold b` (train rooms 0003-0005,
-6 scans, 166 s; score rooms 0000-0002, 7 scans): base masks 5.5 / 10.9 / 31.6, σ_high 7.4 / 14.2 / 27.0, step 1
-0.4 / 1.9 / 24.2 (superpoints 1.7 / 5.8 / 23.0), step 2 0.5 / 2.3 / 34.7 (1.3 / 5.1 / 35.2): AP25 above the base
-masks, AP50 below. `--fold both` (all 13 scans, each scored by the fold that held its room out): base masks
-6.2 / 14.6 / 36.6, σ_high 8.1 / 17.0 / 32.7, step 1 0.4 / 1.7 / 23.8 (1.4 / 5.3 / 22.2), step 2 0.4 / 1.9 / 32.2
-(1.2 / 4.8 / 30.5).
+Measured on 2026-12-02 on a 2-core CPU machine at commit 097fcf1 (cpu-small with 20k-point crops, 60 + 10 epochs;
+training is deterministic: a second run of fold a reproduced its step-1 losses and weights bit for bit), AP / AP50 / AP25: fold a (train rooms
+0000-0002, score 0003-0005): base masks 8.0 / 25.3 / 53.4, σ_high 10.6 / 26.0 / 50.3, segmenter step 1 1.7 / 8.5 / 32.0
+(superpoints 1.5 / 5.7 / 26.9), step 2 1.6 / 5.8 / 42.8 (3.1 / 9.4 / 33.8). Fold b (the reverse): base masks
+5.5 / 10.9 / 31.6, step 1 0.5 / 2.6 / 25.1 (1.7 / 6.6 / 24.8), step 2 0.5 / 2.5 / 32.7 (1.6 / 6.6 / 36.6): AP25 above
+the base masks, AP50 below. `--fold both` (all 13 scans, each scored by the fold that held its room out): base masks
+6.2 / 14.6 / 36.6, σ_high 8.1 / 17.0 / 32.7, step 1 0.8 / 3.9 / 24.9 (1.5 / 5.8 / 23.1), step 2 0.7 / 3.0 / 34.5
+(1.8 / 6.8 / 34.5), 1136 s. An earlier run folder (commit 71065b8) gave other segmenter rows that today's code does not
+reproduce (README, "Repeat runs").
 """
 
 from __future__ import annotations
