@@ -18,7 +18,8 @@ directory is resumable: a second call with the same settings skips finished trai
 Each segmenter is also scored with `predict --superpoints` (masks averaged within label-free superpoints).
 
 Measured on 2026-12-02 on a 2-core CPU machine at commit 097fcf1 (cpu-small with 20k-point crops, 60 + 10 epochs;
-training is deterministic: a second run of fold a reproduced its step-1 losses and weights bit for bit), AP / AP50 / AP25: fold a (train rooms
+training is deterministic: a second run of fold a reproduced its step-1 losses and weights bit for bit),
+AP / AP50 / AP25: fold a (train rooms
 0000-0002, score 0003-0005): base masks 8.0 / 25.3 / 53.4, σ_high 10.6 / 26.0 / 50.3, segmenter step 1 1.7 / 8.5 / 32.0
 (superpoints 1.5 / 5.7 / 26.9), step 2 1.6 / 5.8 / 42.8 (3.1 / 9.4 / 33.8). Fold b (the reverse): base masks
 5.5 / 10.9 / 31.6, step 1 0.5 / 2.6 / 25.1 (1.7 / 6.6 / 24.8), step 2 0.5 / 2.5 / 32.7 (1.6 / 6.6 / 36.6): AP25 above
