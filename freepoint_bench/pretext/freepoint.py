@@ -225,6 +225,7 @@ class FreePointPretext:
         for sub in ("step1", "step2"):
             shutil.rmtree(out_dir / sub, ignore_errors=True)
         run_file.unlink()
+        return []
 
     def _metadata(self, store: Any, names: list[str], config: FreePointConfig, module: SegmenterModule,
                   metrics: dict, label_dir: Path) -> dict:

@@ -211,3 +211,7 @@ def test_resume_with_other_code_warns_and_records_each_version(tmp_path, store, 
     assert "aaaaaaaaaa" in warning and "using code bbbbbbbbbb" in warning
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())["code_versions"]
     assert [v["git_commit"][0] for v in recorded] == ["a", "a", "b"]
+    # overwrite starts the run again: one version, this code's
+    method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts", overwrite=True)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["code_versions"]
+    assert [v["git_commit"][0] for v in recorded] == ["b"]
