@@ -37,8 +37,11 @@ def resolve_accelerator(preset: TrainPreset) -> str:
     return "cpu"
 
 
-def check_devices(devices: int | str) -> int | str:
-    """Returns devices as Lightning takes them: an int >= 1, -1 (all), "auto" or GPU ids "0,1" (ConfigError else)."""
+def check_devices(devices: int | str, nodes: int = 1) -> int | str:
+    """Returns devices as Lightning takes them: an int >= 1, -1 (all), "auto" or GPU ids "0,1"; ConfigError for
+    any other devices or for nodes < 1."""
+    if nodes < 1:
+        raise ConfigError(f"nodes must be >= 1; got {nodes}")
     if isinstance(devices, str):
         text = devices.strip()
         if text.lstrip("-").isdigit():
@@ -73,9 +76,7 @@ def make_trainer(
     """
     if max_epochs < 1:
         raise ConfigError(f"max_epochs must be >= 1; got {max_epochs}")
-    if nodes < 1:
-        raise ConfigError(f"nodes must be >= 1; got {nodes}")
-    devices = check_devices(devices)
+    devices = check_devices(devices, nodes)
     out_dir = Path(out_dir)
     accelerator = resolve_accelerator(preset)
     precision = preset.precision if accelerator == "gpu" else "32-true"

@@ -116,9 +116,7 @@ class FreePointPretext:
         names = sorted(names if names is not None else store.names("train"))
         if not names:
             raise ConfigError("no scenes to pretrain on; check the split or the --scene selection")
-        devices = check_devices(devices)  # before hours of pseudo-labelling, not after
-        if nodes < 1:
-            raise ConfigError(f"nodes must be >= 1; got {nodes}")
+        devices = check_devices(devices, nodes)  # before hours of pseudo-labelling, not after
         label_dir = Path(label_dir) if label_dir is not None else out_dir / "pseudo-labels"
         run = {"method": self.name, "config": config.model_dump(mode="json"), "scenes": names}
         # Under DDP every rank runs this function; only rank 0 owns the run directory and the files.

@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = ["train.voxel_size_m=0.15", "train.num_queries=8", "train.batch_size=1", "train.schedule=constant"]
 
 
-def epoch_losses(run: Path, step: int) -> list[float]:
-    """Returns Lightning's own per-epoch train/loss (synced over ranks) from the step's CSV log."""
+def epoch_rows(run: Path, step: int) -> list[tuple[int, float]]:
+    """Returns (global step, Lightning's own train/loss synced over ranks) of each epoch in the step's CSV log."""
     (path,) = (run / f"step{step}" / "logs").glob("version_*/metrics.csv")
     with path.open() as f:
-        return [float(r["train/loss_epoch"]) for r in csv.DictReader(f) if r.get("train/loss_epoch")]
+        return [(int(r["step"]), float(r["train/loss_epoch"])) for r in csv.DictReader(f) if r.get("train/loss_epoch")]
 
 
 @pytest.mark.slow
@@ -52,10 +52,9 @@ def test_two_rank_ddp_pretraining_on_cpu(tmp_path):
     # per epoch are 1, and the recorded losses are the mean over both ranks: Lightning's synced epoch loss
     _, meta = load_checkpoint(next(ckpts.glob("*-segmenter.ckpt")))
     for step, epochs in ((1, 2), (2, 1)):
-        lightning = epoch_losses(run, step)
-        assert len(lightning) == epochs
+        rows = epoch_rows(run, step)
+        assert len(rows) == epochs
         recorded = meta["metrics"][f"step{step}"]["loss_history"]
-        assert recorded == pytest.approx(lightning, rel=1e-5)
-    with (next((run / "step1" / "logs").glob("version_*/metrics.csv"))).open() as f:
-        steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_epoch")]
-    assert steps == [0, 1]  # the step of the epoch row: 1 optimiser step per epoch, not 2 (no rank saw both)
+        assert recorded == pytest.approx([loss for _, loss in rows], rel=1e-5)
+    # the step of step 1's epoch rows: 1 optimiser step per epoch, not 2 (no rank saw both scenes)
+    assert [s for s, _ in epoch_rows(run, 1)] == [0, 1]
