@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "scannet-dev"
 TRAIN = ["scene0000_00", "scene0000_01", "scene0000_02", "scene0001_00", "scene0001_01", "scene0002_00",
@@ -145,22 +147,64 @@ def main() -> None:
     ap.add_argument("--epochs1", type=int, default=60)
     ap.add_argument("--epochs2", type=int, default=10)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="pretrain --set key=value")
+    ap.add_argument("--seeds", default="0",
+                    help="training seeds, e.g. 0,1,2: one run per seed (seed 0 in OUT, seed N in OUT-seedN), then "
+                         "each row's mean ± sd over them")
     args = ap.parse_args()
     args.data = dev_data(args.data)
     if args.data is None:  # `make bench` on a machine without ../shared
         return
+    seeds = parse_seeds(args.seeds)
+    if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in args.overrides):
+        sys.exit("--set seed=N: pass the training seeds with --seeds N[,M...] instead")
+    tables = [(seed, evaluate_rows(args, *seed_rows(args, seed))) for seed in seeds]
+    if len(tables) > 1:
+        print_spread(tables)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Returns the distinct training seeds of "0,1,2" in order; exits with a one-line message when malformed."""
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        sys.exit(f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 0,1,2")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        sys.exit(f"--seeds {text!r}: expected distinct integers >= 0, e.g. --seeds 0,1,2")
+    return seeds
+
+
+def seed_dir(base: Path | None, seed: int) -> Path | None:
+    """Returns the run folder base of training seed `seed`: base itself for seed 0 (the preset's own seed, so
+    earlier single-seed folders are reused), base-seed<N> otherwise."""
+    if seed == 0:
+        return base
+    base = base or ROOT / "runs" / "pretrain-quality"
+    return base.with_name(f"{base.name}-seed{seed}")
+
+
+def seed_rows(args, seed: int) -> tuple[list[tuple[str, Path]], str]:
+    """Pretrains and predicts with training seed `seed` (`pretrain --set seed=N`; none for 0); returns the
+    rows [(label, prediction folder)] and a description of what was trained and scored."""
+    out = seed_dir(args.out, seed)
+    run_args = argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, *([f"seed={seed}"] if seed else [])]})
     if args.fold == "both":
-        done = {f: run_fold(f, args, run_dir(f, args.out)) for f in ("a", "b")}
-        rows = merged([done["a"][0], done["b"][0]], run_dir("cv", args.out))
+        done = {f: run_fold(f, run_args, run_dir(f, out)) for f in ("a", "b")}
+        rows = merged([done["a"][0], done["b"][0]], run_dir("cv", out))
         train_s = sum(t for _, t in done.values())
         what = (f"on the 7 scans of rooms 0000-0002 (fold a) and the 6 of rooms 0003-0005 (fold b), {train_s:.0f} s "
                 f"of training and pseudo labels in this call (a resumed fold counts what was left); class-agnostic "
                 f"AP on all {len(TRAIN) + len(HELD_OUT)} scans, each scored by the fold that held its room out")
     else:
-        rows, train_s = run_fold(args.fold, args, args.out or run_dir(args.fold))
+        rows, train_s = run_fold(args.fold, run_args, out or run_dir(args.fold))
         train, held_out, train_rooms, held_rooms = FOLDS[args.fold]
         what = (f"on {len(train)} scans (rooms {train_rooms}, {train_s:.0f} s incl. pseudo labels); class-agnostic "
                 f"AP on {len(held_out)} held-out scans (rooms {held_rooms}, fold {args.fold})")
+    return rows, f"{what}; training seed {seed}"
+
+
+def evaluate_rows(args, rows: list[tuple[str, Path]], what: str) -> list[tuple[str, dict, float]]:
+    """Scores every row (`bench.py evaluate --class-agnostic`), prints the table; returns [(label, result, masks
+    per scene)]."""
     data = ["--dataset", "scannet-npy", "--root", str(args.data)]
     results = []
     for label, pred in rows:
@@ -172,7 +216,21 @@ def main() -> None:
     print(f"{'masks':<42} {'AP':>5} {'AP50':>5} {'AP25':>5} {'masks/scene':>11}")
     for label, r, n in results:
         print(f"{label:<42} {100 * r['ap']:5.1f} {100 * r['ap50']:5.1f} {100 * r['ap25']:5.1f} {n:11.1f}")
+    return results
 
+
+def print_spread(tables: list[tuple[int, list[tuple[str, dict, float]]]]) -> None:
+    """Prints mean ± standard deviation (over seeds, ddof 1) and the range of every row's AP / AP50 / AP25."""
+    seeds = [s for s, _ in tables]
+    print(f"\nOver training seeds {', '.join(map(str, seeds))}: mean ± sd [min, max] (the pseudo-mask rows do not "
+          f"depend on the seed)")
+    print(f"{'masks':<42} {'AP':>20} {'AP50':>20} {'AP25':>20}")
+    for i, (label, _, _) in enumerate(tables[0][1]):
+        cells = []
+        for key in ("ap", "ap50", "ap25"):
+            v = 100 * np.array([rows[i][1][key] for _, rows in tables])
+            cells.append(f"{v.mean():5.1f} ± {v.std(ddof=1):4.1f} [{v.min():4.1f}, {v.max():4.1f}]")
+        print(f"{label:<42} " + " ".join(f"{c:>20}" for c in cells))
 
 if __name__ == "__main__":
     main()
