@@ -46,6 +46,35 @@ def code_version() -> dict[str, str | None]:
     return {"version": freepoint_bench.__version__, "git_commit": commit, "git_dirty": dirty}
 
 
+# Packages whose versions can change a run's numbers (one float operation ordered differently in a
+# kernel is enough: training amplifies it, README "Repeat runs").
+ENV_PACKAGES = ("torch", "numpy", "scipy", "spconv", "pytorch-lightning", "MinkowskiEngine", "fpsample", "bioimage-cpp")
+
+
+def environment() -> dict[str, Any]:
+    """Returns what besides the code decides a run's floating-point results: {"python", "platform",
+    "cpu_capability" (the SIMD level torch's CPU kernels use, e.g. AVX2 / AVX512), "torch_threads", "cuda"
+    (torch's CUDA version or None), "gpu" (device 0's name or None), "packages": {name: version or None}}."""
+    import importlib.metadata
+    import platform
+
+    packages: dict[str, str | None] = {}
+    for name in ENV_PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "packages": packages,
+    }
+
+
 def data_description(store: Any, names: list[str]) -> dict[str, Any]:
     """Returns {"dataset", "store", "num_scenes", "scenes_hash", "scenes" (≤ 50 names)} of a training set."""
     dataset = None

@@ -30,6 +30,7 @@ from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.engine.checkpoints import (
     code_version,
     data_description,
+    environment,
     input_metadata,
     register_checkpoint,
     save_model_checkpoint,
@@ -127,7 +128,9 @@ class FreePointPretext:
             versions = self._check_run_dir(out_dir, run, resume, overwrite)
             # every start and resume adds its code version (not compared: a resume may run newer code, it
             # is warned about and recorded, since finished steps keep the weights the older code trained)
-            write_json(out_dir / RUN_FILE, {**run, CODE_VERSIONS: [*versions, code_version()]})
+            # with the environment (packages, CPU SIMD level, GPU): runs reproduce bit for bit in one only
+            write_json(out_dir / RUN_FILE, {**run, CODE_VERSIONS: [*versions, {**code_version(),
+                                                                             "environment": environment()}]})
 
         # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes)
         sigmas = config.pseudo.sigmas
@@ -214,6 +217,10 @@ class FreePointPretext:
                             "the weights the earlier code trained (overwrite to train everything with this code)",
                             run_file, shown, (now["git_commit"] or "unknown")[:10],
                             " (dirty)" if now["git_dirty"] else "")
+            changed = _environment_changes([v["environment"] for v in versions if "environment" in v], environment())
+            if changed:
+                log.warning("%s: resuming in another environment (%s); finished steps keep the weights trained "
+                            "there, and runs reproduce bit for bit only in one environment", run_file, changed)
             return versions
         if not overwrite:
             raise ConfigError(
@@ -236,6 +243,7 @@ class FreePointPretext:
             "input": input_metadata(config.train),
             "metrics": metrics,
             "code_version": code_version(),
+            "environment": environment(),
         }
 
     def _publish(self, store: Any, names: list[str], config: FreePointConfig, module: SegmenterModule,
@@ -256,6 +264,20 @@ class FreePointPretext:
 
 
 CODE_VERSIONS = "code_versions"  # run.json: the code version of every start and resume of the run
+
+
+def _environment_changes(earlier: list[dict], now: dict) -> str:
+    """Returns "key: old -> new, ..." of what differs between the last of the earlier environments and now
+    (the platform string aside: a kernel update does not change floating point); "" when nothing does."""
+    if not earlier:
+        return ""
+
+    def flat(env: dict) -> dict:
+        return {**{k: v for k, v in env.items() if k not in ("packages", "platform")}, **env.get("packages", {})}
+
+    old, new = flat(earlier[-1]), flat(now)
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new))
+                     if old.get(k) != new.get(k))
 
 
 def _read_json(path: Path) -> dict:

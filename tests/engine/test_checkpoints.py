@@ -12,6 +12,7 @@ import torch
 from freepoint_bench.engine.checkpoints import (
     code_version,
     data_description,
+    environment,
     input_metadata,
     load_model,
     read_index,
@@ -147,6 +148,15 @@ def test_corrupt_index_is_a_checkpoint_error(tmp_path):
 def test_code_version_names_the_package_version():
     v = code_version()
     assert v["version"] and (v["git_commit"] is None or len(v["git_commit"]) == 40)
+
+
+def test_environment_names_what_decides_floating_point():
+    env = environment()
+    assert env["packages"]["torch"] == torch.__version__ and env["packages"]["numpy"] == np.__version__
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["torch_threads"] == torch.get_num_threads()
+    assert (env["gpu"] is None) == (not torch.cuda.is_available())
+    assert json.loads(json.dumps(env)) == env  # it goes into run.json and checkpoint metadata
 
 
 def test_feature_function_for_pseudo_labels(saved, rooms, tmp_path):

@@ -215,3 +215,28 @@ def test_resume_with_other_code_warns_and_records_each_version(tmp_path, store, 
     method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts", overwrite=True)
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())["code_versions"]
     assert [v["git_commit"][0] for v in recorded] == ["b"]
+
+
+def test_resume_in_another_environment_warns_and_records_it(tmp_path, store, method, monkeypatch, caplog):
+    import freepoint_bench.pretext.freepoint as fp
+
+    config = method.default_config("cpu-small", **{**FAST, "epochs1": 1})
+    env = {"python": "3.11.9", "platform": "Linux-a", "cpu_capability": "AVX2", "torch_threads": 2, "cuda": None,
+           "gpu": None, "packages": {"torch": "2.13.0", "numpy": "2.4.6"}}
+    monkeypatch.setattr(fp, "environment", lambda: env)
+    method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts")
+    # the same environment on another kernel: no warning
+    monkeypatch.setattr(fp, "environment", lambda: {**env, "platform": "Linux-b"})
+    with caplog.at_level("WARNING", logger=fp.__name__):
+        method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts", resume=True)
+    assert not [r for r in caplog.records if "another environment" in r.getMessage()]
+    other = {**env, "cpu_capability": "AVX512", "packages": {"torch": "2.14.0", "numpy": "2.4.6"}}
+    monkeypatch.setattr(fp, "environment", lambda: other)
+    with caplog.at_level("WARNING", logger=fp.__name__):
+        result = method.pretrain(store, config, tmp_path / "run", checkpoints_dir=tmp_path / "ckpts", resume=True)
+    (warning,) = [r.getMessage() for r in caplog.records if "another environment" in r.getMessage()]
+    assert "cpu_capability: AVX2 -> AVX512" in warning and "torch: 2.13.0 -> 2.14.0" in warning
+    assert "numpy" not in warning and "platform" not in warning
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["code_versions"]
+    assert [v["environment"]["cpu_capability"] for v in recorded] == ["AVX2", "AVX2", "AVX512"]
+    assert result.metadata["environment"] == other
