@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_pretrain_quality.py [--data ../shared/data/scannet-dev]
         [--fold a|b|both] [--out runs/pretrain-quality] [--epochs1 60] [--epochs2 10] [--preset cpu-small]
-        [--device cpu|cuda] [--set key=value ...]
+        [--device cpu|cuda] [--set key=value ...] [--seeds 0,1,2]
 
 Pretrains FreePoint (`bench.py pretrain`) on the scans of rooms 0000-0002 of the ScanNet dev scans (7 scans;
 the three scene0000_* scans are one room, so rooms, not scans, are held out), predicts with the step-1 and
@@ -13,7 +13,12 @@ trained segmenter beats its base masks: 4.1 / 7.9 / 21.0 → 10.7 / 21.4 / 37.8 
 val.
 
 Every step is a `bench.py` command (printed as it runs), so the table can be reproduced by hand. The run
-directory is resumable: a second call with the same settings skips finished training steps.
+directory is resumable: a second call with the same settings skips finished training steps, and predictions
+written after their checkpoint. `--fold both` prints each fold's table and the pooled one.
+
+`--seeds 0,1,2` trains once per seed (`pretrain --set seed=N`: weights, shuffling, crops and augmentation; seed 0
+is the preset's own, in OUT; seed N in OUT-seedN) and then prints every row's mean ± sd [min, max] over the seeds:
+one run of these 3-room folds says little (README, "Repeat runs").
 
 Each segmenter is also scored with `predict --superpoints` (masks averaged within label-free superpoints).
 
@@ -112,11 +117,23 @@ def run_fold(fold: str, args, out: Path) -> tuple[list[tuple[str, Path]], float]
     for step in (1, 2):
         for pooled in (False, True):
             pred = out / f"pred-step{step}{'-superpoints' if pooled else ''}"
-            bench("predict", *data, *scenes(held_out), "--checkpoint",
-                  str(out / "run" / f"step{step}" / "segmenter.ckpt"), "--export-benchmark", str(pred),
-                  "--device", args.device, *(["--superpoints"] if pooled else []))
+            ckpt = out / "run" / f"step{step}" / "segmenter.ckpt"
+            if predicted(pred, ckpt, held_out):
+                print(f"  {pred}: up to date (every scan predicted after {ckpt} was written)", flush=True)
+            else:
+                bench("predict", *data, *scenes(held_out), "--checkpoint", str(ckpt), "--export-benchmark",
+                      str(pred), "--device", args.device, *(["--superpoints"] if pooled else []))
             rows.append((f"segmenter after step {step}" + (" + superpoints" if pooled else ""), pred))
     return rows, train_s
+
+
+def predicted(pred: Path, ckpt: Path, names: list[str]) -> bool:
+    """True when `pred` holds every scan's benchmark file, each newer than `ckpt` (a scan's file is written
+    atomically after its masks, so its presence means the scan is complete)."""
+    if not ckpt.is_file():
+        return False
+    made = ckpt.stat().st_mtime
+    return all((pred / f"{n}.txt").is_file() and (pred / f"{n}.txt").stat().st_mtime > made for n in names)
 
 
 def merged(folds: list[list[tuple[str, Path]]], out: Path) -> list[tuple[str, Path]]:
@@ -148,8 +165,8 @@ def main() -> None:
     ap.add_argument("--epochs2", type=int, default=10)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="pretrain --set key=value")
     ap.add_argument("--seeds", default="0",
-                    help="training seeds, e.g. 0,1,2: one run per seed (seed 0 in OUT, seed N in OUT-seedN), then "
-                         "each row's mean ± sd over them")
+                    help="training seeds, e.g. 0,1,2: one run per seed (seed 0 in OUT, seed N in OUT-seedN; with "
+                         "--fold both OUT-seedN, OUT-seedN-b, OUT-seedN-cv), then each row's mean ± sd over them")
     args = ap.parse_args()
     args.data = dev_data(args.data)
     if args.data is None:  # `make bench` on a machine without ../shared
@@ -157,9 +174,12 @@ def main() -> None:
     seeds = parse_seeds(args.seeds)
     if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in args.overrides):
         sys.exit("--set seed=N: pass the training seeds with --seeds N[,M...] instead")
-    tables = [(seed, evaluate_rows(args, *seed_rows(args, seed))) for seed in seeds]
-    if len(tables) > 1:
-        print_spread(tables)
+    results = {seed: [(key, evaluate_rows(args, rows, title)) for key, title, rows in seed_rows(args, seed)]
+               for seed in seeds}
+    if len(seeds) > 1:
+        for t, (key, _) in enumerate(results[seeds[0]]):
+            print_spread(f"{args.preset}, {args.epochs1} + {args.epochs2} epochs, {key}",
+                         [(seed, results[seed][t][1]) for seed in seeds])
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -182,24 +202,33 @@ def seed_dir(base: Path | None, seed: int) -> Path | None:
     return base.with_name(f"{base.name}-seed{seed}")
 
 
-def seed_rows(args, seed: int) -> tuple[list[tuple[str, Path]], str]:
-    """Pretrains and predicts with training seed `seed` (`pretrain --set seed=N`; none for 0); returns the
-    rows [(label, prediction folder)] and a description of what was trained and scored."""
-    out = seed_dir(args.out, seed)
+def seed_rows(args, seed: int) -> list[tuple[str, str, list[tuple[str, Path]]]]:
+    """Pretrains and predicts with training seed `seed` (`pretrain --set seed=N`; none for 0); returns its
+    tables [(key, title, [(row label, prediction folder)])]: the fold's, or with --fold both each fold's and
+    the pooled one."""
     run_args = argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, *([f"seed={seed}"] if seed else [])]})
+    head = f"FreePoint {args.preset}, {args.epochs1} + {args.epochs2} epochs, training seed {seed}"
     if args.fold == "both":
+        out = seed_dir(args.out, seed)
         done = {f: run_fold(f, run_args, run_dir(f, out)) for f in ("a", "b")}
         rows = merged([done["a"][0], done["b"][0]], run_dir("cv", out))
         train_s = sum(t for _, t in done.values())
-        what = (f"on the 7 scans of rooms 0000-0002 (fold a) and the 6 of rooms 0003-0005 (fold b), {train_s:.0f} s "
-                f"of training and pseudo labels in this call (a resumed fold counts what was left); class-agnostic "
-                f"AP on all {len(TRAIN) + len(HELD_OUT)} scans, each scored by the fold that held its room out")
-    else:
-        rows, train_s = run_fold(args.fold, run_args, out or run_dir(args.fold))
-        train, held_out, train_rooms, held_rooms = FOLDS[args.fold]
-        what = (f"on {len(train)} scans (rooms {train_rooms}, {train_s:.0f} s incl. pseudo labels); class-agnostic "
-                f"AP on {len(held_out)} held-out scans (rooms {held_rooms}, fold {args.fold})")
-    return rows, f"{what}; training seed {seed}"
+        pooled = (f"{head}, both folds: on the 7 scans of rooms 0000-0002 (fold a) and the 6 of rooms 0003-0005 "
+                  f"(fold b), {train_s:.0f} s of training and pseudo labels in this call (a resumed fold counts what "
+                  f"was left); class-agnostic AP on all {len(TRAIN) + len(HELD_OUT)} scans, each scored by the fold "
+                  f"that held its room out")
+        return [*[(f"fold {f}", fold_title(head, f, done[f][1]), done[f][0]) for f in ("a", "b")],
+                ("both folds", pooled, rows)]
+    # one fold: --out is the run folder itself (seed N: OUT-seedN); by default runs/pretrain-quality[-seedN][-b]
+    out = seed_dir(args.out, seed) if args.out else run_dir(args.fold, seed_dir(None, seed))
+    rows, train_s = run_fold(args.fold, run_args, out)
+    return [(f"fold {args.fold}", fold_title(head, args.fold, train_s), rows)]
+
+
+def fold_title(head: str, fold: str, train_s: float) -> str:
+    train, held_out, train_rooms, held_rooms = FOLDS[fold]
+    return (f"{head}, fold {fold}: on {len(train)} scans (rooms {train_rooms}, {train_s:.0f} s incl. pseudo "
+            f"labels); class-agnostic AP on {len(held_out)} held-out scans (rooms {held_rooms})")
 
 
 def evaluate_rows(args, rows: list[tuple[str, Path]], what: str) -> list[tuple[str, dict, float]]:
@@ -212,25 +241,25 @@ def evaluate_rows(args, rows: list[tuple[str, Path]], what: str) -> list[tuple[s
         bench("evaluate", *data, "--predictions", str(pred), "--class-agnostic", "--json", str(js))
         results.append((label, json.loads(js.read_text()), predictions_per_scene(pred)))
 
-    print(f"\nFreePoint {args.preset}, {args.epochs1} + {args.epochs2} epochs {what}")
+    print(f"\n{what}")
     print(f"{'masks':<42} {'AP':>5} {'AP50':>5} {'AP25':>5} {'masks/scene':>11}")
     for label, r, n in results:
         print(f"{label:<42} {100 * r['ap']:5.1f} {100 * r['ap50']:5.1f} {100 * r['ap25']:5.1f} {n:11.1f}")
     return results
 
 
-def print_spread(tables: list[tuple[int, list[tuple[str, dict, float]]]]) -> None:
+def print_spread(title: str, tables: list[tuple[int, list[tuple[str, dict, float]]]]) -> None:
     """Prints mean ± standard deviation (over seeds, ddof 1) and the range of every row's AP / AP50 / AP25."""
     seeds = [s for s, _ in tables]
-    print(f"\nOver training seeds {', '.join(map(str, seeds))}: mean ± sd [min, max] (the pseudo-mask rows do not "
-          f"depend on the seed)")
-    print(f"{'masks':<42} {'AP':>20} {'AP50':>20} {'AP25':>20}")
+    print(f"\n{title}, over training seeds {', '.join(map(str, seeds))}: mean ± sd [min, max] (the pseudo-mask rows "
+          f"do not depend on the seed)")
+    print(f"{'masks':<42} {'AP':>25} {'AP50':>25} {'AP25':>25}")
     for i, (label, _, _) in enumerate(tables[0][1]):
         cells = []
         for key in ("ap", "ap50", "ap25"):
             v = 100 * np.array([rows[i][1][key] for _, rows in tables])
             cells.append(f"{v.mean():5.1f} ± {v.std(ddof=1):4.1f} [{v.min():4.1f}, {v.max():4.1f}]")
-        print(f"{label:<42} " + " ".join(f"{c:>20}" for c in cells))
+        print(f"{label:<42} " + " ".join(f"{c:>25}" for c in cells))
 
 if __name__ == "__main__":
     main()
