@@ -15,15 +15,15 @@ none using labels:
 For each: Spearman correlation with the mask's best ground-truth IoU, class-agnostic AP / AP50 / AP25 (ScanNet
 rules), and orc50, the AP50 of the same masks under a perfect ranking (the most any rescoring can give).
 
-Measured on 2026-12-02 (2 cores, the step-2 models of an earlier `bench_pretrain_quality.py --fold both` run folder
-that today's code does not reproduce, README "Repeat runs"), AP50 / orc50:
-fold a (base masks 25.3): segmenter 5.4 (Spearman -0.11), size x extent 4.1, agreement with σ_high 11.3, perfect
-ranking 25.4; fold b (base masks 10.9): segmenter 5.1 (-0.09), size x extent 6.3, agreement with either 9.9,
-perfect ranking 21.0. The segmenter's own score is slightly anti-correlated with the true IoU; on fold b a
-perfect ranking would beat the base masks, on fold a not even that.
-The rerun at commit 097fcf1 (`--run runs/pq-base` / `runs/pq-base-b`): fold a segmenter 9.4 (Spearman -0.01), size x
+Measured on 2026-12-02 (2 cores), AP50 / orc50, step-2 models with superpoints. Seed 0 of `bench_pretrain_quality.py
+--fold both --out runs/pq-base --seeds 0,1,2` (`--run runs/pq-base` / `runs/pq-base-b`; AMD EPYC, AVX512): fold a
+(base masks 25.3): segmenter 5.9 (Spearman -0.34), size x extent 13.4, agreement with either 8.8, perfect ranking 35.6;
+fold b (base masks 10.9): segmenter 5.3 (+0.05), size x extent 5.9, agreement with either 12.0 (AP25 30.6), perfect
+ranking 19.2. Single runs in earlier sessions' environments: at commit 097fcf1 fold a segmenter 9.4 (-0.01), size x
 extent 5.3, agreement with σ_high 13.2, perfect ranking 35.1; fold b segmenter 6.6 (-0.04), size x extent 6.9,
-agreement with either 11.8 (AP25 33.3), perfect ranking 21.1.
+agreement with either 11.8 (AP25 33.3), perfect ranking 21.1; at 71065b8 fold a 5.4 (-0.11) / 25.4, fold b 5.1
+(-0.09) / 21.0. The segmenter's own score does not rank its masks; a perfect ranking would beat the base masks on both
+folds, no label-free score does.
 """
 
 from __future__ import annotations

@@ -22,16 +22,15 @@ one run of these 3-room folds says little (README, "Repeat runs").
 
 Each segmenter is also scored with `predict --superpoints` (masks averaged within label-free superpoints).
 
-Measured on 2026-12-02 on a 2-core CPU machine at commit 097fcf1 (cpu-small with 20k-point crops, 60 + 10 epochs;
-training is deterministic: a second run of fold a reproduced its step-1 losses and weights bit for bit),
-AP / AP50 / AP25: fold a (train rooms
-0000-0002, score 0003-0005): base masks 8.0 / 25.3 / 53.4, σ_high 10.6 / 26.0 / 50.3, segmenter step 1 1.7 / 8.5 / 32.0
-(superpoints 1.5 / 5.7 / 26.9), step 2 1.6 / 5.8 / 42.8 (3.1 / 9.4 / 33.8). Fold b (the reverse): base masks
-5.5 / 10.9 / 31.6, step 1 0.5 / 2.6 / 25.1 (1.7 / 6.6 / 24.8), step 2 0.5 / 2.5 / 32.7 (1.6 / 6.6 / 36.6): AP25 above
-the base masks, AP50 below. `--fold both` (all 13 scans, each scored by the fold that held its room out): base masks
-6.2 / 14.6 / 36.6, σ_high 8.1 / 17.0 / 32.7, step 1 0.8 / 3.9 / 24.9 (1.5 / 5.8 / 23.1), step 2 0.7 / 3.0 / 34.5
-(1.8 / 6.8 / 34.5), 1136 s. An earlier run folder (commit 71065b8) gave other segmenter rows that today's code does not
-reproduce (README, "Repeat runs").
+Measured on 2026-12-02 on a 2-core AMD EPYC (torch 2.13.0+cpu, AVX512), `--fold both --out runs/pq-base --seeds
+0,1,2` (cpu-small with 20k-point crops, 60 + 10 epochs; ~35 min), AP / AP50 / AP25, mean ± sd of AP50 and AP25 over
+the seeds: fold a (train rooms 0000-0002, score 0003-0005): base masks 8.0 / 25.3 / 53.4, σ_high 10.6 / 26.0 / 50.3,
+step 1 0.7 / 3.9 ± 0.9 / 29.6 ± 5.4 (superpoints 1.1 / 4.9 ± 2.1 / 27.0 ± 6.9), step 2 0.9 / 2.6 ± 0.6 / 26.4 ± 3.1
+(1.5 / 4.4 ± 1.3 / 27.5 ± 6.9). Fold b (the reverse): base masks 5.5 / 10.9 / 31.6, step 1 0.6 / 2.8 ± 0.8 / 25.3 ± 1.7
+(2.0 / 6.3 ± 1.2 / 25.1 ± 1.8), step 2 0.5 / 2.0 ± 1.0 / 30.7 ± 5.1 (1.5 / 4.8 ± 1.2 / 30.5 ± 8.0; AP25 above the base
+masks in seeds 0 and 2). Both: base masks 6.2 / 14.6 / 36.6, step 2 0.5 / 1.8 ± 0.6 / 27.5 ± 4.0 (1.3 / 4.2 ± 1.1 /
+27.4 ± 6.6). Runs are bit-for-bit deterministic in one environment only (`bench_reproducibility.py`): single runs on
+the machines of earlier sessions gave other segmenter rows, within about the seeds' spread (README, "Repeat runs").
 """
 
 from __future__ import annotations

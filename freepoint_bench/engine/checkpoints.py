@@ -146,6 +146,7 @@ def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str,
         "backend": metadata.get("backend"),
         "metrics": metadata.get("metrics"),
         "code_version": metadata.get("code_version"),
+        "environment": metadata.get("environment"),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     with _locked(index_path):

@@ -240,3 +240,5 @@ def test_resume_in_another_environment_warns_and_records_it(tmp_path, store, met
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())["code_versions"]
     assert [v["environment"]["cpu_capability"] for v in recorded] == ["AVX2", "AVX2", "AVX512"]
     assert result.metadata["environment"] == other
+    (entry,) = json.loads((tmp_path / "ckpts" / "index.json").read_text())["checkpoints"].values()
+    assert entry["environment"] == other

@@ -1,0 +1,60 @@
+"""The bookkeeping of the benchmark scripts whose output the README quotes: seeds, reuse of predictions, digests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from freepoint_bench.models.checkpoint import save_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_pretrain_quality as pq  # noqa: E402
+import bench_reproducibility as rep  # noqa: E402
+
+
+def test_parse_seeds_takes_distinct_non_negative_integers():
+    assert pq.parse_seeds("0,1, 2") == [0, 1, 2]
+    for bad in ("0,x", "0,0", "-1", ""):
+        with pytest.raises(SystemExit, match="--seeds"):
+            pq.parse_seeds(bad)
+
+
+def test_seed_folders_keep_seed_zero_in_place(tmp_path):
+    assert pq.seed_dir(tmp_path / "pq", 0) == tmp_path / "pq"
+    assert pq.seed_dir(tmp_path / "pq", 2) == tmp_path / "pq-seed2"
+    assert pq.run_dir("b", pq.seed_dir(tmp_path / "pq", 2)) == tmp_path / "pq-seed2-b"
+
+
+def test_predictions_are_reused_only_when_complete_and_newer_than_the_checkpoint(tmp_path):
+    ckpt, pred = tmp_path / "segmenter.ckpt", tmp_path / "pred"
+    pred.mkdir()
+    assert not pq.predicted(pred, ckpt, ["s1"])  # no checkpoint
+    ckpt.write_bytes(b"x")
+    os.utime(ckpt, (1000, 1000))
+    (pred / "s1.txt").write_text("")
+    assert not pq.predicted(pred, ckpt, ["s1", "s2"])  # s2 missing
+    (pred / "s2.txt").write_text("")
+    assert pq.predicted(pred, ckpt, ["s1", "s2"])
+    os.utime(ckpt, None)  # retrained after the predictions
+    os.utime(pred / "s1.txt", (1000, 1000))
+    assert not pq.predicted(pred, ckpt, ["s1", "s2"])
+
+
+def test_weights_digest_sees_one_ulp(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    save_checkpoint(tmp_path / "one.ckpt", model, {"method": "m"})
+    save_checkpoint(tmp_path / "two.ckpt", model, {"method": "other"})
+    assert rep.weights_digest(tmp_path / "one.ckpt") == rep.weights_digest(tmp_path / "two.ckpt")  # weights only
+    with torch.no_grad():
+        w = model[0].weight
+        w[1, 2] = torch.nextafter(w[1, 2], w[1, 2] + 1)
+    save_checkpoint(tmp_path / "three.ckpt", model, {"method": "m"})
+    assert rep.weights_digest(tmp_path / "three.ckpt") != rep.weights_digest(tmp_path / "one.ckpt")
+    model[1].num_batches_tracked += 1  # an integer buffer counts too
+    save_checkpoint(tmp_path / "four.ckpt", model, {"method": "m"})
+    assert rep.weights_digest(tmp_path / "four.ckpt") != rep.weights_digest(tmp_path / "three.ckpt")
