@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_learning_curve.py [--steps 300] [--every 100] [--sigma 0.9]
         [--targets pseudo|gt] [--set key=value ...] [--loss key=value ...] [--data ../shared/data/scannet-dev]
-        [--labels runs/learning-curve/pseudo-labels] [--synthetic N]
+        [--labels runs/learning-curve/pseudo-labels] [--synthetic N] [--fold a|b]
 
 Trains the FreePoint segmenter (step 1: σ_low pseudo masks; `--sigma 1.2` for σ_high; `--targets gt` for
 the supervised reference) on the 7 scans of rooms 0000-0002 of the ScanNet dev scans with a plain loop (the
@@ -17,8 +17,9 @@ of the same masks ranked by their true IoU, i.e. with a perfect score). The held
 `bench_pretrain_quality.py` gives the end-to-end table (both steps through `bench.py`); this script gives
 the curve behind it. Pseudo labels are generated (or reused) under `--labels` with `bench.py
 pseudo-labels`. `--synthetic N` adds N built-in synthetic rooms (`--dataset synthetic`, with their own pseudo
-masks) to the training pool: more unlabelled scenes for the same number of steps. Seeded: the same command
-prints the same table.
+masks) to the training pool: more unlabelled scenes for the same number of steps. `--fold b` swaps the rooms
+(train on 0003-0005, score 0000-0002), as in `bench_pretrain_quality.py`. Seeded: the same command prints the
+same table in one environment (`bench_reproducibility.py`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from freepoint_bench.models.inference import predict_instances  # noqa: E402
 from freepoint_bench.models.losses import LossConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pretrain_quality import DATA, HELD_OUT, TRAIN, bench, dev_data, pseudo_labels  # noqa: E402  (one room split for both scripts)
+from bench_pretrain_quality import DATA, FOLDS, bench, dev_data, pseudo_labels  # noqa: E402  (one room split for both scripts)
 
 
 def gt_masks(scene) -> np.ndarray:
@@ -129,7 +130,10 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=0,
                     help="also train on this many built-in synthetic rooms (their own FreePoint pseudo masks; "
                          "more unlabelled scenes, no labels)")
+    ap.add_argument("--fold", choices=sorted(FOLDS), default="a",
+                    help="a: train on rooms 0000-0002, score 0003-0005 (default); b: the reverse")
     args = ap.parse_args()
+    train_names, held_names, train_rooms, held_rooms = FOLDS[args.fold]
     data = dev_data(args.data)
     if data is None:
         return
@@ -142,17 +146,17 @@ def main() -> None:
         problems = "; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors())
         sys.exit(f"invalid --loss: {problems}")
     # the held-out scans' own pseudo masks too: the base masks the segmenter is compared with
-    pseudo_labels(data, TRAIN + HELD_OUT, args.labels)
-    store, _ = _open_store("scannet-npy", data, ROOT / DEFAULT_CACHE, TRAIN + HELD_OUT)
+    pseudo_labels(data, train_names + held_names, args.labels)
+    store, _ = _open_store("scannet-npy", data, ROOT / DEFAULT_CACHE, train_names + held_names)
     if args.targets == "gt":
         not_instances = sorted(set(range(int(max(SCANNET_INSTANCE_IDS)) + 2)) - set(SCANNET_INSTANCE_IDS))
         provider = GroundTruthTargets(ignore_semantic=not_instances)
     else:
         provider = PseudoLabelTargets(args.labels, args.sigma)
-    scenes = {n: store.load(n) for n in TRAIN}
-    held_out = [store.load(n) for n in HELD_OUT]
-    targets = {n: provider(scenes[n]) for n in TRAIN}
-    pool = list(TRAIN)
+    scenes = {n: store.load(n) for n in train_names}
+    held_out = [store.load(n) for n in held_names]
+    targets = {n: provider(scenes[n]) for n in train_names}
+    pool = list(train_names)
     if args.synthetic:  # extra unlabelled rooms, with their own pseudo masks whatever --targets says
         syn_root = args.labels.parent / f"synthetic-{args.synthetic}"
         syn_root.mkdir(parents=True, exist_ok=True)
@@ -170,7 +174,7 @@ def main() -> None:
     for sigma in (0.9, 1.2):
         masks = PseudoLabelTargets(args.labels, sigma)
         base[sigma] = diagnose(held_out, {s.name: pseudo_predictions(s.xyz, masks(s).instance) for s in held_out})
-    print(f"superpoints of the {len(HELD_OUT)} held-out scans ...", flush=True)
+    print(f"superpoints of the {len(held_names)} held-out scans ...", flush=True)
     segments = {s.name: superpoints(s.xyz) for s in held_out}
     counts = [int(s.max()) + 1 for s in segments.values()]
     print(f"superpoints per held-out scan: {np.mean(counts):.0f} (min {min(counts)}, max {max(counts)})", flush=True)
@@ -203,8 +207,8 @@ def main() -> None:
     what = "ground-truth instances" if args.targets == "gt" else f"σ = {args.sigma:g} pseudo masks"
     extra = f" and {args.synthetic} synthetic rooms" if args.synthetic else ""
     print(f"\n{args.preset} {' '.join(args.overrides + args.loss)}: {args.steps} steps of {preset.batch_size} scans "
-          f"of rooms 0000-0002{extra}, {what} (OneCycle, peak lr {preset.lr:g}); class-agnostic AP on the "
-          f"{len(HELD_OUT)} scans of rooms 0003-0005, per point | with superpoint pooling; rec50: fraction of GT "
+          f"of rooms {train_rooms}{extra}, {what} (OneCycle, peak lr {preset.lr:g}); class-agnostic AP on the "
+          f"{len(held_names)} scans of rooms {held_rooms}, per point | with superpoint pooling; rec50: fraction of GT "
           f"instances a mask covers at IoU >= 0.5; oracle50: AP50 if the masks were ranked by their true IoU")
     head = f"{'AP':>5} {'AP50':>5} {'AP25':>5} {'rec50':>5} {'orc50':>5}"
     print(f"{'step':>5} {'time s':>7} {'train Dice':>10} {head} | {head} {'mask pts':>8}")
