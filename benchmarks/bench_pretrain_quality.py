@@ -23,7 +23,7 @@ one run of these 3-room folds says little (README, "Repeat runs").
 Each segmenter is also scored with `predict --superpoints` (masks averaged within label-free superpoints).
 
 Measured on 2026-12-02 on a 2-core AMD EPYC (torch 2.13.0+cpu, AVX512), `--fold both --out runs/pq-base --seeds
-0,1,2` (cpu-small with 20k-point crops, 60 + 10 epochs; ~35 min), AP / AP50 / AP25, mean ± sd of AP50 and AP25 over
+0,1,2` (cpu-small with 20k-point crops, 60 + 10 epochs; 30-40 min), AP / AP50 / AP25, mean ± sd of AP50 and AP25 over
 the seeds: fold a (train rooms 0000-0002, score 0003-0005): base masks 8.0 / 25.3 / 53.4, σ_high 10.6 / 26.0 / 50.3,
 step 1 0.7 / 3.9 ± 0.9 / 29.6 ± 5.4 (superpoints 1.1 / 4.9 ± 2.1 / 27.0 ± 6.9), step 2 0.9 / 2.6 ± 0.6 / 26.4 ± 3.1
 (1.5 / 4.4 ± 1.3 / 27.5 ± 6.9). Fold b (the reverse): base masks 5.5 / 10.9 / 31.6, step 1 0.6 / 2.8 ± 0.8 / 25.3 ± 1.7
