@@ -97,13 +97,14 @@ def predictions_per_scene(pred_dir: Path) -> float:
     return sum(counts) / max(len(counts), 1)
 
 
-def run_fold(fold: str, args, out: Path) -> tuple[list[tuple[str, Path]], float]:
-    """Pretrains on the fold's training rooms and writes the benchmark-format predictions of every row for its
-    held-out rooms under `out`; returns ([(row label, prediction folder)], training seconds)."""
+def run_fold(fold: str, args, out: Path, overrides: list[str]) -> tuple[list[tuple[str, Path]], float]:
+    """Pretrains on the fold's training rooms (`pretrain --set` each of overrides) and writes the benchmark-format
+    predictions of every row for its held-out rooms under `out`; returns ([(row label, prediction folder)],
+    training seconds)."""
     data = ["--dataset", "scannet-npy", "--root", str(args.data)]
     train, held_out, _, _ = FOLDS[fold]
     t0 = time.perf_counter()
-    sets = [a for o in args.overrides for a in ("--set", o)]
+    sets = [a for o in overrides for a in ("--set", o)]
     bench("pretrain", "--method", "freepoint", *data, *scenes(train), "--preset", args.preset,
           "--epochs1", str(args.epochs1), "--epochs2", str(args.epochs2), *sets,
           "--out", str(out / "run"), "--checkpoints", str(out / "checkpoints"), "--resume")
@@ -205,11 +206,11 @@ def seed_rows(args, seed: int) -> list[tuple[str, str, list[tuple[str, Path]]]]:
     """Pretrains and predicts with training seed `seed` (`pretrain --set seed=N`; none for 0); returns its
     tables [(key, title, [(row label, prediction folder)])]: the fold's, or with --fold both each fold's and
     the pooled one."""
-    run_args = argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, *([f"seed={seed}"] if seed else [])]})
+    overrides = [*args.overrides, *([f"seed={seed}"] if seed else [])]
     head = f"FreePoint {args.preset}, {args.epochs1} + {args.epochs2} epochs, training seed {seed}"
     if args.fold == "both":
         out = seed_dir(args.out, seed)
-        done = {f: run_fold(f, run_args, run_dir(f, out)) for f in ("a", "b")}
+        done = {f: run_fold(f, args, run_dir(f, out), overrides) for f in ("a", "b")}
         rows = merged([done["a"][0], done["b"][0]], run_dir("cv", out))
         train_s = sum(t for _, t in done.values())
         pooled = (f"{head}, both folds: on the 7 scans of rooms 0000-0002 (fold a) and the 6 of rooms 0003-0005 "
@@ -220,7 +221,7 @@ def seed_rows(args, seed: int) -> list[tuple[str, str, list[tuple[str, Path]]]]:
                 ("both folds", pooled, rows)]
     # one fold: --out is the run folder itself (seed N: OUT-seedN); by default runs/pretrain-quality[-seedN][-b]
     out = seed_dir(args.out, seed) if args.out else run_dir(args.fold, seed_dir(None, seed))
-    rows, train_s = run_fold(args.fold, run_args, out)
+    rows, train_s = run_fold(args.fold, args, out, overrides)
     return [(f"fold {args.fold}", fold_title(head, args.fold, train_s), rows)]
 
 
@@ -259,6 +260,7 @@ def print_spread(title: str, tables: list[tuple[int, list[tuple[str, dict, float
             v = 100 * np.array([rows[i][1][key] for _, rows in tables])
             cells.append(f"{v.mean():5.1f} ± {v.std(ddof=1):4.1f} [{v.min():4.1f}, {v.max():4.1f}]")
         print(f"{label:<42} " + " ".join(f"{c:>25}" for c in cells))
+
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,6 @@ import argparse
 import csv
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from freepoint_bench.engine.checkpoints import environment  # noqa: E402
 from freepoint_bench.models.checkpoint import load_checkpoint  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pretrain_quality import dev_data  # noqa: E402
+from bench_pretrain_quality import bench, dev_data, scenes  # noqa: E402
 
 SCANS = ["scene0000_00", "scene0001_00"]
 
@@ -61,14 +60,9 @@ def weights_digest(ckpt: Path) -> str:
 
 
 def pretrain(data: Path, out: Path, epochs1: int, epochs2: int) -> None:
-    cmd = [sys.executable, str(ROOT / "bench.py"), "pretrain", "--method", "freepoint", "--dataset", "scannet-npy",
-           "--root", str(data), *[a for n in SCANS for a in ("--scene", n)], "--preset", "cpu-small",
-           "--epochs1", str(epochs1), "--epochs2", str(epochs2), "--out", str(out / "run"),
-           "--checkpoints", str(out / "checkpoints"), "--overwrite"]
-    print("$ bench.py " + " ".join(cmd[2:]), flush=True)
-    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-    if done.returncode:
-        sys.exit(f"command failed with status {done.returncode}: {' '.join(cmd)}")
+    bench("pretrain", "--method", "freepoint", "--dataset", "scannet-npy", "--root", str(data), *scenes(SCANS),
+          "--preset", "cpu-small", "--epochs1", str(epochs1), "--epochs2", str(epochs2), "--out", str(out / "run"),
+          "--checkpoints", str(out / "checkpoints"), "--overwrite")
 
 
 def main() -> None:
