@@ -76,7 +76,10 @@ def environment() -> dict[str, Any]:
 
 
 def data_description(store: Any, names: list[str]) -> dict[str, Any]:
-    """Returns {"dataset", "store", "num_scenes", "scenes_hash", "scenes" (≤ 50 names)} of a training set."""
+    """Returns {"dataset", "store", "num_scenes", "scenes_hash", "scenes" (every name, sorted)} of a training set.
+
+    Every name is kept: the harness's leakage guard refuses a checkpoint whose pretraining scenes include a
+    protocol's evaluation scenes (the checkpoints index leaves the list out)."""
     dataset = None
     info = getattr(store, "info", None)
     if callable(info) and names:
@@ -90,7 +93,7 @@ def data_description(store: Any, names: list[str]) -> dict[str, Any]:
         "store": None if root is None else str(root),
         "num_scenes": len(names),
         "scenes_hash": stable_hash(sorted(names)),
-        "scenes": sorted(names)[:50],
+        "scenes": sorted(names),
     }
 
 
