@@ -1,10 +1,14 @@
 """Train / val / test membership of scenes; rooms, not scans, are the unit of a split.
 
 - s3dis: Area 5 is val (the paper's evaluation area), every other area train.
-- scannet, scannet-npy: the official ``scannetv2_train.txt`` / ``scannetv2_val.txt`` lists, searched in the
-  data root, its parent, then the copy shipped in ``freepoint_bench/data/splits/``; scans in neither list
-  are test scans (ScanNet's hidden test set). Lists that overlap (a scan or room in both) are reported
-  and replaced by the packaged official lists, so a held-out room never leaks into training.
+- scannet, scannet-npy: a user's split file ``scene_splits.txt`` (lines ``<scene> <train|val|test>``) in the
+  data root or its parent when there is one; else the official ``scannetv2_train.txt`` /
+  ``scannetv2_val.txt`` lists, searched in the data root, its parent, then the copy shipped in
+  ``freepoint_bench/data/splits/``. ScanNet scans (``sceneXXXX_YY``) in no list follow the other scans of
+  their room, else are test scans (ScanNet's hidden test set); scans with other names (a user's own
+  exports in the VoteNet layout) in no list are test scans too, with one warning per data root. Lists
+  that overlap (a scan or room in both) are reported and replaced by the packaged official lists, so a
+  held-out room never leaks into training; a user split file that puts one room in two splits is an error.
 - synthetic: decided by ``freepoint_bench.data.synthetic.split_of_synthetic`` (train if it is absent).
 - ply: train (users' own scans carry no benchmark split).
 """
@@ -24,6 +28,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 S3DIS_VAL_AREA = 5  # §4: S3DIS Area 5 is the evaluation area
 SCANNET_LISTS = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt"}
+USER_SPLIT_FILE = "scene_splits.txt"  # a user's own split: one "<scene> <train|val|test>" per line
 PACKAGED_LISTS = Path(__file__).with_name("splits")
 
 _SCAN_RE = re.compile(r"^(scene\d{4})_\d{2}$")
@@ -83,7 +88,35 @@ def find_scannet_lists(root: Path | None) -> tuple[Path, Path]:
     raise DataError(f"ScanNet split lists missing from {PACKAGED_LISTS}; reinstall freepoint-bench")
 
 
+def find_user_split_file(root: Path | None) -> Path | None:
+    """Returns the user's ``scene_splits.txt`` in root or root's parent, or None when there is none."""
+    if root is None:
+        return None
+    for folder in (Path(root), Path(root).parent):
+        if (folder / USER_SPLIT_FILE).is_file():
+            return folder / USER_SPLIT_FILE
+    return None
+
+
 def _scannet_split(scene_name: str, root: Path | None) -> str:
+    user = find_user_split_file(root)
+    if user is not None:
+        membership = _load_user_split(str(user), user.stat().st_mtime)
+        where = str(user)
+    else:
+        membership, where = _official_membership(root)
+    if scene_name in membership:
+        return membership[scene_name]
+    # A scan missing from the lists follows the other scans of its room.
+    room = room_of(scene_name)
+    if room in membership:
+        return membership[room]
+    if not _SCAN_RE.match(scene_name):
+        _warn_unlisted(str(root), scene_name, where)
+    return "test"
+
+
+def _official_membership(root: Path | None) -> tuple[dict[str, str], str]:
     train, val = find_scannet_lists(root)
     try:
         membership = _load_lists(str(train), str(val), train.stat().st_mtime, val.stat().st_mtime)
@@ -95,17 +128,61 @@ def _scannet_split(scene_name: str, root: Path | None) -> str:
         _warn_once(f"{exc}. Using the official ScanNet v2 lists shipped in {PACKAGED_LISTS} instead.")
         train, val = PACKAGED_LISTS / SCANNET_LISTS["train"], PACKAGED_LISTS / SCANNET_LISTS["val"]
         membership = _load_lists(str(train), str(val), train.stat().st_mtime, val.stat().st_mtime)
-    if scene_name in membership:
-        return membership[scene_name]
-    # A scan missing from the lists follows the other scans of its room.
-    room = room_of(scene_name)
-    if room in membership:
-        return membership[room]
-    if _SCAN_RE.match(scene_name):
-        return "test"
-    raise DataError(
-        f"{scene_name!r} is not a ScanNet scan name (sceneXXXX_YY) and is in neither {train} nor {val}"
+    return membership, f"{train} / {val.name}"
+
+
+_WARNED_ROOTS: set[str] = set()
+
+
+def _warn_unlisted(root: str, scene_name: str, where: str) -> None:
+    """Logs once per data root that scans with non-ScanNet names in no split list go to the test split."""
+    if root in _WARNED_ROOTS:
+        return
+    _WARNED_ROOTS.add(root)
+    logger.warning(
+        "%s: scenes whose names are not ScanNet's (sceneXXXX_YY) and that %s does not list, such as %r, go to "
+        "the test split; to choose their splits, write %s beside the data with one '<scene> <train|val|test>' "
+        "per line",
+        root,
+        where,
+        scene_name,
+        USER_SPLIT_FILE,
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _load_user_split(path: str, mtime: float) -> dict[str, str]:
+    """Returns scan → split and room → split of a user's split file, after checking no room is in two."""
+    del mtime  # cache key only: an edited file is read again
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the split file ({exc}); fix or delete it") from exc
+    membership: dict[str, str] = {}
+    room_split: dict[str, tuple[str, str]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if len(words) != 2 or words[1] not in SPLITS:
+            raise DataError(
+                f"{path}:{number}: {line.strip()!r} is not '<scene> <train|val|test>'; fix the line"
+            )
+        name, split = words
+        if membership.get(name, split) != split:
+            raise DataError(f"{path}:{number}: {name} is listed as {membership[name]} and {split}; keep one")
+        room = room_of(name)
+        first = room_split.setdefault(room, (split, name))
+        if first[0] != split:
+            raise DataError(
+                f"{path}:{number}: {name} is {split} but {first[1]} of the same room {room} is {first[0]}; "
+                "scans of one room must share a split (a held-out room would leak into training)"
+            )
+        membership[name] = split
+        membership[room] = split
+    if not membership:
+        raise DataError(f"{path}: the split file lists no scene; add '<scene> <train|val|test>' lines or delete it")
+    return membership
 
 
 @functools.lru_cache(maxsize=32)

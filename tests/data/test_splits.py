@@ -6,6 +6,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from freepoint_bench.data import splits
@@ -39,8 +40,6 @@ def test_packaged_scannet_lists_are_the_official_ones():
     assert split_of("scannet", "scene0000_00", None) == "train"
     assert split_of("scannet-npy", "scene0568_00", None) == "val"
     assert split_of("scannet", "scene0707_00", None) == "test"  # hidden test scans are in neither list
-    with pytest.raises(DataError, match="not a ScanNet scan name"):
-        split_of("scannet", "office", None)
 
 
 def _lists(folder: Path, train: list[str], val: list[str]) -> Path:
@@ -84,6 +83,63 @@ def test_the_packaged_lists_are_consistent():
     scans = [k for k in membership if "_" in k]
     assert sum(membership[s] == "train" for s in scans) == 1201
     assert sum(membership[s] == "val" for s in scans) == 312
+
+
+def _votenet_folder(folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        vert = np.concatenate([rng.uniform(0, 2, (20, 3)), rng.uniform(0, 255, (20, 3))], axis=1)
+        np.save(folder / f"{name}_vert.npy", vert.astype(np.float32))
+        np.save(folder / f"{name}_sem_label.npy", np.full(20, 5, dtype=np.int64))
+        np.save(folder / f"{name}_ins_label.npy", np.repeat(np.arange(1, 5), 5).astype(np.int64))
+    return folder
+
+
+def test_votenet_folder_with_own_scene_names_goes_to_test_with_one_warning(tmp_path, caplog):
+    from freepoint_bench.data.readers import get_reader
+    from freepoint_bench.data.store import SceneStore, prepare
+
+    root = _votenet_folder(tmp_path / "exports", ["kitchen", "office_2", "lab-3"])
+    store = SceneStore(tmp_path / "cache")
+    with caplog.at_level("WARNING", logger="freepoint_bench.data.splits"):
+        prepare(get_reader("scannet-npy"), root, store)
+    assert store.names(split="test") == ["kitchen", "lab-3", "office_2"]
+    warnings = [r for r in caplog.records if "not ScanNet's" in r.getMessage()]
+    assert len(warnings) == 1 and "scene_splits.txt" in warnings[0].getMessage()
+    assert store.load("kitchen").num_points == 20
+
+
+def test_user_split_file_decides_and_unlisted_scans_are_test(tmp_path, caplog):
+    root = _votenet_folder(tmp_path / "exports", ["kitchen", "office_2", "lab-3", "scene0000_00"])
+    (tmp_path / "scene_splits.txt").write_text(
+        "# my rooms\nkitchen train\noffice_2   val  # the big one\n\nscene0000_00 val\n"
+    )
+    assert split_of("scannet-npy", "kitchen", root) == "train"
+    assert split_of("scannet-npy", "office_2", root) == "val"
+    assert split_of("scannet-npy", "scene0000_00", root) == "val"  # the user's file wins over ScanNet's lists
+    assert split_of("scannet-npy", "scene0000_01", root) == "val"  # an unlisted scan follows its room
+    assert split_of("scannet-npy", "scene0001_00", root) == "test"  # ScanNet name, no room listed: test
+    with caplog.at_level("WARNING", logger="freepoint_bench.data.splits"):
+        assert split_of("scannet-npy", "lab-3", root) == "test"
+        assert split_of("scannet-npy", "garage", root) == "test"
+    assert sum("not ScanNet's" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kitchen dev\n", r"scene_splits.txt:1: 'kitchen dev' is not '<scene> <train\|val\|test>'"),
+        ("kitchen train extra\n", "scene_splits.txt:1"),
+        ("kitchen train\nkitchen val\n", "scene_splits.txt:2: kitchen is listed as train and val"),
+        ("scene0000_00 train\nscene0000_01 val\n", "scene_splits.txt:2: .*same room scene0000"),
+        ("# nothing\n", "lists no scene"),
+    ],
+)
+def test_bad_user_split_files_are_refused_with_the_line(tmp_path, text, message):
+    (tmp_path / "scene_splits.txt").write_text(text)
+    with pytest.raises(DataError, match=message):
+        split_of("scannet-npy", "kitchen", tmp_path)
 
 
 def test_synthetic_asks_the_synthetic_module(monkeypatch):

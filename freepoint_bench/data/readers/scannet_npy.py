@@ -7,7 +7,9 @@ Per scene, in one folder:
     <scene>_ins_label.npy   (N,) instance ids, 0 = unannotated
 
 or the full-resolution variant ``<scene>_vert_all.npy``, ``_sem_label_all.npy``, ``_ins_label_all.npy``.
-Unannotated (0) becomes -1. Missing label files give a Scene without labels.
+Unannotated (0) becomes -1. Missing label files give a Scene without labels. Any scene name is accepted
+(users export their own scans in this layout); `freepoint_bench.data.splits` puts names that no split list
+holds in the test split, and a ``scene_splits.txt`` beside the data chooses the splits.
 """
 
 from __future__ import annotations
