@@ -338,6 +338,13 @@ def pseudo_labels_cmd(
         list[str] | None,
         typer.Option("--compare", help="Also run classical baselines and evaluate all: dbscan,kmeans,birch,hdbscan."),
     ] = None,
+    diagnose: Annotated[
+        bool,
+        typer.Option(
+            "--diagnose",
+            help="Labelled data: objects recovered at IoU 0.25 / 0.5, segments, coverage, over-/under-segmentation.",
+        ),
+    ] = False,
 ) -> None:
     """FreePoint pseudo masks: plane removal, FPS, kNN affinity graph, multicut, kNN vote (cached, resumable)."""
     from freepoint_bench.freepoint.pipeline import run_pseudo_labels
@@ -388,6 +395,33 @@ def pseudo_labels_cmd(
                 progress=lambda done, total, name: progress.update(task, completed=done, item=name),
             )
         _print_compare(rows, dataset, len(mine))
+    if diagnose:
+        from freepoint_bench.tuning.diagnose import diagnose_run
+
+        _print_diagnosis(diagnose_run(store, mine, out, sigmas, dataset), dataset)
+
+
+def _print_diagnosis(by_sigma: dict, dataset: str) -> None:
+    first = next(iter(by_sigma.values()))
+    table = Table(title=f"pseudo-mask diagnosis on {dataset} ({first.scenes} scenes, {first.objects} objects)")
+    for col in ("σ", "found IoU>.25", "found IoU>.5", "segs/scene", "covered", "over-seg", "merging (objs)"):
+        table.add_column(col, justify="right")
+    for sigma, d in by_sigma.items():
+        table.add_row(
+            f"{sigma:g}",
+            f"{d.recovered25} ({_fmt_pct(d.recovered25 / max(d.objects, 1))}%)",
+            f"{d.recovered50} ({_fmt_pct(d.recovered50 / max(d.objects, 1))}%)",
+            f"{d.segments_per_scene:.1f}",
+            f"{_fmt_pct(d.coverage)}%",
+            str(d.over_segmented),
+            f"{d.under_segmented} ({d.merged_objects})",
+        )
+    console.print(table)
+    console.print(
+        "found: objects (GT instances of evaluated classes, >= min region size) matched by a segment; covered: "
+        "object points in a segment; a part is >= 20 % of an object: over-seg = objects in 2+ parts, merging = "
+        "segments holding parts of 2+ objects"
+    )
 
 
 def _print_pseudo_summary(summary: dict, seconds: float, out: Path) -> None:

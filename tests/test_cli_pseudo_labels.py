@@ -1,0 +1,15 @@
+"""bench.py pseudo-labels --diagnose / --config-preset and tune --cv on a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+from test_cli import common, run, synth  # noqa: F401  (synth is a fixture)
+
+
+def test_pseudo_labels_diagnose_prints_one_row_per_sigma(capsys, synth, tmp_path):  # noqa: F811
+    code, out, _ = run(capsys, "pseudo-labels", *common(synth, tmp_path), "--out", tmp_path / "l", "--diagnose")
+    assert code == 0, out
+    assert "pseudo-mask diagnosis on synthetic (2 scenes" in out
+    for sigma in ("0.9", "1.2"):
+        segments = out.split(f"segments per scene at σ={sigma} │ ")[1].split()[0]  # from the run's summary
+        row = out.split(f"│ {sigma} │ ")[1].split(" │ ")
+        assert len(row) >= 6 and row[2] == segments and row[3].endswith("%")
