@@ -74,41 +74,20 @@ def _fmt_pct(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
-def _store_dir(cache: Path, dataset: str, root: Path | None) -> Path:
-    """Returns the cache folder of (dataset, root); synthetic rooms are keyed by their settings too."""
-    from freepoint_bench.atomic import stable_hash
-
-    parts: list = [None if root is None else str(Path(root).resolve())]
-    if dataset == "synthetic":
-        from freepoint_bench.data.synthetic import read_dataset_settings
-
-        num_scenes, seed, config = read_dataset_settings(root)
-        parts = [num_scenes, seed, config.model_dump()]  # an edited synthetic.toml means new scenes
-    return cache / f"{dataset}-{stable_hash(*parts, length=8)}"
-
-
 def _open_store(dataset: str, root: Path | None, cache: Path, names: list[str] | None = None):
     """Returns (store, names) for (dataset, root), preparing missing scenes into the cache with a progress bar."""
-    from freepoint_bench.data.readers import get_reader
-    from freepoint_bench.data.store import SceneStore, prepare
+    from freepoint_bench.data.open import open_dataset
 
-    reader = get_reader(dataset)
-    if root is None and dataset != "synthetic":
-        raise ConfigError(f"--root is required for dataset {dataset!r}; point it at your copy of the data")
-    if root is not None and dataset != "synthetic" and not Path(root).exists():
-        raise DataError(f"{root}: dataset root does not exist; check --root")
-    store = SceneStore(_store_dir(cache, dataset, root))
-    wanted = list(names) if names else reader.list_scenes(root)
-    missing = [n for n in wanted if n not in store]
-    if missing:
-        with _progress() as progress:
-            task = progress.add_task(f"prepare {dataset}", total=len(missing), item="")
+    with _progress() as progress:
+        task = None
 
-            def cb(done: int, total: int, name: str) -> None:
-                progress.update(task, completed=done, total=total, item=name)
+        def cb(done: int, total: int, name: str) -> None:
+            nonlocal task
+            if task is None:
+                task = progress.add_task(f"prepare {dataset}", total=total, item="")
+            progress.update(task, completed=done, total=total, item=name)
 
-            prepare(reader, root, store, names=missing, progress=cb)
-    return store, wanted
+        return open_dataset(dataset, root, cache, names, progress=cb)
 
 
 def _select(store, wanted: list[str], split: str | None) -> list[str]:

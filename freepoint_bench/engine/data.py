@@ -45,10 +45,14 @@ class Targets:
     instance: (N,) int64 instance ids, -1 = no instance (background / unlabelled).
     semantic: optional (N,) int64 class ids used to give each instance a class (majority vote);
               None = class-agnostic (every instance is class 0).
+    ignore: optional (N,) bool, True = the point takes no part in training: not in any target, not
+            background, not a loss point (a protocol's dropped masks: a dropped chair must not become a
+            negative). None = every point counts.
     """
 
     instance: np.ndarray
     semantic: np.ndarray | None = None
+    ignore: np.ndarray | None = None
 
 
 class TargetProvider(Protocol):
@@ -211,6 +215,9 @@ def make_sample(
         return sample
 
     inst = targets.instance[point_index]
+    ignored = None if targets.ignore is None else targets.ignore[point_index]
+    if ignored is not None:
+        inst = np.where(ignored, -1, inst)
     vox_label = _voxel_majority(inst, inverse, num_voxels)
     ids, sizes = np.unique(vox_label[vox_label >= 0], return_counts=True)
     ids = ids[sizes >= preset.min_instance_voxels]
@@ -227,7 +234,7 @@ def make_sample(
     lookup = np.full(int(inst.max()) + 2 if len(inst) else 1, -1, dtype=np.int64)
     lookup[ids + 1] = np.arange(len(ids))
     point_target = lookup[inst + 1]
-    loss_rows = np.arange(len(point_index))
+    loss_rows = np.arange(len(point_index)) if ignored is None else np.flatnonzero(~ignored)
     if train and preset.max_loss_points is not None and len(loss_rows) > preset.max_loss_points:
         loss_rows = np.sort(rng.choice(len(loss_rows), preset.max_loss_points, replace=False))
     sample.update(

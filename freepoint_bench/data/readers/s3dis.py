@@ -238,7 +238,7 @@ def _read_room(ann_dir: Path, name: str, room_dir: Path) -> Scene:
     files.sort(key=lambda p: class_of_annotation(p.name)[1])
     repairs: list[dict] = []
     seen: dict[str, str] = {}  # content hash -> file name
-    chunks, semantic, instance, instance_classes = [], [], [], []
+    chunks, semantic, instance, instance_classes, instance_names = [], [], [], [], []
     for path in files:
         rel = f"{name}/Annotations/{path.name}"
         try:
@@ -277,6 +277,7 @@ def _read_room(ann_dir: Path, name: str, room_dir: Path) -> Scene:
         semantic.append(np.full(len(rows), class_id, dtype=np.int64))
         instance.append(np.full(len(rows), inst_id, dtype=np.int64))
         instance_classes.append(S3DIS_CLASSES[class_id])
+        instance_names.append(path.stem)  # e.g. chair_3: stable across machines, what protocol selections key on
     _log_repairs(repairs)
     if not chunks:
         raise DataError(f"{ann_dir}: no readable points in any annotation file; re-extract this room")
@@ -293,6 +294,7 @@ def _read_room(ann_dir: Path, name: str, room_dir: Path) -> Scene:
             "area": int(_AREA_RE.match(name.split("/")[0])[1]),
             "room": name.split("/")[1],
             "instance_classes": instance_classes,
+            "instance_names": instance_names,
             "repairs": repairs,
         },
     )

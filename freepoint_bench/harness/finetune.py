@@ -1,0 +1,274 @@
+"""Fine-tuning a pretrained backbone under a protocol: targets with dropped masks ignored, training, evaluation.
+
+    config = finetune_config("cpu-small", epochs=5)
+    module = train_fold(store, train_names, targets, config, init_backbone=ckpt, seed=0, work_dir=...)
+    result = evaluate_fold(module.segmenter, store, eval_names, rules, config)
+
+The segmenter is the Mask3D-style model of `models/` with a class head (13 S3DIS classes or ScanNet's 18
+instance classes, plus "no object"); its backbone is loaded strictly from any method's backbone checkpoint
+and its decoder starts fresh. Masks a protocol drops are IGNORED: their points take no part in matching,
+the mask losses or the class loss (`engine.data.Targets.ignore`), they never become background.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from freepoint_bench.data.classes import (
+    S3DIS_CLASSES,
+    SCANNET_INSTANCE_IDS,
+    SCANNET_INSTANCE_NAMES,
+)
+from freepoint_bench.data.scene import Scene
+from freepoint_bench.engine.checkpoints import load_model
+from freepoint_bench.engine.data import SceneDataModule, Targets, collate, make_sample
+from freepoint_bench.engine.module import SegmenterModule
+from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
+from freepoint_bench.errors import CheckpointError, ConfigError, DataError
+from freepoint_bench.evaluation import EvalResult, EvalSpec, Predictions, evaluate
+from freepoint_bench.evaluation.instance_ap import s3dis_spec, scannet_spec
+from freepoint_bench.harness.protocol import EvalRules, instance_name
+from freepoint_bench.models.checkpoint import load_into
+from freepoint_bench.models.inference import InferenceConfig, predict_instances
+from freepoint_bench.models.losses import LossConfig
+from freepoint_bench.models.segmenter import InstanceSegmenter
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int, str], None]
+
+
+class FinetuneConfig(BaseModel):
+    """The fine-tuning recipe: training preset, epochs, loss weights and inference."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    train: TrainPreset
+    epochs: int = Field(20, ge=1)  # fine-tuning epochs over the protocol's labelled training scenes
+    loss: LossConfig = LossConfig()  # Mask3D's weights; the weak Lmean / Lbox terms are pretraining-only
+    inference: InferenceConfig = InferenceConfig()
+
+
+FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
+    # The dev stand-ins and tests on 2 CPU cores: the cpu-small model of pretraining, a few minutes per run.
+    "cpu-small": {"preset": "cpu-small", "epochs": 20, "train": {}},
+    # Mask3D's S3DIS recipe: AdamW + OneCycle at lr 1e-4, batch 4, 2 cm voxels, 100 queries, 34C backbone;
+    # Mask3D trains S3DIS for ~600 epochs on cropped rooms (our crop: the 250k points nearest a random column).
+    "paper": {"preset": "paper", "epochs": 600,
+              "train": {"batch_size": 4, "lr": 1e-4, "schedule": "onecycle", "voxel_size_m": 0.02,
+                        "num_queries": 100, "max_points": 250_000}},
+}
+# Pretraining-only loss terms (eq. 5/6 are FreePoint's weak supervision); fine-tuning has real masks.
+_FINETUNE_LOSS = {"mean": 0.0, "box": 0.0}
+
+
+def finetune_config(preset: str = "cpu-small", **overrides: Any) -> FinetuneConfig:
+    """Returns the fine-tuning config of `preset` (cpu-small, paper) with overrides applied.
+
+    Overrides: ``epochs``, ``loss.<field>``, ``inference.<field>``, ``train.<field>`` or a bare training field
+    (``lr=1e-3``, ``augment.rotate_z=false``)."""
+    if preset not in FINETUNE_PRESETS:
+        raise ConfigError(f"unknown fine-tuning preset {preset!r}; choose one of {sorted(FINETUNE_PRESETS)}")
+    base = FINETUNE_PRESETS[preset]
+    train, loss, inference = dict(base["train"]), dict(_FINETUNE_LOSS), {}
+    epochs = base["epochs"]
+    for key, value in overrides.items():
+        head, _, tail = key.partition(".")
+        if key == "epochs":
+            epochs = value
+        elif head == "loss" and tail:
+            loss[tail] = value
+        elif head == "inference" and tail:
+            inference[tail] = value
+        elif head == "train" and tail:
+            train[tail] = value
+        else:
+            train[key] = value
+    try:
+        return FinetuneConfig(train=get_preset(base["preset"], **train), epochs=epochs, loss=LossConfig(**loss),
+                              inference=InferenceConfig(**inference))
+    except ConfigError:
+        raise
+    except Exception as e:  # pydantic → one line
+        errors = getattr(e, "errors", None)
+        msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors()) \
+            if callable(errors) else str(e)
+        raise ConfigError(f"invalid fine-tuning config ({msg})") from None
+
+
+# ---------------------------------------------------------------------------------------------- classes
+
+
+def class_vocabulary(rules: EvalRules) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Returns (dataset semantic ids, names) of the classes a protocol trains and scores, in class-index order."""
+    if rules.classes == "s3dis":
+        return tuple(range(len(S3DIS_CLASSES))), S3DIS_CLASSES
+    return SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES
+
+
+def eval_spec(rules: EvalRules) -> EvalSpec:
+    """Returns the evaluator spec of a protocol's rules (semantic mode, every class of the vocabulary)."""
+    if rules.classes == "s3dis":
+        return s3dis_spec(min_region_size=rules.min_region_size)
+    return scannet_spec(min_region_size=rules.min_region_size)
+
+
+class ProtocolTargets:
+    """Ground-truth targets of a protocol: instances of the vocabulary's classes (class index labels), with the
+    instances a masks protocol dropped marked ignored.
+
+    kept: scene → instance names kept (masks unit); None keeps every instance (scenes / full units).
+    """
+
+    def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.rules = rules
+        ids, _ = class_vocabulary(rules)
+        self.lookup = {int(sem): k for k, sem in enumerate(ids)}
+        self.kept = None if kept is None else {k: frozenset(v) for k, v in kept.items()}
+
+    def __call__(self, scene: Scene) -> Targets:
+        """Returns the scene's targets; DataError when it has no labels (or a masks protocol does not list it)."""
+        if scene.instance is None or scene.semantic is None:
+            raise DataError(f"scene {scene.name}: no instance / semantic labels; fine-tuning needs labelled scenes")
+        width = max(int(scene.semantic.max(initial=0)) + 1, max(self.lookup) + 1)
+        table = np.full(width + 1, -1, dtype=np.int64)
+        for sem, k in self.lookup.items():
+            table[sem] = k
+        sem = np.where(scene.semantic >= 0, table[np.clip(scene.semantic, 0, width)], -1)
+        instance = scene.instance.copy()
+        ignore = np.zeros(scene.num_points, dtype=bool)
+        ids = np.unique(instance[instance >= 0])
+        if self.kept is not None:
+            if scene.name not in self.kept:
+                raise DataError(f"scene {scene.name} is not in the protocol's frozen mask selection; "
+                                "it is not a training scene of this protocol")
+            kept = self.kept[scene.name]
+            names = scene.meta.get("instance_names")
+            for inst in ids:
+                if instance_name(scene, int(inst), names) not in kept:
+                    members = instance == inst
+                    # only instances of evaluated classes are candidates; the rest are background anyway
+                    if (sem[members] >= 0).any():
+                        ignore |= members
+        # an instance whose majority class is outside the vocabulary is no target (ScanNet: walls, floors)
+        for inst in ids:
+            members = instance == inst
+            votes = sem[members]
+            votes = votes[votes >= 0]
+            if not len(votes):
+                instance[members] = -1
+        instance[ignore] = -1
+        return Targets(instance=instance, semantic=sem, ignore=ignore)
+
+    def describe(self) -> dict:
+        """Returns {"kind": "protocol", "classes", "masks_unit"}."""
+        return {"kind": "protocol", "classes": self.rules.classes, "masks_unit": self.kept is not None}
+
+
+# ---------------------------------------------------------------------------------------------- backbones
+
+
+def load_backbone(segmenter: InstanceSegmenter, checkpoint: str | Path) -> dict[str, Any]:
+    """Loads a backbone checkpoint (or a segmenter checkpoint's backbone) strictly into `segmenter.backbone`;
+    returns the checkpoint's metadata. CheckpointError names both architectures on a mismatch."""
+    checkpoint = Path(checkpoint)
+    source, meta = load_model(checkpoint, part="backbone")
+    recorded = {"architecture": source.architecture()}
+    try:
+        load_into(segmenter.backbone, source.state_dict(), recorded, allow_backend_change=True, path=checkpoint)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; the fine-tuning backbone is {segmenter.backbone.architecture()} — pass "
+                              "--set for the fields that differ (e.g. backbone=34C, stem_kernel_size=3)") from None
+    return meta
+
+
+def check_leakage(meta: Mapping[str, Any], eval_names: Sequence[str], checkpoint: str | Path) -> None:
+    """Refuses (CheckpointError) a checkpoint whose recorded pretraining scenes include evaluation scenes."""
+    seen = set((meta.get("data") or {}).get("scenes") or [])
+    overlap = sorted(seen & set(eval_names))
+    if overlap:
+        raise CheckpointError(
+            f"{checkpoint}: pretrained ({meta.get('method')}) on {len(overlap)} of the protocol's evaluation scenes "
+            f"(e.g. {overlap[0]}); pretrain without them (e.g. on the fold's training scenes) and fine-tune again")
+
+
+# ---------------------------------------------------------------------------------------------- train / evaluate
+
+
+def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets, config: FinetuneConfig, *,
+               num_classes: int, init_backbone: str | Path | None, seed: int, work_dir: str | Path,
+               progress: ProgressFn | None = None, stage: str = "finetune") -> SegmenterModule:
+    """Returns the module after fine-tuning on `names` (resuming from work_dir's last.ckpt when present)."""
+    preset = config.train.with_(seed=seed)
+    module = SegmenterModule(preset, config.loss, num_classes=num_classes)
+    if init_backbone is not None:
+        load_backbone(module.segmenter, init_backbone)
+    datamodule = SceneDataModule(store, list(names), targets, preset)
+    work_dir = Path(work_dir)
+    ckpt = last_checkpoint(work_dir)
+    if ckpt is not None:
+        log.info("%s: resuming fine-tuning from %s", work_dir, ckpt)
+    callbacks = [module.progress_callback(progress, stage, config.epochs)] if progress is not None else []
+    trainer = make_trainer(preset, work_dir, config.epochs, enable_progress_bar=False, callbacks=callbacks)
+    fit(trainer, module, datamodule, ckpt_path=ckpt)
+    return module
+
+
+@torch.no_grad()
+def predict_scenes(segmenter: InstanceSegmenter, store: Any, names: Sequence[str], config: FinetuneConfig,
+                   class_ids: Sequence[int], progress: ProgressFn | None = None,
+                   stage: str = "evaluate") -> dict[str, Predictions]:
+    """Returns per-scene predictions on every point (voxel masks mapped back), labels as dataset semantic ids."""
+    segmenter.eval()
+    device = next(segmenter.parameters()).device
+    ids = np.asarray(class_ids, dtype=np.int64)
+    out = {}
+    for i, name in enumerate(names):
+        scene = store.load(name)
+        batch = collate([make_sample(scene, config.train, None, train=False)])
+        voxels = batch["batch"].to(device)
+        found = predict_instances(segmenter(voxels), voxels, config.inference)[0]
+        out[name] = Predictions(masks=found.masks, labels=ids[found.labels], scores=found.scores)
+        if progress is not None:
+            progress(stage, i + 1, len(names), name)
+    return out
+
+
+def score(store: Any, predictions: Mapping[str, Predictions], spec: EvalSpec) -> EvalResult:
+    """Returns the evaluator's result of `predictions` against the store's ground truth."""
+    gts = []
+    for name in predictions:
+        scene = store.load(name)
+        if scene.semantic is None or scene.instance is None:
+            raise DataError(f"scene {name}: no ground-truth labels; evaluation scenes must be labelled")
+        gts.append((name, scene.semantic, scene.instance))
+    return evaluate(gts, predictions, spec)
+
+
+def pack_predictions(preds: Mapping[str, Predictions]) -> dict[str, np.ndarray]:
+    """Returns arrays for np.savez of per-scene predictions (masks bit-packed)."""
+    arrays: dict[str, np.ndarray] = {"names": np.array(list(preds), dtype=str)}
+    for i, p in enumerate(preds.values()):
+        arrays[f"m{i}"] = np.packbits(p.masks, axis=1)
+        arrays[f"n{i}"] = np.array(p.masks.shape, dtype=np.int64)
+        arrays[f"l{i}"] = p.labels
+        arrays[f"s{i}"] = p.scores
+    return arrays
+
+
+def unpack_predictions(arrays: Mapping[str, np.ndarray]) -> dict[str, Predictions]:
+    """Returns the predictions pack_predictions stored."""
+    out = {}
+    for i, name in enumerate(arrays["names"].tolist()):
+        k, n = (int(v) for v in arrays[f"n{i}"])
+        masks = np.unpackbits(arrays[f"m{i}"], axis=1, count=n).astype(bool).reshape(k, n)
+        out[str(name)] = Predictions(masks=masks, labels=arrays[f"l{i}"], scores=arrays[f"s{i}"])
+    return out

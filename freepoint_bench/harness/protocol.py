@@ -1,0 +1,411 @@
+"""Fine-tuning protocols: declarative specs (TOML under protocols/), deterministic label selection, split files.
+
+    spec = load_protocol("s3dis-10pct-masks")            # protocols/s3dis-10pct-masks.toml, validated
+    split = load_split(spec)                             # the frozen selection; ConfigError on a hash mismatch
+    split = freeze_split(spec, store)                    # masks protocols: realise the selection from data
+
+A protocol names the fine-tuning dataset, the scene groups it trains and evaluates on (S3DIS areas
+``Area_N``, ScanNet rooms ``sceneXXXX``), the label unit (``masks``: a share of the training instance
+masks, ``scenes``: a share of the training rooms, ``full``: everything) and fraction, the selection seed,
+the split file and its sha256, the fine-tuning preset and the evaluation rules.
+
+Selection is a pure function of names and the seed: every candidate is ranked by
+``sha256(f"{seed}\\0{scene}\\0{instance}")`` and the first ``max(1, round(fraction * n))`` are kept
+(per class for masks, so every class keeps at least one mask). File order, machine and library versions
+cannot change it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from freepoint_bench.atomic import write_text
+from freepoint_bench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS_DIR = Path(__file__).resolve().parents[2] / "protocols"  # the repository's protocols/ folder
+SPLIT_VERSION = 1
+
+
+class EvalRules(BaseModel):
+    """How a protocol scores fine-tuned models (the project's ScanNet-exact evaluator, semantic mode)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    classes: Literal["s3dis", "scannet"] = "s3dis"  # class vocabulary: S3DIS's 13, ScanNet's 18 instance classes
+    min_region_size: int = Field(100, ge=1)  # GT instances / predictions below this many points are dropped
+
+
+class ProtocolSpec(BaseModel):
+    """One fine-tuning protocol (a TOML file under protocols/)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    dataset: str  # reader name: s3dis, scannet-npy, scannet, synthetic
+    default_root: str | None = None  # used when no --root is given (relative paths: to the repository)
+    train_groups: list[str] = []  # scene groups trained on (Area_N for S3DIS, sceneXXXX rooms for ScanNet)
+    eval_groups: list[str] = []  # scene groups evaluated on (never trained on)
+    # k-fold cross-validation: each fold's evaluation groups; a fold trains on the other folds' groups
+    folds: list[list[str]] = []
+    unit: Literal["masks", "scenes", "full"]
+    fraction: float = Field(1.0, gt=0, le=1)  # share of the unit kept
+    selection_seed: int = Field(0, ge=0)  # seeds the selection (not the training)
+    split_file: str | None = None  # relative to the protocols folder; scenes: committed, masks: frozen from data
+    split_sha256: str | None = None  # pinned hash of the split file (scenes protocols)
+    room_list: str | None = None  # scenes protocols: the dataset's room names (relative to the protocols folder)
+    expected_eval_scenes: int | None = Field(None, ge=1)  # e.g. 68 rooms in S3DIS Area 5 (warned when fewer)
+    preset: str = "cpu-small"  # fine-tuning recipe (harness.finetune FINETUNE_PRESETS)
+    overrides: dict[str, Any] = {}  # fields of the fine-tuning config set by the protocol
+    eval: EvalRules = EvalRules()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProtocolSpec:
+        if self.folds:
+            if self.train_groups or self.eval_groups:
+                raise ValueError("give either folds or train_groups / eval_groups, not both")
+            flat = [g for fold in self.folds for g in fold]
+            if len(set(flat)) != len(flat) or len(self.folds) < 2 or not all(self.folds):
+                raise ValueError("folds must be >= 2 non-empty, disjoint lists of scene groups")
+        else:
+            if not self.train_groups or not self.eval_groups:
+                raise ValueError("train_groups and eval_groups must both be non-empty (or give folds)")
+            if set(self.train_groups) & set(self.eval_groups):
+                raise ValueError(f"groups {sorted(set(self.train_groups) & set(self.eval_groups))} are in both "
+                                 "train_groups and eval_groups")
+        if self.unit == "full" and self.fraction != 1.0:
+            raise ValueError("unit 'full' keeps every label: fraction must be 1.0")
+        if self.unit != "full" and self.split_file is None:
+            raise ValueError(f"unit {self.unit!r} needs a split_file")
+        return self
+
+    @property
+    def num_folds(self) -> int:
+        """Returns the number of train / evaluate splits (1 without k-fold cross-validation)."""
+        return len(self.folds) if self.folds else 1
+
+    def fold_groups(self, fold: int) -> tuple[list[str], list[str]]:
+        """Returns (train groups, eval groups) of fold `fold` (0 without folds)."""
+        if not self.folds:
+            if fold != 0:
+                raise ConfigError(f"protocol {self.name} has no folds; fold {fold} does not exist")
+            return list(self.train_groups), list(self.eval_groups)
+        if not 0 <= fold < len(self.folds):
+            raise ConfigError(f"protocol {self.name} has {len(self.folds)} folds; fold {fold} does not exist")
+        held = self.folds[fold]
+        return [g for i, f in enumerate(self.folds) if i != fold for g in f], list(held)
+
+    @property
+    def all_train_groups(self) -> list[str]:
+        """Returns every group some fold trains on (the selection's candidates)."""
+        return sorted({g for f in range(self.num_folds) for g in self.fold_groups(f)[0]})
+
+    def content_hash(self) -> str:
+        """Returns the sha256 of the spec's canonical JSON (recorded in every result)."""
+        return sha256_bytes(canonical_json(self.model_dump(mode="json")))
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Returns the canonical UTF-8 JSON of `obj` (sorted keys, fixed separators, trailing newline)."""
+    return (json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Returns the hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Returns the hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def available_protocols(protocols_dir: str | Path | None = None) -> list[str]:
+    """Returns the sorted names of the protocols (TOML files) in `protocols_dir`."""
+    folder = Path(protocols_dir) if protocols_dir is not None else PROTOCOLS_DIR
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def load_protocol(name_or_path: str | Path, protocols_dir: str | Path | None = None) -> ProtocolSpec:
+    """Returns the validated protocol `name_or_path` (a name in `protocols_dir` or a .toml path)."""
+    folder = Path(protocols_dir) if protocols_dir is not None else PROTOCOLS_DIR
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = folder / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = ", ".join(available_protocols(folder)) or "none"
+        raise ConfigError(f"unknown protocol {str(name_or_path)!r} (no {path}); known protocols: {known}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable TOML protocol ({e}); fix the file") from None
+    data.setdefault("name", path.stem)
+    if data["name"] != path.stem:
+        raise ConfigError(f"{path}: name = {data['name']!r} differs from the file name; make them equal")
+    try:
+        spec = ProtocolSpec(**data)
+    except Exception as e:  # pydantic's ValidationError → one line
+        errors = getattr(e, "errors", None)
+        msg = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'protocol'}: {err['msg']}"
+                        for err in errors()) if callable(errors) else str(e)
+        raise ConfigError(f"{path}: invalid protocol ({msg}); fix the file") from None
+    return spec
+
+
+def protocol_folder(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> Path:
+    """Returns the folder the protocol's relative paths (split file) are resolved against."""
+    return Path(protocols_dir) if protocols_dir is not None else PROTOCOLS_DIR
+
+
+def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> Path | None:
+    """Returns the protocol's split file path (None for unit 'full')."""
+    if spec.split_file is None:
+        return None
+    return protocol_folder(spec, protocols_dir) / spec.split_file
+
+
+# ---------------------------------------------------------------------------------------------- scene groups
+
+_AREA_RE = re.compile(r"^(Area_\d+)/")
+_SCAN_RE = re.compile(r"^(scene\d{4})_\d{2}$")
+
+
+def group_of(scene_name: str) -> str:
+    """Returns the scene group of a name: ``Area_N`` for S3DIS (``Area_N/room``), ``sceneXXXX`` for ScanNet
+    scans (``sceneXXXX_YY``), else the name itself (every other scan is its own group)."""
+    m = _AREA_RE.match(scene_name)
+    if m:
+        return m[1]
+    m = _SCAN_RE.match(scene_name)
+    return m[1] if m else scene_name
+
+
+def scenes_of(names: Iterable[str], groups: Iterable[str]) -> list[str]:
+    """Returns the sorted names whose group is in `groups`."""
+    wanted = set(groups)
+    return sorted(n for n in names if group_of(n) in wanted)
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+
+def rank_key(seed: int, scene: str, instance: str = "") -> str:
+    """Returns the selection rank of a candidate: a hex sha256 of seed, scene and instance name."""
+    return hashlib.sha256(f"{int(seed)}\0{scene}\0{instance}".encode()).hexdigest()
+
+
+def keep_count(fraction: float, n: int) -> int:
+    """Returns how many of n candidates a fraction keeps: max(1, round(fraction * n)), at most n."""
+    if n <= 0:
+        return 0
+    return min(n, max(1, int(round(fraction * n))))
+
+
+def select_scenes(scenes: Sequence[str], fraction: float, seed: int) -> list[str]:
+    """Returns the sorted scenes a `fraction` keeps, ranked by rank_key(seed, scene)."""
+    unique = sorted(set(scenes))
+    ranked = sorted(unique, key=lambda s: rank_key(seed, s))
+    return sorted(ranked[: keep_count(fraction, len(unique))])
+
+
+def select_masks(instances: Mapping[str, Sequence[tuple[str, str]]], fraction: float,
+                 seed: int) -> dict[str, list[str]]:
+    """Returns {scene: sorted kept instance names}: per class the first keep_count(fraction, n_class) instances
+    ranked by rank_key(seed, scene, instance), so every class keeps at least one mask.
+
+    instances: scene → [(instance name, class name), ...].
+    """
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for scene, items in instances.items():
+        for inst, cls in items:
+            by_class.setdefault(str(cls), []).append((scene, str(inst)))
+    kept: dict[str, list[str]] = {scene: [] for scene in instances}
+    for cls in sorted(by_class):
+        items = sorted(set(by_class[cls]), key=lambda si: rank_key(seed, si[0], si[1]))
+        for scene, inst in items[: keep_count(fraction, len(items))]:
+            kept[scene].append(inst)
+    return {scene: sorted(names) for scene, names in sorted(kept.items())}
+
+
+def instance_table(scene: Any, class_names: Mapping[int, str]) -> list[tuple[str, str]]:
+    """Returns [(instance name, class name)] of a labelled scene's instances of the evaluated classes.
+
+    Names: the reader's ``meta["instance_names"]`` (S3DIS annotation files, e.g. ``chair_3``) or the
+    instance id; a class is the majority semantic id of the instance's points."""
+    if scene.instance is None or scene.semantic is None:
+        raise DataError(f"scene {scene.name}: no instance / semantic labels; a masks protocol needs labelled data")
+    names = scene.meta.get("instance_names")
+    out = []
+    for inst in np.unique(scene.instance[scene.instance >= 0]):
+        sem = scene.semantic[scene.instance == inst]
+        sem = sem[sem >= 0]
+        if not len(sem):
+            continue
+        cls = int(np.bincount(sem).argmax())
+        if cls not in class_names:
+            continue
+        out.append((instance_name(scene, int(inst), names), class_names[cls]))
+    return out
+
+
+def instance_name(scene: Any, inst: int, names: Sequence[str] | None = None) -> str:
+    """Returns the stable name of instance id `inst` of `scene` (see instance_table)."""
+    names = scene.meta.get("instance_names") if names is None else names
+    if names is not None:
+        if not 0 <= inst < len(names):
+            raise DataError(f"scene {scene.name}: instance {inst} has no recorded name; re-prepare the scene cache")
+        return str(names[inst])
+    if scene.meta.get("dataset") == "s3dis":
+        raise DataError(f"scene {scene.name}: cached by an older version without instance names; delete the "
+                        "scene cache folder and rerun `bench.py data prepare`")
+    return str(inst)
+
+
+# ---------------------------------------------------------------------------------------------- split files
+
+
+def split_document(spec: ProtocolSpec, selection: dict[str, Any]) -> dict[str, Any]:
+    """Returns the JSON document of a split file: protocol, unit, fraction, seed and the selection."""
+    return {"version": SPLIT_VERSION, "protocol": spec.name, "unit": spec.unit, "fraction": spec.fraction,
+            "selection_seed": spec.selection_seed, **selection}
+
+
+def write_split(path: str | Path, document: dict[str, Any]) -> str:
+    """Writes a split document (canonical JSON) atomically with its ``.sha256`` sidecar; returns the sha256."""
+    data = canonical_json(document)
+    digest = sha256_bytes(data)
+    write_text(path, data.decode("utf-8"))
+    write_text(Path(str(path) + ".sha256"), digest + "\n")
+    return digest
+
+
+def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> tuple[dict[str, Any], str]:
+    """Returns (split document, sha256) of a protocol's split file, checked against the pinned hash
+    (``split_sha256`` in the TOML, else the ``.sha256`` sidecar `freeze` wrote). ConfigError when missing,
+    unreadable, of another protocol or of another hash; ({}, "") for unit 'full'."""
+    path = split_path(spec, protocols_dir)
+    if path is None:
+        return {}, ""
+    if not path.is_file():
+        how = ("run `bench.py protocols freeze " + spec.name + " --root <your copy>`" if spec.unit == "masks"
+               else "restore it from the repository")
+        raise ConfigError(f"{path}: split file of protocol {spec.name} is missing; {how}")
+    data = path.read_bytes()
+    digest = sha256_bytes(data)
+    pinned = spec.split_sha256
+    sidecar = Path(str(path) + ".sha256")
+    if pinned is None and sidecar.is_file():
+        pinned = sidecar.read_text().strip()
+    if pinned is None:
+        raise ConfigError(f"{path}: no pinned sha256 (split_sha256 in the protocol or {sidecar.name}); "
+                          f"freeze it again with `bench.py protocols freeze {spec.name}`")
+    if digest != pinned:
+        raise ConfigError(f"{path}: sha256 {digest[:12]}… does not match the pinned {pinned[:12]}…; the split was "
+                          "edited or damaged: restore it (git checkout) or freeze it again")
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise ConfigError(f"{path}: not JSON ({e}); restore the split file") from None
+    if doc.get("protocol") != spec.name or doc.get("unit") != spec.unit or doc.get("fraction") != spec.fraction \
+            or doc.get("selection_seed") != spec.selection_seed:
+        raise ConfigError(f"{path}: made for protocol {doc.get('protocol')!r} ({doc.get('unit')}, fraction "
+                          f"{doc.get('fraction')}, seed {doc.get('selection_seed')}), not for {spec.name}; "
+                          "freeze it again")
+    return doc, digest
+
+
+def scenes_split(spec: ProtocolSpec, candidates: Sequence[str]) -> dict[str, Any]:
+    """Returns the selection of a scenes protocol over `candidates` (the training groups' scene names)."""
+    if spec.unit != "scenes":
+        raise ConfigError(f"protocol {spec.name} selects {spec.unit}, not scenes")
+    pool = scenes_of(candidates, spec.all_train_groups)
+    if not pool:
+        raise DataError(f"protocol {spec.name}: no scenes of the training groups {spec.all_train_groups}")
+    return {"candidates": len(pool), "train_scenes": select_scenes(pool, spec.fraction, spec.selection_seed)}
+
+
+def masks_split(spec: ProtocolSpec, store: Any, candidates: Sequence[str], class_names: Mapping[int, str],
+                progress: Any = None) -> dict[str, Any]:
+    """Returns the selection of a masks protocol: every training scene's kept instance names (per class)."""
+    if spec.unit != "masks":
+        raise ConfigError(f"protocol {spec.name} selects {spec.unit}, not masks")
+    pool = scenes_of(candidates, spec.all_train_groups)
+    if not pool:
+        raise DataError(f"protocol {spec.name}: no scenes of the training groups {spec.all_train_groups}")
+    table = {}
+    for i, name in enumerate(pool):
+        table[name] = instance_table(store.load(name), class_names)
+        if progress is not None:
+            progress(i + 1, len(pool), name)
+    kept = select_masks(table, spec.fraction, spec.selection_seed)
+    total = sum(len(v) for v in table.values())
+    return {"candidates": total, "masks": kept, "num_masks": sum(len(v) for v in kept.values()),
+            "per_class_candidates": _per_class(table)}
+
+
+def _per_class(table: Mapping[str, Sequence[tuple[str, str]]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for items in table.values():
+        for _, cls in items:
+            counts[cls] = counts.get(cls, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def read_room_list(path: str | Path) -> list[str]:
+    """Returns the scene names of a room-list file (one per line, ``#`` comments)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable room list ({e}); restore it from the repository") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def freeze_split(spec: ProtocolSpec, *, names: Sequence[str] | None = None, store: Any = None,
+                 class_names: Mapping[int, str] | None = None, protocols_dir: str | Path | None = None,
+                 progress: Any = None) -> tuple[Path, str]:
+    """Realises a protocol's selection and writes its split file (+ ``.sha256``); returns (path, sha256).
+
+    scenes: from `names` (the data's scene names) or, when None, the protocol's `room_list` file;
+    masks: from the labelled training scenes of `store` among `names` (class_names: semantic id → name).
+    A protocol with a pinned split_sha256 must reproduce it (ConfigError otherwise): its split is fixed.
+    """
+    path = split_path(spec, protocols_dir)
+    if path is None:
+        raise ConfigError(f"protocol {spec.name} keeps every label (unit 'full'): there is no split to freeze")
+    if spec.unit == "scenes":
+        if names is None:
+            if spec.room_list is None:
+                raise ConfigError(f"protocol {spec.name}: give the data (--root) or a room_list to freeze from")
+            names = read_room_list(protocol_folder(spec, protocols_dir) / spec.room_list)
+        selection = scenes_split(spec, names)
+    else:
+        if store is None or names is None or class_names is None:
+            raise ConfigError(f"protocol {spec.name} selects masks: freezing it needs the labelled data (--root)")
+        selection = masks_split(spec, store, names, class_names, progress)
+    document = split_document(spec, selection)
+    data = canonical_json(document)
+    if spec.split_sha256 is not None and sha256_bytes(data) != spec.split_sha256:
+        raise ConfigError(f"protocol {spec.name}: the selection realised here (sha256 {sha256_bytes(data)[:12]}…) "
+                          f"differs from the pinned split {spec.split_sha256[:12]}…; the data differ from the "
+                          "release the split was made from")
+    return path, write_split(path, document)

@@ -1,0 +1,163 @@
+"""Protocols: TOML specs, deterministic selection, split files and their hashes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from freepoint_bench.data.scene import Scene
+from freepoint_bench.errors import ConfigError
+from freepoint_bench.harness.protocol import (
+    PROTOCOLS_DIR,
+    available_protocols,
+    freeze_split,
+    group_of,
+    keep_count,
+    load_protocol,
+    load_split,
+    rank_key,
+    read_room_list,
+    select_masks,
+    select_scenes,
+)
+
+SHIPPED = ["s3dis-10pct-masks", "s3dis-20pct-masks", "s3dis-10pct-scenes", "s3dis-20pct-scenes", "s3dis-full",
+           "scannet-dev-10pct-masks", "scannet-dev-20pct-masks", "scannet-dev-full-masks"]
+
+
+def test_shipped_protocols_load_and_are_listed():
+    names = available_protocols()
+    for name in SHIPPED:
+        assert name in names
+        spec = load_protocol(name)
+        assert spec.name == name
+        for f in range(spec.num_folds):
+            train, held = spec.fold_groups(f)
+            assert not set(train) & set(held)
+    assert load_protocol("s3dis-10pct-masks").fold_groups(0)[1] == ["Area_5"]
+
+
+def test_s3dis_room_list_is_the_release():
+    rooms = read_room_list(PROTOCOLS_DIR / "splits" / "s3dis-rooms.txt")
+    assert len(rooms) == len(set(rooms)) == 272
+    per_area = {a: sum(r.startswith(f"Area_{a}/") for r in rooms) for a in range(1, 7)}
+    assert per_area == {1: 44, 2: 40, 3: 23, 4: 49, 5: 68, 6: 48}
+
+
+def test_committed_scene_splits_verify_never_touch_area_5_and_nest():
+    docs = {}
+    for f in (10, 20):
+        spec = load_protocol(f"s3dis-{f}pct-scenes")
+        doc, sha = load_split(spec)
+        assert sha == spec.split_sha256
+        assert doc["candidates"] == 204  # rooms of Areas 1-4 and 6
+        assert not any(group_of(s) == "Area_5" for s in doc["train_scenes"])
+        docs[f] = set(doc["train_scenes"])
+    assert len(docs[10]) == 20 and len(docs[20]) == 41
+    assert docs[10] <= docs[20]  # one ranking: the 10% rooms are the first of the 20%
+
+
+def test_scene_selection_is_independent_of_order_and_depends_on_seed():
+    rooms = [f"Area_{a}/office_{i}" for a in (1, 2) for i in range(1, 30)]
+    a = select_scenes(rooms, 0.2, seed=0)
+    shuffled = rooms[:]
+    random.Random(3).shuffle(shuffled)
+    assert select_scenes(shuffled, 0.2, seed=0) == a
+    assert select_scenes(rooms, 0.2, seed=1) != a
+    assert len(a) == keep_count(0.2, len(rooms)) == 12
+
+
+def test_rank_key_is_a_fixed_function_of_names():
+    # pinned: a change of the hash (machine, library, code) would silently change every lab's selection
+    assert rank_key(0, "Area_1/office_1", "chair_1") == \
+        "dd39881927ef085ee31f0d3120b543679cd97a8e2756736ac0c05e6dbc737cd9"
+    import hashlib
+
+    assert rank_key(7, "r", "i") == hashlib.sha256(b"7\x00r\x00i").hexdigest()
+
+
+def test_mask_selection_stratified_deterministic_and_seeded():
+    table = {f"s{j}": [(f"chair_{i}", "chair") for i in range(10)] + [("board_1", "board")] for j in range(3)}
+    kept = select_masks(table, 0.1, seed=0)
+    chairs = [i for v in kept.values() for i in v if i.startswith("chair")]
+    boards = [i for v in kept.values() for i in v if i.startswith("board")]
+    assert len(chairs) == 3 and len(boards) == 1  # 10% of 30 chairs; the rare class keeps one
+    reordered = {k: list(reversed(v)) for k, v in reversed(list(table.items()))}
+    assert select_masks(reordered, 0.1, seed=0) == kept
+    assert select_masks(table, 0.1, seed=5) != kept
+
+
+def _copy_protocols(tmp_path: Path, name: str) -> Path:
+    dst = tmp_path / "protocols"
+    (dst / "splits").mkdir(parents=True)
+    (dst / f"{name}.toml").write_text((PROTOCOLS_DIR / f"{name}.toml").read_text())
+    for f in (PROTOCOLS_DIR / "splits").glob("s3dis-*"):
+        (dst / "splits" / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_edited_split_file_is_refused(tmp_path):
+    folder = _copy_protocols(tmp_path, "s3dis-10pct-scenes")
+    spec = load_protocol("s3dis-10pct-scenes", folder)
+    path = folder / "splits" / "s3dis-10pct-scenes.json"
+    path.write_text(path.read_text().replace("office_11", "office_12"))
+    with pytest.raises(ConfigError, match="does not match the pinned"):
+        load_split(spec, folder)
+
+
+def test_unknown_protocol_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="known protocols: .*s3dis-10pct-masks"):
+        load_protocol("s3dis-15pct-masks")
+
+
+def test_invalid_protocol_is_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text('dataset = "s3dis"\nunit = "halves"\ntrain_groups=["a"]\neval_groups=["b"]\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: invalid protocol \(unit"):
+        load_protocol("bad", tmp_path)
+    (tmp_path / "overlap.toml").write_text('dataset = "s3dis"\nunit = "full"\ntrain_groups=["a"]\neval_groups=["a"]\n')
+    with pytest.raises(ConfigError, match="in both"):
+        load_protocol("overlap", tmp_path)
+
+
+class _Store:
+    def __init__(self, scenes):
+        self.scenes = {s.name: s for s in scenes}
+
+    def load(self, name):
+        return self.scenes[name]
+
+
+def _room(name: str, classes: list[int], seed: int) -> Scene:
+    rng = np.random.default_rng(seed)
+    n = 20 * len(classes)
+    sem = np.repeat(np.array(classes), 20)
+    inst = np.repeat(np.arange(len(classes)), 20)
+    names = [f"c{c}_{k}" for k, c in enumerate(classes)]
+    return Scene(name=name, xyz=rng.random((n, 3), dtype=np.float32), rgb=rng.random((n, 3), dtype=np.float32),
+                 semantic=sem, instance=inst, meta={"dataset": "s3dis", "instance_names": names})
+
+
+def test_freeze_masks_from_data_writes_a_verifiable_split(tmp_path):
+    folder = tmp_path / "protocols"
+    folder.mkdir()
+    (folder / "p.toml").write_text(
+        'dataset = "s3dis"\nunit = "masks"\nfraction = 0.5\ntrain_groups = ["Area_1"]\neval_groups = ["Area_5"]\n'
+        'split_file = "splits/p.json"\n')
+    spec = load_protocol("p", folder)
+    scenes = [_room("Area_1/a", [7, 7, 8, 8], 0), _room("Area_1/b", [7, 8, 9], 1), _room("Area_5/c", [7], 2)]
+    names = [s.name for s in scenes]
+    _, sha = freeze_split(spec, names=names, store=_Store(scenes), class_names={7: "table", 8: "chair", 9: "sofa"},
+                          protocols_dir=folder)
+    doc, sha2 = load_split(spec, folder)
+    assert sha == sha2
+    assert set(doc["masks"]) == {"Area_1/a", "Area_1/b"}  # Area 5 never a candidate
+    kept = [i for v in doc["masks"].values() for i in v]
+    assert len(kept) == 2 + 2 + 1  # 3 tables -> 2, 3 chairs -> 2, 1 sofa -> 1
+    assert doc["per_class_candidates"] == {"chair": 3, "sofa": 1, "table": 3}
+    # freezing again from the data in another order gives the same bytes
+    _, sha3 = freeze_split(spec, names=names[::-1], store=_Store(scenes),
+                           class_names={7: "table", 8: "chair", 9: "sofa"}, protocols_dir=folder)
+    assert sha3 == sha
