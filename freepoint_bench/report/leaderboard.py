@@ -1,0 +1,296 @@
+"""The leaderboard as data: cells (mean ± sd over seeds, Δ vs scratch with a paired t-test), notes, quoted rows.
+
+Everything here is a plain function of the results store; the renderers (render.py) only format it.
+Values stay fractions 0..1 here; the renderers show percent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from freepoint_bench.report.paper import QuotedRow, finetune_reference
+from freepoint_bench.report.store import METRICS, ResultsStore, RunResult
+
+BASELINE = "scratch"
+ALPHA = 0.05  # significance level of one star; two stars at ALPHA / 5
+HASH_CHARS = 12  # hex digits shown when a report names a hash
+ZERO_SPREAD = 1e-9  # sd of paired differences (fractions) below this counts as zero
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Δ of a cell against the scratch cell of its protocol, over the seeds both have."""
+
+    delta: float  # mean of (method - scratch) over the paired seeds, fraction
+    p: float  # two-sided paired t-test; NaN when fewer than 2 pairs
+    n: int  # paired seeds
+
+    @property
+    def stars(self) -> str:
+        """Returns '**' when p < ALPHA / 5, '*' when p < ALPHA, else ''."""
+        if math.isnan(self.p):
+            return ""
+        return "**" if self.p < ALPHA / 5 else "*" if self.p < ALPHA else ""
+
+
+@dataclass(frozen=True)
+class MetricStat:
+    """One metric of one cell: its values per seed (NaN dropped), mean and sample sd (NaN when n < 2)."""
+
+    values: dict[int, float]
+    paired: Paired | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(list(self.values.values()))) if self.values else math.nan
+
+    @property
+    def sd(self) -> float:
+        return float(np.std(list(self.values.values()), ddof=1)) if self.n >= 2 else math.nan
+
+
+@dataclass
+class Cell:
+    """One (protocol, method) cell: status ok | partial | missing | conflict, its seeds and metrics.
+
+    A conflict cell holds runs that disagree on protocol_hash or split_sha256; it is never averaged and
+    `reason` says which seeds carry which hash. A partial cell lacks seeds that other cells of its
+    protocol have (or that are still running).
+    """
+
+    protocol: str
+    method: str
+    status: str
+    seeds: list[int] = field(default_factory=list)
+    expected: list[int] = field(default_factory=list)
+    metrics: dict[str, MetricStat] = field(default_factory=dict)
+    per_class: dict[str, MetricStat] = field(default_factory=dict)  # class -> AP over seeds
+    protocol_hash: str = ""
+    split_sha256: str = ""
+    reason: str = ""
+    delta_note: str = ""  # why Δ is absent, when it is
+
+    @property
+    def has_values(self) -> bool:
+        return self.status in ("ok", "partial")
+
+
+@dataclass(frozen=True)
+class ProtocolInfo:
+    """A leaderboard column group: a protocol and what its runs record about it."""
+
+    name: str
+    dataset: str
+    unit: str
+    fraction: float
+
+
+@dataclass
+class Leaderboard:
+    """Rows (methods) × columns (protocols × metrics) of cells, the best cells per column, notes, quoted rows."""
+
+    protocols: list[ProtocolInfo]
+    methods: list[str]
+    cells: dict[tuple[str, str], Cell]
+    best: dict[tuple[str, str], set[str]]  # (protocol, metric) -> methods with the best mean among complete cells
+    references: dict[str, list[QuotedRow]]  # protocol -> the paper's rows of that setting
+    notes: list[str]
+    classes: list[str]
+
+    def cell(self, protocol: str, method: str) -> Cell:
+        return self.cells[(protocol, method)]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for c in self.cells.values() for s in c.seeds})
+
+
+def short(h: str) -> str:
+    """Returns the first HASH_CHARS hex digits of a hash."""
+    return h[:HASH_CHARS]
+
+
+def _seed_list(seeds: list[int]) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, sorted(seeds)))
+
+
+def _disagreement(runs: list[RunResult], key: str) -> str:
+    """Returns '' when the runs agree on `key`, else which seeds carry which value."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for r in runs:
+        groups[getattr(r, key)].append(r.seed)
+    if len(groups) < 2:
+        return ""
+    parts = [f"{_seed_list(seeds)} → {short(h)}" for h, seeds in sorted(groups.items(), key=lambda kv: min(kv[1]))]
+    return f"{key} differs ({'; '.join(parts)})"
+
+
+def paired_test(method: dict[int, float], baseline: dict[int, float]) -> Paired | None:
+    """Returns Δ = mean(method - baseline) over common seeds and the two-sided paired t-test's p; None if none common.
+
+    With one pair p is NaN (no test). With zero spread of the differences the t statistic is ±inf
+    (p = 0) unless every difference is 0 (p = 1), which is what the test's limit says.
+    """
+    common = sorted(set(method) & set(baseline))
+    if not common:
+        return None
+    d = np.array([method[s] - baseline[s] for s in common], dtype=float)
+    n = d.size
+    if n < 2:
+        return Paired(float(d.mean()), math.nan, n)
+    sd = float(np.std(d, ddof=1))
+    if sd < ZERO_SPREAD:  # equal differences up to float noise (0.46 - 0.45 != 0.48 - 0.47 in binary)
+        return Paired(float(d.mean()), 1.0 if d.mean() == 0 else 0.0, n)
+    t = float(d.mean()) / (sd / math.sqrt(n))
+    return Paired(float(d.mean()), float(2 * stats.t.sf(abs(t), df=n - 1)), n)
+
+
+def _stat(runs: list[RunResult], metric: str) -> MetricStat:
+    return MetricStat({r.seed: r.metrics[metric] for r in runs if not math.isnan(r.metrics[metric])})
+
+
+def _class_stat(runs: list[RunResult], name: str) -> MetricStat:
+    values = {}
+    for r in runs:
+        v = r.per_class.get(name, {}).get("ap", math.nan)
+        if not math.isnan(v):
+            values[r.seed] = v
+    return MetricStat(values)
+
+
+def _build_cell(protocol: str, method: str, runs: list[RunResult], expected: list[int], running: list[int]) -> Cell:
+    if not runs:
+        reason = f"no finished run; {_seed_list(running)} unfinished" if running else "not run"
+        return Cell(protocol, method, "missing", expected=expected, reason=reason)
+    seeds = sorted(r.seed for r in runs)
+    conflicts = [d for d in (_disagreement(runs, "protocol_hash"), _disagreement(runs, "split_sha256")) if d]
+    if conflicts:
+        return Cell(
+            protocol, method, "conflict", seeds=seeds, expected=expected, reason="not averaged: " + "; ".join(conflicts)
+        )
+    classes = sorted({c for r in runs for c in r.per_class})
+    status, reason = "ok", ""
+    lacking = sorted(set(expected) - set(seeds))
+    if lacking:
+        status = "partial"
+        unfinished = sorted(set(lacking) & set(running))
+        reason = f"{len(seeds)} of {len(expected)} seeds; {_seed_list(lacking)} " + (
+            "unfinished" if unfinished == lacking else "missing"
+        )
+    return Cell(
+        protocol,
+        method,
+        status,
+        seeds=seeds,
+        expected=expected,
+        metrics={m: _stat(runs, m) for m in METRICS},
+        per_class={c: _class_stat(runs, c) for c in classes},
+        protocol_hash=runs[0].protocol_hash,
+        split_sha256=runs[0].split_sha256,
+        reason=reason,
+    )
+
+
+def _add_deltas(cell: Cell, base: Cell | None) -> None:
+    if cell.method == BASELINE or not cell.has_values:
+        return
+    if base is None or base.status == "missing":
+        cell.delta_note = "no Δ: scratch not run in this protocol"
+        return
+    if base.status == "conflict":
+        cell.delta_note = "no Δ: scratch cell not averaged (hash conflict)"
+        return
+    for key in ("protocol_hash", "split_sha256"):
+        if getattr(cell, key) != getattr(base, key):
+            cell.delta_note = (
+                f"no Δ: {key} {short(getattr(cell, key))} differs from scratch's {short(getattr(base, key))}"
+            )
+            return
+    for m, stat in cell.metrics.items():
+        cell.metrics[m] = MetricStat(stat.values, paired_test(stat.values, base.metrics[m].values))
+    if not any(s.paired for s in cell.metrics.values()):
+        cell.delta_note = f"no Δ: no seed in common with scratch ({_seed_list(base.seeds)})"
+
+
+def build_leaderboard(store: ResultsStore) -> Leaderboard:
+    """Returns the leaderboard of a results store (see Cell for the statuses and the Δ rules)."""
+    by_cell: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    for r in store.runs:
+        by_cell[(r.protocol, r.method)].append(r)
+    running: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for protocol, method, seed in store.unfinished:
+        running[(protocol, method)].append(seed)
+    protocols = store.protocols()
+    methods = store.methods()
+    cells: dict[tuple[str, str], Cell] = {}
+    notes: list[str] = []
+    infos: list[ProtocolInfo] = []
+    references: dict[str, list[QuotedRow]] = {}
+    for p in protocols:
+        expected = sorted(
+            {r.seed for m in methods for r in by_cell.get((p, m), [])} | {s for m in methods for s in running[(p, m)]}
+        )
+        for m in methods:
+            cells[(p, m)] = _build_cell(
+                p, m, sorted(by_cell.get((p, m), []), key=lambda r: r.seed), expected, running[(p, m)]
+            )
+        for m in methods:
+            _add_deltas(cells[(p, m)], cells.get((p, BASELINE)))
+        first = next(r for m in methods for r in by_cell.get((p, m), []))
+        infos.append(ProtocolInfo(p, first.dataset, first.unit, first.fraction))
+        references[p] = finetune_reference(p)
+        versions = {c.protocol_hash for c in (cells[(p, m)] for m in methods) if c.has_values}
+        if len(versions) > 1:
+            parts = [
+                f"{short(h)}: {', '.join(m for m in methods if cells[(p, m)].protocol_hash == h)}"
+                for h in sorted(versions)
+            ]
+            notes.append(f"{p}: the methods ran different versions of the protocol ({'; '.join(parts)})")
+    # the other way round too: seeds of methods that never finished a run anywhere
+    for protocol, method, _seed in store.unfinished:
+        if (protocol, method) not in cells:
+            notes.append(f"{protocol}/{method}: only unfinished runs")
+    best: dict[tuple[str, str], set[str]] = {}
+    for p in protocols:
+        for metric in METRICS:
+            complete = {m: cells[(p, m)].metrics[metric].mean for m in methods if cells[(p, m)].status == "ok"}
+            complete = {m: v for m, v in complete.items() if not math.isnan(v)}
+            if complete:
+                top = max(complete.values())
+                best[(p, metric)] = {m for m, v in complete.items() if v == top}
+    for c in cells.values():
+        if c.status == "conflict":
+            notes.append(f"{c.protocol}/{c.method}: {c.reason}")
+    classes = sorted({name for c in cells.values() for name in c.per_class})
+    return Leaderboard(infos, methods, cells, best, references, sorted(set(notes), key=notes.index), classes)
+
+
+def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple[str, str], dict[str, list[tuple]]]:
+    """Returns {(dataset, unit): {method: [(fraction, mean, sd, n), ...]}} for the label-efficiency plot.
+
+    A protocol of unit "full" (all labels) is the fraction-1.0 point of every unit of its dataset.
+    Only cells with values count; points are sorted by fraction.
+    """
+    units: dict[str, set[str]] = defaultdict(set)
+    for p in board.protocols:
+        if p.unit != "full":
+            units[p.dataset].add(p.unit)
+    curves: dict[tuple[str, str], dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
+    for p in board.protocols:
+        targets = sorted(units[p.dataset]) if p.unit == "full" else [p.unit]
+        for unit in targets or ["full"]:
+            for m in board.methods:
+                c = board.cell(p.name, m)
+                if c.has_values and c.metrics[metric].n:
+                    s = c.metrics[metric]
+                    curves[(p.dataset, unit)][m].append((p.fraction, s.mean, s.sd, s.n))
+    return {k: {m: sorted(pts) for m, pts in v.items()} for k, v in sorted(curves.items())}

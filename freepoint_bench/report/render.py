@@ -1,0 +1,692 @@
+"""The report in every format: rich (terminal), Markdown, CSV (pandas), LaTeX booktabs and one self-contained HTML.
+
+Every format shows the same cells with the same text: mean ± sd over seeds (percent, one decimal), n,
+Δ vs scratch with its significance stars, the best complete cell per column in bold, partial / missing /
+conflict cells named as such, and the paper's rows quoted apart from ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from freepoint_bench.atomic import write_bytes, write_text
+from freepoint_bench.errors import ConfigError
+from freepoint_bench.report.leaderboard import ALPHA, BASELINE, Cell, Leaderboard, MetricStat
+from freepoint_bench.report.paper import UNSUPERVISED, QuotedRow
+from freepoint_bench.report.plots import label_efficiency_png, per_class_heatmap_png
+from freepoint_bench.report.store import METRICS
+from freepoint_bench.report.unsupervised import EvalRow
+
+FORMATS: tuple[str, ...] = ("terminal", "md", "csv", "html", "latex")
+LABELS = {"ap": "AP", "ap50": "AP50", "ap25": "AP25"}
+_UNSUP_COLUMNS = ("method", "data", "scenes", "AP", "AP50", "AP25")
+FIGURES = {"label-efficiency.png": "Label efficiency", "per-class-heatmap.png": "Per-class AP"}
+
+
+@dataclass
+class Report:
+    """What a report shows: the leaderboard, the unsupervised rows and the figures (PNG bytes by file name)."""
+
+    board: Leaderboard
+    evaluations: list[EvalRow]
+    figures: dict[str, bytes]
+    source: str  # the results folder, as the user named it
+
+
+def build_report(board: Leaderboard, evaluations: Sequence[EvalRow] = (), source: str = "results") -> Report:
+    """Returns the report of a leaderboard and class-agnostic evaluations, figures drawn."""
+    figures = {}
+    for name, png in (
+        ("label-efficiency.png", label_efficiency_png(board)),
+        ("per-class-heatmap.png", per_class_heatmap_png(board)),
+    ):
+        if png is not None:
+            figures[name] = png
+    return Report(board, list(evaluations), figures, source)
+
+
+def parse_formats(text: str) -> list[str]:
+    """Returns the formats named in a comma-separated list; ConfigError on an unknown one."""
+    wanted = [w.strip() for w in text.replace(" ", ",").split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in FORMATS]
+    if unknown or not wanted:
+        raise ConfigError(f"--format {text!r}: choose from {', '.join(FORMATS)} (comma-separated)")
+    return list(dict.fromkeys(wanted))
+
+
+# ------------------------------------------------------------------------------------------ cell text
+
+
+def pct(x: float | None) -> str:
+    """Returns a fraction as percent with one decimal, '—' for None / NaN."""
+    return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}"
+
+
+def quoted(x: float | None) -> str:
+    """Returns a quoted paper figure (already percent) with one decimal, '—' when the paper gives none."""
+    return "—" if x is None else f"{x:.1f}"
+
+
+def mean_sd(stat: MetricStat) -> str:
+    """Returns 'mean ± sd' in percent ('mean' alone when n = 1, '—' when n = 0)."""
+    if stat.n == 0:
+        return "—"
+    return pct(stat.mean) if stat.n < 2 else f"{pct(stat.mean)} ± {pct(stat.sd)}"
+
+
+def n_text(cell: Cell, stat: MetricStat) -> str:
+    """Returns 'n=3', or 'n=2/3' for a partial cell."""
+    return f"n={stat.n}" + (f"/{len(cell.expected)}" if cell.status == "partial" else "")
+
+
+def delta_text(cell: Cell, stat: MetricStat) -> str:
+    """Returns 'Δ +5.8*' (paired n added when it differs from the cell's n), '' without a Δ."""
+    if stat.paired is None:
+        return ""
+    d = stat.paired
+    extra = f" ({d.n} paired)" if d.n != stat.n else ""
+    return f"Δ {100 * d.delta:+.1f}{d.stars}{extra}"
+
+
+def status_text(cell: Cell) -> str:
+    """Returns the text of a cell without values: 'missing' or 'conflict: not averaged'."""
+    return "missing" if cell.status == "missing" else "conflict: not averaged †"
+
+
+def cell_text(cell: Cell, metric: str) -> tuple[str, str]:
+    """Returns (main, detail): 'mean ± sd' and 'n=3 · Δ +5.8*' (partial marked), or a status and ''."""
+    if not cell.has_values:
+        return status_text(cell), ""
+    stat = cell.metrics[metric]
+    detail = n_text(cell, stat) + (" partial" if cell.status == "partial" else "")
+    d = delta_text(cell, stat)
+    return mean_sd(stat), detail + (f" · {d}" if d else "")
+
+
+def footnote(board: Leaderboard) -> str:
+    """Returns the one-paragraph key to the leaderboard: what a cell shows, the test, n, bold, statuses."""
+    return (
+        "Cells: mean ± sd over fine-tuning seeds of AP / AP50 / AP25 in percent; n = seeds with a result. "
+        f"Δ: mean over the seeds both have of (method − {BASELINE}), percentage points; "
+        f"* p < {ALPHA:g}, ** p < {ALPHA / 5:g}, two-sided paired t-test over those seeds (df = n − 1; the paired n "
+        "is shown when it differs from the cell's n); no test with fewer than 2 paired seeds. "
+        "Bold: best mean per column among complete cells. partial: fewer seeds than other cells of the protocol; "
+        "missing: not run; conflict †: the runs disagree on protocol_hash or split_sha256 and are not averaged "
+        "(see the notes). Rows marked 'paper' are quoted from the paper's Tables 2 and 3 (S3DIS Area 5) and take no "
+        "part in any statistic."
+    )
+
+
+def cell_notes(board: Leaderboard) -> list[str]:
+    """Returns the notes: hash conflicts and protocol versions, partial cells, cells without a Δ."""
+    notes = list(board.notes)
+    for p in board.protocols:
+        for m in board.methods:
+            c = board.cell(p.name, m)
+            if c.status == "partial":
+                notes.append(f"{p.name}/{m}: partial, {c.reason}")
+            if c.delta_note:
+                notes.append(f"{p.name}/{m}: {c.delta_note}")
+    return notes
+
+
+def _is_best(board: Leaderboard, protocol: str, metric: str, method: str) -> bool:
+    return method in board.best.get((protocol, metric), set())
+
+
+def _ref_rows(board: Leaderboard) -> list[tuple[str, dict[str, QuotedRow]]]:
+    """Returns the quoted rows as (label, {protocol: row}), one per paper method present in any column."""
+    order: list[str] = []
+    by_label: dict[str, dict[str, QuotedRow]] = {}
+    for p in board.protocols:
+        for row in board.references.get(p.name, []):
+            label = f"paper: {row.label}"
+            if label not in by_label:
+                order.append(label)
+                by_label[label] = {}
+            by_label[label][p.name] = row
+    return [(label, by_label[label]) for label in order]
+
+
+def _class_cells(board: Leaderboard) -> list[tuple[str, str, Cell]]:
+    return [
+        (p.name, m, board.cell(p.name, m))
+        for p in board.protocols
+        for m in board.methods
+        if board.cell(p.name, m).has_values and board.cell(p.name, m).per_class
+    ]
+
+
+def _eval_best(rows: Sequence[EvalRow], metric: str) -> float:
+    values = [r.metric(metric) for r in rows if not math.isnan(r.metric(metric))]
+    return max(values) if values else math.nan
+
+
+# ------------------------------------------------------------------------------------------ terminal
+
+
+def to_terminal(report: Report) -> Group:
+    """Returns rich renderables: one table per protocol (quoted rows dimmed), the key, notes, unsupervised rows."""
+    board = report.board
+    parts: list = []
+    for p in board.protocols:
+        table = Table(title=f"{p.name}  ({p.dataset}, {p.unit}, {100 * p.fraction:g}% labels)", title_justify="left")
+        table.add_column("method")
+        for metric in METRICS:
+            table.add_column(LABELS[metric], justify="right")
+        for m in board.methods:
+            c = board.cell(p.name, m)
+            row = [m]
+            for metric in METRICS:
+                main, detail = cell_text(c, metric)
+                style = "bold" if _is_best(board, p.name, metric, m) else ("red" if c.status == "conflict" else "")
+                text = Text(main, style=style)
+                if detail:
+                    text.append(f"  {detail}", style="dim" if c.status == "ok" else "yellow")
+                row.append(text)
+            table.add_row(*row)
+        refs = board.references.get(p.name, [])
+        if refs:
+            table.add_section()
+            for r in refs:
+                table.add_row(
+                    Text(f"paper: {r.label} ({r.source}, quoted)", style="italic dim"),
+                    *[Text(quoted(r.metric(k)), style="italic dim") for k in METRICS],
+                )
+        parts.append(table)
+    parts.append(Text(footnote(board), style="dim"))
+    notes = cell_notes(board)
+    if notes:
+        parts.append(Text("notes:\n" + "\n".join(f"  • {n}" for n in notes), style="yellow"))
+    if report.evaluations:
+        parts.append(_unsup_terminal(report.evaluations))
+    return Group(*parts)
+
+
+def _unsup_terminal(rows: Sequence[EvalRow]) -> Table:
+    table = Table(title="Unsupervised class-agnostic instance segmentation", title_justify="left")
+    for col in ("method", "data", "scenes", "AP", "AP50", "AP25"):
+        table.add_column(col, justify="left" if col in ("method", "data") else "right")
+    best = {m: _eval_best(rows, m) for m in METRICS}
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.dataset,
+            "" if r.num_scenes is None else str(r.num_scenes),
+            *[Text(pct(r.metric(m)), style="bold" if r.metric(m) == best[m] else "") for m in METRICS],
+        )
+    table.add_section()
+    for q in UNSUPERVISED:
+        table.add_row(
+            Text(f"paper: {q.label} ({q.source}, {q.supervision}, quoted)", style="italic dim"),
+            Text("ScanNet v2 val", style="italic dim"),
+            "",
+            *[Text(quoted(q.metric(m)), style="italic dim") for m in METRICS],
+        )
+    return table
+
+
+# ------------------------------------------------------------------------------------------ Markdown
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def _md_table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _plain_cell(board: Leaderboard, protocol: str, method: str, metric: str, bold: tuple[str, str]) -> str:
+    c = board.cell(protocol, method)
+    main, detail = cell_text(c, metric)
+    if _is_best(board, protocol, metric, method):
+        main = f"{bold[0]}{main}{bold[1]}"
+    return f"{main} ({detail})" if detail else main
+
+
+def to_markdown(report: Report) -> str:
+    """Returns the report as Markdown (figures referenced as PNG files beside it)."""
+    board = report.board
+    lines = [f"# Leaderboard ({report.source})", ""]
+    header = ["method"] + [f"{p.name} {LABELS[m]}" for p in board.protocols for m in METRICS]
+    rows = [
+        [m] + [_plain_cell(board, p.name, m, metric, ("**", "**")) for p in board.protocols for metric in METRICS]
+        for m in board.methods
+    ]
+    for label, refs in _ref_rows(board):
+        rows.append(
+            [f"*{label} (quoted)*"]
+            + [
+                f"*{quoted(refs[p.name].metric(metric))}*" if p.name in refs else ""
+                for p in board.protocols
+                for metric in METRICS
+            ]
+        )
+    lines += _md_table(header, rows)
+    lines += ["", footnote(board), ""]
+    sources = sorted({f"{r.source}: {r.setting}" for refs in board.references.values() for r in refs})
+    if sources:
+        lines += ["Quoted paper rows: " + "; ".join(sources) + ".", ""]
+    notes = cell_notes(board)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    lines += _md_per_class(board)
+    for name, title in FIGURES.items():
+        if name in report.figures:
+            lines += [f"## {title}", "", f"![{title}]({name})", ""]
+    if report.evaluations:
+        lines += _md_unsupervised(report.evaluations)
+    return "\n".join(lines) + "\n"
+
+
+def _md_per_class(board: Leaderboard) -> list[str]:
+    cells = _class_cells(board)
+    if not cells:
+        return []
+    rows = [[f"{p} / {m}"] + [_class_text(c, name) for name in board.classes] for p, m, c in cells]
+    return (
+        ["## Per-class AP (mean ± sd over seeds, percent)", ""]
+        + _md_table(["protocol / method", *board.classes], rows)
+        + [""]
+    )
+
+
+def _class_text(cell: Cell, name: str) -> str:
+    stat = cell.per_class.get(name)
+    return "—" if stat is None else mean_sd(stat)
+
+
+def _md_unsupervised(rows: Sequence[EvalRow]) -> list[str]:
+    best = {m: _eval_best(rows, m) for m in METRICS}
+    body = [
+        [r.name, r.dataset, "" if r.num_scenes is None else str(r.num_scenes)]
+        + [f"**{pct(r.metric(m))}**" if r.metric(m) == best[m] else pct(r.metric(m)) for m in METRICS]
+        for r in rows
+    ]
+    body += [
+        [f"*paper: {q.label} ({q.source}, {q.supervision}, quoted)*", "*ScanNet v2 val*", ""]
+        + [f"*{quoted(q.metric(m))}*" for m in METRICS]
+        for q in UNSUPERVISED
+    ]
+    return (
+        ["## Unsupervised class-agnostic instance segmentation", ""]
+        + _md_table(["method", "data", "scenes", "AP", "AP50", "AP25"], body)
+        + [
+            "",
+            "Measured rows: class-agnostic ScanNet-style AP in percent, bold = best measured. Quoted rows: the paper's "
+            "Table 1 (class-agnostic block) and Table S1 on ScanNet v2 val, not comparable to other data.",
+            "",
+        ]
+    )
+
+
+# ------------------------------------------------------------------------------------------ CSV
+
+
+def leaderboard_frame(board: Leaderboard) -> pd.DataFrame:
+    """Returns one row per (protocol, method, metric): status, n, seeds, mean / sd / Δ in percent, p, hashes."""
+    records = []
+    for p in board.protocols:
+        for m in board.methods:
+            c = board.cell(p.name, m)
+            for metric in METRICS:
+                stat = c.metrics.get(metric, MetricStat({}))
+                paired = stat.paired
+                records.append(
+                    {
+                        "protocol": p.name,
+                        "dataset": p.dataset,
+                        "unit": p.unit,
+                        "fraction": p.fraction,
+                        "method": m,
+                        "metric": LABELS[metric],
+                        "status": c.status,
+                        "n": stat.n,
+                        "seeds": " ".join(map(str, sorted(stat.values))),
+                        "mean_pct": 100 * stat.mean if stat.n else math.nan,
+                        "sd_pct": 100 * stat.sd if stat.n >= 2 else math.nan,
+                        "delta_pct": math.nan if paired is None else 100 * paired.delta,
+                        "p_value": math.nan if paired is None else paired.p,
+                        "paired_n": 0 if paired is None else paired.n,
+                        "significance": "" if paired is None else paired.stars,
+                        "best": _is_best(board, p.name, metric, m),
+                        "protocol_hash": c.protocol_hash,
+                        "split_sha256": c.split_sha256,
+                        "note": "; ".join(x for x in (c.reason, c.delta_note) if x),
+                    }
+                )
+    return pd.DataFrame.from_records(records)
+
+
+def reference_frame(board: Leaderboard) -> pd.DataFrame:
+    """Returns the quoted paper rows (percent as printed in the paper), fine-tuning and unsupervised."""
+    records = []
+    for p in board.protocols:
+        for r in board.references.get(p.name, []):
+            records.append(
+                {
+                    "source": r.source,
+                    "setting": r.setting,
+                    "protocol": p.name,
+                    "method": r.method,
+                    "paper_label": r.label,
+                    "ap": r.ap,
+                    "ap50": r.ap50,
+                    "ap25": r.ap25,
+                }
+            )
+    for r in UNSUPERVISED:
+        records.append(
+            {
+                "source": r.source,
+                "setting": r.setting,
+                "protocol": "",
+                "method": r.method,
+                "paper_label": r.label,
+                "ap": r.ap,
+                "ap50": r.ap50,
+                "ap25": r.ap25,
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def per_class_frame(board: Leaderboard) -> pd.DataFrame:
+    """Returns one row per (protocol, method, class): n, mean and sd of the class's AP in percent."""
+    records = []
+    for p, m, c in _class_cells(board):
+        for name in board.classes:
+            stat = c.per_class.get(name, MetricStat({}))
+            records.append(
+                {
+                    "protocol": p,
+                    "method": m,
+                    "class": name,
+                    "n": stat.n,
+                    "mean_ap_pct": 100 * stat.mean if stat.n else math.nan,
+                    "sd_ap_pct": 100 * stat.sd if stat.n >= 2 else math.nan,
+                }
+            )
+    return pd.DataFrame.from_records(records, columns=["protocol", "method", "class", "n", "mean_ap_pct", "sd_ap_pct"])
+
+
+def unsupervised_frame(rows: Sequence[EvalRow]) -> pd.DataFrame:
+    """Returns the measured class-agnostic rows in percent with the file each came from."""
+    return pd.DataFrame.from_records(
+        [
+            {
+                "method": r.name,
+                "dataset": r.dataset,
+                "num_scenes": r.num_scenes,
+                "ap_pct": 100 * r.ap,
+                "ap50_pct": 100 * r.ap50,
+                "ap25_pct": 100 * r.ap25,
+                "file": str(r.path),
+            }
+            for r in rows
+        ],
+        columns=["method", "dataset", "num_scenes", "ap_pct", "ap50_pct", "ap25_pct", "file"],
+    )
+
+
+def write_csvs(report: Report, out: Path) -> list[Path]:
+    """Writes leaderboard.csv, paper-reference.csv, per-class.csv (and unsupervised.csv) atomically; returns them."""
+    frames = {
+        "leaderboard.csv": leaderboard_frame(report.board),
+        "paper-reference.csv": reference_frame(report.board),
+        "per-class.csv": per_class_frame(report.board),
+    }
+    if report.evaluations:
+        frames["unsupervised.csv"] = unsupervised_frame(report.evaluations)
+    return [write_text(out / name, frame.to_csv(index=False)) for name, frame in frames.items()]
+
+
+# ------------------------------------------------------------------------------------------ LaTeX
+
+
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+_TEX_UNICODE = {
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "−": "$-$",
+    "†": r"$\dagger$",
+    "—": "---",
+    "·": r"$\cdot$",
+    "σ": r"$\sigma$",
+    "→": r"$\to$",
+}
+
+
+def tex_escape(s: str) -> str:
+    """Returns s with LaTeX's special characters escaped and the report's Unicode signs as math (pdflatex-safe)."""
+    return "".join(_TEX_UNICODE.get(ch) or _TEX.get(ch, ch) for ch in s)
+
+
+def _tex_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> str:
+    c = board.cell(protocol, method)
+    if c.status == "missing":
+        return "--"
+    if c.status == "conflict":
+        return r"n/a$^\dagger$"
+    stat = c.metrics[metric]
+    if stat.n == 0:
+        return "--"
+    value = pct(stat.mean) if stat.n < 2 else f"{pct(stat.mean)} $\\pm$ {pct(stat.sd)}"
+    if _is_best(board, protocol, metric, method):
+        value = f"\\textbf{{{value}}}"
+    n = f"{stat.n}/{len(c.expected)}" if c.status == "partial" else str(stat.n)
+    text = f"{value} {{\\scriptsize ({n})}}"
+    if stat.paired is not None:
+        d = stat.paired
+        stars = f"^{{{d.stars}}}" if d.stars else ""
+        paired = f", {d.n}~paired" if d.n != stat.n else ""
+        text += f" {{\\scriptsize $\\Delta\\,{100 * d.delta:+.1f}{stars}${paired}}}"
+    return text
+
+
+def to_latex(report: Report) -> str:
+    """Returns a booktabs table (a complete `table` float) of the leaderboard with the quoted rows and the key."""
+    board = report.board
+    k = len(board.protocols)
+    lines = [
+        "% generated by `bench.py report`; needs \\usepackage{booktabs}",
+        "\\begin{table*}[t]",
+        "\\centering",
+        "\\resizebox{\\textwidth}{!}{%",
+        "\\begin{tabular}{l" + "rrr" * k + "}",
+        "\\toprule",
+        " & ".join(["Pre-train"] + [f"\\multicolumn{{3}}{{c}}{{{tex_escape(p.name)}}}" for p in board.protocols])
+        + " \\\\",
+        " ".join(f"\\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(k)),
+        " & ".join([""] + [LABELS[m] for _ in board.protocols for m in METRICS]) + " \\\\",
+        "\\midrule",
+    ]
+    for m in board.methods:
+        cells = [_tex_cell(board, p.name, m, metric) for p in board.protocols for metric in METRICS]
+        lines.append(" & ".join([tex_escape(m)] + cells) + " \\\\")
+    refs = _ref_rows(board)
+    if refs:
+        lines += [
+            "\\midrule",
+            f"\\multicolumn{{{1 + 3 * k}}}{{l}}{{\\textit{{Quoted from the paper (not measured)}}}} \\\\",
+        ]
+        for label, by_protocol in refs:
+            cells = [
+                f"\\textit{{{quoted(by_protocol[p.name].metric(metric))}}}" if p.name in by_protocol else ""
+                for p in board.protocols
+                for metric in METRICS
+            ]
+            lines.append(" & ".join([f"\\textit{{{tex_escape(label)}}}"] + cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{tex_escape(footnote(board))}}}", "\\end{table*}"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ HTML
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2em;color:#1a1a1a;background:#fff}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
+th,td{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+td:first-child,th.l{text-align:left}th.g{text-align:center}
+thead th{border-bottom:2px solid #333;background:#f4f4f4}
+td.best .v{font-weight:700}
+.d{color:#666;font-size:11px;display:block}
+td.partial{background:#fff8e1}td.missing{color:#999}td.conflict{background:#fdecea;color:#b00020}
+tr.quoted td{font-style:italic;color:#555;background:#fafafa}
+tbody.quoted tr:first-child td{border-top:2px solid #333}
+p.key{max-width:70em;color:#444;font-size:13px}
+ul.notes{color:#8a5300;font-size:13px}
+img{max-width:100%;border:1px solid #eee}
+"""
+
+
+def _h(s: object) -> str:
+    return html.escape(str(s))
+
+
+def _html_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> str:
+    c = board.cell(protocol, method)
+    main, detail = cell_text(c, metric)
+    classes = [c.status] + (["best"] if _is_best(board, protocol, metric, method) else [])
+    d = f'<span class="d">{_h(detail)}</span>' if detail else ""
+    return f'<td class="{" ".join(classes)}"><span class="v">{_h(main)}</span>{d}</td>'
+
+
+def to_html(report: Report) -> str:
+    """Returns one self-contained HTML page: inline CSS, figures as base64 data URIs, no external resource."""
+    board = report.board
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>freepoint-bench leaderboard ({_h(report.source)})</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Leaderboard <small>({_h(report.source)})</small></h1>",
+        '<table id="leaderboard"><thead><tr><th class="l" rowspan="2">method</th>',
+    ]
+    out += [f'<th class="g" colspan="3">{_h(p.name)}</th>' for p in board.protocols]
+    out.append(
+        "</tr><tr>" + "".join(f"<th>{LABELS[m]}</th>" for _ in board.protocols for m in METRICS) + "</tr></thead>"
+    )
+    out.append("<tbody>")
+    for m in board.methods:
+        cells = "".join(_html_cell(board, p.name, m, metric) for p in board.protocols for metric in METRICS)
+        out.append(f"<tr><td>{_h(m)}</td>{cells}</tr>")
+    out.append("</tbody>")
+    refs = _ref_rows(board)
+    if refs:
+        out.append('<tbody class="quoted">')
+        for label, by_protocol in refs:
+            cells = "".join(
+                f"<td>{quoted(by_protocol[p.name].metric(metric))}</td>" if p.name in by_protocol else "<td></td>"
+                for p in board.protocols
+                for metric in METRICS
+            )
+            out.append(f'<tr class="quoted"><td>{_h(label)} (quoted)</td>{cells}</tr>')
+        out.append("</tbody>")
+    out.append("</table>")
+    out.append(f'<p class="key">{_h(footnote(board))}</p>')
+    sources = sorted({f"{r.source}: {r.setting}" for refs in board.references.values() for r in refs})
+    if sources:
+        out.append(f'<p class="key">Quoted paper rows: {_h("; ".join(sources))}.</p>')
+    notes = cell_notes(board)
+    if notes:
+        out.append('<h2>Notes</h2><ul class="notes">' + "".join(f"<li>{_h(n)}</li>" for n in notes) + "</ul>")
+    cells = _class_cells(board)
+    if cells:
+        out.append('<h2>Per-class AP (mean ± sd over seeds, percent)</h2><table id="per-class"><thead><tr>')
+        out.append(
+            '<th class="l">protocol / method</th>'
+            + "".join(f"<th>{_h(n)}</th>" for n in board.classes)
+            + "</tr></thead><tbody>"
+        )
+        for p, m, c in cells:
+            out.append(
+                f"<tr><td>{_h(p)} / {_h(m)}</td>"
+                + "".join(f"<td>{_h(_class_text(c, n))}</td>" for n in board.classes)
+                + "</tr>"
+            )
+        out.append("</tbody></table>")
+    for name, title in FIGURES.items():
+        if name in report.figures:
+            data = base64.b64encode(report.figures[name]).decode("ascii")
+            out.append(f'<h2>{_h(title)}</h2><img alt="{_h(title)}" src="data:image/png;base64,{data}">')
+    if report.evaluations:
+        out.append(_html_unsupervised(report.evaluations))
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _html_unsupervised(rows: Sequence[EvalRow]) -> str:
+    best = {m: _eval_best(rows, m) for m in METRICS}
+    out = [
+        '<h2>Unsupervised class-agnostic instance segmentation</h2><table id="unsupervised"><thead><tr>',
+        "".join(f'<th class="{"l" if c in ("method", "data") else ""}">{c}</th>' for c in _UNSUP_COLUMNS),
+        "</tr></thead><tbody>",
+    ]
+    for r in rows:
+        vals = "".join(
+            f'<td class="{"best" if r.metric(m) == best[m] else ""}"><span class="v">{pct(r.metric(m))}</span></td>'
+            for m in METRICS
+        )
+        scenes = "" if r.num_scenes is None else r.num_scenes
+        out.append(f"<tr><td>{_h(r.name)}</td><td>{_h(r.dataset)}</td><td>{scenes}</td>{vals}</tr>")
+    out.append('</tbody><tbody class="quoted">')
+    for q in UNSUPERVISED:
+        vals = "".join(f"<td>{quoted(q.metric(m))}</td>" for m in METRICS)
+        out.append(
+            f'<tr class="quoted"><td>paper: {_h(q.label)} ({q.source}, {_h(q.supervision)}, quoted)</td>'
+            f"<td>ScanNet v2 val</td><td></td>{vals}</tr>"
+        )
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def write_report(report: Report, formats: Sequence[str], out: str | os.PathLike) -> list[Path]:
+    """Writes the file formats among `formats` into out (atomically) and returns the paths; 'terminal' writes none."""
+    out = Path(out)
+    written: list[Path] = []
+    if "md" in formats:
+        written.append(write_text(out / "leaderboard.md", to_markdown(report)))
+        written += [write_bytes(out / name, png) for name, png in report.figures.items()]
+    if "csv" in formats:
+        written += write_csvs(report, out)
+    if "latex" in formats:
+        written.append(write_text(out / "leaderboard.tex", to_latex(report)))
+    if "html" in formats:
+        written.append(write_text(out / "report.html", to_html(report)))
+    return written
