@@ -317,6 +317,10 @@ def pseudo_labels_cmd(
         list[str] | None,
         typer.Option("--compare", help="Also run classical baselines and evaluate all: dbscan,kmeans,birch,hdbscan."),
     ] = None,
+    compare_json: Annotated[
+        Path | None,
+        typer.Option("--compare-json", help="Write the --compare rows as JSON here (`bench.py report --evaluations`)."),
+    ] = None,
     diagnose: Annotated[
         bool,
         typer.Option(
@@ -374,6 +378,13 @@ def pseudo_labels_cmd(
                 progress=lambda done, total, name: progress.update(task, completed=done, item=name),
             )
         _print_compare(rows, dataset, len(mine))
+        if compare_json is not None:
+            from freepoint_bench.atomic import write_json
+
+            clean = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
+            doc = {"dataset": dataset, "num_scenes": len(mine), "class_agnostic": True, "rows": clean}
+            write_json(compare_json, doc)
+            console.print(f"wrote {compare_json}")
     if diagnose:
         from freepoint_bench.tuning.diagnose import diagnose_run
 
@@ -658,6 +669,38 @@ def tune_cmd(
     console.print(f"best config: {best_path}  (use: bench.py pseudo-labels --config {best_path})")
     for p in plots:
         console.print(f"plot: {p}")
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+@app.command("report")
+def report_cmd(
+    results: Annotated[Path, typer.Option("--results", help="The results store that `bench.py run` fills.")] = Path(
+        "results"
+    ),
+    formats: Annotated[
+        str, typer.Option("--format", "-f", help="Comma-separated: terminal, md, csv, html, latex.")
+    ] = "terminal,md,csv,html,latex",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report's files.")] = Path("report"),
+    evaluations: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--evaluations",
+            help="Class-agnostic evaluation JSONs (or folders of them) from `evaluate --json` / `--compare-json`.",
+        ),
+    ] = None,
+) -> None:
+    """The leaderboard over the results store: mean ± sd over seeds, Δ vs scratch (paired t-test), the paper quoted."""
+    from freepoint_bench import report as rp
+
+    chosen = rp.parse_formats(formats)
+    rows = rp.read_evaluations(evaluations) if evaluations else []
+    report = rp.build_report(rp.build_leaderboard(rp.load_results(results)), rows, source=str(results))
+    if "terminal" in chosen:
+        console.print(rp.to_terminal(report))
+    for path in rp.write_report(report, chosen, out):
+        console.print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------------- entry
