@@ -1,0 +1,154 @@
+"""Training data of the contrastive baselines: view pairs of each scene, voxelised as fine-tuning sees them.
+
+    dm = PairDataModule(store, names, config.train, config.views, mode="scene", use_rgb=False)
+    batch = next(iter(dm.train_dataloader()))
+    batch["a_coords"], batch["a_feats"]   # (M_a, 4) int32 [scene, x, y, z], (M_a, C) view a of every scene
+    batch["b_coords"], batch["b_feats"]   # the same for view b
+    batch["matches"]                      # (K, 2) int64 [row in a, row in b] of corresponding voxels
+    batch["match_scene"]                  # (K,) int64 scene of each match
+    batch["match_origin"]                 # (K, 3) float32 view a voxel's pre-augmentation centre, voxel units
+    batch["match_coords"]                 # (K, 3) float32 view a voxel's coordinates (voxel units)
+
+Each view goes through engine.data.make_sample (train=False: the views are already augmented), so the input
+channels are the fine-tuning model's (rgb - 0.5, normalised xyz); use_rgb=False zeroes the rgb channels
+(geometry-only input: every scene grey). A voxel of a matches at most one voxel of b and vice versa, chosen at
+random among the point matches between them. Views are seeded by (preset.seed, epoch, scene index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from baselines._train import BackboneModule
+from freepoint_bench.data.scene import Scene
+from freepoint_bench.data.views import ViewConfig, ViewPair, same_view_pair, scene_view_pair
+from freepoint_bench.engine.data import EpochSampler, make_sample
+from freepoint_bench.engine.presets import TrainPreset
+from freepoint_bench.errors import DataError
+
+Mode = Literal["scene", "same"]  # scene: two crops (PointContrast, CSC); same: one crop twice (DepthContrast)
+
+
+def _voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
+    counts = np.maximum(np.bincount(inverse, minlength=num_voxels), 1)
+    return np.stack([np.bincount(inverse, weights=values[:, c], minlength=num_voxels) / counts
+                     for c in range(values.shape[1])], axis=1)
+
+
+def voxel_matches(pair: ViewPair, inverse_a: np.ndarray, inverse_b: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Returns (K, 2) int64 [voxel of a, voxel of b]: the point matches lifted to voxels, one partner each,
+    picked uniformly at random among a voxel's point matches."""
+    if len(pair.matches) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.stack([inverse_a[pair.matches[:, 0]], inverse_b[pair.matches[:, 1]]], axis=1)
+    pairs = pairs[rng.permutation(len(pairs))]
+    for column in (0, 1):
+        _, first = np.unique(pairs[:, column], return_index=True)
+        pairs = pairs[np.sort(first)]
+    return pairs[np.argsort(pairs[:, 0], kind="stable")].astype(np.int64)
+
+
+def pair_sample(name: str, pair: ViewPair, preset: TrainPreset, rng: np.random.Generator,
+                use_rgb: bool = True) -> dict[str, Any]:
+    """Returns one training sample (numpy arrays) of a view pair: both views voxelised with make_sample and
+    the voxel matches with their pre-augmentation and view-a coordinates (voxel units)."""
+    out: dict[str, Any] = {"name": name}
+    inverses = []
+    for key, view in (("a", pair.a), ("b", pair.b)):
+        sample = make_sample(view.scene(name), preset, train=False)
+        feats = sample["feats"]
+        if not use_rgb:
+            feats = feats.copy()
+            feats[:, :3] = 0.0  # rgb - 0.5 of a grey scene: the channels stay, the colour is gone
+        out[f"{key}_coords"], out[f"{key}_feats"] = sample["coords"], feats
+        inverses.append(sample["inverse"])
+        if key == "a":
+            origin = _voxel_mean(view.origin, sample["inverse"], len(sample["coords"])) / preset.voxel_size_m
+    matches = voxel_matches(pair, inverses[0], inverses[1], rng)
+    out["matches"] = matches
+    out["match_origin"] = origin[matches[:, 0]].astype(np.float32)
+    out["match_coords"] = out["a_coords"][matches[:, 0]].astype(np.float32)
+    return out
+
+
+class PairDataset(Dataset):
+    """View-pair samples of `names` in `store` (keys: (epoch, index) from EpochSampler, or an int: epoch 0)."""
+
+    def __init__(self, store: Any, names: Sequence[str], preset: TrainPreset, views: ViewConfig,
+                 mode: Mode = "scene", use_rgb: bool = True) -> None:
+        self.store, self.names, self.preset, self.views = store, list(names), preset, views
+        self.mode, self.use_rgb = mode, use_rgb
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def pair(self, scene: Scene, rng: np.random.Generator) -> ViewPair:
+        """Returns the view pair of `scene` this dataset's mode makes."""
+        make = scene_view_pair if self.mode == "scene" else same_view_pair
+        return make(scene, self.views, rng)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = (0, key) if isinstance(key, int | np.integer) else key
+        scene = self.store.load(self.names[index])
+        rng = np.random.default_rng([self.preset.seed, int(epoch), int(index)])
+        return pair_sample(scene.name, self.pair(scene, rng), self.preset, rng, self.use_rgb)
+
+
+def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Returns a batch of pair samples (see the module docstring); match rows index the batch's rows."""
+    out: dict[str, Any] = {"names": [s["name"] for s in samples]}
+    offsets = {"a": 0, "b": 0}
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("a_coords", "a_feats", "b_coords", "b_feats", "matches",
+                                                            "match_scene", "match_origin", "match_coords")}
+    for b, s in enumerate(samples):
+        for key in ("a", "b"):
+            coords = torch.from_numpy(s[f"{key}_coords"])
+            parts[f"{key}_coords"].append(torch.cat([torch.full((len(coords), 1), b, dtype=torch.int32), coords], 1))
+            parts[f"{key}_feats"].append(torch.from_numpy(s[f"{key}_feats"]))
+        m = torch.from_numpy(s["matches"])
+        parts["matches"].append(m + torch.tensor([offsets["a"], offsets["b"]]))
+        parts["match_scene"].append(torch.full((len(m),), b, dtype=torch.long))
+        parts["match_origin"].append(torch.from_numpy(s["match_origin"]))
+        parts["match_coords"].append(torch.from_numpy(s["match_coords"]))
+        offsets["a"] += len(s["a_coords"])
+        offsets["b"] += len(s["b_coords"])
+    out.update({k: torch.cat(v) for k, v in parts.items()})
+    out["num_scenes"] = len(samples)
+    return out
+
+
+class PairDataModule(pl.LightningDataModule):
+    """Lightning DataModule of view pairs over a scene store (shuffled and seeded per epoch)."""
+
+    def __init__(self, store: Any, names: Sequence[str], preset: TrainPreset, views: ViewConfig,
+                 mode: Mode = "scene", use_rgb: bool = True) -> None:
+        super().__init__()
+        if not names:
+            raise DataError("no scenes to train on; check the split / --scene selection")
+        self.train_set = PairDataset(store, names, preset, views, mode, use_rgb)
+
+    def train_dataloader(self) -> DataLoader:
+        """Returns the shuffled, epoch-seeded loader of view-pair batches."""
+        preset = self.train_set.preset
+        return DataLoader(self.train_set, batch_size=preset.batch_size, collate_fn=collate_pairs,
+                          sampler=EpochSampler(len(self.train_set), seed=preset.seed, shuffle=True),
+                          num_workers=preset.num_workers, persistent_workers=preset.num_workers > 0,
+                          drop_last=False)
+
+
+class PairModule(BackboneModule):
+    """A BackboneModule trained on view-pair batches: point_features gives both views' backbone features."""
+
+    def point_features(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the L2-normalised backbone features (M_a, C), (M_b, C) of both views' voxels."""
+        fa = self.backbone(batch["a_coords"], batch["a_feats"]).feats
+        fb = self.backbone(batch["b_coords"], batch["b_feats"]).feats
+        return F.normalize(fa, dim=1), F.normalize(fb, dim=1)

@@ -1,0 +1,451 @@
+"""Training plumbing shared by the baselines that train a backbone (pointcontrast, csc, depthcontrast, ...).
+
+    config = make_config(PointContrastConfig, "cpu-small", PRESETS, overrides)   # routed, validated overrides
+    prepare_run(out_dir, run_record(name, config, names), resume=..., overwrite=...)   # run.json, resume check
+    metrics = train_stage(module, datamodule, config.train, out_dir / "train", config.epochs, resume=...)
+    result = publish_backbone(name, store, names, config, config.train, module.backbone, metrics, checkpoints_dir)
+
+A run directory holds:
+
+    out_dir/run.json                the method, its config and the scene list (a resume must match them)
+    out_dir/train/lightning/        Lightning's last.ckpt (resume point of an interrupted run)
+    out_dir/train/logs/             CSV loss logs
+    out_dir/train/backbone.ckpt     the trained backbone, out_dir/train/done.json its metrics (a finished run)
+
+The published checkpoint follows the checkpoint contract: the backbone FreePoint builds from the same
+TrainPreset (engine.module.segmenter_config(preset).backbone), saved with save_model_checkpoint and listed in
+checkpoints_dir/index.json under `<method>-<dataset>-<hash>`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_only
+
+from freepoint_bench.atomic import stable_hash, write_json
+from freepoint_bench.engine.checkpoints import (
+    code_version,
+    data_description,
+    environment,
+    input_metadata,
+    register_checkpoint,
+    save_model_checkpoint,
+)
+from freepoint_bench.engine.module import segmenter_config
+from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
+from freepoint_bench.errors import CheckpointError, ConfigError
+from freepoint_bench.models.backbone import Res16UNet
+from freepoint_bench.models.checkpoint import load_checkpoint, load_into
+from freepoint_bench.pretext.base import PretrainResult, ProgressFn
+from freepoint_bench.pretext.freepoint import CODE_VERSIONS, _differences, _environment_changes
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+STAGE = "train"
+HISTORY_KEY = "baselines_loss_history"
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+class OptimConfig(BaseModel):
+    """Optimiser and per-step LR schedule of a baseline (SGD as PointContrast / CSC / DepthContrast).
+
+    exponential: lr * gamma ** (step // decay_every) (PointContrast's ExpLR stepped every lr_update_freq
+    iterations); cosine: from lr down to final_lr over the run (DepthContrast); constant: lr throughout.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)  # PointContrast / CSC defaults.yaml opt.lr
+    momentum: float = Field(0.8, ge=0, lt=1)  # PointContrast / CSC opt.momentum (DepthContrast: 0.9)
+    dampening: float = Field(0.1, ge=0, lt=1)  # PointContrast / CSC opt.sgd_dampening
+    weight_decay: float = Field(1e-4, ge=0)  # all three: 1e-4
+    schedule: Literal["exponential", "cosine", "constant"] = "exponential"
+    gamma: float = Field(0.99, gt=0, le=1)  # ExpLR factor (PointContrast / CSC opt.exp_gamma)
+    decay_every: int = Field(250, ge=1)  # steps between ExpLR factors (their launch scripts' lr_update_freq)
+    final_lr: float = Field(0.0, ge=0)  # cosine end point (DepthContrast: base_lr / 1000)
+
+    def build(self, params: Any, total_steps: int) -> Any:
+        """Returns Lightning's optimizer (and per-step scheduler) config over `params` for a run of total_steps."""
+        if self.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+                                        weight_decay=self.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule == "constant":
+            return optimizer
+        total = max(int(total_steps), 1)
+        if self.schedule == "exponential":
+            factor: Callable[[int], float] = lambda step: self.gamma ** (step // self.decay_every)  # noqa: E731
+        else:
+            floor = self.final_lr / self.lr
+            factor = lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _one_line(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+
+
+def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], overrides: dict[str, Any]) -> Any:
+    """Returns a validated `cls` for training preset `preset` (cpu-small / paper) with `overrides` applied.
+
+    presets[preset] holds the method's own values for that preset: "train" (TrainPreset overrides) and the
+    other sub-configs (dicts), plus bare method fields. An override key is `<group>.<field>` for a sub-config
+    (train.lr, views.crop_fraction, optim.momentum), a bare method field (temperature, epochs), or a bare
+    TrainPreset field (batch_size, seed). `epochs1` (the CLI's --epochs1) means `epochs`.
+    """
+    if preset not in presets:
+        raise ConfigError(f"unknown training preset {preset!r}; choose one of {sorted(presets)}")
+    groups = {k for k, f in cls.model_fields.items() if isinstance(f.annotation, type)
+              and issubclass(f.annotation, BaseModel)}
+    base = presets[preset]
+    # a sub-config starts from the field's own default (e.g. DepthContrast's OptimConfig), train from the preset
+    values: dict[str, Any] = {g: {**({} if g == "train" else cls.model_fields[g].default.model_dump()),
+                                  **base.get(g, {})} for g in groups}
+    values.update({k: v for k, v in base.items() if k not in groups})
+    train_fields = set(TrainPreset.model_fields)
+    for key, value in overrides.items():
+        head, _, tail = key.partition(".")
+        key = "epochs" if key == "epochs1" else key
+        if tail and head in groups:
+            values[head][tail] = value
+        elif key in cls.model_fields and key not in groups:
+            values[key] = value
+        elif key in train_fields or (tail and head in TrainPreset.model_fields):
+            values["train"][key] = value
+        else:
+            known = sorted(set(cls.model_fields) - groups)
+            raise ConfigError(f"unknown {cls.__name__} field {key!r}; use one of {known}, a training preset field, "
+                              f"or {', '.join(sorted(g + '.<field>' for g in groups))}")
+    train = get_preset(preset, **values.pop("train"))
+    try:
+        return cls(train=train, **values)
+    except ValidationError as e:
+        raise ConfigError(f"invalid {cls.__name__}: {_one_line(e)}") from None
+
+
+# ---------------------------------------------------------------------------------------------- run directory
+
+
+def run_record(method: str, config: BaseModel, names: Sequence[str]) -> dict[str, Any]:
+    """Returns the run.json content that a resume must match: method, config (model_dump) and scenes."""
+    return {"method": method, "config": config.model_dump(mode="json"), "scenes": sorted(names)}
+
+
+def prepare_run(out_dir: Path, run: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    """Checks `out_dir` against `run` and (re)writes its run.json with this start's code version.
+
+    A directory with another run's run.json needs resume=True (and then the same method, config and scenes:
+    ConfigError naming the differing fields) or overwrite=True (which deletes the old run's state). Only rank
+    0 touches the directory (DDP runs this on every rank).
+    """
+    if rank_zero_only.rank != 0:
+        return
+    run_file = out_dir / RUN_FILE
+    versions: list[dict] = []
+    if run_file.is_file():
+        if resume:
+            try:
+                old = json.loads(run_file.read_text())
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"{run_file}: unreadable run record ({e}); delete the run dir to restart") from None
+            versions = list(old.pop(CODE_VERSIONS, []))
+            diffs = _differences(old, run)
+            if diffs:
+                raise ConfigError(f"{run_file}: cannot resume, the run was started with different settings: "
+                                  + "; ".join(diffs) + ". Use the original settings, or overwrite / another out dir")
+            changed = _environment_changes([v["environment"] for v in versions if "environment" in v], environment())
+            if changed:
+                log.warning("%s: resuming in another environment (%s); runs reproduce bit for bit only in one",
+                            run_file, changed)
+        elif overwrite:
+            shutil.rmtree(out_dir / STAGE, ignore_errors=True)
+            run_file.unlink()
+        else:
+            raise ConfigError(f"{out_dir} already holds a pretraining run; pass resume (--resume) to continue it, "
+                              "overwrite (--overwrite) to start again, or choose another out dir")
+    write_json(run_file, {**run, CODE_VERSIONS: [*versions, {**code_version(), "environment": environment()}]})
+
+
+# ---------------------------------------------------------------------------------------------- the module
+
+
+def build_backbone(preset: TrainPreset) -> Res16UNet:
+    """Returns the backbone FreePoint's segmenter has for `preset`, initialised from preset.seed."""
+    torch.manual_seed(preset.seed)
+    return Res16UNet(segmenter_config(preset).backbone)
+
+
+class BackboneModule(pl.LightningModule):
+    """A LightningModule training `self.backbone` (plus any heads a subclass adds) with an OptimConfig.
+
+    Subclasses compute their loss terms in training_step and pass them to `record` (logs them and keeps the
+    per-scene epoch means over all ranks in `loss_history`, saved in Lightning's checkpoints for resumes).
+    """
+
+    def __init__(self, preset: TrainPreset, optim: OptimConfig, hparams: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters(hparams)  # plain types: Lightning's checkpoints load with weights_only
+        self.preset, self.optim = preset, optim
+        self.backbone = build_backbone(preset)
+        self.loss_history: list[dict[str, float]] = []  # per epoch: {"epoch", "loss", <term>: mean per scene}
+        self._sums: dict[str, float] = {}
+        self._scenes = 0.0
+
+    def record(self, terms: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+        """Returns terms["loss"] after logging every term and adding it (weighted by `size` scenes) to the
+        running epoch means over all ranks."""
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss", on_step=name == "loss",
+                     on_epoch=True, sync_dist=True)
+        device = terms["loss"].device
+        values = torch.stack([torch.as_tensor(v).detach().float().to(device) * size for v in terms.values()]
+                             + [torch.tensor(float(size), device=device)])
+        if self.trainer.world_size > 1:
+            values = self.trainer.strategy.reduce(values, reduce_op="sum")
+        *sums, scenes = values.tolist()
+        for name, value in zip(terms, sums, strict=True):
+            self._sums[name] = self._sums.get(name, 0.0) + value
+        self._scenes += scenes
+        entry = {"epoch": float(self.current_epoch), **self.epoch_losses()}
+        if self.loss_history and self.loss_history[-1]["epoch"] == entry["epoch"]:
+            self.loss_history[-1] = entry
+        else:
+            self.loss_history.append(entry)
+        return terms["loss"]
+
+    def epoch_losses(self) -> dict[str, float]:
+        """Returns the per-scene mean of each loss term over the running epoch (all ranks)."""
+        return {k: v / max(self._scenes, 1.0) for k, v in self._sums.items()}
+
+    def on_train_epoch_start(self) -> None:
+        self._sums, self._scenes = {}, 0.0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[HISTORY_KEY] = [dict(h) for h in self.loss_history]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.loss_history = [dict(h) for h in checkpoint.get(HISTORY_KEY, [])]
+
+    def trainable_parameters(self) -> Any:
+        """Returns the parameters the optimiser updates (default: all; MoCo leaves its key encoder out)."""
+        return self.parameters()
+
+    def configure_optimizers(self) -> Any:
+        """Returns the OptimConfig's optimiser and schedule over the run's steps."""
+        return self.optim.build(self.trainable_parameters(), int(self.trainer.estimated_stepping_batches))
+
+    def loss_summary(self) -> dict[str, Any]:
+        """Returns {"loss_first_epoch", "loss_last_epoch", "final_losses", "loss_history"} of the run."""
+        if not self.loss_history:
+            return {"loss_first_epoch": math.nan, "loss_last_epoch": math.nan, "final_losses": {}, "loss_history": []}
+        return {
+            "loss_first_epoch": self.loss_history[0]["loss"],
+            "loss_last_epoch": self.loss_history[-1]["loss"],
+            "final_losses": {k: v for k, v in self.loss_history[-1].items() if k != "epoch"},
+            "loss_history": [h["loss"] for h in self.loss_history],
+        }
+
+
+class EpochProgress(Callback):
+    """Reports progress(stage, epoch, epochs, "loss x.xxxx") after each epoch (rank 0 only)."""
+
+    def __init__(self, progress: ProgressFn, stage: str, epochs: int) -> None:
+        self.progress, self.stage, self.epochs = progress, stage, epochs
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and isinstance(pl_module, BackboneModule):
+            loss = pl_module.epoch_losses().get("loss", math.nan)
+            self.progress(self.stage, trainer.current_epoch + 1, self.epochs, f"loss {loss:.4f}")
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def train_stage(
+    module: BackboneModule,
+    datamodule: pl.LightningDataModule,
+    stage_dir: Path,
+    epochs: int,
+    meta: dict[str, Any],
+    *,
+    resume: bool = False,
+    devices: int | str = 1,
+    nodes: int = 1,
+    progress: ProgressFn | None = None,
+    stage: str = STAGE,
+    enable_progress_bar: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, Any]:
+    """Returns the metrics of training `module` for `epochs` epochs in `stage_dir`.
+
+    A finished stage (resume=True, done.json and backbone.ckpt present) is not trained again: its backbone
+    weights are loaded into `module` and its recorded metrics returned. An interrupted one resumes from its
+    last.ckpt. Rank 0 writes stage_dir/backbone.ckpt (with `meta` plus the metrics) and done.json.
+    """
+    devices = check_devices(devices, nodes)
+    weights, done_file = stage_dir / "backbone.ckpt", stage_dir / "done.json"
+    if resume and done_file.is_file() and weights.is_file():
+        state, saved = load_checkpoint(weights)
+        if saved.get("part") != "backbone":
+            raise CheckpointError(f"{weights}: holds a {saved.get('part')!r}, not a backbone; delete the run dir")
+        load_into(module.backbone, state, saved, path=weights)
+        log.info("%s already finished; skipping its training", stage_dir)
+        return json.loads(done_file.read_text())
+    ckpt = last_checkpoint(stage_dir) if resume else None
+    if ckpt is not None:
+        log.info("resuming from %s", ckpt)
+    extra = list(callbacks)
+    if progress is not None:
+        extra.append(EpochProgress(progress, stage, epochs))
+    trainer = make_trainer(module.preset, stage_dir, epochs, devices=devices, nodes=nodes,
+                           enable_progress_bar=enable_progress_bar, callbacks=extra)
+    fit(trainer, module, datamodule, ckpt_path=ckpt)
+    metrics = {"epochs": epochs, "steps": int(trainer.global_step), **module.loss_summary()}
+    if trainer.is_global_zero:
+        save_model_checkpoint(weights, module.backbone, {**meta, "metrics": {stage: metrics}})
+        write_json(done_file, metrics)
+    return metrics
+
+
+def publish_backbone(
+    method: str,
+    store: Any,
+    names: Sequence[str],
+    config: BaseModel,
+    preset: TrainPreset,
+    backbone: Res16UNet,
+    metrics: dict[str, Any],
+    checkpoints_dir: Path,
+    input_extra: dict[str, Any] | None = None,
+    write: bool = True,
+) -> PretrainResult:
+    """Returns the PretrainResult of `backbone`, written (write=True) to checkpoints_dir/<id>-backbone.ckpt with
+    the contract's metadata and registered in checkpoints_dir/index.json; id = <method>-<dataset>-<hash>.
+
+    input_extra: what the method feeds differently from engine.data.make_sample (e.g. {"rgb": "zeroed"})."""
+    meta = checkpoint_metadata(method, store, names, config, preset, backbone, input_extra)
+    meta["metrics"] = metrics
+    run_id = f"{method}-{meta['data']['dataset']}-{stable_hash(meta['config'], meta['data'], length=10)}"
+    meta["id"] = run_id
+    path = Path(checkpoints_dir) / f"{run_id}-backbone.ckpt"
+    if write:
+        save_model_checkpoint(path, backbone, meta)
+        register_checkpoint(Path(checkpoints_dir) / "index.json", run_id, meta, {"backbone": path})
+        log.info("wrote %s", path)
+    return PretrainResult(method=method, backbone=path, metadata=meta)
+
+
+def checkpoint_metadata(method: str, store: Any, names: Sequence[str], config: BaseModel, preset: TrainPreset,
+                        backbone: Res16UNet, input_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Returns the contract's checkpoint metadata (all but "metrics" and "id") of a backbone trained on `names`."""
+    return {
+        "method": method,
+        "config": config.model_dump(mode="json"),
+        "data": data_description(store, sorted(names)),
+        "architecture": backbone.architecture(),
+        "backend": preset.backend,
+        "input": {**input_metadata(preset), **(input_extra or {})},
+        "code_version": code_version(),
+        "environment": environment(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the method
+
+
+class TrainedPretext:
+    """A PretextMethod that trains a backbone module on a datamodule in one Lightning stage.
+
+    Subclasses set `name`, `config_cls` (a frozen pydantic model with fields `train: TrainPreset`, `epochs`
+    and their own) and `presets` (see make_config), and implement build_module / build_data; input_extra
+    says what their input differs in from make_sample's (recorded in the checkpoint's "input").
+    """
+
+    name: str = ""
+    config_cls: type[BaseModel]
+    presets: dict[str, dict] = {}
+
+    def default_config(self, preset: str = "cpu-small", **overrides: Any) -> Any:
+        """Returns the method's config for training preset `preset` (cpu-small, paper) with `overrides` (see
+        make_config: `train.<field>`, `views.<field>`, `optim.<field>`, a bare method or preset field)."""
+        return make_config(self.config_cls, preset, self.presets, overrides)
+
+    def build_module(self, config: Any) -> BackboneModule:
+        """Returns a freshly initialised module for `config`."""
+        raise NotImplementedError
+
+    def build_data(self, store: Any, names: list[str], config: Any) -> pl.LightningDataModule:
+        """Returns the datamodule of `names`."""
+        raise NotImplementedError
+
+    def input_extra(self, config: Any) -> dict[str, Any]:
+        """Returns the checkpoint's "input" entries beyond input_metadata(preset) ({} by default)."""
+        return {}
+
+    def pretrain(
+        self,
+        store: Any,
+        config: Any,
+        out_dir: str | Path,
+        *,
+        names: list[str] | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: ProgressFn | None = None,
+        checkpoints_dir: str | Path = "checkpoints",
+        devices: int | str = 1,
+        nodes: int = 1,
+        enable_progress_bar: bool = False,
+        callbacks: Sequence[Callback] | None = None,
+        **unused: Any,
+    ) -> PretrainResult:
+        """Returns the backbone checkpoint after training on `store`'s scenes (`names`, default: its train split).
+
+        out_dir: the run directory (module docstring of baselines._train); resume / overwrite as FreePoint's
+        (a resume needs the recorded config and scenes; a finished run only republishes its backbone).
+        checkpoints_dir: where `<id>-backbone.ckpt` and index.json go. devices / nodes: Lightning's (DDP when
+        more than one). Other keyword arguments of the CLI (label_workers, ...) are accepted and unused.
+        """
+        if not isinstance(config, self.config_cls):
+            raise ConfigError(f"{self.name}: expected a {self.config_cls.__name__}, got {type(config).__name__}")
+        out_dir = Path(out_dir)
+        names = sorted(names if names is not None else store.names("train"))
+        if not names:
+            raise ConfigError("no scenes to pretrain on; check the split or the --scene selection")
+        devices = check_devices(devices, nodes)
+        prepare_run(out_dir, run_record(self.name, config, names), resume, overwrite)
+        module = self.build_module(config)
+        meta = checkpoint_metadata(self.name, store, names, config, config.train, module.backbone,
+                                   self.input_extra(config))
+        metrics = train_stage(module, self.build_data(store, names, config), out_dir / STAGE, config.epochs, meta,
+                              resume=resume, devices=devices, nodes=nodes, progress=progress,
+                              enable_progress_bar=enable_progress_bar, callbacks=list(callbacks or []))
+        return publish_backbone(self.name, store, names, config, config.train, module.backbone, {STAGE: metrics},
+                                Path(checkpoints_dir), self.input_extra(config), write=rank_zero_only.rank == 0)
+
+
+def sample_rows(count: int, limit: int, seed: int, step: int, rank: int, device: torch.device | str) -> torch.Tensor:
+    """Returns min(count, limit) distinct random rows of range(count), seeded by (seed, step, rank) so a resumed
+    run draws what the uninterrupted one would have."""
+    if count <= limit:
+        return torch.arange(count, device=device)
+    generator = torch.Generator().manual_seed(int(stable_hash(seed, step, rank, length=12), 16))
+    return torch.randperm(count, generator=generator)[:limit].to(device)

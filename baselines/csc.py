@@ -1,0 +1,105 @@
+"""Contrastive Scene Contexts (CSC; Hou et al., CVPR 2021): PointInfoNCE within ShapeContext partitions.
+
+    method = get_method("csc")
+    config = method.default_config("cpu-small", num_partitions=4)   # the fast 2 x 2 variant
+    result = method.pretrain(store, config, Path("runs/csc"), names=train_names)
+
+Per scene of a batch, `num_points` matched voxels are sampled; around each anchor the space is cut into
+ShapeContext partitions (8: 2 radial shells [r1, r2), [r2, ∞) x 4 angular bins, the released checkpoints; or
+4: above / below x inner / outer, CSC's fast_partition) in voxel units, and PointInfoNCE is computed once per
+partition with only that partition's points as negatives (logits of the others masked out, the positive kept);
+the scene's loss is the mean over partitions, the batch's the mean over scenes. world_space=True (the launch
+script's data.world_space) partitions in the scene's pre-augmentation frame, False in view a's voxel frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from baselines._pairs import PairDataModule, PairModule
+from baselines._train import OptimConfig, TrainedPretext, sample_rows
+from baselines.losses import partitioned_info_nce, shape_context_partitions, shape_context_partitions_fast
+from freepoint_bench.data.views import ViewConfig
+from freepoint_bench.engine.presets import TrainPreset, get_preset
+
+
+class CSCConfig(BaseModel):
+    """A CSC run (defaults: the released pretraining script and ShapeContext settings)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
+    views: ViewConfig = ViewConfig()  # how the two views are cut (data.views)
+    optim: OptimConfig = OptimConfig(decay_every=1000)  # SGD 0.1 / 0.8, ExpLR 0.99 every 1000 steps (script)
+    epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
+    temperature: float = Field(0.4, gt=0)  # misc.nceT
+    num_points: int = Field(4096, ge=2)  # misc.npos: matched points sampled per scene
+    num_partitions: Literal[8, 4] = 8  # 8: 2 radial x (nbins_xy 2 x nbins_zy 2) angular; 4: fast_partition
+    r1: float = Field(2.0, ge=0)  # shape_context.r1, inner radius in voxels
+    r2: float = Field(20.0, gt=0)  # shape_context.r2, outer radius in voxels
+    world_space: bool = True  # data.world_space: partitions in pre-augmentation coordinates
+    use_rgb: bool = True  # the released trainer feeds colours (misc.use_color_feat)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-small": {"epochs": 10, "views": {"max_points": 20_000}},
+    # 100k iterations x 32 pairs (8 GPUs x 4) over ScanNet's 1201 training scans: ~2700 epochs.
+    "paper": {"epochs": 2700, "train": {"batch_size": 4}},
+}
+
+
+class CSCModule(PairModule):
+    """Partitioned PointInfoNCE training of the backbone on batches of baselines._pairs.collate_pairs."""
+
+    def __init__(self, config: CSCConfig | dict) -> None:
+        config = config if isinstance(config, CSCConfig) else CSCConfig(**config)
+        super().__init__(config.train, config.optim, {"config": config.model_dump(mode="json")})
+        self.config = config
+
+    def partitions(self, xyz: torch.Tensor) -> torch.Tensor:
+        """Returns the (P, P) partition of every point around every anchor of xyz (P, 3) voxel units."""
+        c = self.config
+        if c.num_partitions == 4:
+            return shape_context_partitions_fast(xyz, c.r1, c.r2)
+        return shape_context_partitions(xyz, c.r1, c.r2, nbins_xy=2, nbins_zy=2)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Returns the mean over the batch's scenes of their partitioned PointInfoNCE."""
+        fa, fb = self.point_features(batch)
+        c = self.config
+        position = batch["match_origin"] if c.world_space else batch["match_coords"]
+        losses = []
+        for b in range(batch["num_scenes"]):
+            rows = torch.nonzero(batch["match_scene"] == b).flatten()
+            rows = rows[sample_rows(len(rows), c.num_points, c.train.seed, self.global_step * 1024 + b,
+                                    self.global_rank, rows.device)]
+            if len(rows) < 2:
+                continue
+            m = batch["matches"][rows]
+            losses.append(partitioned_info_nce(fa[m[:, 0]], fb[m[:, 1]], self.partitions(position[rows]),
+                                               c.num_partitions, c.temperature))
+        loss = torch.stack(losses).mean() if losses else (fa.sum() + fb.sum()) * 0.0
+        return self.record({"loss": loss}, batch["num_scenes"])
+
+
+class CSCPretext(TrainedPretext):
+    """The `csc` pretext method."""
+
+    name = "csc"
+    config_cls = CSCConfig
+    presets = PRESETS
+
+    def build_module(self, config: CSCConfig) -> CSCModule:
+        """Returns a fresh CSCModule."""
+        return CSCModule(config)
+
+    def build_data(self, store: Any, names: list[str], config: CSCConfig) -> PairDataModule:
+        """Returns the view-pair datamodule (two crops per scene)."""
+        return PairDataModule(store, names, config.train, config.views, mode="scene", use_rgb=config.use_rgb)
+
+    def input_extra(self, config: CSCConfig) -> dict[str, Any]:
+        """Returns {"rgb": "used" | "zeroed"}."""
+        return {"rgb": "used" if config.use_rgb else "zeroed"}

@@ -1,0 +1,123 @@
+"""DepthContrast (Zhang et al., ICCV 2021), voxel format: MoCo instance discrimination of single views.
+
+    method = get_method("depthcontrast")
+    config = method.default_config("cpu-small")
+    result = method.pretrain(store, config, Path("runs/depthcontrast"), names=train_names)
+
+Each scene gives one partial view (a crop of `views.crop_fraction`, in place of the original's single depth
+frame) augmented twice (data.views.same_view_pair). The query encoder (backbone, global max-pool of its last
+decoder features per scene, MLP head, L2 norm) embeds one augmentation; the key encoder, a momentum copy
+(θ_k ← m θ_k + (1 - m) θ_q before each step), embeds the other; the InfoNCE positive is the own key and the
+negatives the queue of earlier keys, which then takes this step's keys (gathered over all DDP ranks). Only
+the query backbone is published. Input is geometry-only by default (DepthContrast sees depth, no colour).
+DDP note: the original's shuffled BN is not reproduced; each rank normalises its own scenes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from baselines._pairs import PairDataModule
+from baselines._train import BackboneModule, OptimConfig, TrainedPretext
+from baselines.losses import KeyQueue, moco_info_nce, momentum_update
+from freepoint_bench.data.views import ViewConfig
+from freepoint_bench.engine.presets import TrainPreset, get_preset
+
+
+class DepthContrastConfig(BaseModel):
+    """A DepthContrast run (defaults: the released configs/point_vox_template.yaml)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
+    views: ViewConfig = ViewConfig()  # the one crop and its two augmentations (data.views)
+    # SGD 0.12 momentum 0.9 weight decay 1e-4, cosine to 0.00012 (optimizer of the template)
+    optim: OptimConfig = OptimConfig(lr=0.12, momentum=0.9, dampening=0.0, schedule="cosine", final_lr=0.00012)
+    epochs: int = Field(10, ge=1)  # optimizer.num_epochs (paper preset: 1000)
+    temperature: float = Field(0.1, gt=0)  # NCE_LOSS.TEMPERATURE
+    queue_size: int = Field(131_072, ge=1)  # NCE_LOSS.NUM_NEGATIVES
+    embedding_dim: int = Field(128, ge=1)  # NCE_LOSS.EMBEDDING_DIM
+    head_hidden: int = Field(256, ge=1)  # args_vox.mlp_dim [256, 256, 128]: the MLP's hidden width
+    momentum: float = Field(0.999, ge=0, lt=1)  # MoCo key-encoder momentum
+    use_rgb: bool = False  # depth only, as the original; True feeds the colours
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A small queue (the dev scans give a few keys per step) and few epochs on the CPU.
+    "cpu-small": {"epochs": 10, "queue_size": 64, "views": {"max_points": 20_000}},
+    # BATCHSIZE_PER_REPLICA 32 in the template; our batch is per device.
+    "paper": {"epochs": 1000, "train": {"batch_size": 32}},
+}
+
+
+class DepthContrastModule(BackboneModule):
+    """MoCo training of backbone + head against a momentum key encoder and a key queue."""
+
+    def __init__(self, config: DepthContrastConfig | dict) -> None:
+        config = config if isinstance(config, DepthContrastConfig) else DepthContrastConfig(**config)
+        super().__init__(config.train, config.optim, {"config": config.model_dump(mode="json")})
+        self.config = config
+        width = self.backbone.out_channels
+        self.head = nn.Sequential(nn.Linear(width, config.head_hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(config.head_hidden, config.embedding_dim))
+        self.key_backbone = copy.deepcopy(self.backbone)
+        self.key_head = copy.deepcopy(self.head)
+        for p in [*self.key_backbone.parameters(), *self.key_head.parameters()]:
+            p.requires_grad_(False)
+        self.queue = KeyQueue(config.queue_size, config.embedding_dim, seed=config.train.seed)
+
+    def trainable_parameters(self) -> Any:
+        """Returns the query encoder's parameters (the key encoder follows by momentum)."""
+        return [*self.backbone.parameters(), *self.head.parameters()]
+
+    @staticmethod
+    def embed(backbone: nn.Module, head: nn.Module, coords: torch.Tensor, feats: torch.Tensor,
+              num_scenes: int) -> torch.Tensor:
+        """Returns (B, D) L2-normalised embeddings: per scene the max over its voxels' backbone features, then
+        the head."""
+        out = backbone(coords, feats).feats
+        scene = coords[:, 0].long()
+        pooled = out.new_full((num_scenes, out.shape[1]), float("-inf"))
+        pooled = pooled.scatter_reduce(0, scene[:, None].expand_as(out), out, reduce="amax", include_self=True)
+        return F.normalize(head(pooled), dim=1)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Returns the MoCo InfoNCE loss of the batch's scenes; updates the key encoder and the queue."""
+        n = batch["num_scenes"]
+        q = self.embed(self.backbone, self.head, batch["a_coords"], batch["a_feats"], n)
+        with torch.no_grad():
+            momentum_update(self.key_backbone, self.backbone, self.config.momentum)
+            momentum_update(self.key_head, self.head, self.config.momentum)
+            k = self.embed(self.key_backbone, self.key_head, batch["b_coords"], batch["b_feats"], n)
+        loss = moco_info_nce(q, k, self.queue.keys.clone(), self.config.temperature)
+        with torch.no_grad():
+            accuracy = ((q * k).sum(1, keepdim=True) > q @ self.queue.keys.T).all(dim=1).float().mean()
+            keys = self.all_gather(k) if self.trainer.world_size > 1 else k
+            self.queue.enqueue(keys.reshape(-1, k.shape[1]))
+        return self.record({"loss": loss, "accuracy": accuracy}, n)
+
+
+class DepthContrastPretext(TrainedPretext):
+    """The `depthcontrast` pretext method."""
+
+    name = "depthcontrast"
+    config_cls = DepthContrastConfig
+    presets = PRESETS
+
+    def build_module(self, config: DepthContrastConfig) -> DepthContrastModule:
+        """Returns a fresh DepthContrastModule."""
+        return DepthContrastModule(config)
+
+    def build_data(self, store: Any, names: list[str], config: DepthContrastConfig) -> PairDataModule:
+        """Returns the datamodule of one crop per scene augmented twice."""
+        return PairDataModule(store, names, config.train, config.views, mode="same", use_rgb=config.use_rgb)
+
+    def input_extra(self, config: DepthContrastConfig) -> dict[str, Any]:
+        """Returns {"rgb": "used" | "zeroed"}."""
+        return {"rgb": "used" if config.use_rgb else "zeroed"}

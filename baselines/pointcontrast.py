@@ -1,0 +1,91 @@
+"""PointContrast (Xie et al., ECCV 2020): PointInfoNCE over matched points of two views of one scene.
+
+    method = get_method("pointcontrast")
+    config = method.default_config("cpu-small", epochs=2)
+    result = method.pretrain(store, config, Path("runs/pointcontrast"), names=train_names)
+    result.backbone      # checkpoints/pointcontrast-<dataset>-<hash>-backbone.ckpt, in checkpoints/index.json
+
+Each step samples `num_pairs` matched voxels of the batch's view pairs (data.views: MSC-style crops of the
+reconstructed scans instead of the original's RGB-D frame pairs 25 frames apart), takes the backbone's L2-
+normalised output features of both ends and applies PointInfoNCE at temperature τ: every other sampled point
+of the batch is a negative. Input is geometry-only by default (the rgb channels zeroed, use_rgb=True keeps
+them); the backbone is FreePoint's for the same TrainPreset, so it loads into the same fine-tuning model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from baselines._pairs import PairDataModule, PairModule
+from baselines._train import OptimConfig, TrainedPretext, sample_rows
+from baselines.losses import point_info_nce
+from freepoint_bench.data.views import ViewConfig
+from freepoint_bench.engine.presets import TrainPreset, get_preset
+
+
+class PointContrastConfig(BaseModel):
+    """A PointContrast run (defaults: the released launch scripts, ddp_train_local_scannet.sh)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
+    views: ViewConfig = ViewConfig()  # how the two views are cut (data.views)
+    optim: OptimConfig = OptimConfig()  # SGD lr 0.1, momentum 0.8, ExpLR 0.99 every 250 steps (launch script)
+    epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
+    temperature: float = Field(0.4, gt=0)  # misc.nceT of the launch scripts (defaults.yaml: 0.07)
+    num_pairs: int = Field(4096, ge=2)  # misc.npos: matched points per batch
+    use_rgb: bool = False  # geometry-only input (rgb channels zeroed); True feeds the colours
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A few epochs of small views on the CPU: tests, demos, benchmarks/pretext_baselines.py.
+    "cpu-small": {"epochs": 10, "views": {"max_points": 20_000}, "optim": {"lr": 0.1}},
+    # The launch script: 32 pairs per step over 8 GPUs (4 per device) for 60k-100k iterations; as epochs over
+    # ScanNet's 1201 training scans, 60k x 32 / 1201 = 1600 (one view pair per scan per epoch).
+    "paper": {"epochs": 1600, "train": {"batch_size": 4}},
+}
+
+
+class PointContrastModule(PairModule):
+    """PointInfoNCE training of the backbone on batches of baselines._pairs.collate_pairs."""
+
+    def __init__(self, config: PointContrastConfig | dict) -> None:
+        config = config if isinstance(config, PointContrastConfig) else PointContrastConfig(**config)
+        super().__init__(config.train, config.optim, {"config": config.model_dump(mode="json")})
+        self.config = config
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Returns the PointInfoNCE loss of `num_pairs` matches sampled from the whole batch."""
+        fa, fb = self.point_features(batch)
+        matches = batch["matches"]
+        pick = sample_rows(len(matches), self.config.num_pairs, self.config.train.seed, self.global_step,
+                           self.global_rank, matches.device)
+        if len(pick) < 2:  # no negatives: nothing to contrast (a degenerate batch keeps the graph alive)
+            loss = (fa.sum() + fb.sum()) * 0.0
+        else:
+            m = matches[pick]
+            loss = point_info_nce(fa[m[:, 0]], fb[m[:, 1]], self.config.temperature)
+        return self.record({"loss": loss, "pairs": torch.tensor(float(len(pick)))}, batch["num_scenes"])
+
+
+class PointContrastPretext(TrainedPretext):
+    """The `pointcontrast` pretext method."""
+
+    name = "pointcontrast"
+    config_cls = PointContrastConfig
+    presets = PRESETS
+
+    def build_module(self, config: PointContrastConfig) -> PointContrastModule:
+        """Returns a fresh PointContrastModule."""
+        return PointContrastModule(config)
+
+    def build_data(self, store: Any, names: list[str], config: PointContrastConfig) -> PairDataModule:
+        """Returns the view-pair datamodule (two crops per scene)."""
+        return PairDataModule(store, names, config.train, config.views, mode="scene", use_rgb=config.use_rgb)
+
+    def input_extra(self, config: PointContrastConfig) -> dict[str, Any]:
+        """Returns {"rgb": "used" | "zeroed"}."""
+        return {"rgb": "used" if config.use_rgb else "zeroed"}
