@@ -82,11 +82,12 @@ class KeyQueue(nn.Module):
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Writes `keys` (B, dim) over the oldest entries, wrapping around the end (keeps the last `size`)."""
-        keys = keys.detach()[-len(self.keys):]
-        rows = (self.ptr + torch.arange(len(keys), device=keys.device)) % len(self.keys)
-        self.keys[rows] = keys.to(self.keys.dtype)
-        self.ptr.copy_((self.ptr + len(keys)) % len(self.keys))
+        """Writes `keys` (B, dim) over the oldest entries from `ptr` on, wrapping around the end: the same as
+        enqueueing them one by one (a batch longer than the queue leaves its last `size` keys)."""
+        size = len(self.keys)
+        rows = (self.ptr + torch.arange(len(keys), device=keys.device)) % size
+        self.keys[rows[-size:]] = keys.detach()[-size:].to(self.keys.dtype)
+        self.ptr.copy_((self.ptr + len(keys)) % size)
 
 
 @torch.no_grad()
