@@ -281,11 +281,22 @@ def _parse_shard(shard: str) -> tuple[int, int]:
     return i, n
 
 
-def _pseudo_config(config: Path | None, overrides: list[str] | None):
+def _pseudo_config(config: Path | None, overrides: list[str] | None, preset: str | None = None):
     from freepoint_bench.freepoint.config import PseudoLabelConfig
 
-    cfg = PseudoLabelConfig.from_toml(config) if config is not None else PseudoLabelConfig()
+    if config is not None and preset is not None:
+        raise ConfigError(f"--config {config} and --config-preset {preset}: give one (a TOML holds every field)")
+    if config is not None:
+        cfg = PseudoLabelConfig.from_toml(config)
+    else:
+        cfg = PseudoLabelConfig.preset(preset or "default")
     return cfg.with_overrides(overrides) if overrides else cfg
+
+
+PresetOpt = Annotated[
+    str | None,
+    typer.Option("--config-preset", help="Named baseline config: default or plain (a plain reading of §3)."),
+]
 
 
 @app.command("pseudo-labels")
@@ -300,6 +311,7 @@ def pseudo_labels_cmd(
         typer.Option("--sigma", help="σ offsets (repeatable or comma-separated); default σ_low, σ_high."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="PseudoLabelConfig TOML (e.g. from `tune`).")] = None,
+    config_preset: PresetOpt = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key=value.")] = None,
     features: Annotated[
         Path | None,
@@ -332,7 +344,7 @@ def pseudo_labels_cmd(
     """FreePoint pseudo masks: plane removal, FPS, kNN affinity graph, multicut, kNN vote (cached, resumable)."""
     from freepoint_bench.freepoint.pipeline import run_pseudo_labels
 
-    cfg = _pseudo_config(config, overrides)
+    cfg = _pseudo_config(config, overrides, config_preset)
     sigmas = _floats(sigma, "--sigma") or list(cfg.sigmas)
     methods = _words(compare)
     store, names = _open_store(dataset, root, cache, scene)
@@ -358,7 +370,7 @@ def pseudo_labels_cmd(
     if export_benchmark is not None:
         from freepoint_bench.freepoint.export import export_pseudo_labels
 
-        dirs = export_pseudo_labels(store, mine, out, sigmas, export_benchmark)
+        dirs = export_pseudo_labels(store, mine, out, sigmas, export_benchmark, mask_score=cfg.mask_score)
         console.print("benchmark-format predictions: " + ", ".join(str(d) for d in dirs))
     if methods:
         from freepoint_bench.tuning.compare import compare_methods
@@ -603,6 +615,7 @@ def tune_cmd(
         Path | None, typer.Option("--tune-config", help="TOML with any TuneConfig field (search ranges...).")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Base PseudoLabelConfig TOML.")] = None,
+    config_preset: PresetOpt = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a base config field: key=value.")
     ] = None,
@@ -614,7 +627,7 @@ def tune_cmd(
     """Tune FreePoint's affinity weights α (and optionally σ, k1, plane threshold) with Optuna on labelled scenes."""
     from freepoint_bench.tuning import TuneConfig, run_study, save_plots, write_best_config
 
-    base = _pseudo_config(config, overrides)
+    base = _pseudo_config(config, overrides, config_preset)
     fields = dict(
         trials=trials,
         objective=objective,

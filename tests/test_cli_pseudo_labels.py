@@ -13,3 +13,14 @@ def test_pseudo_labels_diagnose_prints_one_row_per_sigma(capsys, synth, tmp_path
         segments = out.split(f"segments per scene at σ={sigma} │ ")[1].split()[0]  # from the run's summary
         row = out.split(f"│ {sigma} │ ")[1].split(" │ ")
         assert len(row) >= 6 and row[2] == segments and row[3].endswith("%")
+
+
+def test_config_preset_plain_runs_and_excludes_config(capsys, synth, tmp_path):  # noqa: F811
+    args = common(synth, tmp_path)
+    code, out, _ = run(capsys, "pseudo-labels", *args, "--config-preset", "plain", "--out", tmp_path / "l")
+    assert code == 0 and "segments per scene at σ=0.6" in out and "σ=0.8" in out
+    (tmp_path / "c.toml").write_text("sigma_low = 0.7\n")
+    code, _, err = run(capsys, "pseudo-labels", *args, "--config-preset", "plain", "--config", tmp_path / "c.toml")
+    assert code == 2 and "give one" in err
+    code, _, err = run(capsys, "pseudo-labels", *args, "--config-preset", "fancy")
+    assert code == 2 and "unknown pseudo-label preset 'fancy'" in err

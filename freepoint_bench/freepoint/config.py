@@ -14,6 +14,31 @@ from freepoint_bench.atomic import write_text
 from freepoint_bench.errors import ConfigError
 
 SolverName = Literal["gaec", "gaec-kl", "rama"]
+MaskScore = Literal["size-extent", "size"]
+
+# Named baselines: field overrides of the defaults (`PseudoLabelConfig.preset(name)`, `--config-preset`).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # A plain reading of §3 (issue 18): greedy RANSAC planes (3 cm, <= 8 planes, each >= 5 % of the points,
+    # every inlier removed), normal/xyz/rgb affinities z-normalised and averaged, σ 0.6, masks scored by
+    # their size, segments under 30 points dropped. σ_high 0.8 is ours (the defaults' ratio 1.2 / 0.9).
+    "plain": {
+        "plane_distance_threshold": 0.03,
+        "plane_min_fraction": 0.05,
+        "plane_min_points": 3,
+        "plane_max_count": 8,
+        "plane_ransac_iterations": 1000,
+        "plane_grid_size": 0.0,
+        "alpha_emb": 0.0,
+        "alpha_norm": 1 / 3,
+        "alpha_xyz": 1 / 3,
+        "alpha_rgb": 1 / 3,
+        "sigma_low": 0.6,
+        "sigma_high": 0.8,
+        "mask_score": "size",
+        "min_segment_size": 30,
+    },
+}
 
 
 class PseudoLabelConfig(BaseModel):
@@ -60,6 +85,9 @@ class PseudoLabelConfig(BaseModel):
     # --- features, post-processing, solver ---
     normal_k: int = Field(16, ge=2)  # §3.1: neighbours for PCA normals when the scene has none (ours)
     min_segment_size: int = Field(50, ge=1)  # ours: segments with fewer points become -1 (background)
+    # ours (the paper does not say how base masks are ranked): confidence of each exported / scored mask,
+    # size x extent (`freepoint.scoring.segment_scores`) or size alone
+    mask_score: MaskScore = "size-extent"
     solver: SolverName = "gaec"  # §3.2 uses RAMA (GPU); GAEC is the CPU default with the same convention
     seed: int = 0  # RANSAC and FPS start point
 
@@ -74,6 +102,14 @@ class PseudoLabelConfig(BaseModel):
         if self.alpha_norm + self.alpha_xyz + self.alpha_rgb + self.alpha_emb <= 0:
             raise ValueError("at least one of alpha_emb, alpha_norm, alpha_xyz, alpha_rgb must be > 0")
         return self
+
+    @classmethod
+    def preset(cls, name: str, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> PseudoLabelConfig:
+        """Returns the named baseline configuration (see PRESETS: "default", "plain"), then overrides."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown pseudo-label preset {name!r}; known: {', '.join(PRESETS)}")
+        config = cls(**PRESETS[name])
+        return config.with_overrides(overrides) if overrides else config
 
     @property
     def sigmas(self) -> tuple[float, float]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from freepoint_bench.errors import ConfigError
+
 
 def segment_scores(
     xyz: np.ndarray,
@@ -44,3 +46,13 @@ def segment_scores(
     size_term = 1.0 - np.exp(-sizes / size_scale)
     extent_term = np.exp(-np.maximum(0.0, extent - max_extent) / extent_decay)
     return np.where(sizes > 0, size_term * extent_term, 0.0)
+
+
+def mask_scores(xyz: np.ndarray, labels: np.ndarray, method: str = "size-extent") -> np.ndarray:
+    """Returns scores (K,) in (0, 1] of segments 0..K-1 by `method`: "size-extent" (`segment_scores`) or
+    "size" (its size term alone, so larger segments rank first whatever their extent)."""
+    if method == "size-extent":
+        return segment_scores(xyz, labels)
+    if method == "size":
+        return segment_scores(xyz, labels, max_extent=np.inf)
+    raise ConfigError(f"unknown mask score {method!r}; use size-extent or size")

@@ -70,7 +70,7 @@ def compare_methods(
     fp_secs = [freepoint_seconds[n] for n in names if freepoint_seconds and n in freepoint_seconds]
     rows = []
     for method, labels in per_method.items():
-        result = score_pseudo_masks(loaded, labels, spec)
+        result = score_pseudo_masks(loaded, labels, spec, config.mask_score)
         segs = [int(np.unique(lab[lab >= 0]).size) for lab in labels.values()]
         secs = fp_secs if method.startswith("FreePoint") else seconds.get(method, [])
         rows.append(

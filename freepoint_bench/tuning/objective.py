@@ -3,7 +3,8 @@
     spec = evaluation_spec_for("scannet-npy")
     result = score_pseudo_masks(scenes, {scene.name: labels}, spec)   # result.ap, .ap50, .ap25 in 0..1
 
-Each segment of a scene's labels becomes one predicted mask, ranked by `segment_scores` (size x extent).
+Each segment of a scene's labels becomes one predicted mask, ranked by `mask_scores` (the config's mask_score:
+size x extent by default).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import EvalResult, EvalSpec, evaluate, predictions_from_labels, s3dis_spec, scannet_spec
-from freepoint_bench.freepoint.scoring import segment_scores
+from freepoint_bench.freepoint.scoring import mask_scores
 
 METRIC_NAMES: tuple[str, ...] = ("ap", "ap50", "ap25")  # attributes of EvalResult a study can maximise
 
@@ -41,15 +42,18 @@ def evaluation_spec_for(dataset: str, class_agnostic: bool = True) -> EvalSpec:
 
 
 def score_pseudo_masks(
-    scenes: Sequence[Scene], labels_per_scene: Mapping[str, np.ndarray], spec: EvalSpec
+    scenes: Sequence[Scene],
+    labels_per_scene: Mapping[str, np.ndarray],
+    spec: EvalSpec,
+    mask_score: str = "size-extent",
 ) -> EvalResult:
     """Returns the EvalResult (ap, ap50, ap25 in 0..1; NaN without GT) of per-scene segment labels.
 
     Evaluated class-agnostically: a spec with class_agnostic=False is used as its class-agnostic copy,
     since pseudo masks carry no class.
     labels_per_scene: scene name → (N,) int64 segment ids, -1 = background; each segment is one mask
-    with confidence `segment_scores(scene.xyz, labels)`. DataError when a scene has no labels or labels
-    of the wrong length.
+    with confidence `mask_scores(scene.xyz, labels, mask_score)` (size x extent, or size). DataError when
+    a scene has no labels or labels of the wrong length.
     """
     predictions = {}
     for scene in scenes:
@@ -62,7 +66,7 @@ def score_pseudo_masks(
                 "they belong to another version of the scene, relabel it"
             )
         labels = labels.astype(np.int64, copy=False)
-        predictions[scene.name] = predictions_from_labels(labels, segment_scores(scene.xyz, labels))
+        predictions[scene.name] = predictions_from_labels(labels, mask_scores(scene.xyz, labels, mask_score))
     if not spec.class_agnostic:
         spec = dataclasses.replace(spec, class_agnostic=True)
     return evaluate(list(scenes), predictions, spec)

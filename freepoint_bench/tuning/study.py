@@ -283,7 +283,7 @@ def run_study(
             graph = cache.get(scene, config)
             labels[scene.name] = labels_from_graph(graph, config, (config.sigma_low,))[config.sigma_low]
             seen.append(scene)
-            result = score_pseudo_masks(seen, labels, spec)
+            result = score_pseudo_masks(seen, labels, spec, config.mask_score)
             value = float(getattr(result, tune.objective))
             # NaN: no evaluated GT instance in the scenes so far; 0 keeps the pruner's medians meaningful.
             trial.report(0.0 if math.isnan(value) else value, step)

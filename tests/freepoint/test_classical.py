@@ -40,3 +40,20 @@ def test_segment_scores_prefers_object_sized_segments():
     assert s.shape == (4,) and s[2] == 0.0
     assert s[0] > s[1] and s[0] > s[3] and (s[[0, 1, 3]] > 0).all() and (s <= 1).all()
     assert segment_scores(xyz, np.full(len(xyz), -1)).shape == (0,)
+
+
+def test_mask_scores_size_ignores_extent():
+    from freepoint_bench.freepoint.scoring import mask_scores
+
+    rng = np.random.default_rng(1)
+    small = rng.random((100, 3)) * 0.3
+    sprawl = rng.random((400, 3)) * [5.0, 0.1, 0.1] + [0, 3, 0]  # 5 m long: the extent term punishes it
+    xyz = np.concatenate([small, sprawl])
+    labels = np.r_[np.zeros(100), np.ones(400)].astype(np.int64)
+    size = mask_scores(xyz, labels, "size")
+    assert size == pytest.approx(1 - np.exp(-np.array([100, 400]) / 500.0))  # the size term, by hand
+    extent = mask_scores(xyz, labels, "size-extent")
+    assert extent[0] == pytest.approx(size[0]) and extent[1] == pytest.approx(size[1] * np.exp(-3.0), rel=0.02)
+    assert extent[1] < extent[0] < size[1]  # the ranking flips
+    with pytest.raises(ConfigError, match="unknown mask score"):
+        mask_scores(xyz, labels, "area")

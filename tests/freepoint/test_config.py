@@ -56,3 +56,19 @@ def test_bad_files_and_overrides(tmp_path):
         PseudoLabelConfig().with_overrides(["kk=1"])
     with pytest.raises(ConfigError, match="key=value"):
         PseudoLabelConfig().with_overrides(["k1"])
+
+
+def test_plain_preset_is_the_issue_18_baseline_and_round_trips(tmp_path):
+    plain = PseudoLabelConfig.preset("plain")
+    assert (plain.plane_distance_threshold, plain.plane_max_count, plain.plane_min_fraction) == (0.03, 8, 0.05)
+    assert plain.plane_grid_size == 0.0  # plain RANSAC: every inlier of a plane goes
+    assert plain.alpha_norm == plain.alpha_xyz == plain.alpha_rgb == pytest.approx(1 / 3)  # averaged
+    assert (plain.sigma_low, plain.mask_score, plain.min_segment_size) == (0.6, "size", 30)
+    assert (plain.k1, plain.k2, plain.fps_ratio) == (4, 4, 0.5)
+    assert PseudoLabelConfig.preset("default") == PseudoLabelConfig()
+    assert PseudoLabelConfig.preset("plain", ["sigma_low=0.7"]).sigma_low == 0.7
+    assert PseudoLabelConfig.from_toml(plain.to_toml(tmp_path / "plain.toml")) == plain
+    with pytest.raises(ConfigError, match="unknown pseudo-label preset 'fancy'; known: default, plain"):
+        PseudoLabelConfig.preset("fancy")
+    with pytest.raises(ConfigError, match="mask_score"):
+        PseudoLabelConfig(mask_score="area")

@@ -178,3 +178,12 @@ def test_load_missing_or_corrupt(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(DataError, match="corrupt"):
         load_pseudo_labels(tmp_path, "bad", 0.9)
+
+
+def test_plain_preset_separates_the_boxes(room):
+    plain = PseudoLabelConfig.preset("plain")
+    result = generate_pseudo_labels(room, plain)
+    assert set(result.labels) == {0.6, 0.8}
+    _check_boxes(room, result.labels[0.6])
+    again = generate_pseudo_labels(room, plain)
+    assert np.array_equal(result.labels[0.6], again.labels[0.6])
