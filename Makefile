@@ -8,10 +8,13 @@ STAMP := $(VENV)/.setup-stamp
 MINK_STAMP := $(VENV)/.minkowski-stamp
 APT_PKGS := libusb-1.0-0
 APT_PKGS_MINK := libopenblas-dev
+# the HTML report's test renders it in a real headless browser (tests/report/test_report_browser.py)
+APT_PKGS_BROWSER := chromium
 
 .PHONY: setup setup-minkowski demo test test-fast lint bench device-kit clean
 
 setup: $(STAMP)
+	@bash .ci/apt-ensure $(APT_PKGS_BROWSER) || echo "setup: $(APT_PKGS_BROWSER) not installed; the HTML report's browser test will skip"
 
 # apt prerequisites are installed only when missing (open3d-cpu needs libusb).
 $(STAMP): pyproject.toml

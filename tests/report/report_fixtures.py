@@ -1,0 +1,181 @@
+"""A hand-made results store with known means, sd, Δ and significance (values chosen to be worked by hand).
+
+Imported by the report tests (tests/report is on sys.path under pytest's default import mode).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HASH_A = "a" * 64
+HASH_B = "b" * 64
+SPLIT_10 = "1" * 64
+SPLIT_20 = "2" * 64
+
+# (protocol, method, seed) -> (ap, ap50, ap25, {class: ap}); fractions 0..1
+RUNS = {
+    # s3dis-10pct-masks: scratch AP 30, 32, 34 -> 32.0 ± 2.0
+    ("s3dis-10pct-masks", "scratch", 0): (0.30, 0.45, 0.55, {"chair": 0.50, "table": 0.10}),
+    ("s3dis-10pct-masks", "scratch", 1): (0.32, 0.47, 0.56, {"chair": 0.52, "table": 0.12}),
+    ("s3dis-10pct-masks", "scratch", 2): (0.34, 0.49, 0.57, {"chair": 0.54, "table": 0.14}),
+    # freepoint AP 36, 39, 39 -> 38.0 ± 1.732; paired differences 6, 7, 5 -> Δ +6.0, t = 10.39, p = 0.0091 (**)
+    # AP50 50, 52, 54: differences 5, 5, 5 -> Δ +5.0 with zero spread (p = 0, **)
+    # AP25 56, 55, 60: differences 1, -1, 3 -> Δ +1.0, sd 2, t = 0.866, p = 0.48 (no star)
+    ("s3dis-10pct-masks", "freepoint", 0): (0.36, 0.50, 0.56, {"chair": 0.60, "table": 0.20}),
+    ("s3dis-10pct-masks", "freepoint", 1): (0.39, 0.52, 0.55, {"chair": 0.62, "table": None}),
+    ("s3dis-10pct-masks", "freepoint", 2): (0.39, 0.54, 0.60, {"chair": 0.64, "table": 0.30}),
+    # pointcontrast AP 32, 35, 38 -> 35.0 ± 3.0; differences 2, 3, 4 -> Δ +3.0, t = 5.196, p = 0.035 (*)
+    # AP50 47, 47, 51: differences 2, 0, 2 -> Δ +1.3, t = 2, p = 0.18; AP25 equal to scratch: Δ +0.0, p = 1
+    ("s3dis-10pct-masks", "pointcontrast", 0): (0.32, 0.47, 0.55, {"chair": 0.50, "table": 0.10}),
+    ("s3dis-10pct-masks", "pointcontrast", 1): (0.35, 0.47, 0.56, {"chair": 0.52, "table": 0.12}),
+    ("s3dis-10pct-masks", "pointcontrast", 2): (0.38, 0.51, 0.57, {"chair": 0.54, "table": 0.14}),
+    # csc, seeds 0 and 1 only (partial; seed 2 unfinished): AP 31, 35 -> 33.0 ± 2.828; differences 1, 3 -> Δ +2.0,
+    # t = 2, p = 0.295; AP50 46, 49: Δ +1.5, t = 3, p = 0.20; AP25 58, 60: Δ +3.5, t = 7, p = 0.090 (no stars)
+    ("s3dis-10pct-masks", "csc", 0): (0.31, 0.46, 0.58, {"chair": 0.51, "table": 0.11}),
+    ("s3dis-10pct-masks", "csc", 1): (0.35, 0.49, 0.60, {"chair": 0.55, "table": 0.13}),
+    # s3dis-20pct-masks: scratch 40, 42 -> 41.0 ± 1.414; freepoint's seed 1 ran another protocol version (conflict);
+    # csc and pointcontrast not run
+    ("s3dis-20pct-masks", "scratch", 0): (0.40, 0.50, 0.60, {"chair": 0.70, "table": 0.30}),
+    ("s3dis-20pct-masks", "scratch", 1): (0.42, 0.52, 0.62, {"chair": 0.72, "table": 0.32}),
+    ("s3dis-20pct-masks", "freepoint", 0): (0.45, 0.55, 0.65, {"chair": 0.75, "table": 0.35}),
+    ("s3dis-20pct-masks", "freepoint", 1): (0.47, 0.57, 0.67, {"chair": 0.77, "table": 0.37}),
+}
+UNFINISHED = [("s3dis-10pct-masks", "csc", 2)]
+FRACTION = {"s3dis-10pct-masks": 0.1, "s3dis-20pct-masks": 0.2}
+
+
+def result_record(protocol: str, method: str, seed: int, values, protocol_hash: str, split: str) -> dict:
+    ap, ap50, ap25, per_class = values
+    return {
+        "schema_version": 1,
+        "protocol": protocol,
+        "protocol_hash": protocol_hash,
+        "dataset": "s3dis",
+        "unit": "masks",
+        "fraction": FRACTION[protocol],
+        "split_sha256": split,
+        "method": method,
+        "seed": seed,
+        "checkpoint": {
+            "path": f"checkpoints/{method}.ckpt",
+            "sha256": "c" * 64,
+            "id": f"{method}-s3dis-x",
+            "method": method,
+        },
+        "preset": "cpu-small",
+        "config": {},
+        "metrics": {
+            "ap": ap,
+            "ap50": ap50,
+            "ap25": ap25,
+            "per_class": {c: {"ap": v, "ap50": v, "ap25": v} for c, v in per_class.items()},
+        },
+        "folds": [],
+        "eval_scenes": ["Area_5_office_1"],
+        "num_train_scenes": 12,
+        "num_train_masks": 40,
+        "num_masks_total": 400,
+        "code_version": {},
+        "environment": {},
+        "wall_time_s": 1.0,
+        "finished": "2026-12-03T16:00:00+00:00",
+    }
+
+
+def write_evaluations(tmp_path):
+    """Writes an `evaluate --json` file and a `pseudo-labels --compare-json` file with known values; returns them."""
+    single = tmp_path / "eval-segmenter.json"
+    single.write_text(
+        json.dumps(
+            {
+                "ap": 0.105,
+                "ap50": 0.2,
+                "ap25": 0.333,
+                "per_class": {},
+                "num_scenes": 3,
+                "class_agnostic": True,
+                "min_region_size": 100,
+                "spec": "scannet",
+            }
+        )
+    )
+    compare = tmp_path / "compare.json"
+    compare.write_text(
+        json.dumps(
+            {
+                "dataset": "scannet",
+                "num_scenes": 3,
+                "class_agnostic": True,
+                "rows": [
+                    {"method": "FreePoint σ=0.9", "ap": 0.05, "ap50": 0.1, "ap25": 0.25},
+                    {"method": "kmeans", "ap": 0.02, "ap50": None, "ap25": 0.125},
+                ],
+            }
+        )
+    )
+    return [single, compare]
+
+
+def write_store(root: Path) -> Path:
+    """Writes RUNS (freepoint's 20% seed 1 under HASH_B) and an unfinished seed folder; returns root."""
+    for (protocol, method, seed), values in RUNS.items():
+        h = HASH_B if (protocol, method, seed) == ("s3dis-20pct-masks", "freepoint", 1) else HASH_A
+        split = SPLIT_10 if protocol == "s3dis-10pct-masks" else SPLIT_20
+        path = root / protocol / method / f"seed-{seed}" / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(result_record(protocol, method, seed, values, h, split)))
+    for protocol, method, seed in UNFINISHED:
+        (root / protocol / method / f"seed-{seed}").mkdir(parents=True)
+    return root
+
+
+# The leaderboard worked by hand from RUNS: (protocol, method) -> metric -> (mean ± sd, n text, Δ text or "").
+# Δ's stars: ** p < 0.01, * p < 0.05 (two-sided paired t-test over common seeds, see RUNS' comments).
+EXPECTED = {
+    ("s3dis-10pct-masks", "scratch"): {
+        "ap": ("32.0 ± 2.0", "n=3", ""),
+        "ap50": ("47.0 ± 2.0", "n=3", ""),
+        "ap25": ("56.0 ± 1.0", "n=3", ""),
+    },
+    ("s3dis-10pct-masks", "freepoint"): {
+        "ap": ("38.0 ± 1.7", "n=3", "Δ +6.0**"),
+        "ap50": ("52.0 ± 2.0", "n=3", "Δ +5.0**"),
+        "ap25": ("57.0 ± 2.6", "n=3", "Δ +1.0"),
+    },
+    ("s3dis-10pct-masks", "pointcontrast"): {
+        "ap": ("35.0 ± 3.0", "n=3", "Δ +3.0*"),
+        "ap50": ("48.3 ± 2.3", "n=3", "Δ +1.3"),
+        "ap25": ("56.0 ± 1.0", "n=3", "Δ +0.0"),
+    },
+    ("s3dis-10pct-masks", "csc"): {
+        "ap": ("33.0 ± 2.8", "n=2/3", "Δ +2.0"),
+        "ap50": ("47.5 ± 2.1", "n=2/3", "Δ +1.5"),
+        "ap25": ("59.0 ± 1.4", "n=2/3", "Δ +3.5"),
+    },
+    ("s3dis-20pct-masks", "scratch"): {
+        "ap": ("41.0 ± 1.4", "n=2", ""),
+        "ap50": ("51.0 ± 1.4", "n=2", ""),
+        "ap25": ("61.0 ± 1.4", "n=2", ""),
+    },
+}
+STATUS = {
+    ("s3dis-10pct-masks", "scratch"): "ok",
+    ("s3dis-10pct-masks", "freepoint"): "ok",
+    ("s3dis-10pct-masks", "pointcontrast"): "ok",
+    ("s3dis-10pct-masks", "csc"): "partial",
+    ("s3dis-20pct-masks", "scratch"): "ok",
+    ("s3dis-20pct-masks", "freepoint"): "conflict",
+    ("s3dis-20pct-masks", "pointcontrast"): "missing",
+    ("s3dis-20pct-masks", "csc"): "missing",
+}
+# best mean per column among complete cells: csc's AP25 59.0 is higher but partial
+BEST = {
+    ("s3dis-10pct-masks", "ap"): "freepoint",
+    ("s3dis-10pct-masks", "ap50"): "freepoint",
+    ("s3dis-10pct-masks", "ap25"): "freepoint",
+    ("s3dis-20pct-masks", "ap"): "scratch",
+    ("s3dis-20pct-masks", "ap50"): "scratch",
+    ("s3dis-20pct-masks", "ap25"): "scratch",
+}
+CONFLICT_REASON = "protocol_hash differs (seed 0 → aaaaaaaaaaaa; seed 1 → bbbbbbbbbbbb)"
