@@ -193,15 +193,16 @@ def to_terminal(report: Report) -> Group:
                 style = "bold" if _is_best(board, p.name, metric, m) else ("red" if c.status == "conflict" else "")
                 text = Text(main, style=style)
                 if detail:
-                    text.append(f"  {detail}", style="dim" if c.status == "ok" else "yellow")
+                    text.append(f"\n{detail}", style="dim" if c.status == "ok" else "yellow")
                 row.append(text)
             table.add_row(*row)
         refs = board.references.get(p.name, [])
         if refs:
             table.add_section()
+            table.add_row(Text(f"paper, {refs[0].source} (quoted, not measured):", style="italic dim"))
             for r in refs:
                 table.add_row(
-                    Text(f"paper: {r.label} ({r.source}, quoted)", style="italic dim"),
+                    Text(f"  {r.label}", style="italic dim"),
                     *[Text(quoted(r.metric(k)), style="italic dim") for k in METRICS],
                 )
         parts.append(table)
