@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from freepoint_bench.atomic import stable_hash
 from freepoint_bench.report.paper import QuotedRow, finetune_reference
 from freepoint_bench.report.store import METRICS, ResultsStore, RunResult
 
@@ -92,6 +93,7 @@ class ProtocolInfo:
     dataset: str
     unit: str
     fraction: float
+    eval_scenes: tuple[str, ...] = ()  # what it scores: protocols on the same scenes share a label-efficiency panel
 
 
 @dataclass
@@ -246,7 +248,7 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
         for m in methods:
             _add_deltas(cells[(p, m)], cells.get((p, BASELINE)))
         first = next(r for m in methods for r in by_cell.get((p, m), []))
-        infos.append(ProtocolInfo(p, first.dataset, first.unit, first.fraction))
+        infos.append(ProtocolInfo(p, first.dataset, first.unit, first.fraction, first.eval_scenes))
         references[p] = finetune_reference(p)
         versions = {c.protocol_hash for c in (cells[(p, m)] for m in methods) if c.has_values}
         if len(versions) > 1:
@@ -274,23 +276,30 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
     return Leaderboard(infos, methods, cells, best, references, sorted(set(notes), key=notes.index), classes)
 
 
-def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple[str, str], dict[str, list[tuple]]]:
-    """Returns {(dataset, unit): {method: [(fraction, mean, sd, n), ...]}} for the label-efficiency plot.
+def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple, dict[str, list[tuple]]]:
+    """Returns {(dataset, unit, num eval scenes, their digest): {method: [(fraction, mean, sd, n), ...]}}.
 
-    A protocol of unit "full" (all labels) is the fraction-1.0 point of every unit of its dataset.
-    Only cells with values count; points are sorted by fraction.
+    Protocols share a panel when they score the same scenes with the same unit (S3DIS Area 5 at 10 and 20%
+    of the masks; not the 6-fold protocol, not synthetic rooms in S3DIS's layout). A protocol of unit "full"
+    is the fraction-1.0 point of every unit on its scenes. Only cells with values count; points sorted by fraction.
     """
-    units: dict[str, set[str]] = defaultdict(set)
+    units: dict[tuple, set[str]] = defaultdict(set)
     for p in board.protocols:
         if p.unit != "full":
-            units[p.dataset].add(p.unit)
-    curves: dict[tuple[str, str], dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
+            units[(p.dataset, p.eval_scenes)].add(p.unit)
+    curves: dict[tuple, dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
     for p in board.protocols:
-        targets = sorted(units[p.dataset]) if p.unit == "full" else [p.unit]
+        group = (p.dataset, p.eval_scenes)
+        targets = sorted(units[group]) if p.unit == "full" else [p.unit]
         for unit in targets or ["full"]:
             for m in board.methods:
                 c = board.cell(p.name, m)
                 if c.has_values and c.metrics[metric].n:
                     s = c.metrics[metric]
-                    curves[(p.dataset, unit)][m].append((p.fraction, s.mean, s.sd, s.n))
-    return {k: {m: sorted(pts) for m, pts in v.items()} for k, v in sorted(curves.items())}
+                    curves[(p.dataset, unit, len(p.eval_scenes), p.eval_scenes)][m].append(
+                        (p.fraction, s.mean, s.sd, s.n)
+                    )
+    return {
+        (dataset, unit, n, stable_hash(list(scenes), length=8)): {m: sorted(pts) for m, pts in v.items()}
+        for (dataset, unit, n, scenes), v in sorted(curves.items())
+    }

@@ -22,7 +22,9 @@ def _png(fig) -> bytes:
 
 
 def label_efficiency_png(board: Leaderboard, metric: str = "ap") -> bytes | None:
-    """Returns a PNG of AP against label fraction, one panel per (dataset, unit), one line per method with ±sd bars.
+    """Returns a PNG of AP against label fraction, one panel per (dataset, unit, eval scenes), one line per method.
+
+    Error bars: ± sd over seeds.
 
     None when no cell has values.
     """
@@ -31,13 +33,13 @@ def label_efficiency_png(board: Leaderboard, metric: str = "ap") -> bytes | None
         return None
     fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.6), squeeze=False)
     colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(board.methods)}
-    for ax, ((dataset, unit), lines) in zip(axes[0], curves.items(), strict=True):
+    for ax, ((dataset, unit, num_eval, _), lines) in zip(axes[0], curves.items(), strict=True):
         for method, pts in lines.items():
             x = [100 * p[0] for p in pts]
             y = [100 * p[1] for p in pts]
             err = [0.0 if math.isnan(p[2]) else 100 * p[2] for p in pts]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method, color=colors[method])
-        ax.set_title(f"{dataset}: labels kept as {unit}")
+        ax.set_title(f"{dataset}, {num_eval} eval scenes: labels kept as {unit}", fontsize=9)
         ax.set_xlabel("labels kept (%)")
         ax.set_ylabel(f"{metric.upper()} (%)")
         ax.grid(alpha=0.3)

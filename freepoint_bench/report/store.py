@@ -33,6 +33,7 @@ class RunResult:
     path: Path
     checkpoint_id: str = ""
     preset: str = ""
+    eval_scenes: tuple[str, ...] = ()  # the scenes scored (all folds pooled)
 
 
 @dataclass
@@ -118,6 +119,7 @@ def read_result(path: str | os.PathLike) -> RunResult:
         path=path,
         checkpoint_id=str(checkpoint.get("id", "")) if isinstance(checkpoint, dict) else "",
         preset=str(data.get("preset", "")),
+        eval_scenes=tuple(sorted(str(n) for n in data.get("eval_scenes") or [])),
     )
 
 

@@ -153,10 +153,41 @@ def test_per_class_means_skip_absent_classes(board):
 
 def test_label_efficiency_points(board):
     curves = label_efficiency(board)
-    assert list(curves) == [("s3dis", "masks")]
-    scratch = curves[("s3dis", "masks")]["scratch"]
+    assert [k[:3] for k in curves] == [("s3dis", "masks", 1)]
+    (panel,) = curves.values()
+    scratch = panel["scratch"]
     assert [(f, round(100 * m, 6), n) for f, m, _, n in scratch] == [(0.1, 32.0, 3), (0.2, 41.0, 2)]
-    assert [p[0] for p in curves[("s3dis", "masks")]["freepoint"]] == [0.1]  # the conflict cell has no point
+    assert [p[0] for p in panel["freepoint"]] == [0.1]  # the conflict cell has no point
+
+
+def test_label_efficiency_panels_by_evaluated_scenes(tmp_path):
+    """A full-label protocol joins every unit on the same scenes; another evaluation set gets its own panel."""
+    root = write_store(tmp_path / "results")
+    for name, unit, fraction, scenes in [
+        ("s3dis-full", "full", 1.0, ["Area_5_office_1"]),
+        ("s3dis-6fold-full", "full", 1.0, ["Area_1_office_1", "Area_5_office_1"]),
+    ]:
+        for seed in (0, 1):
+            path = root / name / "scratch" / f"seed-{seed}" / "result.json"
+            path.parent.mkdir(parents=True)
+            doc = json.loads((root / "s3dis-10pct-masks" / "scratch" / f"seed-{seed}" / "result.json").read_text())
+            path.write_text(
+                json.dumps(
+                    {
+                        **doc,
+                        "protocol": name,
+                        "unit": unit,
+                        "fraction": fraction,
+                        "eval_scenes": scenes,
+                        "metrics": {**doc["metrics"], "ap": 0.5 + seed / 10},
+                    }
+                )
+            )
+    curves = label_efficiency(build_leaderboard(load_results(root)))
+    assert sorted(k[:3] for k in curves) == [("s3dis", "full", 2), ("s3dis", "masks", 1)]
+    masks = next(v for k, v in curves.items() if k[1] == "masks")
+    assert [(f, round(100 * m, 6)) for f, m, _, _ in masks["scratch"]] == [(0.1, 32.0), (0.2, 41.0), (1.0, 55.0)]
+    assert "freepoint" in masks and "csc" in masks
 
 
 def test_paired_test_edge_cases():
