@@ -3,7 +3,7 @@
     method = get_method("scratch")
     config = method.default_config("cpu-small", seed=3)
     result = method.pretrain(store, config, Path("runs/scratch"))
-    result.backbone          # checkpoints/scratch-none-<hash>-backbone.ckpt, listed in checkpoints/index.json
+    result.backbone          # checkpoints/scratch-<dataset>-<hash>-backbone.ckpt, listed in checkpoints/index.json
 
 The weights are those FreePoint's segmenter starts from with the same preset and seed (torch.manual_seed(seed),
 then the backbone is the first module built), so "fine-tune from scratch" in the harness is the same model a
@@ -16,21 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import BaseModel, ConfigDict
 
-from freepoint_bench.atomic import stable_hash, write_json
-from freepoint_bench.engine.checkpoints import (
-    code_version,
-    data_description,
-    environment,
-    input_metadata,
-    register_checkpoint,
-    save_model_checkpoint,
-)
-from freepoint_bench.engine.module import segmenter_config
+from baselines._train import build_backbone, publish_backbone
+from freepoint_bench.atomic import write_json
 from freepoint_bench.engine.presets import TrainPreset, get_preset
-from freepoint_bench.models.backbone import Res16UNet
 from freepoint_bench.pretext.base import PretrainResult, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -42,12 +32,6 @@ class ScratchConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     train: TrainPreset = get_preset("cpu-small")  # backbone and input of the fine-tuning model; seed seeds the weights
-
-
-def random_backbone(preset: TrainPreset) -> Res16UNet:
-    """Returns the backbone FreePoint's segmenter starts from for `preset` (seeded by preset.seed)."""
-    torch.manual_seed(preset.seed)
-    return Res16UNet(segmenter_config(preset).backbone)
 
 
 class ScratchPretext:
@@ -67,36 +51,18 @@ class ScratchPretext:
         out_dir: str | Path,
         *,
         names: list[str] | None = None,
-        resume: bool = False,
         progress: ProgressFn | None = None,
         checkpoints_dir: str | Path = "checkpoints",
         **kwargs: Any,
     ) -> PretrainResult:
-        """Returns the random backbone's checkpoint. The scenes (`names`), resume, overwrite, devices and the
-        other training arguments are accepted and unused: the weights are a pure function of the config, so a
-        rerun writes the same file."""
-        out_dir, checkpoints_dir = Path(out_dir), Path(checkpoints_dir)
-        backbone = random_backbone(config.train)
-        meta = {
-            "method": self.name,
-            "config": config.model_dump(mode="json"),
-            # it saw no data: nothing for the leakage guard to find, and no dataset in its id
-            "data": {**data_description(store, []), "dataset": "none"},
-            "architecture": backbone.architecture(),
-            "backend": config.train.backend,
-            "input": input_metadata(config.train),
-            "metrics": {"init": {"epochs": 0, "scenes": 0}},  # the CLI prints these
-            "code_version": code_version(),
-            "environment": environment(),
-        }
-        run_id = f"{self.name}-none-{stable_hash(meta['config'], length=10)}"
-        meta["id"] = run_id
-        path = checkpoints_dir / f"{run_id}-backbone.ckpt"
-        save_model_checkpoint(path, backbone, meta)
-        register_checkpoint(checkpoints_dir / "index.json", run_id, meta, {"backbone": path})
-        write_json(out_dir / "run.json", {"method": self.name, "config": meta["config"], "scenes": [],
-                                          "checkpoint": str(path)})
+        """Returns the random backbone's checkpoint (data.scenes = []: it saw none of `names`). resume, overwrite,
+        devices and the other training arguments are accepted and unused: the weights are a pure function of the
+        config, so a rerun writes the same file."""
+        backbone = build_backbone(config.train)
+        result = publish_backbone(self.name, store, [], config, config.train, backbone,
+                                  {"init": {"epochs": 0, "scenes": 0}}, Path(checkpoints_dir))
+        write_json(Path(out_dir) / "run.json", {"method": self.name, "config": config.model_dump(mode="json"),
+                                                "scenes": [], "checkpoint": str(result.backbone)})
         if progress is not None:
             progress("init", 1, 1, f"random weights, seed {config.train.seed}")
-        log.info("wrote %s", path)
-        return PretrainResult(method=self.name, backbone=path, metadata=meta)
+        return result

@@ -1,7 +1,7 @@
 """The `supervised` baseline: semantic-segmentation pretraining of the backbone on labelled scans.
 
     method = get_method("supervised")
-    config = method.default_config("cpu-small", epochs=20)
+    config = method.default_config("cpu-small", epochs=20)   # optim.lr=..., head="mlp", classes=(1, 2, ...)
     result = method.pretrain(store, config, Path("runs/supervised"), names=train_names)
     result.backbone                  # checkpoints/supervised-<dataset>-<hash>-backbone.ckpt (+ index.json)
     result.metadata["data"]["scenes"]  # every scene it trained on: the harness's leakage guard reads it
@@ -15,18 +15,17 @@ preset says), so the backbone loads into the same fine-tuning model as every oth
 
 A run directory holds:
 
-    out_dir/run.json                    the config and scene list (a resume must match them)
+    out_dir/run.json                    the config (with the resolved classes) and the labelled scenes trained on
     out_dir/train/lightning/last.ckpt   Lightning's resume point of an interrupted run
     out_dir/train/logs/                 CSV loss logs
-    out_dir/train/segmentation.ckpt     backbone + head (for semantic_probe), out_dir/train/done.json its losses
+    out_dir/train/backbone.ckpt         the trained backbone, out_dir/train/done.json its losses (baselines._train)
+    out_dir/train/segmentation.ckpt     backbone + head (what semantic_probe reads)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -37,35 +36,24 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from freepoint_bench.atomic import stable_hash, write_json
+from baselines._train import STAGE, BackboneModule, OptimConfig, TrainedPretext
 from freepoint_bench.data.classes import S3DIS_CLASSES
-from freepoint_bench.engine.checkpoints import (
-    code_version,
-    data_description,
-    environment,
-    input_metadata,
-    input_preset,
-    register_checkpoint,
-    save_model_checkpoint,
-)
+from freepoint_bench.engine.checkpoints import code_version, data_description, input_metadata, input_preset
 from freepoint_bench.engine.data import EpochSampler, batch_to_device, collate, make_sample
 from freepoint_bench.engine.module import segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
-from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
 from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint
-from freepoint_bench.pretext.base import PretrainResult, ProgressFn
+from freepoint_bench.pretext.base import PretrainResult
 
 log = logging.getLogger(__name__)
 
 IGNORE = -1  # the Scene convention for unlabelled points; also the ignore index of the loss
-RUN_FILE = "run.json"
-HISTORY_KEY = "supervised_loss_history"
+SEGMENTATION_FILE = "segmentation.ckpt"  # in the run's train/ folder: backbone + head
 
 # NYU40 ids of the 20 classes of ScanNet's semantic-segmentation benchmark (wall, floor, cabinet, bed, chair, sofa,
 # table, door, window, bookshelf, picture, counter, desk, curtain, refrigerator, shower curtain, toilet, sink,
@@ -83,62 +71,31 @@ class SupervisedConfig(BaseModel):
     """Everything that defines a supervised pretraining run (the resume check compares all of it).
 
     Of the preset (`train`), the backbone, voxels, crops, augmentation, batch size, workers, accelerator and
-    seed are used; its AdamW fields (lr, weight_decay, schedule, epochs1/2) are not: this method has its own
-    SGD recipe below.
+    seed are used; its AdamW fields (lr, weight_decay, schedule, epochs1/2) are not: `optim` is this method's.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     train: TrainPreset = get_preset("cpu-small")
     epochs: int = Field(30, ge=1)  # passes over the training scans
-    lr: float = Field(0.1, gt=0)  # SGD learning rate (PointContrast / CSC semantic segmentation: 0.1 per ~6 scans)
-    momentum: float = Field(0.9, ge=0, lt=1)  # SGD momentum (PointContrast / CSC fine-tuning: 0.9)
-    weight_decay: float = Field(1e-4, ge=0)  # (PointContrast / CSC: 1e-4)
-    # per-step LR decay: poly (1 - t/T)^poly_power (CSC's semantic segmentation, PolyLR), cosine to 0,
-    # exponential lr * gamma^epoch, or constant
-    schedule: Literal["poly", "cosine", "exponential", "constant"] = "cosine"
-    poly_power: float = Field(0.9, gt=0)  # PolyLR power (CSC: 0.9)
-    gamma: float = Field(0.99, gt=0, le=1)  # exponential decay per epoch (PointContrast's ExponentialLR: 0.99)
+    # SGD as CSC's semantic segmentation (downstream/semseg/config/default.yaml: momentum 0.9, dampening 0.1,
+    # weight decay 1e-4; lr 0.1 per ~6 scans, see PRESETS); cosine decay (CSC: PolyLR, power 0.9, a similar curve)
+    optim: OptimConfig = OptimConfig(lr=0.1, momentum=0.9, dampening=0.1, schedule="cosine")
     head: Literal["linear", "mlp"] = "linear"  # classifier on the backbone's per-voxel features
     head_hidden: int = Field(64, ge=1)  # hidden width of the mlp head (Linear-BN-ReLU-Linear)
     # semantic ids trained on, in class order; None: the dataset's (DATASET_CLASSES), else every id in the scans
+    # (pretrain records the resolved ids here)
     classes: tuple[int, ...] | None = None
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # A CPU run in minutes: FreePoint's cpu-small backbone and input, SGD with a cosine decay.
-    "cpu-small": {"epochs": 30, "schedule": "cosine"},
-    # CSC's ScanNet semantic segmentation (downstream/semseg/scripts/train_scannet.sh): 20k iterations of 48
-    # scans (~800 passes over the 1201 training scans), lr 0.8 for 48 scans (0.1 for ~6 by linear scaling),
-    # PolyLR; the paper preset's batch is 5 scans per device.
-    "paper": {"epochs": 800, "schedule": "poly"},
+    # A CPU run in minutes: FreePoint's cpu-small backbone and input.
+    "cpu-small": {"epochs": 30},
+    # CSC's ScanNet semantic segmentation (downstream/semseg/scripts/train_scannet.sh): 20k iterations of 48 scans,
+    # ~800 passes over the 1201 training scans, lr 0.8 for 48 scans (0.1 for ~6 by linear scaling; the paper
+    # preset's batch is 5 scans per device).
+    "paper": {"epochs": 800},
 }
-
-
-def supervised_config(preset: str = "cpu-small", **overrides: Any) -> SupervisedConfig:
-    """Returns a SupervisedConfig on training preset `preset`; overrides are fields of SupervisedConfig (epochs, lr,
-    head, classes, ...) or of the preset (`train.<field>`, or a bare preset field such as batch_size)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown training preset {preset!r}; choose one of {sorted(PRESETS)}")
-    own, train = dict(PRESETS[preset]), {}
-    for key, value in overrides.items():
-        head, _, tail = key.partition(".")
-        if head == "train" and tail:
-            train[tail] = value
-        elif key in SupervisedConfig.model_fields and key != "train":
-            own[key] = value
-        elif key in ("epochs1", "epochs2"):
-            raise ConfigError(f"supervised pretraining has one stage; set epochs=N (--set epochs=N), not {key}")
-        else:
-            train[key] = value
-    try:
-        return SupervisedConfig(train=get_preset(preset, **train), **own)
-    except ConfigError:
-        raise
-    except Exception as e:  # pydantic's ValidationError → one line
-        errors = getattr(e, "errors", None)
-        text = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors()) if callable(errors) else e
-        raise ConfigError(f"invalid supervised config: {text}") from None
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -275,21 +232,24 @@ class SemanticDataModule(pl.LightningDataModule):
 # ---------------------------------------------------------------------------------------------- model
 
 
+def make_head(width: int, num_classes: int, kind: str = "linear", hidden: int = 64) -> nn.Module:
+    """Returns the per-voxel classifier: Linear(width, K), or Linear-BN-ReLU-Linear for kind "mlp"."""
+    if kind == "linear":
+        return nn.Linear(width, num_classes)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                             nn.Linear(hidden, num_classes))
+    raise ConfigError(f"unknown head {kind!r}; choose linear or mlp")
+
+
 class SemanticSegmenter(nn.Module):
     """Res16UNet backbone + per-voxel classifier: forward(coords, feats) → (M, num_classes) logits."""
 
-    def __init__(self, backbone: BackboneConfig, num_classes: int, head: str = "linear", head_hidden: int = 64) -> None:
+    def __init__(self, backbone: Res16UNet, head: nn.Module, num_classes: int, head_kind: str,
+                 head_hidden: int) -> None:
         super().__init__()
-        self.backbone = Res16UNet(backbone)
-        self.num_classes, self.head_kind, self.head_hidden = int(num_classes), head, int(head_hidden)
-        width = self.backbone.out_channels
-        if head == "linear":
-            self.head: nn.Module = nn.Linear(width, num_classes)
-        elif head == "mlp":
-            self.head = nn.Sequential(nn.Linear(width, head_hidden), nn.BatchNorm1d(head_hidden), nn.ReLU(),
-                                      nn.Linear(head_hidden, num_classes))
-        else:
-            raise ConfigError(f"unknown head {head!r}; choose linear or mlp")
+        self.backbone, self.head = backbone, head
+        self.num_classes, self.head_kind, self.head_hidden = int(num_classes), head_kind, int(head_hidden)
 
     def forward(self, coords: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """Returns (M, num_classes) logits for unique coords (M, 4) int32 [batch, x, y, z] and feats (M, C)."""
@@ -301,208 +261,85 @@ class SemanticSegmenter(nn.Module):
                 "head_hidden": self.head_hidden, "num_classes": self.num_classes}
 
 
-class SupervisedModule(pl.LightningModule):
-    """Cross-entropy training of a SemanticSegmenter with SGD and the config's per-step schedule."""
+class SupervisedModule(BackboneModule):
+    """Cross-entropy over the labelled voxels of a batch, through the backbone and a classifier head."""
 
-    def __init__(self, config: SupervisedConfig | dict, classes: Sequence[int]) -> None:
-        super().__init__()
-        config = config if isinstance(config, SupervisedConfig) else SupervisedConfig(**config)
-        self.save_hyperparameters({"config": config.model_dump(mode="json"), "classes": [int(c) for c in classes]})
-        self.config, self.classes = config, tuple(int(c) for c in classes)
-        # seeded before the backbone is built: the same initial backbone as FreePoint's and scratch's
-        torch.manual_seed(config.train.seed)
-        self.model = SemanticSegmenter(segmenter_config(config.train).backbone, len(self.classes), config.head,
-                                       config.head_hidden)
-        self.loss_history: list[dict[str, float]] = []  # per epoch: {"epoch", "loss", "accuracy"}
-        self._sums = torch.zeros(3)  # loss * voxels, correct voxels, labelled voxels of the running epoch
+    def __init__(self, config: SupervisedConfig) -> None:
+        if not config.classes:
+            raise ConfigError("SupervisedModule needs the resolved classes (config.classes)")
+        super().__init__(config.train, config.optim, {"config": config.model_dump(mode="json")})
+        self.config = config
+        self.head = make_head(self.backbone.out_channels, len(config.classes), config.head, config.head_hidden)
+
+    def segmenter(self) -> SemanticSegmenter:
+        """Returns this module's backbone and head (shared, not copied) as one SemanticSegmenter."""
+        c = self.config
+        return SemanticSegmenter(self.backbone, self.head, len(c.classes), c.head, c.head_hidden)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Returns the mean cross-entropy over the batch's labelled voxels (0 with a graph when it has none)."""
-        logits = self.model(batch["batch"].coords, batch["batch"].feats)
+        logits = self.head(self.backbone(batch["batch"].coords, batch["batch"].feats).feats)
         labels = batch["labels"]
         labelled = labels >= 0
-        count = labelled.sum()
-        if int(count) == 0:  # a crop without labelled voxels: no signal, but every rank must step
-            loss = logits.sum() * 0.0
+        if not bool(labelled.any()):  # a crop without labelled voxels: no signal, but every rank must step
+            loss, accuracy = logits.sum() * 0.0, torch.zeros((), device=logits.device)
         else:
             loss = F.cross_entropy(logits, labels, ignore_index=IGNORE)
-        correct = (logits.detach().argmax(dim=1) == labels)[labelled].sum()
-        self.log("train/loss", loss, batch_size=len(batch["names"]), prog_bar=True, on_step=True, on_epoch=True,
-                 sync_dist=True)
-        sums = torch.stack([loss.detach().float() * count, correct.float(), count.float()])
-        if self.trainer.world_size > 1:
-            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        self._sums += sums.cpu()
-        entry = {"epoch": float(self.current_epoch), **self.epoch_losses()}
-        if self.loss_history and self.loss_history[-1]["epoch"] == entry["epoch"]:
-            self.loss_history[-1] = entry
-        else:
-            self.loss_history.append(entry)
-        return loss
-
-    def epoch_losses(self) -> dict[str, float]:
-        """Returns {"loss": mean cross-entropy per labelled voxel, "accuracy"} of the running epoch (all ranks)."""
-        loss, correct, count = self._sums.tolist()
-        return {"loss": loss / count if count else math.nan, "accuracy": correct / count if count else math.nan}
-
-    def on_train_epoch_start(self) -> None:
-        self._sums = torch.zeros(3)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[HISTORY_KEY] = [dict(h) for h in self.loss_history]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.loss_history = [dict(h) for h in checkpoint.get(HISTORY_KEY, [])]
-
-    def configure_optimizers(self) -> Any:
-        """Returns SGD and the config's schedule, stepped every optimiser step."""
-        c = self.config
-        optimizer = torch.optim.SGD(self.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        if c.schedule == "constant":
-            return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        per_epoch = max(total / c.epochs, 1.0)
-        if c.schedule == "poly":
-            decay = lambda step: max(1.0 - step / total, 0.0) ** c.poly_power  # noqa: E731
-        elif c.schedule == "cosine":
-            decay = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step / total, 1.0)))  # noqa: E731
-        else:
-            decay = lambda step: c.gamma ** (step / per_epoch)  # noqa: E731
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def loss_summary(self) -> dict[str, Any]:
-        """Returns {"loss_first_epoch", "loss_last_epoch", "accuracy_last_epoch", "loss_history"} of the run."""
-        if not self.loss_history:
-            return {"loss_first_epoch": math.nan, "loss_last_epoch": math.nan, "accuracy_last_epoch": math.nan,
-                    "loss_history": []}
-        return {"loss_first_epoch": self.loss_history[0]["loss"], "loss_last_epoch": self.loss_history[-1]["loss"],
-                "accuracy_last_epoch": self.loss_history[-1]["accuracy"],
-                "loss_history": [h["loss"] for h in self.loss_history]}
+            accuracy = (logits.detach().argmax(dim=1) == labels)[labelled].float().mean()
+        return self.record({"loss": loss, "accuracy": accuracy}, len(batch["names"]))
 
 
-class _EpochProgress(Callback):
-    def __init__(self, progress: ProgressFn, epochs: int) -> None:
-        self.progress, self.epochs = progress, epochs
+class _SaveSegmentation(Callback):
+    """Writes the trained backbone + head (for semantic_probe) when training ends (rank 0)."""
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path, self.meta = path, meta
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and isinstance(pl_module, SupervisedModule):
-            losses = pl_module.epoch_losses()
-            self.progress("train", trainer.current_epoch + 1, self.epochs,
-                          f"loss {losses['loss']:.4f}, accuracy {losses['accuracy']:.3f}")
+            save_checkpoint(self.path, pl_module.segmenter(), {**self.meta, "metrics": pl_module.loss_summary()})
 
 
 # ---------------------------------------------------------------------------------------------- method
 
 
-class SupervisedPretext:
+class SupervisedPretext(TrainedPretext):
     """The `supervised` pretext method: semantic segmentation on labelled scans, the backbone as the checkpoint."""
 
     name = "supervised"
+    config_cls = SupervisedConfig
+    presets = PRESETS
 
-    def default_config(self, preset: str = "cpu-small", **overrides: Any) -> SupervisedConfig:
-        """Returns supervised_config(preset, **overrides)."""
-        return supervised_config(preset, **overrides)
+    def build_module(self, config: SupervisedConfig) -> SupervisedModule:
+        """Returns a freshly initialised SupervisedModule (backbone seeded as FreePoint's)."""
+        return SupervisedModule(config)
 
-    def pretrain(
-        self,
-        store: Any,
-        config: SupervisedConfig,
-        out_dir: str | Path,
-        *,
-        names: list[str] | None = None,
-        resume: bool = False,
-        overwrite: bool = False,
-        progress: ProgressFn | None = None,
-        checkpoints_dir: str | Path = "checkpoints",
-        devices: int | str = 1,
-        nodes: int = 1,
-        enable_progress_bar: bool = False,
-        callbacks: list | None = None,
-        **kwargs: Any,
-    ) -> PretrainResult:
-        """Returns the backbone checkpoint after semantic-segmentation training on `names` (default: the store's
-        train split). resume=True continues an interrupted run (same config and scenes, else ConfigError); a run
-        directory holding another run needs resume or overwrite. Other keyword arguments (label_workers, ...) are
-        accepted and unused."""
-        out_dir, checkpoints_dir = Path(out_dir), Path(checkpoints_dir)
+    def build_data(self, store: Any, names: list[str], config: SupervisedConfig) -> SemanticDataModule:
+        """Returns the datamodule of the labelled scenes `names`."""
+        return SemanticDataModule(store, names, config.train, config.classes)
+
+    def pretrain(self, store: Any, config: SupervisedConfig, out_dir: str | Path, *, names: list[str] | None = None,
+                 callbacks: Sequence[Callback] | None = None, **kwargs: Any) -> PretrainResult:
+        """Returns the backbone checkpoint after semantic-segmentation training on the labelled scenes among `names`
+        (default: the store's train split); see TrainedPretext.pretrain for resume, overwrite, devices and nodes.
+
+        The classes are resolved first (config.classes, else the dataset's, else the ids in the scans) and recorded
+        in the config; scenes without a point of them are skipped with a warning, the rest are data.scenes.
+        out_dir/train/segmentation.ckpt receives the backbone with its head (semantic_probe reads it)."""
+        if not isinstance(config, SupervisedConfig):
+            raise ConfigError(f"{self.name}: expected a SupervisedConfig, got {type(config).__name__}")
         names = sorted(names if names is not None else store.names("train"))
         if not names:
             raise ConfigError("no scenes to pretrain on; check the split or the --scene selection")
-        devices = check_devices(devices, nodes)
-        dataset = data_description(store, names)["dataset"]
-        classes = resolve_classes(config, dataset, store, names)
+        classes = resolve_classes(config, data_description(store, names)["dataset"], store, names)
         kept = labelled_scenes(store, names, classes)
-        run = {"method": self.name, "config": config.model_dump(mode="json"), "scenes": names}
-        is_zero = rank_zero_only.rank == 0
-        if is_zero:
-            versions = _check_run_dir(out_dir, run, resume, overwrite)
-            write_json(out_dir / RUN_FILE, {**run, "code_versions": [*versions, {**code_version(),
-                                                                                "environment": environment()}]})
-        train_dir = out_dir / "train"
-        weights, done_file = train_dir / "segmentation.ckpt", train_dir / "done.json"
-        meta_base = {"method": self.name, "config": run["config"], "classes": list(classes),
-                     "data": data_description(store, kept), "backend": config.train.backend,
-                     "input": input_metadata(config.train)}
-        if resume and weights.is_file() and done_file.is_file():
-            log.info("%s already finished; publishing its weights", train_dir)
-            module = SupervisedModule(config, classes)
-            state, meta = load_checkpoint(weights)
-            load_into(module.model, state, meta, path=weights)
-            metrics = json.loads(done_file.read_text())
-        else:
-            module = SupervisedModule(config, classes)
-            datamodule = SemanticDataModule(store, kept, config.train, classes)
-            ckpt = last_checkpoint(train_dir) if resume else None
-            extra = list(callbacks or [])
-            if progress is not None:
-                extra.append(_EpochProgress(progress, config.epochs))
-            trainer = make_trainer(config.train, train_dir, config.epochs, devices=devices, nodes=nodes,
-                                   enable_progress_bar=enable_progress_bar, callbacks=extra)
-            fit(trainer, module, datamodule, ckpt_path=ckpt)
-            metrics = {"epochs": config.epochs, "scenes": len(kept), "classes": len(classes), **module.loss_summary()}
-            if trainer.is_global_zero:
-                save_checkpoint(weights, module.model, {**meta_base, "metrics": {"train": metrics},
-                                                        "backbone_config": segmenter_config(config.train)
-                                                        .backbone.model_dump(mode="json"),
-                                                        "code_version": code_version()})
-                write_json(done_file, metrics)
-        meta = {**meta_base, "architecture": module.model.backbone.architecture(), "metrics": {"train": metrics},
-                "skipped_scenes": sorted(set(names) - set(kept)), "segmentation_checkpoint": str(weights),
-                "code_version": code_version(), "environment": environment()}
-        run_id = f"{self.name}-{meta['data']['dataset']}-{stable_hash(meta['config'], meta['data'], length=10)}"
-        meta["id"] = run_id
-        backbone = checkpoints_dir / f"{run_id}-backbone.ckpt"
-        if is_zero:
-            save_model_checkpoint(backbone, module.model.backbone, meta)
-            register_checkpoint(checkpoints_dir / "index.json", run_id, meta, {"backbone": backbone})
-            log.info("wrote %s", backbone)
-        return PretrainResult(method=self.name, backbone=backbone, metadata=meta)
-
-
-def _check_run_dir(out_dir: Path, run: dict, resume: bool, overwrite: bool) -> list[dict]:
-    """Returns the code versions of the earlier starts of the run being resumed ([] for a new run); ConfigError when
-    out_dir holds another run (or a resume's settings differ), unless overwrite, which deletes it."""
-    run_file = out_dir / RUN_FILE
-    if not run_file.is_file():
-        return []
-    try:
-        old = json.loads(run_file.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{run_file}: unreadable run record ({e}); delete the run dir to restart") from None
-    if resume:
-        versions = list(old.pop("code_versions", []))
-        diffs = [key for key in ("method", "config", "scenes") if old.get(key) != run[key]]
-        if diffs:
-            raise ConfigError(f"{run_file}: cannot resume, the run was started with another {', '.join(diffs)}; "
-                              "use the original settings, or overwrite / another out dir")
-        return versions
-    if not overwrite:
-        raise ConfigError(f"{out_dir} already holds a pretraining run; pass resume (--resume) to continue it, "
-                          "overwrite (--overwrite) to start again, or choose another out dir")
-    shutil.rmtree(out_dir / "train", ignore_errors=True)
-    run_file.unlink()
-    return []
+        config = config.model_copy(update={"classes": classes})
+        meta = {"method": self.name, "config": config.model_dump(mode="json"),
+                "data": data_description(store, kept), "input": input_metadata(config.train),
+                "backbone_config": segmenter_config(config.train).backbone.model_dump(mode="json"),
+                "code_version": code_version()}
+        saver = _SaveSegmentation(Path(out_dir) / STAGE / SEGMENTATION_FILE, meta)
+        return super().pretrain(store, config, out_dir, names=kept, callbacks=[*(callbacks or []), saver], **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- probe
@@ -516,7 +353,9 @@ def load_segmentation(path: str | Path, device: str | torch.device = "cpu") -> t
     if arch.get("name") != "SemanticSegmenter" or not isinstance(spec, dict):
         raise CheckpointError(f"{path}: not a supervised segmentation checkpoint (train/segmentation.ckpt of a "
                               "supervised run)")
-    model = SemanticSegmenter(BackboneConfig(**spec), arch["num_classes"], arch["head"], arch["head_hidden"])
+    backbone = Res16UNet(BackboneConfig(**spec))
+    head = make_head(backbone.out_channels, arch["num_classes"], arch["head"], arch["head_hidden"])
+    model = SemanticSegmenter(backbone, head, arch["num_classes"], arch["head"], arch["head_hidden"])
     load_into(model, state, meta, path=path)
     return model.to(device).eval(), meta
 
@@ -552,7 +391,7 @@ def semantic_probe(segmentation_ckpt: str | Path, store: Any, names: Sequence[st
     "constant_accuracy", "points", "scenes"}.
     """
     model, meta = load_segmentation(segmentation_ckpt, device)
-    classes = [int(c) for c in meta["classes"]]
+    classes = [int(c) for c in meta["config"]["classes"]]
     preset, lookup, k = input_preset(meta, Path(segmentation_ckpt)), class_lookup(classes), len(classes)
     conf = np.zeros((k, k), dtype=np.int64)
     truths = []

@@ -16,7 +16,6 @@ from baselines.supervised import (
     miou,
     point_classes,
     semantic_probe,
-    supervised_config,
     voxel_labels,
 )
 from freepoint_bench.data.scene import Scene
@@ -120,7 +119,8 @@ def test_scratch_writes_a_seeded_backbone_like_freepoints(tmp_path, synthetic):
     model_b, _ = load_model(b.backbone, part="backbone")
     assert isinstance(model_a, Res16UNet)
     assert meta["method"] == "scratch" and meta["data"]["scenes"] == [] and meta["data"]["num_scenes"] == 0
-    assert meta["id"].startswith("scratch-none-") and a.backbone.name == f"{meta['id']}-backbone.ckpt"
+    assert meta["id"].startswith(f"scratch-{meta['data']['dataset']}-")
+    assert a.backbone.name == f"{meta['id']}-backbone.ckpt"
     assert meta["id"] in read_index(tmp_path / "ck" / "index.json")["checkpoints"]
     sa, sb = model_a.state_dict(), model_b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)  # seeded: deterministic
@@ -146,14 +146,14 @@ def test_supervised_one_epoch_on_two_synthetic_scenes(tmp_path, synthetic):
     torch.manual_seed(0)
     assert model.architecture() == segmenter_from_preset(get_preset("cpu-small")).backbone.architecture()
     assert meta["method"] == "supervised" and meta["data"]["scenes"] == synthetic.names()
-    assert meta["data"]["dataset"] == "synthetic" and meta["classes"] == list(range(13))
+    assert meta["data"]["dataset"] == "synthetic" and meta["config"]["classes"] == list(range(13))
     assert meta["id"].startswith("supervised-synthetic-") and meta["input"]["use_xyz_features"] is True
     assert math.isfinite(meta["metrics"]["train"]["loss_first_epoch"])
     assert meta["id"] in read_index(tmp_path / "ck" / "index.json")["checkpoints"]
     # a second start in the same folder must choose: resume (same settings) publishes the finished run
     with pytest.raises(ConfigError, match="already holds"):
         method.pretrain(synthetic, cfg, tmp_path / "run", checkpoints_dir=tmp_path / "ck")
-    with pytest.raises(ConfigError, match="another config"):
+    with pytest.raises(ConfigError, match="config.epochs"):
         method.pretrain(synthetic, method.default_config("cpu-small", epochs=2), tmp_path / "run", resume=True,
                         checkpoints_dir=tmp_path / "ck")
     again = method.pretrain(synthetic, cfg, tmp_path / "run", resume=True, checkpoints_dir=tmp_path / "ck")
@@ -163,11 +163,11 @@ def test_supervised_one_epoch_on_two_synthetic_scenes(tmp_path, synthetic):
 def test_supervised_loss_falls_and_the_probe_beats_a_constant(tmp_path):
     store = Store([split_room("a", 0), split_room("b", 1), split_room("held", 2)], dataset="boxes")
     method = get_method("supervised")
-    cfg = method.default_config("cpu-small", epochs=8, voxel_size_m=0.1, batch_size=2, lr=0.05,
-                                schedule="constant", **NO_AUGMENT)
+    cfg = method.default_config("cpu-small", epochs=8, voxel_size_m=0.1, batch_size=2, **{"optim.lr": 0.05},
+                                **{"optim.schedule": "constant"}, **NO_AUGMENT)
     result = method.pretrain(store, cfg, tmp_path / "run", names=["a", "b"], checkpoints_dir=tmp_path / "ck")
     meta = result.metadata
-    assert meta["classes"] == [0, 1, 2]  # an unknown dataset: the ids found in the training scans
+    assert meta["config"]["classes"] == [0, 1, 2]  # an unknown dataset: the ids found in the training scans
     assert meta["data"]["scenes"] == ["a", "b"]
     history = meta["metrics"]["train"]["loss_history"]
     assert len(history) == 8 and history[-1] < 0.5 * history[0], history
@@ -179,15 +179,18 @@ def test_supervised_loss_falls_and_the_probe_beats_a_constant(tmp_path):
     assert probe["miou"] > 0.6 > 4 * probe["constant_miou"], probe  # seen: 0.77 vs 0.15
 
 
-def test_supervised_refuses_unlabelled_scenes_and_two_stage_epochs(tmp_path):
+def test_supervised_refuses_unlabelled_scenes_and_bad_config(tmp_path):
     bare = Scene(name="bare", xyz=np.random.default_rng(0).uniform(0, 2, (500, 3)).astype(np.float32),
                  rgb=np.full((500, 3), 0.5, dtype=np.float32))
     method = get_method("supervised")
     with pytest.raises(DataError, match="bare: no semantic labels"):
         method.pretrain(Store([bare]), method.default_config("cpu-small", epochs=1), tmp_path / "run",
                         checkpoints_dir=tmp_path / "ck")
-    with pytest.raises(ConfigError, match="epochs=N"):
-        supervised_config("cpu-small", epochs1=3)
+    assert method.default_config("cpu-small", epochs1=3).epochs == 3  # the CLI's --epochs1
     with pytest.raises(ConfigError, match="unknown training preset"):
-        supervised_config("huge")
-    assert supervised_config("paper").train.backbone == "34C"
+        method.default_config("huge")
+    with pytest.raises(ConfigError, match="head"):
+        method.default_config("cpu-small", head="transformer")
+    paper = method.default_config("paper")
+    assert paper.train.backbone == "34C" and paper.epochs == 800
+    assert (paper.optim.lr, paper.optim.momentum, paper.optim.schedule) == (0.1, 0.9, "cosine")
