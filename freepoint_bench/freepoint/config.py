@@ -171,7 +171,8 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
-            value = raw.strip()  # bare words such as solver=gaec-kl
+            # bare words such as solver=gaec-kl; none / null unset an optional field (TOML has no null)
+            value = None if raw.strip().lower() in ("none", "null") else raw.strip()
         out[key.strip()] = value
     return out
 
