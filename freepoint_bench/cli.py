@@ -623,6 +623,15 @@ def tune_cmd(
         Path | None, typer.Option("--features", help="Backbone checkpoint: deep features join (and α_emb is tuned).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for best.toml and plots.")] = Path("runs/tune"),
+    cv: Annotated[
+        str | None,
+        typer.Option("--cv", help="rooms: cross-validate by room (leave one room out, or --folds k) before choosing."),
+    ] = None,
+    folds: Annotated[int | None, typer.Option("--folds", help="With --cv rooms: k folds of whole rooms.")] = None,
+    sigma_grid: Annotated[
+        list[str] | None,
+        typer.Option("--sigma-grid", help="Tune σ_low alone over these values (grid search, α fixed): 0.5,0.7,0.9."),
+    ] = None,
 ) -> None:
     """Tune FreePoint's affinity weights α (and optionally σ, k1, plane threshold) with Optuna on labelled scenes."""
     from freepoint_bench.tuning import TuneConfig, run_study, save_plots, write_best_config
@@ -639,6 +648,9 @@ def tune_cmd(
         tune_k1=tune_k1,
         tune_plane_distance=tune_plane,
     )
+    grid = _floats(sigma_grid, "--sigma-grid")
+    if grid:
+        fields.update(tune_sigma_low=True, sigma_low_grid=tuple(grid), sampler="grid", alphas=(), prune=False)
     if tune_config is not None:
         fields = {**TuneConfig.from_toml(tune_config).model_dump(), **{k: v for k, v in fields.items() if v}}
     tcfg = TuneConfig(**fields)
@@ -654,6 +666,9 @@ def tune_cmd(
         features_fn = BackboneFeatures(features)
     from freepoint_bench.tuning.objective import evaluation_spec_for
 
+    if cv is not None or folds is not None:
+        _tune_cv(cv, folds, scenes, base, tcfg, features_fn, evaluation_spec_for(dataset), out, dataset)
+        return
     with _progress() as progress:
         task = progress.add_task(f"tune ({objective})", total=trials, item="")
 
@@ -714,6 +729,49 @@ def report_cmd(
         console.print(rp.to_terminal(report))
     for path in rp.write_report(report, chosen, out):
         console.print(f"wrote {path}")
+
+
+def _tune_cv(cv, folds, scenes, base, tcfg, features_fn, spec, out: Path, dataset: str) -> None:
+    from freepoint_bench.tuning.crossval import cross_validate, paired_gain, room_folds, write_cv_config
+
+    if cv not in (None, "rooms"):
+        raise ConfigError(f"--cv {cv!r}: the only cross-validation is by room (--cv rooms)")
+    fold_list = room_folds([s.name for s in scenes], folds)
+    with _progress() as progress:
+        task = progress.add_task("cross-validate", total=len(fold_list), item="")
+
+        def cb(rec: dict) -> None:
+            progress.update(task, completed=rec["fold"], item="+".join(rec["held_out"]))
+
+        result = cross_validate(
+            scenes, base, tcfg, fold_list, evaluation_spec=spec, features_fn=features_fn, progress=cb
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    best_path = write_cv_config(result, out / "best.toml")
+    metric = result.objective.upper()
+    table = Table(title=f"held-out {metric} by fold on {dataset}: {len(fold_list)} folds of whole rooms")
+    for col in ("fold", "held-out rooms", "scans", f"base {metric}", f"tuned {metric}", "tuned on training rooms"):
+        table.add_column(col, justify="left" if col in ("held-out rooms", "tuned on training rooms") else "right")
+    for i, (_, held) in enumerate(result.folds):
+        params = result.fold_params[i] if result.fold_params else {}
+        tuned = "-" if result.tuned is None else _fmt_pct(result.tuned.per_fold[i])
+        shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
+        table.add_row(str(i + 1), "+".join(result.rooms[i]), str(len(held)), _fmt_pct(result.fixed.per_fold[i]),
+                      tuned, shown)
+    table.add_section()
+    for name, fn in (("mean", "mean"), ("sd", "sd"), ("min", "min"), ("max", "max")):
+        tuned = "-" if result.tuned is None else _fmt_pct(getattr(result.tuned, fn))
+        table.add_row(name, "", "", _fmt_pct(getattr(result.fixed, fn)), tuned, "")
+    pooled_tuned = "-" if result.tuned is None else _fmt_pct(result.tuned.pooled[result.objective])
+    table.add_row("pooled", "all scans", str(len(scenes)), _fmt_pct(result.fixed.pooled[result.objective]),
+                  pooled_tuned, "")
+    console.print(table)
+    gain = ""
+    if result.tuned is not None:
+        mean, se = paired_gain(result.fixed, result.tuned)
+        gain = f"; tuned - base {100 * mean:+.1f} ± {100 * se:.1f} (se over folds)"
+    console.print(f"chosen: {result.chosen} (tuned only when it gains more than one se{gain}); config: {best_path}")
+    console.print(f"({result.seconds_per_scene:.1f} s per scan; use: bench.py pseudo-labels --config {best_path})")
 
 
 # ---------------------------------------------------------------------------------------------- entry

@@ -24,3 +24,18 @@ def test_config_preset_plain_runs_and_excludes_config(capsys, synth, tmp_path): 
     assert code == 2 and "give one" in err
     code, _, err = run(capsys, "pseudo-labels", *args, "--config-preset", "fancy")
     assert code == 2 and "unknown pseudo-label preset 'fancy'" in err
+
+
+def test_tune_cv_rooms_reports_folds_and_writes_a_loadable_config(capsys, synth, tmp_path):  # noqa: F811
+    from freepoint_bench.freepoint.config import PseudoLabelConfig
+
+    args = [*common(synth, tmp_path), "--out", tmp_path / "tune"]
+    code, out, _ = run(capsys, "tune", *args, "--cv", "rooms", "--sigma-grid", "0.7,1.1")
+    assert code == 0, out
+    assert "2 folds of whole rooms" in out and "synth_0000" in out and "synth_0001" in out and "pooled" in out
+    config = PseudoLabelConfig.from_toml(tmp_path / "tune" / "best.toml")
+    assert "chosen: tuned" in out or config == PseudoLabelConfig()
+    code, _, err = run(capsys, "tune", *args, "--cv", "rooms", "--folds", "3")
+    assert code == 2 and "need 2 <= k <= the number of rooms (2)" in err
+    code, _, err = run(capsys, "tune", *args, "--cv", "scans")
+    assert code == 2 and "only cross-validation is by room" in err

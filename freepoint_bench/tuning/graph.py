@@ -66,6 +66,11 @@ class SceneGraph:
     raw: dict[str, np.ndarray]
 
 
+# Fields that act after the graph on the σ_low labels (mask_score only ranks them).
+LABEL_FIELDS: tuple[str, ...] = ("alpha_emb", "alpha_norm", "alpha_xyz", "alpha_rgb", "sigma_low", "solver",
+                                 "min_segment_size")
+
+
 def graph_key(config: PseudoLabelConfig) -> tuple:
     """Returns the values of `GRAPH_FIELDS` in `config`: equal keys give equal graphs of a scene."""
     return tuple(getattr(config, name) for name in GRAPH_FIELDS)
@@ -139,10 +144,17 @@ class GraphCache:
     new graphs); deep features from features_fn are computed once per scene and kept.
     """
 
-    def __init__(self, max_entries: int = 64, features_fn: Callable[[Scene], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        max_entries: int = 64,
+        features_fn: Callable[[Scene], np.ndarray] | None = None,
+        max_labels: int = 0,
+    ) -> None:
         self.max_entries = max(1, int(max_entries))
         self.features_fn = features_fn
+        self.max_labels = max(0, int(max_labels))
         self._graphs: OrderedDict[tuple, SceneGraph] = OrderedDict()
+        self._labels: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._features: dict[str, np.ndarray] = {}
         self.hits = 0
         self.misses = 0
@@ -152,6 +164,24 @@ class GraphCache:
         """Returns the SceneGraph of `scene` under `config`, built on first use."""
         with self._lock:
             return self._get(scene, config)
+
+    def labels(self, scene: Scene, config: PseudoLabelConfig) -> np.ndarray:
+        """Returns the σ_low labels (N,) int64 of `scene` under `config`, kept for reuse when max_labels > 0
+        (the last max_labels label arrays; studies that revisit configs, such as grid folds, skip the solve)."""
+        key = (scene.name, graph_key(config), *(getattr(config, f) for f in LABEL_FIELDS))
+        with self._lock:
+            cached = self._labels.get(key)
+            if cached is not None:
+                self._labels.move_to_end(key)
+                return cached
+            graph = self._get(scene, config)
+        labels = labels_from_graph(graph, config, (config.sigma_low,))[config.sigma_low]
+        if self.max_labels:
+            with self._lock:
+                self._labels[key] = labels
+                while len(self._labels) > self.max_labels:
+                    self._labels.popitem(last=False)
+        return labels
 
     def _get(self, scene: Scene, config: PseudoLabelConfig) -> SceneGraph:
         key = (scene.name, graph_key(config))

@@ -33,7 +33,7 @@ from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import EvalSpec
 from freepoint_bench.freepoint.config import PseudoLabelConfig
-from freepoint_bench.tuning.graph import GraphCache, labels_from_graph
+from freepoint_bench.tuning.graph import GraphCache
 from freepoint_bench.tuning.objective import METRIC_NAMES, evaluation_spec_for, score_pseudo_masks
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class TuneConfig(BaseModel):
     alpha_range: FloatRange = (0.05, 4.0)  # log-uniform range of every tuned α
     tune_sigma_low: bool = False
     sigma_low_range: FloatRange = (0.5, 1.5)  # uniform
+    sigma_low_grid: tuple[float, ...] = ()  # when given, σ_low is one of these values instead (categorical)
     tune_k1: bool = False
     k1_choices: tuple[int, ...] = (4, 6, 8)
     tune_plane_distance: bool = False
@@ -69,6 +70,10 @@ class TuneConfig(BaseModel):
     plane_distance_step: float | None = Field(0.01, gt=0)
 
     # --- search strategy ---
+    # "grid" tries every point of a discrete space once (σ_low grid, k1 choices, plane steps; no α), so
+    # repeated studies over it (cross-validation folds) reuse each scene's labels
+    sampler: Literal["tpe", "grid"] = "tpe"
+    prune: bool = True  # score scenes one by one and let the pruner stop poor trials (off: score once)
     enqueue_base: bool = True  # a new study's first trial is the base config (when inside the space)
     pruner_startup_trials: int = Field(5, ge=0)  # MedianPruner: no pruning before this many trials finish
     pruner_warmup_steps: int = Field(2, ge=0)  # ... nor before this many scenes of a trial are scored
@@ -90,7 +95,27 @@ class TuneConfig(BaseModel):
             raise ValueError(f"k1_choices must be non-empty positive ints; got {self.k1_choices}")
         if len(set(self.alphas)) != len(self.alphas):
             raise ValueError(f"alphas has repeats: {self.alphas}")
+        if self.sampler == "grid":
+            if self.alphas:
+                raise ValueError(f"the grid sampler needs a discrete space: set alphas = [] (got {self.alphas})")
+            if self.tune_sigma_low and not self.sigma_low_grid:
+                raise ValueError("the grid sampler tunes σ_low over sigma_low_grid; give its values")
+            if self.tune_plane_distance and self.plane_distance_step is None:
+                raise ValueError("the grid sampler needs plane_distance_step for the plane threshold")
         return self
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Returns the discrete search space {param: values} (for the grid sampler)."""
+        space: dict[str, list[Any]] = {}
+        if self.tune_sigma_low and self.sigma_low_grid:
+            space["sigma_low"] = list(self.sigma_low_grid)
+        if self.tune_k1:
+            space["k1"] = list(self.k1_choices)
+        if self.tune_plane_distance and self.plane_distance_step is not None:
+            low, high = self.plane_distance_range
+            count = 1 + int(round((high - low) / self.plane_distance_step))
+            space["plane_distance_threshold"] = [low + i * self.plane_distance_step for i in range(count)]
+        return space
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> TuneConfig:
@@ -133,7 +158,9 @@ def suggest_params(trial: optuna.Trial, tune: TuneConfig, has_features: bool) ->
         if name == "emb" and not has_features:
             continue  # α1 weighs deep features; without them it has no effect
         params[f"alpha_{name}"] = trial.suggest_float(f"alpha_{name}", *tune.alpha_range, log=True)
-    if tune.tune_sigma_low:
+    if tune.tune_sigma_low and tune.sigma_low_grid:
+        params["sigma_low"] = trial.suggest_categorical("sigma_low", list(tune.sigma_low_grid))
+    elif tune.tune_sigma_low:
         params["sigma_low"] = trial.suggest_float("sigma_low", *tune.sigma_low_range)
     if tune.tune_k1:
         params["k1"] = trial.suggest_categorical("k1", list(tune.k1_choices))
@@ -155,7 +182,10 @@ def _base_params(base: PseudoLabelConfig, tune: TuneConfig, has_features: bool) 
             return None
         params[f"alpha_{name}"] = value
     if tune.tune_sigma_low:
-        if not tune.sigma_low_range[0] <= base.sigma_low <= tune.sigma_low_range[1]:
+        inside = base.sigma_low in tune.sigma_low_grid if tune.sigma_low_grid else (
+            tune.sigma_low_range[0] <= base.sigma_low <= tune.sigma_low_range[1]
+        )
+        if not inside:
             return None
         params["sigma_low"] = base.sigma_low
     if tune.tune_k1:
@@ -173,7 +203,7 @@ def _base_params(base: PseudoLabelConfig, tune: TuneConfig, has_features: bool) 
     return params
 
 
-def _graph_variants(tune: TuneConfig) -> int:
+def graph_variants(tune: TuneConfig) -> int:
     """Returns how many distinct graphs per scene the search space can ask for (8 for a continuous range)."""
     count = len(tune.k1_choices) if tune.tune_k1 else 1
     if tune.tune_plane_distance:
@@ -227,6 +257,7 @@ def run_study(
     *,
     evaluation_spec: EvalSpec | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    cache: GraphCache | None = None,
 ) -> TuneResult:
     """Returns the best pseudo-label config found by a TPE study maximising class-agnostic mask AP.
 
@@ -235,7 +266,9 @@ def run_study(
     per-point features (N, D) per scene, enabling α1 (alpha_emb). Each trial scores the scenes in order and
     reports the AP of the scenes seen so far after each one, so the MedianPruner (or `pruner`) can stop
     poor trials early. progress receives {"trial", "state", "value", "params", "best_value"} per finished
-    trial. Raises ConfigError when no trial of the study has completed.
+    trial. cache: a GraphCache to share between studies over the same scenes (cross-validation folds).
+    With tune_config.prune off every trial scores all scenes at once; with the grid sampler the study runs
+    each grid point once (the base config is not enqueued). Raises ConfigError when no trial completed.
     """
     scenes = _check_scenes(scenes)
     tune = tune_config
@@ -245,7 +278,8 @@ def run_study(
         spec = evaluation_spec_for(str(scenes[0].meta.get("dataset", "scannet")))
     names = [s.name for s in scenes]
     # Room for the graphs of every scene at each distinct value of the tuned graph fields.
-    cache = GraphCache(max_entries=min(len(scenes) * _graph_variants(tune), 256), features_fn=features_fn)
+    if cache is None:
+        cache = GraphCache(max_entries=min(len(scenes) * graph_variants(tune), 256), features_fn=features_fn)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = pruner or optuna.pruners.MedianPruner(
@@ -265,8 +299,11 @@ def run_study(
         raise ConfigError(f"cannot open Optuna storage {tune.storage!r} ({exc}); check the URL") from None
     _check_study_attrs(study, tune, names)
     # Seed offset by the trials already there: a resumed study must not replay the first run's samples.
-    study.sampler = optuna.samplers.TPESampler(seed=tune.seed + len(study.trials))
-    if tune.enqueue_base and not study.trials:
+    if tune.sampler == "grid":
+        study.sampler = optuna.samplers.GridSampler(tune.grid(), seed=tune.seed)
+    else:
+        study.sampler = optuna.samplers.TPESampler(seed=tune.seed + len(study.trials))
+    if tune.enqueue_base and not study.trials and tune.sampler == "tpe":
         base = _base_params(base_config, tune, has_features)
         if base:
             study.enqueue_trial(base)
@@ -280,9 +317,10 @@ def run_study(
         labels: dict[str, np.ndarray] = {}
         result = None
         for step, scene in enumerate(scenes):
-            graph = cache.get(scene, config)
-            labels[scene.name] = labels_from_graph(graph, config, (config.sigma_low,))[config.sigma_low]
+            labels[scene.name] = cache.labels(scene, config)
             seen.append(scene)
+            if not tune.prune and step < len(scenes) - 1:
+                continue
             result = score_pseudo_masks(seen, labels, spec, config.mask_score)
             value = float(getattr(result, tune.objective))
             # NaN: no evaluated GT instance in the scenes so far; 0 keeps the pruner's medians meaningful.
@@ -317,9 +355,12 @@ def run_study(
         if progress is not None:
             progress(record)
 
+    n_trials = tune.trials
+    if tune.sampler == "grid":
+        n_trials = min(n_trials, math.prod(len(v) for v in tune.grid().values()))
     study.optimize(
         objective,
-        n_trials=tune.trials,
+        n_trials=n_trials,
         timeout=tune.timeout_s,
         n_jobs=tune.jobs,
         callbacks=[callback],
