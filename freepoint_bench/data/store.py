@@ -161,8 +161,9 @@ class SceneStore:
             self.flush()
         return path
 
-    def load(self, name: str) -> Scene:
-        """Returns the cached Scene `name`; DataError naming the file when it is missing or corrupt."""
+    def _read(self, name: str, keys: tuple[str, ...] | None = None) -> tuple[Path, dict[str, np.ndarray]]:
+        """Returns (path, arrays) of scene `name`: the arrays named in keys that the file has (None: all), only
+        those decompressed; DataError naming the file when it is missing, corrupt or holds another scene."""
         path = self.path_of(name)
         if not path.is_file():
             raise DataError(
@@ -171,15 +172,23 @@ class SceneStore:
             )
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-            meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
-            stored = str(arrays.pop("name")) if "name" in arrays else name
-            if "xyz" not in arrays or "rgb" not in arrays:
-                raise ValueError("xyz or rgb missing")
+                arrays = {key: data[key] for key in data.files if keys is None or key in keys or key == "name"}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise DataError(f"{path}: corrupt scene cache file ({exc}); {_FIX}") from exc
+        stored = str(arrays.pop("name")) if "name" in arrays else name
         if stored != name:
             raise DataError(f"{path}: holds scene {stored!r}, not {name!r}; {_FIX}")
+        return path, arrays
+
+    def load(self, name: str) -> Scene:
+        """Returns the cached Scene `name`; DataError naming the file when it is missing or corrupt."""
+        path, arrays = self._read(name)
+        try:
+            meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
+            if "xyz" not in arrays or "rgb" not in arrays:
+                raise ValueError("xyz or rgb missing")
+        except ValueError as exc:
+            raise DataError(f"{path}: corrupt scene cache file ({exc}); {_FIX}") from exc
         meta.setdefault("source", str(path))
         try:
             return Scene(
@@ -193,6 +202,24 @@ class SceneStore:
             )
         except DataError as exc:
             raise DataError(f"{path}: corrupt scene cache file ({exc}); {_FIX}") from exc
+
+    def load_labels(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (semantic, instance), (N,) int64 each (-1 = unlabelled), of cached scene `name`, reading
+        only those two arrays of its file (what evaluation needs; no points, colours or normals).
+
+        DataError naming the file when it is missing or corrupt, or when the scene has no labels.
+        """
+        path, arrays = self._read(name, ("semantic", "instance"))
+        if "semantic" not in arrays or "instance" not in arrays:
+            raise DataError(f"{path}: scene {name} has no ground-truth labels; evaluate on a labelled dataset")
+        semantic, instance = arrays["semantic"], arrays["instance"]
+        integers = semantic.dtype.kind in "iu" and instance.dtype.kind in "iu"
+        if semantic.ndim != 1 or semantic.shape != instance.shape or not integers:
+            raise DataError(
+                f"{path}: corrupt scene cache file (labels {semantic.dtype}{semantic.shape}, "
+                f"{instance.dtype}{instance.shape}); {_FIX}"
+            )
+        return semantic.astype(np.int64, copy=False), instance.astype(np.int64, copy=False)
 
     def bind(self, dataset: str, root: str | Path | None) -> None:
         """Records the dataset and root the store holds; DataError if it already holds another dataset."""

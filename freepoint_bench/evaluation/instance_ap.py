@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from freepoint_bench.data.classes import (
     S3DIS_CLASS_ID,
@@ -105,6 +104,23 @@ def s3dis_spec(
     return EvalSpec(tuple(S3DIS_CLASS_ID[c] for c in names), tuple(names), class_agnostic, min_region_size, "s3dis")
 
 
+def dataset_spec(dataset: str, class_agnostic: bool = False, min_region_size: int = 100) -> EvalSpec:
+    """Returns the spec the scenes of `dataset` are scored with (scannet, scannet-npy, s3dis, synthetic).
+
+    ScanNet: the benchmark's 18 instance classes, the rest void. S3DIS and the synthetic rooms (labelled
+    like S3DIS): the 13 classes; class-agnostic, structure (ceiling, floor, wall, beam, column) and clutter
+    are void, so every other instance is one "object" to find.
+    """
+    key = dataset.strip().lower().replace("_", "-")
+    if key in ("scannet", "scannet-npy"):
+        return scannet_spec(class_agnostic, min_region_size)
+    if key in ("s3dis", "synthetic"):
+        return s3dis_spec(class_agnostic, class_agnostic, class_agnostic, min_region_size)
+    raise ConfigError(
+        f"dataset {dataset!r} has no ground truth to evaluate; use scannet, scannet-npy, s3dis or synthetic"
+    )
+
+
 @dataclass
 class EvalResult:
     """AP / AP50 / AP25 as fractions in 0..1 (NaN when no class has GT), per class and per threshold."""
@@ -144,7 +160,7 @@ class _SceneMatches:
     gt_size: np.ndarray  # (G,) points
     pred_class: np.ndarray  # (P,) class index
     pred_size: np.ndarray  # (P,)
-    pred_conf: np.ndarray  # (P,)
+    pred_conf: np.ndarray  # (P,) float64
     pred_void: np.ndarray  # (P,) points on void
     inter: np.ndarray  # (P, G) intersections; only same-class pairs are used
 
@@ -167,7 +183,46 @@ def _gt_arrays(gt: Any) -> tuple[str, np.ndarray, np.ndarray]:
         if a.size and not np.issubdtype(a.dtype, np.integer):
             if not np.array_equal(a, np.round(a)):
                 raise DataError(f"scene {name}: {what} labels are not integers; give class / instance ids")
-    return str(name), semantic.astype(np.int64), instance.astype(np.int64)
+    return str(name), semantic.astype(np.int64, copy=False), instance.astype(np.int64, copy=False)
+
+
+def _small_table(size: int, n: int) -> bool:
+    """Returns True when a counting table of `size` entries is cheaper than sorting n values."""
+    return size <= 4 * n + 4096
+
+
+def _instance_index(instance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (point → instance index in increasing id order, -1 for ids < 0; points of each instance)."""
+    n = len(instance)
+    if n and instance.min() >= -1 and _small_table(int(instance.max()) + 2, n):  # count instead of sorting
+        counts = np.bincount(instance + 1)
+        ids = np.flatnonzero(counts[1:])
+        lookup = np.full(len(counts), -1, np.int64)
+        lookup[ids + 1] = np.arange(len(ids))
+        return lookup[instance + 1], counts[1:][ids]
+    has_inst = instance >= 0
+    _, inv = np.unique(instance[has_inst], return_inverse=True)
+    index = np.full(n, -1, np.int64)
+    index[has_inst] = inv
+    return index, np.bincount(inv)
+
+
+def _majority(index: np.ndarray, groups: int, semantic: np.ndarray) -> np.ndarray:
+    """Returns, per group 0..groups-1 of index (-1 = none), the most frequent semantic id >= 0 of its points
+    (ties → the smallest id; -1 when none is annotated)."""
+    n = len(index)
+    top = int(semantic.max()) if n else -1
+    if not groups or top < 0:
+        return np.full(groups, -1, np.int64)
+    if semantic.min() >= -1 and _small_table((groups + 1) * (top + 2), n):  # one (group, id) table, no sort
+        votes = np.bincount((index + 1) * (top + 2) + semantic + 1, minlength=(groups + 1) * (top + 2))
+        votes = votes.reshape(groups + 1, top + 2)[1:, 1:]  # rows: groups, columns: ids 0..top
+        return np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), -1)
+    use = (index >= 0) & (semantic >= 0)
+    sem_vals, sem_inv = np.unique(semantic[use], return_inverse=True)
+    votes = np.bincount(index[use] * len(sem_vals) + sem_inv, minlength=groups * len(sem_vals))
+    votes = votes.reshape(groups, len(sem_vals))
+    return np.where(votes.max(axis=1) > 0, sem_vals[votes.argmax(axis=1)], -1)
 
 
 def _gt_instances(semantic: np.ndarray, instance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,68 +231,132 @@ def _gt_instances(semantic: np.ndarray, instance: np.ndarray) -> tuple[np.ndarra
     Instances are numbered in increasing id order; an instance's class is the majority semantic id of its
     annotated points (ties → the smallest id; -1 when none of its points is annotated).
     """
-    has_inst = instance >= 0
-    ids, inv = np.unique(instance[has_inst], return_inverse=True)
-    index = np.full(len(instance), -1, np.int64)
-    index[has_inst] = inv
-    sizes = np.bincount(inv, minlength=len(ids))
-    cls = np.full(len(ids), -1, np.int64)
-    annotated = semantic[has_inst] >= 0
-    if annotated.any():
-        sem_vals, sem_inv = np.unique(semantic[has_inst][annotated], return_inverse=True)
-        counts = sp.coo_matrix(
-            (np.ones(len(sem_inv)), (inv[annotated], sem_inv)), shape=(len(ids), len(sem_vals))
-        ).toarray()
-        cls = np.where(counts.max(axis=1) > 0, sem_vals[counts.argmax(axis=1)], -1)
-    return index, cls, sizes
+    index, sizes = _instance_index(instance)
+    return index, _majority(index, len(sizes), semantic), sizes
 
 
-def _match_scene(name: str, semantic: np.ndarray, instance: np.ndarray, preds: Predictions, spec: EvalSpec):
+def _match_scene(
+    name: str,
+    semantic: np.ndarray,
+    instance: np.ndarray,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    spec: EvalSpec,
+) -> _SceneMatches:
     n = len(semantic)
-    if preds.num_points != n and (len(preds) or preds.num_points):
+    if masks.shape[1] != n and (len(masks) or masks.shape[1]):
         raise DataError(
-            f"scene {name}: predictions cover {preds.num_points} points but the scene has {n}; "
+            f"scene {name}: predictions cover {masks.shape[1]} points but the scene has {n}; "
             "masks must follow the scene's point order"
         )
-    class_of_id = {cid: i for i, cid in enumerate(spec.class_ids)}
     inst_index, inst_cls, sizes = _gt_instances(semantic, instance)
     # GT instances of evaluated classes (small ones included: they matter for the ignore rule). As in the
     # benchmark's label*1000+id encoding, every point takes its instance's class: void = in no such instance
     # (unannotated, no instance, or an instance of a class that is not evaluated).
-    keep = np.isin(inst_cls, spec.class_ids)
-    compact = np.where(keep, np.cumsum(keep) - 1, -1)
-    gt_index = np.where(inst_index >= 0, compact[np.maximum(inst_index, 0)], -1)
-    void = gt_index < 0
+    class_ids = np.array(spec.class_ids)
+    keep = np.isin(inst_cls, class_ids)
+    g = int(keep.sum())
+    code_of = np.concatenate([[0], np.where(keep, np.cumsum(keep), 0)])  # instance index + 1 → GT + 1, 0 = void
+    code = code_of[inst_index + 1]  # per point
+    order = np.argsort(class_ids)
     if spec.class_agnostic:
-        gt_cls = np.zeros(int(keep.sum()), np.int64)
+        gt_cls = np.zeros(g, np.int64)
+        pcls = np.zeros(len(masks), np.int64)
     else:
-        gt_cls = np.array([class_of_id[int(c)] for c in inst_cls[keep]], np.int64)
-    gt_size = sizes[keep]
-    # Predictions: label outside the evaluated classes skipped (semantic mode), then small ones.
-    if spec.class_agnostic:
-        pcls = np.zeros(len(preds), np.int64)
-        known = np.ones(len(preds), bool)
-    else:
-        pcls = np.array([class_of_id.get(int(lab), -1) for lab in preds.labels], np.int64)
-        known = pcls >= 0
+        gt_cls = order[np.searchsorted(class_ids[order], inst_cls[keep])]
+        at = np.minimum(np.searchsorted(class_ids[order], labels), len(order) - 1)
+        pcls = np.where(class_ids[order][at] == labels, order[at], -1)  # label outside the classes: skipped
     # (pred, point) pairs: cheaper than dense products at 50k points; flatnonzero is ~4x faster than nonzero
-    rows, cols = np.divmod(np.flatnonzero(preds.masks), max(n, 1))
-    psize = np.bincount(rows, minlength=len(preds))
-    sel = np.flatnonzero(known & (psize >= spec.min_region_size))
-    remap = np.full(len(preds), -1, np.int64)
+    rows, cols = np.divmod(np.flatnonzero(masks), max(n, 1))
+    psize = np.bincount(rows, minlength=len(masks))
+    sel = np.flatnonzero((pcls >= 0) & (psize >= spec.min_region_size))
+    remap = np.full(len(masks), len(sel), np.int64)  # dropped predictions count into a last row, cut below
     remap[sel] = np.arange(len(sel))
-    r = remap[rows]
-    keep_pair = r >= 0
-    r, c = r[keep_pair], cols[keep_pair]
-    g = len(gt_size)
-    gi = gt_index[c]
-    on_gt = gi >= 0
-    inter = np.bincount(r[on_gt] * g + gi[on_gt], minlength=len(sel) * g).reshape(len(sel), g)
-    pvoid = np.bincount(r[void[c]], minlength=len(sel))
-    return _SceneMatches(gt_cls, gt_size, pcls[sel], psize[sel], preds.scores[sel].astype(np.float64), pvoid, inter)
+    # One count per (prediction, GT + 1): column 0 holds the points on void, the rest the intersections.
+    counts = np.bincount(remap[rows] * (g + 1) + code[cols], minlength=(len(sel) + 1) * (g + 1))
+    counts = counts.reshape(len(sel) + 1, g + 1)[:-1]
+    conf = np.asarray(scores, np.float64)[sel]
+    return _SceneMatches(gt_cls, sizes[keep], pcls[sel], psize[sel], conf, counts[:, 0], counts[:, 1:])
+
+
+@dataclass
+class _SceneCurves:
+    """One scene's entries of every (class, threshold) precision/recall curve, and its missed GT."""
+
+    threshold: np.ndarray  # (E,) index into OVERLAPS
+    cls: np.ndarray  # (E,) class index
+    true: np.ndarray  # (E,) bool: a matched GT (its score) or a false positive
+    score: np.ndarray  # (E,) float64
+    hard_fn: np.ndarray  # (classes, thresholds) big GT instances matched by nothing
+    has_gt: np.ndarray  # (classes,) bool: a big GT instance of the class
+    has_pred: np.ndarray  # (classes,) bool: a prediction of the class (after filtering)
+
+
+def _scene_curves(s: _SceneMatches, num_classes: int, min_size: int) -> _SceneCurves:
+    """Returns the curve entries of one scene at every threshold, all classes at once (they never interact:
+    a prediction only matches GT of its own class)."""
+    same = s.pred_class[:, None] == s.gt_class[None, :]
+    inter = np.where(same, s.inter, 0)  # (p, g) same-class pairs only
+    union = s.gt_size[None, :] + s.pred_size[:, None] - inter
+    iou = np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
+    big = s.gt_size >= min_size
+    # A prediction is a false positive at a threshold when no same-class GT (small ones included) is above it
+    # and the share of its points on void or small same-class GT does not exceed it.
+    best = iou.max(axis=1) if iou.shape[1] else np.zeros(len(iou))
+    ignore = (s.pred_void + inter[:, ~big].sum(axis=1)) / np.maximum(s.pred_size, 1)
+    fp_t, fp_p = np.nonzero((best[None, :] <= OVERLAPS[:, None]) & (ignore[None, :] <= OVERLAPS[:, None]))
+    # Greedy matching, GT in id order, each taking its candidates (IoU > 0) in submission order.
+    big_ids = np.flatnonzero(big)
+    cand_g, cand_p = np.nonzero(iou[:, big_ids].T > 0)  # sorted by GT, then prediction
+    cand_iou, cand_conf = iou[cand_p, big_ids[cand_g]].tolist(), s.pred_conf[cand_p].tolist()
+    bounds = np.searchsorted(cand_g, np.arange(len(big_ids) + 1)).tolist()
+    gt_cls = s.gt_class[big_ids].tolist()
+    cand_p_list = cand_p.tolist()
+    rows_t: list[int] = []  # one entry a matched GT or duplicate: threshold, class, is_tp, score
+    rows_c: list[int] = []
+    rows_true: list[bool] = []
+    rows_score: list[float] = []
+    missed: list[int] = []  # class * thresholds + threshold of every GT matched by nothing
+    t_n = len(OVERLAPS)
+    for ti, th in enumerate(OVERLAPS.tolist()):
+        visited: set[int] = set()
+        for gi, c in enumerate(gt_cls):
+            matched, score = False, -math.inf
+            for k in range(bounds[gi], bounds[gi + 1]):
+                p, conf = cand_p_list[k], cand_conf[k]
+                if p in visited or not cand_iou[k] > th:
+                    continue
+                if matched:  # a duplicate: the lower score becomes a false positive, the GT keeps the higher
+                    rows_t.append(ti)
+                    rows_c.append(c)
+                    rows_true.append(False)
+                    rows_score.append(min(score, conf))
+                    score = max(score, conf)
+                else:
+                    matched, score = True, conf
+                    visited.add(p)
+            if matched:
+                rows_t.append(ti)
+                rows_c.append(c)
+                rows_true.append(True)
+                rows_score.append(score)
+            else:
+                missed.append(c * t_n + ti)
+    hard_fn = np.bincount(np.array(missed, np.int64), minlength=num_classes * t_n)
+    return _SceneCurves(
+        threshold=np.concatenate([fp_t, np.array(rows_t, np.int64)]),
+        cls=np.concatenate([s.pred_class[fp_p], np.array(rows_c, np.int64)]),
+        true=np.concatenate([np.zeros(len(fp_t), bool), np.array(rows_true, bool)]),
+        score=np.concatenate([s.pred_conf[fp_p], np.array(rows_score, np.float64)]),
+        hard_fn=hard_fn.reshape(num_classes, t_n),
+        has_gt=np.bincount(s.gt_class[big], minlength=num_classes) > 0,
+        has_pred=np.bincount(s.pred_class, minlength=num_classes) > 0,
+    )
 
 
 def _ap_from_curve(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> float:
+    """Returns the benchmark's AP of one curve; depends on the entries as a multiset, not on their order."""
     order = np.argsort(y_score, kind="quicksort")
     y_score_sorted = y_score[order]
     cumsum = np.cumsum(y_true[order])
@@ -257,109 +376,111 @@ def _ap_from_curve(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> flo
     return float(0.5 * np.dot(precision, widths) / (num_true + hard_fn))
 
 
-@dataclass
-class _ClassScene:
-    """One scene's view of one class, computed once for all thresholds."""
+class APAccumulator:
+    """ScanNet-style AP over scenes given one at a time, keeping only each scene's curve entries.
 
-    candidates: list[list[tuple[int, float, float]]]  # per big GT (id order): (pred, iou, conf) in pred order
-    best_iou: np.ndarray  # (p,) best IoU of each prediction with any same-class GT (small ones included)
-    ignore_share: np.ndarray  # (p,) share of the prediction on void or small same-class GT
-    conf: np.ndarray  # (p,)
+        acc = APAccumulator(scannet_spec())
+        for name, semantic, instance, preds in scenes:   # e.g. read from disk one scene at a time
+            acc.add(name, semantic, instance, preds)
+        result = acc.result()
 
+    Memory: per scene, a few numbers per mask and GT instance and threshold; the points and masks of a
+    scene can be dropped as soon as `add` returns.
+    """
 
-def _class_scene(s: _SceneMatches, cls: int, min_size: int) -> tuple[_ClassScene, bool, bool]:
-    gsel = np.flatnonzero(s.gt_class == cls)
-    psel = np.flatnonzero(s.pred_class == cls)
-    big = s.gt_size[gsel] >= min_size
-    inter = s.inter[np.ix_(psel, gsel)]  # (p, g) same-class pairs
-    union = s.gt_size[gsel][None, :] + s.pred_size[psel][:, None] - inter
-    iou = np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
-    conf = s.pred_conf[psel]
-    candidates = []
-    for col in np.flatnonzero(big):
-        ps = np.flatnonzero(inter[:, col] > 0)  # submission order
-        candidates.append(list(zip(ps.tolist(), iou[ps, col].tolist(), conf[ps].tolist(), strict=True)))
-    best = iou.max(axis=1) if iou.shape[1] else np.zeros(len(psel))
-    ignore = (s.pred_void[psel] + inter[:, ~big].sum(axis=1)) / np.maximum(s.pred_size[psel], 1)
-    return _ClassScene(candidates, best, ignore, conf), bool(big.any()), len(psel) > 0
+    def __init__(self, spec: EvalSpec) -> None:
+        self.spec = spec
+        self._curves: list[_SceneCurves] = []
+        self._names: set[str] = set()
 
+    @property
+    def names(self) -> frozenset[str]:
+        """Returns the names of the scenes added so far."""
+        return frozenset(self._names)
 
-def _class_ap(scenes: list[_SceneMatches], cls: int, min_size: int) -> np.ndarray:
-    """Returns the AP of class `cls` at every threshold of OVERLAPS."""
-    views = [_class_scene(s, cls, min_size) for s in scenes]
-    has_gt = any(v[1] for v in views)
-    has_pred = any(v[2] for v in views)
-    if not has_gt:
-        return np.full(len(OVERLAPS), math.nan)
-    if not has_pred:
-        return np.zeros(len(OVERLAPS))
-    out = np.zeros(len(OVERLAPS))
-    for oi, th in enumerate(OVERLAPS.tolist()):
-        y_true: list[float] = []
-        y_score: list[float] = []
-        hard_fn = 0
-        for view, _, _ in views:
-            visited: set[int] = set()
-            for cands in view.candidates:
-                matched, score = False, -math.inf
-                for p, iou, conf in cands:
-                    if p in visited or not iou > th:
+    def add(self, name: str, semantic: np.ndarray, instance: np.ndarray, preds: Predictions | None) -> None:
+        """Matches one scene: semantic, instance (N,) int ids (-1 = none); preds None = predicts nothing.
+
+        DataError when the scene was added before or preds cover another number of points.
+        """
+        if preds is None:
+            preds = Predictions.empty(len(np.asarray(semantic)))
+        self.add_masks(name, semantic, instance, preds.masks, preds.labels, preds.scores)
+
+    def add_masks(
+        self,
+        name: str,
+        semantic: np.ndarray,
+        instance: np.ndarray,
+        masks: np.ndarray,
+        labels: np.ndarray,
+        scores: np.ndarray,
+    ) -> None:
+        """`add` from arrays: masks (K, N) bool, labels (K,) int class ids, scores (K,) finite confidences
+        (float64 kept as given, e.g. read from a submission: the benchmark compares them at that precision)."""
+        name, semantic, instance = _gt_arrays((name, semantic, instance))
+        if name in self._names:
+            raise DataError(f"scene {name} is given twice in the ground truth; give each scene once")
+        masks = np.asarray(masks, dtype=bool)
+        labels, scores = np.asarray(labels, np.int64).reshape(-1), np.asarray(scores, np.float64).reshape(-1)
+        if masks.ndim != 2 or not len(masks) == len(labels) == len(scores):
+            raise DataError(f"scene {name}: masks {masks.shape}, {len(labels)} labels, {len(scores)} scores")
+        self._names.add(name)
+        matches = _match_scene(name, semantic, instance, masks, labels, scores, self.spec)
+        self._curves.append(_scene_curves(matches, len(self.spec.labels), self.spec.min_region_size))
+
+    def result(self) -> EvalResult:
+        """Returns the EvalResult over the scenes added so far."""
+        spec = self.spec
+        labels = spec.labels
+        t_n = len(OVERLAPS)
+        num = len(labels)
+        table = np.full((num, t_n), math.nan)
+        if self._curves:
+            has_gt = np.any([c.has_gt for c in self._curves], axis=0)
+            has_pred = np.any([c.has_pred for c in self._curves], axis=0)
+            hard_fn = np.sum([c.hard_fn for c in self._curves], axis=0)
+            key = np.concatenate([c.cls * t_n + c.threshold for c in self._curves])
+            true = np.concatenate([c.true for c in self._curves]).astype(np.float64)
+            score = np.concatenate([c.score for c in self._curves])
+            order = np.argsort(key, kind="stable")
+            bounds = np.searchsorted(key[order], np.arange(num * t_n + 1))
+            for ci in range(num):
+                if not has_gt[ci]:
+                    continue  # NaN: excluded from the means
+                for ti in range(t_n):
+                    if not has_pred[ci]:
+                        table[ci, ti] = 0.0
                         continue
-                    if matched:  # a duplicate: the lower score becomes a false positive
-                        y_true.append(0.0)
-                        y_score.append(min(score, conf))
-                        score = max(score, conf)
-                    else:
-                        matched, score = True, conf
-                        visited.add(p)
-                if matched:
-                    y_true.append(1.0)
-                    y_score.append(score)
-                else:
-                    hard_fn += 1
-            fp = (view.best_iou <= th) & (view.ignore_share <= th)
-            y_true.extend([0.0] * int(fp.sum()))
-            y_score.extend(view.conf[fp].tolist())
-        out[oi] = _ap_from_curve(np.array(y_true), np.array(y_score), hard_fn)
-    return out
+                    part = order[bounds[ci * t_n + ti] : bounds[ci * t_n + ti + 1]]
+                    table[ci, ti] = _ap_from_curve(true[part], score[part], int(hard_fn[ci, ti]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN means are NaN, as intended
+            ap = float(np.nanmean(table[:, _OALL])) if table.size else math.nan
+            ap50 = float(np.nanmean(table[:, _O50]))
+            ap25 = float(np.nanmean(table[:, _O25]))
+        per_class = {
+            name: {"ap": float(np.mean(table[i, _OALL])), "ap50": float(table[i, _O50]), "ap25": float(table[i, _O25])}
+            for i, name in enumerate(labels)
+        }
+        return EvalResult(ap, ap50, ap25, per_class, table, len(self._curves), spec)
 
 
-def evaluate(
-    gt: Sequence[Any], predictions: Mapping[str, Predictions], spec: EvalSpec
-) -> EvalResult:
+def evaluate(gt: Iterable[Any], predictions: Mapping[str, Predictions], spec: EvalSpec) -> EvalResult:
     """Returns ScanNet-style AP of `predictions` (scene name → Predictions) against `gt`.
 
     gt: Scenes (name, semantic, instance) or (name, semantic (N,), instance (N,)) tuples; instance -1 = none.
-    A scene without an entry in `predictions` counts as predicting nothing.
+    A scene without an entry in `predictions` counts as predicting nothing. Only `predictions.get(name)`
+    is called for the scenes of gt, so both may be lazy (one scene in memory at a time; see APAccumulator).
     """
-    scenes = []
-    seen: set[str] = set()
+    acc = APAccumulator(spec)
     for item in gt:
         name, semantic, instance = _gt_arrays(item)
-        if name in seen:
-            raise DataError(f"scene {name} is given twice in the ground truth; give each scene once")
-        seen.add(name)
-        preds = predictions.get(name)
-        if preds is None:
-            preds = Predictions.empty(len(semantic))
-        scenes.append(_match_scene(name, semantic, instance, preds, spec))
-    unknown = sorted(set(predictions) - seen)
+        acc.add(name, semantic, instance, predictions.get(name))
+    unknown = sorted(set(predictions) - acc.names)
     if unknown:
         raise DataError(
             f"predictions for {len(unknown)} scene(s) without ground truth (e.g. {unknown[0]}); "
             "evaluate against the split the predictions were made on"
         )
-    labels = spec.labels
-    table = np.full((len(labels), len(OVERLAPS)), math.nan)
-    for ci in range(len(labels)):
-        table[ci] = _class_ap(scenes, ci, spec.min_region_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN means are NaN, as intended
-        ap = float(np.nanmean(table[:, _OALL])) if table.size else math.nan
-        ap50 = float(np.nanmean(table[:, _O50]))
-        ap25 = float(np.nanmean(table[:, _O25]))
-    per_class = {
-        name: {"ap": float(np.mean(table[i, _OALL])), "ap50": float(table[i, _O50]), "ap25": float(table[i, _O25])}
-        for i, name in enumerate(labels)
-    }
-    return EvalResult(ap, ap50, ap25, per_class, table, len(scenes), spec)
+    return acc.result()

@@ -15,8 +15,10 @@ from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import (
     OVERLAPS,
+    APAccumulator,
     EvalSpec,
     Predictions,
+    dataset_spec,
     evaluate,
     predictions_from_labels,
     s3dis_spec,
@@ -458,3 +460,70 @@ def test_real_scans_oracle_round_trip_and_reference(tmp_path):
     back = {s.name: read_predictions(tmp_path, s.name, s.num_points) for s in scenes}
     np.testing.assert_array_equal(evaluate(scenes, back, scannet_spec()).ap_table,
                                   evaluate(scenes, noisy, scannet_spec()).ap_table)
+
+
+# ------------------------------------------------------------------ streaming and the counting fast paths
+
+
+def test_accumulator_one_scene_at_a_time_equals_evaluate():
+    rng = np.random.default_rng(7)
+    gts, preds = _random_case(rng, [CHAIR, TABLE, 3, WALL], n_scenes=5)
+    spec = scannet_spec(min_region_size=20)
+    acc = APAccumulator(spec)
+    for name, sem, ins in gts:
+        acc.add(name, sem, ins, preds.get(name))
+    np.testing.assert_array_equal(acc.result().ap_table, evaluate(gts, preds, spec).ap_table)
+    assert acc.names == {name for name, _, _ in gts}
+    with pytest.raises(DataError, match="given twice"):
+        acc.add(*gts[0], None)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_huge_ids_and_labels_below_minus_one_take_the_sorting_path_with_the_same_result(seed):
+    """Instance ids up to 1e12 and unannotated points written as -7 leave the counting tables for np.unique:
+    the AP table must not change (the id order, hence the GT order, is kept by the monotone map)."""
+    rng = np.random.default_rng(200 + seed)
+    gts, preds = _random_case(rng, [CHAIR, TABLE, 3, WALL])
+    spec = scannet_spec(min_region_size=int(rng.choice([1, 20])))
+    big = [(name, np.where(sem < 0, -7, sem), np.where(ins >= 0, ins * 10**11 + 3, -1)) for name, sem, ins in gts]
+    np.testing.assert_array_equal(evaluate(big, preds, spec).ap_table, evaluate(gts, preds, spec).ap_table)
+    _check_against_reference(gts, preds, spec)  # (the reference's id encoding cannot hold ids of 1e11)
+
+
+def test_dataset_spec_names_the_datasets_and_refuses_others():
+    assert dataset_spec("scannet-npy").class_ids == scannet_spec().class_ids
+    assert dataset_spec("ScanNet", class_agnostic=True, min_region_size=7).labels == ("object",)
+    assert dataset_spec("scannet", min_region_size=7).min_region_size == 7
+    agnostic = dataset_spec("synthetic", class_agnostic=True)
+    assert "clutter" not in agnostic.class_names and "wall" not in agnostic.class_names
+    assert len(dataset_spec("s3dis").class_ids) == 13
+    with pytest.raises(ConfigError, match="no ground truth"):
+        dataset_spec("ply")
+
+
+def test_store_labels_only_read_scores_like_whole_scenes(tmp_path):
+    """Evaluation from the scene cache's labels-only read equals evaluation on the loaded Scenes."""
+    from freepoint_bench.data.store import SceneStore
+    from freepoint_bench.evaluation import evaluate_submission, write_predictions
+
+    rng = np.random.default_rng(5)
+    gts, preds = _random_case(rng, [CHAIR, TABLE, 3], n_scenes=3)
+    store = SceneStore(tmp_path / "cache")
+    for name, sem, ins in gts:
+        xyz = rng.random((len(sem), 3)).astype(np.float32)
+        store.save(Scene(name, xyz, np.zeros_like(xyz), semantic=np.maximum(sem, -1), instance=ins))
+        write_predictions(tmp_path / "sub", name, preds[name])
+    spec = scannet_spec(min_region_size=20)
+    scenes = [store.load(name) for name, _, _ in gts]
+    got = evaluate_submission(tmp_path / "sub", [s.name for s in scenes], store.load_labels, spec)
+    np.testing.assert_array_equal(got.ap_table, evaluate(scenes, preds, spec).ap_table)
+    semantic, instance = store.load_labels("s0")
+    assert semantic.dtype == instance.dtype == np.int64 and np.array_equal(instance, scenes[0].instance)
+    store.save(Scene("bare", np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32)))
+    with pytest.raises(DataError, match="no ground-truth labels"):
+        store.load_labels("bare")
+    with pytest.raises(DataError, match="not in the scene cache"):
+        store.load_labels("nope")
+    store.path_of("s1").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="corrupt scene cache file"):
+        store.load_labels("s1")
