@@ -191,16 +191,6 @@ def data_show(
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
-def _spec_for(dataset: str, class_agnostic: bool, min_region_size: int):
-    import dataclasses
-
-    from freepoint_bench.tuning.objective import evaluation_spec_for
-
-    if dataset not in ("scannet", "scannet-npy", "s3dis", "synthetic"):
-        raise ConfigError(f"dataset {dataset!r} has no ground truth to evaluate; use scannet(-npy), s3dis or synthetic")
-    return dataclasses.replace(evaluation_spec_for(dataset, class_agnostic), min_region_size=min_region_size)
-
-
 def _print_eval(result, title: str) -> None:
     table = Table(title=title)
     table.add_column("class")
@@ -225,28 +215,32 @@ def evaluate_cmd(
     scene: ScenesOpt = None,
 ) -> None:
     """Score benchmark-format predictions against a dataset's ground truth (ScanNet-style AP, in percent)."""
-    from freepoint_bench.atomic import write_json
-    from freepoint_bench.evaluation import evaluate, list_prediction_scenes, read_predictions
+    # Only what scoring needs (no readers unless scenes must be converted, no tuning, no scene points):
+    # researchers run this after every fine-tune, so start-up is part of its speed.
+    from freepoint_bench.evaluation import dataset_spec, evaluate_submission, list_prediction_scenes
 
     if not predictions.is_dir():
         raise DataError(f"{predictions}: predictions folder not found; pass the folder holding <scene>.txt files")
     pred_scenes = scene or list_prediction_scenes(predictions)
     if not pred_scenes:
         raise DataError(f"{predictions}: no <scene>.txt prediction files found")
-    spec = _spec_for(dataset, class_agnostic, min_region_size)
+    spec = dataset_spec(dataset, class_agnostic, min_region_size)
     store, names = _open_store(dataset, root, cache, pred_scenes)
     t0 = time.perf_counter()
-    gts, preds = [], {}
-    for name in names:
-        s = store.load(name)
-        if not s.has_labels:
-            raise DataError(f"scene {name}: no ground-truth labels in {dataset} data; cannot evaluate")
-        gts.append(s)
-        preds[name] = read_predictions(predictions, name, s.num_points)
-    result = evaluate(gts, preds, spec)
+    with _progress() as progress:
+        task = progress.add_task("evaluate", total=len(names), item="")
+        result = evaluate_submission(
+            predictions,
+            names,
+            store.load_labels,
+            spec,
+            progress=lambda done, total, name: progress.update(task, completed=done, item=name),
+        )
     mode = "class-agnostic" if class_agnostic else "semantic"
     _print_eval(result, f"{dataset} instance AP ({mode}, {len(names)} scenes, {time.perf_counter() - t0:.1f} s)")
     if json_out is not None:
+        from freepoint_bench.atomic import write_json
+
         write_json(json_out, result.to_dict())
         console.print(f"wrote {json_out}")
 
