@@ -81,6 +81,10 @@ class PseudoLabelConfig(BaseModel):
     plane_ransac_iterations: int = Field(300, ge=1)  # §3.1: RANSAC iterations per plane
     plane_fit_points: int = Field(5000, ge=3)  # ours: RANSAC fits on this many random points (speed)
     plane_grid_size: float = Field(0.1, ge=0.0)  # ours: only large connected plane patches removed; 0 = all
+    # ours: classify each plane patch (geometry.planes): floors, ceilings, walls (vertical scan boundaries)
+    # and surfaces objects stand on go; box / cabinet / shelf faces and empty table tops stay. Off: every
+    # large patch goes (§3.1 as written)
+    plane_rules: bool = False
 
     # --- features, post-processing, solver ---
     normal_k: int = Field(16, ge=2)  # §3.1: neighbours for PCA normals when the scene has none (ours)

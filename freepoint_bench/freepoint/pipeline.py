@@ -101,6 +101,7 @@ def remove_background(scene: Scene, config: PseudoLabelConfig):
         fit_points=config.plane_fit_points,
         grid_size=config.plane_grid_size,
         seed=config.seed,
+        rules=config.plane_rules,
     )
 
 

@@ -42,6 +42,7 @@ GRAPH_FIELDS: tuple[str, ...] = (
     "plane_ransac_iterations",
     "plane_fit_points",
     "plane_grid_size",
+    "plane_rules",
     "normal_k",
     "seed",
 )

@@ -69,3 +69,48 @@ def test_patch_check_keeps_small_coplanar_patches():
 def test_bad_parameters():
     with pytest.raises(ConfigError):
         remove_planes(np.zeros((10, 3)), distance_threshold=0)
+
+
+def _rule_counts(scene, seg):
+    from freepoint_bench.geometry.planes import RULES
+
+    parts = scene.meta["parts"]
+    return {
+        part: {RULES[k]: int(c) for k, c in enumerate(np.bincount(seg.removed_by[scene.instance == i], minlength=6))}
+        for i, part in parts.items()
+    }
+
+
+def test_rules_strip_structure_and_loaded_table_tops_but_keep_faces():
+    from freepoint_bench.freepoint.probes import support_probe_scene
+
+    scene = support_probe_scene(0)
+    n = scene.num_points
+    seg = remove_planes(scene.xyz, distance_threshold=0.05, min_plane_points=500, min_plane_fraction=0.03,
+                        grid_size=0.1, seed=0, rules=True)
+    counts = _rule_counts(scene, seg)
+    kept = {p: seg.foreground[scene.instance == i].mean() for i, p in scene.meta["parts"].items()}
+    assert counts["floor"]["floor"] == (scene.instance == 0).sum()
+    assert counts["ceiling"]["ceiling"] == (scene.instance == 1).sum()
+    for wall in ("wall_x0", "wall_x5", "wall_y0", "wall_y4"):
+        assert kept[wall] == 0 and counts[wall]["wall"] > 0.9 * sum(counts[wall].values())
+    assert counts["table_top"]["support"] > 0.7 * sum(counts["table_top"].values())  # the box stands on it
+    assert kept["box_on_table"] > 0.75 and kept["empty_table_top"] == 1.0  # nothing on it: it stays
+    assert kept["cabinet"] > 0.85 and counts["cabinet"]["support"] == 0  # 1 m tall face, not a wall
+    assert kept["floor_box"] > 0.85 and kept["table_legs"] > 0.85
+    assert (seg.removed_by > 0).sum() == (~seg.foreground).sum() == seg.inlier_counts.sum()
+    assert len(seg.foreground) == n
+    again = remove_planes(scene.xyz, distance_threshold=0.05, min_plane_points=500, min_plane_fraction=0.03,
+                          grid_size=0.1, seed=0, rules=True)
+    assert np.array_equal(seg.removed_by, again.removed_by)  # seeded: the same cut every run
+
+
+def test_without_rules_every_large_patch_goes_and_is_marked_plane():
+    from freepoint_bench.freepoint.probes import support_probe_scene
+
+    scene = support_probe_scene(0)
+    seg = remove_planes(scene.xyz, distance_threshold=0.05, min_plane_points=500, min_plane_fraction=0.03,
+                        grid_size=0.1, seed=0)
+    assert set(np.unique(seg.removed_by)) == {0, 1}  # kept or "plane"
+    kept = {p: seg.foreground[scene.instance == i].mean() for i, p in scene.meta["parts"].items()}
+    assert kept["cabinet"] < 0.8  # plain removal takes the cabinet's front with it
