@@ -29,3 +29,20 @@ def test_dev_scan_background_and_objects():
     low, high = result.labels[0.9], result.labels[1.2]
     assert 10 <= result.num_segments[1.2] <= result.num_segments[0.9] <= 300
     assert (low[~result.foreground] == -1).all() and (high[~result.foreground] == -1).all()
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("preset, rules", [("default", False), ("default", True), ("plain", True)])
+def test_dev_scan_labels_repeat_for_a_seed(preset, rules):
+    if not (DATA / "scene0001_00_vert.npy").is_file():
+        pytest.skip(f"ScanNet dev scans not found under {DATA}")
+    from freepoint_bench.data.readers import get_reader
+
+    scene = get_reader("scannet-npy").read_scene(DATA, "scene0001_00")
+    config = PseudoLabelConfig.preset(preset, {"plane_rules": rules})
+    first, second = (generate_pseudo_labels(scene, config) for _ in range(2))
+    assert np.array_equal(first.foreground, second.foreground)
+    for sigma in config.sigmas:
+        assert np.array_equal(first.labels[sigma], second.labels[sigma])
+    other = generate_pseudo_labels(scene, config.with_overrides({"seed": 1}))
+    assert not np.array_equal(other.labels[config.sigma_low], first.labels[config.sigma_low])  # the seed acts
