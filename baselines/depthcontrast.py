@@ -49,8 +49,8 @@ class DepthContrastConfig(BaseModel):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # A small queue (the dev scans give a few keys per step) and few epochs on the CPU.
-    "cpu-small": {"epochs": 10, "queue_size": 64, "views": {"max_points": 20_000}},
+    # A small queue (a batch of 2 scenes gives 2 keys per step: 16 fill in 8 steps) and few epochs on the CPU.
+    "cpu-small": {"epochs": 10, "queue_size": 16, "views": {"max_points": 20_000}},
     # BATCHSIZE_PER_REPLICA 32 in the template; our batch is per device.
     "paper": {"epochs": 1000, "train": {"batch_size": 32}},
 }

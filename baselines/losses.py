@@ -62,11 +62,21 @@ def shape_context_partitions_fast(xyz: torch.Tensor, r1: float = 2.0, r2: float 
 def partitioned_info_nce(q: torch.Tensor, k: torch.Tensor, partitions: torch.Tensor, num_partitions: int,
                          temperature: float) -> torch.Tensor:
     """Returns CSC's loss of one scene: the mean over the partitions p of PointInfoNCE where the negatives of
-    anchor i are only the k_j with partitions[i, j] == p (an anchor with none there contributes 0)."""
-    total = q.new_zeros(())
-    for p in range(num_partitions):
-        total = total + point_info_nce(q, k, temperature, exclude=partitions != p)
-    return total / num_partitions
+    anchor i are only the k_j with partitions[i, j] == p (an anchor with none there contributes 0).
+
+    Equal to averaging point_info_nce(q, k, t, exclude=partitions != p) over p, in one pass: each row's
+    exponentiated logits are summed per partition (scatter_add) instead of masking the matrix once per p.
+    """
+    logits = q @ k.T / temperature
+    top = logits.detach().max(dim=1, keepdim=True).values  # a per-row shift for stable exponentials
+    shifted = logits - top
+    positive = shifted.diagonal()
+    eye = torch.eye(len(q), dtype=torch.bool, device=q.device)
+    valid = (partitions >= 0) & (partitions < num_partitions) & ~eye
+    weights = torch.where(valid, shifted.exp(), torch.zeros_like(shifted))
+    sums = shifted.new_zeros(len(q), num_partitions).scatter_add(1, partitions.clamp(0, num_partitions - 1), weights)
+    per_partition = torch.log(positive.exp()[:, None] + sums) - positive[:, None]  # (P, partitions)
+    return per_partition.mean()
 
 
 # ---------------------------------------------------------------------------------------------- MoCo

@@ -109,6 +109,8 @@ def test_partitioned_info_nce_matches_brute_force(fast):
                    for p in range(count)) / count
     got = float(partitioned_info_nce(q, k, parts, count, 0.4))
     assert got == pytest.approx(expected, rel=1e-10)
+    masked = sum(float(point_info_nce(q, k, 0.4, exclude=parts != p)) for p in range(count)) / count
+    assert got == pytest.approx(masked, rel=1e-10)  # the one-pass form equals CSC's one mask per partition
     assert got != pytest.approx(float(point_info_nce(q, k, 0.4)))  # the masking changes the loss
 
 
