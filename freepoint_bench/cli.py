@@ -188,6 +188,26 @@ def data_show(
         console.print(f"wrote {ply}")
 
 
+@data_app.command("synth-s3dis")
+def data_synth_s3dis(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write Area_N/<room>/Annotations/ into.")],
+    rooms: Annotated[int, typer.Option("--rooms", help="Number of rooms (spread over Areas 1-6).")] = 12,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the room generator.")] = 0,
+    points: Annotated[int, typer.Option("--points", help="Points per room.")] = 20000,
+) -> None:
+    """Write synthetic rooms in S3DIS's raw layout (13 classes), for running protocols end to end."""
+    from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_s3dis
+
+    if rooms < 1 or points < 100:
+        raise ConfigError(f"--rooms {rooms} --points {points}: need at least 1 room of at least 100 points")
+    with _progress() as progress:
+        task = progress.add_task("synth-s3dis", total=rooms, item="")
+        names = write_synthetic_s3dis(out, rooms, seed=seed, config=SyntheticConfig(num_points=points),
+                                      progress=lambda done, name: progress.update(task, completed=done, item=name))
+    areas = sorted({n.split("/")[0] for n in names})
+    console.print(f"wrote {len(names)} rooms to {out} ({', '.join(areas)}); use it as --root with --dataset s3dis")
+
+
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
@@ -691,6 +711,271 @@ def tune_cmd(
     console.print(f"best config: {best_path}  (use: bench.py pseudo-labels --config {best_path})")
     for p in plots:
         console.print(f"plot: {p}")
+
+
+# ---------------------------------------------------------------------------------- protocols, finetune, run
+
+protocols_app = typer.Typer(help="List, show and freeze the fine-tuning protocols (protocols/*.toml).",
+                            no_args_is_help=True)
+app.add_typer(protocols_app, name="protocols")
+ProtocolsDirOpt = Annotated[
+    Path | None, typer.Option("--protocols-dir", help="Protocols folder (default: the repository's protocols/).")
+]
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Results store: <results>/<protocol>/<method>/seed-<k>/.")]
+
+
+@protocols_app.command("list")
+def protocols_list(protocols_dir: ProtocolsDirOpt = None) -> None:
+    """Table of the protocols: dataset, unit, fraction, folds, preset, split state."""
+    from freepoint_bench.harness.protocol import available_protocols, load_protocol, split_path
+
+    table = Table(title="fine-tuning protocols")
+    table.add_column("protocol", no_wrap=True)
+    for col in ("dataset", "unit", "fraction", "train / eval", "preset", "split"):
+        table.add_column(col)
+    for name in available_protocols(protocols_dir):
+        spec = load_protocol(name, protocols_dir)
+        path = split_path(spec, protocols_dir)
+        state = "-" if path is None else ("pinned" if spec.split_sha256 else "frozen") if path.is_file() else \
+            "not frozen"
+        groups = f"{spec.num_folds}-fold" if spec.folds else \
+            f"{len(spec.train_groups)} groups / {','.join(spec.eval_groups)}"
+        table.add_row(name, spec.dataset, spec.unit, f"{spec.fraction:g}", groups, spec.preset, state)
+    console.print(table)
+
+
+@protocols_app.command("show")
+def protocols_show(name: Annotated[str, typer.Argument(help="Protocol name.")],
+                   protocols_dir: ProtocolsDirOpt = None) -> None:
+    """Every field of a protocol, its hash, and its split file's state."""
+    import json as _json
+
+    from freepoint_bench.harness.protocol import load_protocol, load_split, split_path
+
+    spec = load_protocol(name, protocols_dir)
+    console.print(_json.dumps(spec.model_dump(mode="json"), indent=2))
+    console.print(f"protocol hash {spec.content_hash()}")
+    path = split_path(spec, protocols_dir)
+    if path is not None and path.is_file():
+        doc, sha = load_split(spec, protocols_dir)
+        kept = len(doc.get("train_scenes", [])) or doc.get("num_masks")
+        console.print(f"split {path}: sha256 {sha}, {kept} of {doc.get('candidates')} {spec.unit} kept")
+    elif path is not None:
+        console.print(f"split {path}: not frozen yet (`bench.py protocols freeze {name}`)")
+
+
+@protocols_app.command("freeze")
+def protocols_freeze(
+    name: Annotated[str, typer.Argument(help="Protocol name.")],
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    protocols_dir: ProtocolsDirOpt = None,
+) -> None:
+    """Write a protocol's split file once (masks: from your copy of the data) and print its sha256."""
+    from freepoint_bench.harness.finetune import class_vocabulary
+    from freepoint_bench.harness.protocol import freeze_split, load_protocol
+    from freepoint_bench.harness.run import RunOptions
+
+    spec = load_protocol(name, protocols_dir)
+    if spec.unit == "scenes" and root is None and spec.room_list is not None:
+        path, sha = freeze_split(spec, protocols_dir=protocols_dir)
+    else:
+        store, names = _open_protocol(spec, RunOptions(root=root, cache=cache))
+        ids, vocab = class_vocabulary(spec.eval)
+        with _progress() as progress:
+            task = progress.add_task(f"freeze {name}", total=None, item="")
+            path, sha = freeze_split(
+                spec, names=names, store=store, class_names=dict(zip(ids, vocab, strict=True)),
+                protocols_dir=protocols_dir,
+                progress=lambda done, total, scene: progress.update(task, completed=done, total=total, item=scene))
+    console.print(f"wrote {path}\nsha256 {sha}")
+
+
+def _open_protocol(spec, opts):
+    from freepoint_bench.harness.run import open_protocol_data
+
+    with _progress() as progress:
+        task = None
+
+        def cb(done: int, total: int, name: str) -> None:
+            nonlocal task
+            if task is None:
+                task = progress.add_task(f"prepare {spec.dataset}", total=total, item="")
+            progress.update(task, completed=done, total=total, item=name)
+
+        return open_protocol_data(spec, opts, progress=cb)
+
+
+def _cell_progress(progress: Progress) -> callable:
+    tasks: dict[str, int] = {}
+
+    def cb(stage: str, done: int, total: int, info: str) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total, item="")
+        progress.update(tasks[stage], completed=done, total=total, item=info)
+
+    return cb
+
+
+def _print_cells(rows: list[tuple], title: str) -> None:
+    from freepoint_bench.harness.cells import read_result
+
+    table = Table(title=title)
+    for col in ("protocol", "method", "seed", "status", "AP", "AP50", "AP25", "result"):
+        table.add_column(col, justify="right" if col in ("AP", "AP50", "AP25", "seed") else "left")
+    for task, status, path in rows:
+        if status in ("done", "skipped"):
+            m = read_result(path)["metrics"]
+            cells = [_fmt_pct(m["ap"]), _fmt_pct(m["ap50"]), _fmt_pct(m["ap25"])]
+        else:
+            cells = ["-", "-", "-"]
+        table.add_row(task.protocol, task.method, str(task.seed), status, *cells, str(path))
+    console.print(table)
+
+
+def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
+                 pretrain_overrides, pretrain_dataset, pretrain_root, force, given=None, runs=Path("runs")):
+    from freepoint_bench.freepoint.config import parse_overrides
+    from freepoint_bench.harness.run import RunOptions
+
+    return RunOptions(results=results, checkpoints=checkpoints, cache=cache, protocols_dir=protocols_dir, root=root,
+                      preset=preset, overrides=parse_overrides(overrides or []), pretrain_preset=pretrain_preset,
+                      pretrain_overrides=parse_overrides(pretrain_overrides or []),
+                      pretrain_dataset=pretrain_dataset, pretrain_root=pretrain_root, given=given or {}, force=force,
+                      runs=runs)
+
+
+FtPresetOpt = Annotated[str | None, typer.Option("--preset", help="Fine-tuning preset (default: the protocol's): "
+                                                                   "cpu-small or paper.")]
+FtSetOpt = Annotated[list[str] | None, typer.Option("--set", help="Fine-tuning field: key=value (epochs=5, lr=…).")]
+SeedsOpt = Annotated[list[int] | None, typer.Option("--seeds", help="Training seeds (repeatable or space-separated).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute finished cells (discards their results).")]
+CheckpointsDirOpt = Annotated[Path, typer.Option("--checkpoints", help="Checkpoints folder with index.json.")]
+RunsOpt = Annotated[Path, typer.Option("--runs", help="Work folder of pretraining runs (runs/pretrain/...).")]
+
+
+def _seeds(seeds: list[int] | None, extra: list[str] | None = None) -> list[int]:
+    values = list(seeds or [])
+    for word in extra or []:
+        try:
+            values.append(int(word))
+        except ValueError:
+            raise ConfigError(f"unexpected argument {word!r}; seeds are integers (--seeds 0 1 2)") from None
+    return values or [0]
+
+
+@app.command("finetune", context_settings={"allow_extra_args": True})
+def finetune_cmd(
+    ctx: typer.Context,
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="Protocol name (bench.py protocols list).")],
+    checkpoint: Annotated[list[Path] | None, typer.Option(
+        "--checkpoint", "-c", help="Backbone (or segmenter) checkpoint; repeat once per fold for k-fold protocols.")
+    ] = None,
+    method: Annotated[str | None, typer.Option(
+        "--method", "-m", help="Method name (default: the checkpoint's); scratch needs no checkpoint.")] = None,
+    seeds: SeedsOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    results: ResultsOpt = Path("results"),
+    checkpoints: CheckpointsDirOpt = Path("checkpoints"),
+    preset: FtPresetOpt = None,
+    overrides: FtSetOpt = None,
+    protocols_dir: ProtocolsDirOpt = None,
+    runs: RunsOpt = Path("runs"),
+    force: ForceOpt = False,
+) -> None:
+    """Fine-tune a pretrained backbone under a protocol, evaluate it, write result.json per seed."""
+    from freepoint_bench.harness.run import Task, run_task
+    from freepoint_bench.models.checkpoint import load_checkpoint
+
+    seed_list = _seeds(seeds, ctx.args)
+    given: dict[str, list[Path]] = {}
+    if checkpoint:
+        recorded = {load_checkpoint(c)[1].get("method") or "unknown" for c in checkpoint}
+        if method is None:
+            if len(recorded) != 1:
+                raise ConfigError(f"the checkpoints come from several methods {sorted(recorded)}; pass --method")
+            method = recorded.pop()
+        given[method] = list(checkpoint)
+    elif method is None:
+        raise ConfigError("give --checkpoint (a pretrained backbone) or --method scratch")
+    elif method != "scratch":
+        raise ConfigError(f"--method {method} needs --checkpoint (pretrain it with `bench.py pretrain --method "
+                          f"{method}`), or use `bench.py run`, which pretrains what is missing")
+    opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, "cpu-small", None, None,
+                        None, force, given, runs)
+    rows = []
+    with _progress() as progress:
+        cb = _cell_progress(progress)
+        for seed in seed_list:
+            task = Task(protocol, method, seed)
+            rows.append((task, *run_task(task, opts, progress=cb)))
+    _print_cells(rows, f"finetune {method} under {protocol}")
+
+
+@app.command("run", context_settings={"allow_extra_args": True})
+def run_cmd(
+    ctx: typer.Context,
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods (freepoint,scratch,...).")],
+    protocols: Annotated[str, typer.Option("--protocols", help="Comma-separated protocol names.")],
+    seeds: SeedsOpt = None,
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    results: ResultsOpt = Path("results"),
+    checkpoints: CheckpointsDirOpt = Path("checkpoints"),
+    checkpoint: Annotated[list[str] | None, typer.Option(
+        "--checkpoint", help="method=PATH: use this checkpoint instead of pretraining (repeatable; per fold: "
+                             "repeat the method).")] = None,
+    preset: FtPresetOpt = None,
+    overrides: FtSetOpt = None,
+    pretrain_preset: Annotated[str, typer.Option("--pretrain-preset", help="Pretraining preset.")] = "cpu-small",
+    pretrain_overrides: Annotated[list[str] | None, typer.Option(
+        "--pretrain-set", help="Pretraining field: key=value (epochs1=3, ...).")] = None,
+    pretrain_dataset: Annotated[str | None, typer.Option(
+        "--pretrain-dataset", help="Pretrain on this dataset (default: each protocol fold's own training scenes).")
+    ] = None,
+    pretrain_root: Annotated[Path | None, typer.Option("--pretrain-root", help="Its root folder.")] = None,
+    launcher: Annotated[str, typer.Option("--launcher", help="local (one after another) or slurm (submitit).")
+                        ] = "local",
+    shard_arg: Annotated[str | None, typer.Option("--shard", help="i/n: run only shard i of n (job arrays).")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
+    time_min: Annotated[int, typer.Option("--time", help="SLURM time limit per cell, minutes.")] = 24 * 60,
+    gpus: Annotated[int, typer.Option("--gpus", help="SLURM GPUs per cell.")] = 1,
+    protocols_dir: ProtocolsDirOpt = None,
+    runs: RunsOpt = Path("runs"),
+    force: ForceOpt = False,
+) -> None:
+    """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
+    from freepoint_bench.harness.run import expand, run_task, shard, submit_slurm
+
+    given: dict[str, list[Path]] = {}
+    for item in checkpoint or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint {item!r}: expected method=PATH")
+        given.setdefault(name.strip(), []).append(Path(path))
+    tasks = expand(_words([methods]), _words([protocols]), _seeds(seeds, ctx.args))
+    if shard_arg is not None:
+        tasks = shard(tasks, *_parse_shard(shard_arg))
+    opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
+                        pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs)
+    if launcher == "slurm":
+        slurm = {"slurm_partition": partition, "timeout_min": time_min, "gpus_per_node": gpus}
+        ids = [job.job_id for job in submit_slurm(tasks, opts, results / "slurm", slurm)]
+        console.print(f"submitted {len(ids)} jobs ({', '.join(ids[:5])}{' …' if len(ids) > 5 else ''}); logs in "
+                      f"{results / 'slurm'}; rerun `bench.py report` when they finish")
+        return
+    if launcher != "local":
+        raise ConfigError(f"unknown launcher {launcher!r}; use local or slurm")
+    rows = []
+    with _progress() as progress:
+        overall = progress.add_task("cells", total=len(tasks), item="")
+        cb = _cell_progress(progress)
+        for i, task in enumerate(tasks):
+            progress.update(overall, item=f"{task.protocol} {task.method} seed {task.seed}")
+            rows.append((task, *run_task(task, opts, progress=cb)))
+            progress.update(overall, completed=i + 1)
+    _print_cells(rows, f"benchmark run: {len(tasks)} cells")
 
 
 # ---------------------------------------------------------------------------------------------- report

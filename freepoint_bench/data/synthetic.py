@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -785,6 +786,7 @@ def write_synthetic_s3dis(
     seed: int = DEFAULT_SEED,
     config: SyntheticConfig | None = None,
     areas: tuple[int, ...] = (1, 2, 3, 4, 5, 6),
+    progress: Callable[[int, str], None] | None = None,
 ) -> list[str]:
     """Returns the S3DIS scene names (``Area_N/office_K``) after writing synthetic rooms in raw S3DIS layout.
 
@@ -803,6 +805,8 @@ def write_synthetic_s3dis(
         scene = generate_room(scene_seed(seed, i), config, name=f"Area_{area}/{room}")
         write_s3dis_room(Path(root), area, room, scene)
         names.append(f"Area_{area}/{room}")
+        if progress is not None:
+            progress(i + 1, names[-1])
     return names
 
 

@@ -1,0 +1,283 @@
+"""One benchmark cell (protocol × checkpoint × seed) computed into the results store, atomically and resumably.
+
+    results/<protocol>/<method>/seed-<k>/result.json    the finished cell (schema in docs/results.md)
+    results/<protocol>/<method>/seed-<k>/cell.json      what the cell is computed from (a resume must match)
+    results/<protocol>/<method>/seed-<k>/work/fold-<f>/ Lightning's last.ckpt and logs of fold f's fine-tune,
+                                                        fold.json + predictions.npz once the fold is scored
+    results/<protocol>/<method>/seed-<k>/.lock          held while a process computes the cell
+
+A finished cell is skipped unless force; an interrupted one resumes from its last training checkpoint (and
+finished folds are not redone). Several processes on one store never compute a cell twice: the one holding
+the cell's lock computes it, the others report it busy and move on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import json
+import logging
+import resource
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from freepoint_bench.atomic import save_npz, write_json
+from freepoint_bench.engine.checkpoints import code_version, environment
+from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.harness.finetune import (
+    FinetuneConfig,
+    ProtocolTargets,
+    check_leakage,
+    class_vocabulary,
+    eval_spec,
+    pack_predictions,
+    predict_scenes,
+    score,
+    train_fold,
+    unpack_predictions,
+)
+from freepoint_bench.harness.protocol import ProtocolSpec, load_split, scenes_of, sha256_file
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+ProgressFn = Callable[[str, int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of benchmark work: a protocol, a method's checkpoint per fold, a training seed."""
+
+    protocol: ProtocolSpec
+    method: str
+    seed: int
+    checkpoints: tuple[Path | None, ...]  # one per fold (None: random initialisation, no checkpoint)
+
+    def dir(self, results: str | Path) -> Path:
+        """Returns the cell's folder in the results store."""
+        return Path(results) / self.protocol.name / self.method / f"seed-{self.seed}"
+
+
+def result_path(results: str | Path, protocol: str, method: str, seed: int) -> Path:
+    """Returns results/<protocol>/<method>/seed-<seed>/result.json."""
+    return Path(results) / protocol / method / f"seed-{seed}" / RESULT_FILE
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """Returns a result.json; DataError naming the file when it is unreadable or not a result."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable result ({e}); delete it and rerun the cell") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "metrics" not in doc:
+        raise DataError(f"{path}: not a freepoint-bench result (schema {SCHEMA_VERSION}); delete it and rerun the cell")
+    return doc
+
+
+@contextlib.contextmanager
+def cell_lock(cell_dir: Path) -> Iterator[bool]:
+    """Yields True while this process holds the cell's lock, False when another process holds it."""
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    with open(cell_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------- the data of a fold
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """The scenes of one fold: labelled training scenes (after the unit's selection) and evaluation scenes."""
+
+    fold: int
+    train: list[str]
+    eval: list[str]
+    kept_masks: dict[str, list[str]] | None  # masks unit: scene → kept instance names
+    num_masks: int | None
+    num_masks_total: int | None
+
+
+def fold_data(spec: ProtocolSpec, names: Sequence[str], split: Mapping[str, Any], fold: int) -> FoldData:
+    """Returns the training / evaluation scenes of `fold` among `names` (the dataset's scenes), after the
+    protocol's selection. DataError when the data lack the evaluation groups or selected training scenes."""
+    train_groups, eval_groups = spec.fold_groups(fold)
+    eval_names = scenes_of(names, eval_groups)
+    if not eval_names:
+        raise DataError(f"protocol {spec.name}: the data hold no scene of the evaluation groups {eval_groups}; "
+                        "point --root at a copy that includes them")
+    if spec.expected_eval_scenes and len(eval_names) < spec.expected_eval_scenes and spec.num_folds == 1:
+        log.warning("protocol %s: %d evaluation scenes in the data, the protocol expects %d; results will not be "
+                    "comparable with complete copies", spec.name, len(eval_names), spec.expected_eval_scenes)
+    pool = scenes_of(names, train_groups)
+    missing_groups = sorted(set(train_groups) - {g for g in train_groups if scenes_of(names, [g])})
+    if missing_groups:
+        raise DataError(f"protocol {spec.name}: the data hold no scene of the training groups {missing_groups}; "
+                        "point --root at a complete copy")
+    kept = None
+    num_masks = total = None
+    if spec.unit == "full":
+        train = pool
+    elif spec.unit == "scenes":
+        chosen = set(split["train_scenes"])
+        train = [n for n in pool if n in chosen]
+        absent = sorted(s for s in chosen if s in set(scenes_of(chosen, train_groups)) and s not in set(pool))
+        if absent:
+            raise DataError(f"protocol {spec.name}: {len(absent)} selected training scenes are not in the data "
+                            f"(e.g. {absent[0]}); point --root at a complete copy")
+    else:
+        masks = split["masks"]
+        train = [n for n in pool if masks.get(n)]
+        absent = sorted(s for s in masks if s not in set(names) and s in set(scenes_of(masks, train_groups)))
+        if absent:
+            raise DataError(f"protocol {spec.name}: {len(absent)} scenes of the frozen mask selection are not in the "
+                            f"data (e.g. {absent[0]}); freeze the split from this copy or use the copy it came from")
+        kept = {n: list(masks[n]) for n in train}
+        num_masks = sum(len(v) for v in kept.values())
+        total = None
+    if not train:
+        raise DataError(f"protocol {spec.name}, fold {fold}: no labelled training scene is left after the selection")
+    return FoldData(fold, train, eval_names, kept, num_masks, total)
+
+
+# ---------------------------------------------------------------------------------------------- the cell
+
+
+def _cell_record(cell: Cell, config: FinetuneConfig, split_sha: str, ckpts: list[dict]) -> dict[str, Any]:
+    return {"protocol": cell.protocol.name, "protocol_hash": cell.protocol.content_hash(), "split_sha256": split_sha,
+            "method": cell.method, "seed": cell.seed, "checkpoints": ckpts,
+            "config": config.model_dump(mode="json")}
+
+
+def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
+    if path is None:
+        return {"path": None, "sha256": None, "id": None, "method": method}
+    from freepoint_bench.models.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(path)
+    return {"path": str(path), "sha256": sha256_file(path), "id": meta.get("id"), "method": meta.get("method")}
+
+
+def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,
+             protocols_dir: str | Path | None = None, force: bool = False,
+             progress: ProgressFn | None = None) -> tuple[str, Path]:
+    """Computes one cell into the results store; returns (status, result path).
+
+    status: "done" (computed now), "skipped" (already finished), "busy" (another process holds its lock).
+    """
+    spec = cell.protocol
+    if len(cell.checkpoints) != spec.num_folds:
+        raise ConfigError(f"protocol {spec.name} has {spec.num_folds} fold(s); give one checkpoint per fold, "
+                          f"not {len(cell.checkpoints)}")
+    cell_dir = cell.dir(results)
+    out = cell_dir / RESULT_FILE
+    with cell_lock(cell_dir) as mine:
+        if not mine:
+            log.info("%s is being computed by another process; skipping it", cell_dir)
+            return "busy", out
+        if out.is_file() and not force:
+            read_result(out)  # a damaged result is an error, not a finished cell
+            return "skipped", out
+        split, split_sha = load_split(spec, protocols_dir)
+        ckpts = [_checkpoint_info(p, cell.method) for p in cell.checkpoints]
+        record = _cell_record(cell, config, split_sha, ckpts)
+        record_file = cell_dir / "cell.json"
+        if force:
+            shutil.rmtree(cell_dir / "work", ignore_errors=True)
+            out.unlink(missing_ok=True)
+        elif record_file.is_file():
+            old = json.loads(record_file.read_text())
+            if old != json.loads(json.dumps(record)):
+                diffs = sorted(k for k in set(old) | set(record) if old.get(k) != json.loads(json.dumps(record)).get(k))
+                raise ConfigError(f"{cell_dir}: holds an interrupted run with other settings ({', '.join(diffs)}); "
+                                  "pass --force to discard it and start again")
+        write_json(record_file, record)
+        t0 = time.perf_counter()
+        class_ids, _ = class_vocabulary(spec.eval)
+        spec_eval = eval_spec(spec.eval)
+        folds, pooled, train_seconds, train_steps = [], {}, 0.0, 0
+        for f in range(spec.num_folds):
+            data = fold_data(spec, names, split, f)
+            ckpt = cell.checkpoints[f]
+            if ckpt is not None:
+                from freepoint_bench.models.checkpoint import load_checkpoint
+
+                check_leakage(load_checkpoint(ckpt)[1], data.eval, ckpt)
+            work = cell_dir / "work" / f"fold-{f}"
+            fold_file, pred_file = work / "fold.json", work / "predictions.npz"
+            if fold_file.is_file() and pred_file.is_file():
+                fold_doc = json.loads(fold_file.read_text())
+                with np.load(pred_file, allow_pickle=False) as z:
+                    preds = unpack_predictions({k: z[k] for k in z.files})
+            else:
+                stage = f"fold {f}" if spec.num_folds > 1 else "finetune"
+                t_train = time.perf_counter()
+                module = train_fold(store, data.train, ProtocolTargets(spec.eval, data.kept_masks), config,
+                                    num_classes=len(class_ids), init_backbone=ckpt, seed=cell.seed, work_dir=work,
+                                    progress=progress, stage=f"{stage}: train")
+                seconds = time.perf_counter() - t_train
+                preds = predict_scenes(module.segmenter, store, data.eval, config, class_ids, progress,
+                                       stage=f"{stage}: predict")
+                metrics = score(store, preds, spec_eval).to_dict()
+                fold_doc = {"fold": f, "eval_scenes": data.eval, "train_scenes": data.train,
+                            "num_train_masks": data.num_masks, "metrics": _metrics(metrics),
+                            "train_seconds": seconds, "epochs": config.epochs,
+                            "losses": module.loss_summary()["loss_history"]}
+                save_npz(pred_file, **pack_predictions(preds))
+                write_json(fold_file, fold_doc)
+            folds.append(fold_doc)
+            pooled.update(preds)
+            train_seconds += fold_doc["train_seconds"]
+            train_steps += len(fold_doc["train_scenes"]) * fold_doc["epochs"]
+        metrics = _metrics(score(store, pooled, spec_eval).to_dict()) if spec.num_folds > 1 else folds[0]["metrics"]
+        result = {
+            "schema_version": SCHEMA_VERSION,
+            "protocol": spec.name,
+            "protocol_hash": record["protocol_hash"],
+            "dataset": spec.dataset,
+            "unit": spec.unit,
+            "fraction": spec.fraction,
+            "split_sha256": split_sha,
+            "method": cell.method,
+            "seed": cell.seed,
+            "checkpoint": ckpts[0] if len(ckpts) == 1 else {**ckpts[0], "per_fold": ckpts},
+            "preset": config.train.name,
+            "config": record["config"],
+            "metrics": metrics,
+            "folds": [{k: v for k, v in fd.items() if k not in ("train_scenes",)} for fd in folds],
+            "eval_scenes": sorted(pooled),
+            "num_train_scenes": sum(len(fd["train_scenes"]) for fd in folds),
+            "num_train_masks": None if folds[0]["num_train_masks"] is None
+            else sum(fd["num_train_masks"] for fd in folds),
+            "num_masks_total": split.get("candidates") if spec.unit == "masks" else None,
+            "throughput": {"train_scene_epochs": train_steps, "train_seconds": train_seconds,
+                           "scenes_per_second": train_steps / train_seconds if train_seconds > 0 else None,
+                           # the process's peak so far (it may include earlier cells or pretraining)
+                           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+            "code_version": code_version(),
+            "environment": environment(),
+            "wall_time_s": time.perf_counter() - t0,
+            "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        write_json(out, result)
+        return "done", out
+
+
+def _metrics(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {"ap": d["ap"], "ap50": d["ap50"], "ap25": d["ap25"], "per_class": d["per_class"]}

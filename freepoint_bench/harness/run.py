@@ -1,0 +1,217 @@
+"""The benchmark matrix: method × protocol × seed, each cell pretrained (when needed), fine-tuned and scored.
+
+    opts = RunOptions(results=Path("results"), checkpoints=Path("checkpoints"))
+    cells = expand(["freepoint", "scratch"], ["s3dis-10pct-masks"], [0, 1, 2])
+    for task in shard(cells, 0, 1):
+        run_task(task, opts)                    # local, one after another
+
+A method's checkpoint for a protocol fold comes from (in order) the user (`checkpoints={"freepoint": path}`),
+or a pretraining run of the method on the fold's training scenes (their labels unused, except by
+`supervised`, which needs its own labelled data), made once and reused by every protocol and seed that
+trains on the same scenes (runs/pretrain/<method>-<hash>/, resumable; its checkpoint lands in the
+checkpoints index). `scratch` is a seeded random initialisation per seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freepoint_bench.atomic import stable_hash
+from freepoint_bench.data.open import open_dataset
+from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.harness.cells import Cell, read_result, result_path, run_cell
+from freepoint_bench.harness.finetune import FinetuneConfig, class_vocabulary, finetune_config
+from freepoint_bench.harness.protocol import (
+    PROTOCOLS_DIR,
+    ProtocolSpec,
+    freeze_split,
+    load_protocol,
+    scenes_of,
+    split_path,
+)
+from freepoint_bench.pretext.base import get_method
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str, int, int, str], None]
+REPO_ROOT = PROTOCOLS_DIR.parent
+
+
+@dataclass(frozen=True)
+class Task:
+    """One cell of the matrix to compute: names only (picklable, for job arrays)."""
+
+    protocol: str
+    method: str
+    seed: int
+
+
+@dataclass
+class RunOptions:
+    """Where things live and how cells are computed (shared by every task of a run)."""
+
+    results: Path = Path("results")
+    checkpoints: Path = Path("checkpoints")
+    cache: Path = Path("cache")
+    runs: Path = Path("runs")
+    protocols_dir: Path | None = None
+    root: Path | None = None  # the fine-tuning data (default: the protocol's default_root)
+    preset: str | None = None  # fine-tuning preset (default: the protocol's)
+    overrides: dict[str, Any] = field(default_factory=dict)  # fine-tuning config fields
+    pretrain_preset: str = "cpu-small"
+    pretrain_overrides: dict[str, Any] = field(default_factory=dict)
+    pretrain_dataset: str | None = None  # pretraining data (default: the protocol's own training scenes)
+    pretrain_root: Path | None = None
+    given: dict[str, list[Path]] = field(default_factory=dict)  # method → checkpoint per fold (or one for all)
+    force: bool = False
+
+
+def expand(methods: Sequence[str], protocols: Sequence[str], seeds: Sequence[int]) -> list[Task]:
+    """Returns the sorted, de-duplicated cells of methods × protocols × seeds."""
+    if not methods or not protocols or not seeds:
+        raise ConfigError("give at least one method, one protocol and one seed")
+    return sorted({Task(p, m, int(s)) for p in protocols for m in methods for s in seeds},
+                  key=lambda t: (t.protocol, t.method, t.seed))
+
+
+def shard(tasks: Sequence[Task], index: int, count: int) -> list[Task]:
+    """Returns shard `index` of `count` (every count-th task from index): disjoint, and together all tasks."""
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"shard {index}/{count}: need 0 <= i < n")
+    return list(tasks[index::count])
+
+
+def protocol_root(spec: ProtocolSpec, root: Path | None) -> Path | None:
+    """Returns the data root of a protocol: `root`, else its default_root (relative to the repository)."""
+    if root is not None:
+        return Path(root)
+    if spec.default_root is None:
+        raise ConfigError(f"protocol {spec.name} needs --root: point it at your copy of {spec.dataset}")
+    path = Path(spec.default_root)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def open_protocol_data(spec: ProtocolSpec, opts: RunOptions,
+                       progress: Callable[[int, int, str], None] | None = None) -> tuple[Any, list[str]]:
+    """Returns (store, scene names) of the protocol's dataset (prepared into the cache when missing)."""
+    root = protocol_root(spec, opts.root)
+    if spec.dataset != "synthetic" and not root.exists():
+        raise DataError(f"{root}: data root of protocol {spec.name} does not exist; pass --root <your copy of "
+                        f"{spec.dataset}>")
+    return open_dataset(spec.dataset, root, opts.cache, progress=progress)
+
+
+def ensure_split(spec: ProtocolSpec, store: Any, names: Sequence[str], protocols_dir: Path | None) -> None:
+    """Freezes a protocol's split from the data when it is not frozen yet and not pinned (masks protocols and the
+    synthetic stand-ins); a pinned split file must exist (load_split refuses it otherwise)."""
+    path = split_path(spec, protocols_dir)
+    if path is None or path.is_file() or spec.split_sha256 is not None:
+        return
+    log.warning("protocol %s: no frozen split yet; freezing it from this copy of the data into %s "
+                "(every result records its sha256)", spec.name, path)
+    ids, vocab = class_vocabulary(spec.eval)
+    freeze_split(spec, names=list(names), store=store, class_names=dict(zip(ids, vocab, strict=True)),
+                 protocols_dir=protocols_dir)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # another process pretraining the same run: wait for it, then reuse it
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def pretrain_checkpoint(method: str, store: Any, names: Sequence[str], opts: RunOptions, seed: int = 0,
+                        progress: ProgressFn | None = None) -> Path:
+    """Returns the backbone checkpoint of `method` pretrained on `names` of `store` (made once, then reused)."""
+    impl = get_method(method)
+    overrides = dict(opts.pretrain_overrides)
+    if method == "scratch":
+        overrides["seed"] = seed  # scratch: one random initialisation per training seed
+    config = impl.default_config(opts.pretrain_preset, **overrides)
+    key = stable_hash(method, config.model_dump(mode="json"), sorted(names), str(getattr(store, "root", "")),
+                      length=10)
+    run_dir = opts.runs / "pretrain" / f"{method}-{key}"
+    with _exclusive(opts.runs / "pretrain" / f".{method}-{key}.lock"):
+        result = impl.pretrain(store, config, run_dir, names=sorted(names), resume=True,
+                               checkpoints_dir=opts.checkpoints, progress=progress)
+    return Path(result.backbone)
+
+
+def fold_checkpoints(task: Task, spec: ProtocolSpec, store: Any, names: Sequence[str], opts: RunOptions,
+                     progress: ProgressFn | None = None) -> tuple[Path | None, ...]:
+    """Returns the checkpoint of each fold of the task's protocol (given, or pretrained on the fold's scenes)."""
+    if task.method in opts.given:
+        given = opts.given[task.method]
+        if len(given) == 1:
+            return tuple(given) * spec.num_folds
+        if len(given) != spec.num_folds:
+            raise ConfigError(f"{len(given)} checkpoints given for {task.method}; protocol {spec.name} has "
+                              f"{spec.num_folds} folds: give one, or one per fold")
+        return tuple(given)
+    out = []
+    for f in range(spec.num_folds):
+        train_groups, _ = spec.fold_groups(f)
+        if opts.pretrain_dataset is not None:
+            p_store, p_names = open_dataset(opts.pretrain_dataset, opts.pretrain_root, opts.cache)
+        elif task.method == "supervised":
+            raise ConfigError("supervised pretraining needs labelled data of its own: pass --pretrain-dataset / "
+                              "--pretrain-root (e.g. scannet) or --checkpoint supervised=PATH")
+        else:
+            p_store, p_names = store, scenes_of(names, train_groups)  # the fold's training rooms, labels unused
+        out.append(pretrain_checkpoint(task.method, p_store, p_names, opts, seed=task.seed, progress=progress))
+    return tuple(out)
+
+
+def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -> tuple[str, Path]:
+    """Computes one task into the results store; returns (status, result path) as run_cell does."""
+    spec = load_protocol(task.protocol, opts.protocols_dir)
+    config = cell_config(spec, opts)
+    store, names = open_protocol_data(spec, opts)
+    ensure_split(spec, store, names, opts.protocols_dir)
+    done = result_path(opts.results, spec.name, task.method, task.seed)
+    if done.is_file() and not opts.force:
+        read_result(done)  # a damaged result is an error, not a finished cell
+        return "skipped", done  # before pretraining: a finished cell needs no checkpoint
+    checkpoints = fold_checkpoints(task, spec, store, names, opts, progress)
+    return run_cell(Cell(spec, task.method, task.seed, checkpoints), store, names, config, opts.results,
+                    protocols_dir=opts.protocols_dir, force=opts.force, progress=progress)
+
+
+def cell_config(spec: ProtocolSpec, opts: RunOptions) -> FinetuneConfig:
+    """Returns the fine-tuning config of a protocol: its preset (or opts.preset), its overrides, then the user's."""
+    return finetune_config(opts.preset or spec.preset, **{**spec.overrides, **opts.overrides})
+
+
+def submit_slurm(tasks: Sequence[Task], opts: RunOptions, folder: Path, slurm: Mapping[str, Any]) -> list[Any]:
+    """Returns the submitit jobs of one SLURM job per task (a job array); each computes its cell with run_task.
+
+    slurm: submitit parameters (slurm_partition, timeout_min, gpus_per_node, ...); "cluster" picks submitit's
+    executor ("slurm" by default when sbatch is found; "local" / "debug" run the jobs on this machine).
+    """
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--launcher slurm needs submitit: pip install submitit") from None
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm.get("cluster"))
+    if executor.cluster != "slurm" and slurm.get("cluster") is None:
+        raise ConfigError(f"--launcher slurm: no SLURM here (submitit found {executor.cluster!r}); run on a "
+                          "cluster login node, or use --launcher local / --shard i/n")
+    params = {k: v for k, v in slurm.items() if k != "cluster" and v is not None}
+    executor.update_parameters(name="freepoint-bench", **params)
+    return executor.map_array(_job, list(tasks), [opts] * len(tasks))
+
+
+def _job(task: Task, opts: RunOptions) -> str:
+    status, path = run_task(task, opts)
+    return f"{status} {path}"
