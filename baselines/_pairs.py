@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from baselines._train import BackboneModule
+from baselines._train import BackboneModule, TrainedPretext
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.data.views import ViewConfig, ViewPair, same_view_pair, scene_view_pair
 from freepoint_bench.engine.data import EpochSampler, make_sample
@@ -152,3 +152,17 @@ class PairModule(BackboneModule):
         fa = self.backbone(batch["a_coords"], batch["a_feats"]).feats
         fb = self.backbone(batch["b_coords"], batch["b_feats"]).feats
         return F.normalize(fa, dim=1), F.normalize(fb, dim=1)
+
+
+class PairPretext(TrainedPretext):
+    """A TrainedPretext on view pairs of mode `mode`; its config has `views` and `use_rgb` fields."""
+
+    mode: Mode = "scene"
+
+    def build_data(self, store: Any, names: list[str], config: Any) -> PairDataModule:
+        """Returns the view-pair datamodule of `names`."""
+        return PairDataModule(store, names, config.train, config.views, mode=self.mode, use_rgb=config.use_rgb)
+
+    def input_extra(self, config: Any) -> dict[str, Any]:
+        """Returns {"rgb": "used" | "zeroed"}: whether the rgb input channels carried the colours."""
+        return {"rgb": "used" if config.use_rgb else "zeroed"}

@@ -42,7 +42,7 @@ from freepoint_bench.engine.checkpoints import (
     register_checkpoint,
     save_model_checkpoint,
 )
-from freepoint_bench.engine.module import segmenter_config
+from freepoint_bench.engine.module import SegmenterModule, segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 STAGE = "train"
-HISTORY_KEY = "baselines_loss_history"
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -231,18 +230,13 @@ class BackboneModule(pl.LightningModule):
             self.loss_history.append(entry)
         return terms["loss"]
 
-    def epoch_losses(self) -> dict[str, float]:
-        """Returns the per-scene mean of each loss term over the running epoch (all ranks)."""
-        return {k: v / max(self._scenes, 1.0) for k, v in self._sums.items()}
-
-    def on_train_epoch_start(self) -> None:
-        self._sums, self._scenes = {}, 0.0
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[HISTORY_KEY] = [dict(h) for h in self.loss_history]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.loss_history = [dict(h) for h in checkpoint.get(HISTORY_KEY, [])]
+    # the running epoch means, their reset, the history in Lightning's checkpoints and its summary are the
+    # segmenter's (the same attributes: loss_history, _sums, _scenes)
+    epoch_losses = SegmenterModule.epoch_losses
+    on_train_epoch_start = SegmenterModule.on_train_epoch_start
+    on_save_checkpoint = SegmenterModule.on_save_checkpoint
+    on_load_checkpoint = SegmenterModule.on_load_checkpoint
+    loss_summary = SegmenterModule.loss_summary
 
     def trainable_parameters(self) -> Any:
         """Returns the parameters the optimiser updates (default: all; MoCo leaves its key encoder out)."""
@@ -251,17 +245,6 @@ class BackboneModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """Returns the OptimConfig's optimiser and schedule over the run's steps."""
         return self.optim.build(self.trainable_parameters(), int(self.trainer.estimated_stepping_batches))
-
-    def loss_summary(self) -> dict[str, Any]:
-        """Returns {"loss_first_epoch", "loss_last_epoch", "final_losses", "loss_history"} of the run."""
-        if not self.loss_history:
-            return {"loss_first_epoch": math.nan, "loss_last_epoch": math.nan, "final_losses": {}, "loss_history": []}
-        return {
-            "loss_first_epoch": self.loss_history[0]["loss"],
-            "loss_last_epoch": self.loss_history[-1]["loss"],
-            "final_losses": {k: v for k, v in self.loss_history[-1].items() if k != "epoch"},
-            "loss_history": [h["loss"] for h in self.loss_history],
-        }
 
 
 class EpochProgress(Callback):

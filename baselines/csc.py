@@ -19,8 +19,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from baselines._pairs import PairDataModule, PairModule
-from baselines._train import OptimConfig, TrainedPretext, sample_rows
+from baselines._pairs import PairModule, PairPretext
+from baselines._train import OptimConfig, sample_rows
 from baselines.losses import partitioned_info_nce, shape_context_partitions, shape_context_partitions_fast
 from freepoint_bench.data.views import ViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
@@ -86,7 +86,7 @@ class CSCModule(PairModule):
         return self.record({"loss": loss}, batch["num_scenes"])
 
 
-class CSCPretext(TrainedPretext):
+class CSCPretext(PairPretext):
     """The `csc` pretext method."""
 
     name = "csc"
@@ -96,11 +96,3 @@ class CSCPretext(TrainedPretext):
     def build_module(self, config: CSCConfig) -> CSCModule:
         """Returns a fresh CSCModule."""
         return CSCModule(config)
-
-    def build_data(self, store: Any, names: list[str], config: CSCConfig) -> PairDataModule:
-        """Returns the view-pair datamodule (two crops per scene)."""
-        return PairDataModule(store, names, config.train, config.views, mode="scene", use_rgb=config.use_rgb)
-
-    def input_extra(self, config: CSCConfig) -> dict[str, Any]:
-        """Returns {"rgb": "used" | "zeroed"}."""
-        return {"rgb": "used" if config.use_rgb else "zeroed"}

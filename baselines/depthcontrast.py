@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from baselines._pairs import PairDataModule
-from baselines._train import BackboneModule, OptimConfig, TrainedPretext
+from baselines._pairs import PairPretext
+from baselines._train import BackboneModule, OptimConfig
 from baselines.losses import KeyQueue, moco_info_nce, momentum_update
 from freepoint_bench.data.views import ViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
@@ -103,21 +103,14 @@ class DepthContrastModule(BackboneModule):
         return self.record({"loss": loss, "accuracy": accuracy}, n)
 
 
-class DepthContrastPretext(TrainedPretext):
+class DepthContrastPretext(PairPretext):
     """The `depthcontrast` pretext method."""
 
     name = "depthcontrast"
     config_cls = DepthContrastConfig
     presets = PRESETS
+    mode = "same"  # one crop, two augmentations
 
     def build_module(self, config: DepthContrastConfig) -> DepthContrastModule:
         """Returns a fresh DepthContrastModule."""
         return DepthContrastModule(config)
-
-    def build_data(self, store: Any, names: list[str], config: DepthContrastConfig) -> PairDataModule:
-        """Returns the datamodule of one crop per scene augmented twice."""
-        return PairDataModule(store, names, config.train, config.views, mode="same", use_rgb=config.use_rgb)
-
-    def input_extra(self, config: DepthContrastConfig) -> dict[str, Any]:
-        """Returns {"rgb": "used" | "zeroed"}."""
-        return {"rgb": "used" if config.use_rgb else "zeroed"}

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from baselines._pairs import PairDataModule, PairModule
-from baselines._train import OptimConfig, TrainedPretext, sample_rows
+from baselines._pairs import PairModule, PairPretext
+from baselines._train import OptimConfig, sample_rows
 from baselines.losses import point_info_nce
 from freepoint_bench.data.views import ViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
@@ -71,7 +71,7 @@ class PointContrastModule(PairModule):
         return self.record({"loss": loss, "pairs": torch.tensor(float(len(pick)))}, batch["num_scenes"])
 
 
-class PointContrastPretext(TrainedPretext):
+class PointContrastPretext(PairPretext):
     """The `pointcontrast` pretext method."""
 
     name = "pointcontrast"
@@ -81,11 +81,3 @@ class PointContrastPretext(TrainedPretext):
     def build_module(self, config: PointContrastConfig) -> PointContrastModule:
         """Returns a fresh PointContrastModule."""
         return PointContrastModule(config)
-
-    def build_data(self, store: Any, names: list[str], config: PointContrastConfig) -> PairDataModule:
-        """Returns the view-pair datamodule (two crops per scene)."""
-        return PairDataModule(store, names, config.train, config.views, mode="scene", use_rgb=config.use_rgb)
-
-    def input_extra(self, config: PointContrastConfig) -> dict[str, Any]:
-        """Returns {"rgb": "used" | "zeroed"}."""
-        return {"rgb": "used" if config.use_rgb else "zeroed"}

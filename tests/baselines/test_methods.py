@@ -145,7 +145,7 @@ def test_config_overrides_route_and_paper_presets_keep_the_released_values():
     small = get_method("depthcontrast").default_config(
         "cpu-small", epochs1=3, lr=0.01, **{"optim.lr": 0.05, "views.crop_fraction": 0.5, "augment.rotate_z": False})
     assert small.epochs == 3 and small.train.lr == 0.01 and small.optim.lr == 0.05
-    assert small.views.crop_fraction == 0.5 and small.train.augment.rotate_z is False and small.queue_size == 64
+    assert small.views.crop_fraction == 0.5 and small.train.augment.rotate_z is False and small.queue_size == 16
     with pytest.raises(ConfigError, match="unknown"):
         get_method("csc").default_config("cpu-small", partitions=3)
     with pytest.raises(ConfigError, match="num_partitions"):
@@ -194,3 +194,32 @@ def test_cli_pretrain_runs_a_baseline(tmp_path, capsys):
     ckpt = next((tmp_path / "ckpt").glob("csc-synthetic-*-backbone.ckpt"))
     _, meta = load_model(ckpt, part="backbone")
     assert meta["config"]["num_partitions"] == 4 and meta["config"]["epochs"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without torch.distributed")
+def test_two_rank_ddp_depthcontrast_on_cpu(tmp_path):
+    """Lightning's DDP (gloo, two CPU processes) through bench.py: the queue takes the keys of both ranks."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from freepoint_bench.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path / "synthetic"
+    write_synthetic_dataset(root, num_scenes=2, seed=3, config=SyntheticConfig(num_points=3000))
+    bench = Path(__file__).resolve().parents[2] / "bench.py"
+    argv = [sys.executable, str(bench), "pretrain", "--method", "depthcontrast", "--dataset", "synthetic",
+            "--root", str(root), "--cache", str(tmp_path / "cache"), "--epochs1", "2", "--devices", "2",
+            "--set", "batch_size=1", "--out", str(tmp_path / "run"), "--checkpoints", str(tmp_path / "ckpt")]
+    done = subprocess.run(argv, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("pretrain depthcontrast on synthetic") == 1, done.stdout
+    (ckpt,) = (tmp_path / "ckpt").glob("depthcontrast-*-backbone.ckpt")
+    _, meta = load_model(ckpt, part="backbone")
+    assert meta["metrics"]["train"]["steps"] == 2  # one scene per rank per step: 1 step per epoch
+    last = torch.load(tmp_path / "run" / "train" / "lightning" / "last.ckpt", weights_only=True, map_location="cpu")
+    # 2 steps x 2 ranks x 1 key were enqueued on every rank: the pointer moved by 4, not 2
+    assert int(last["state_dict"]["queue.ptr"]) == 4
