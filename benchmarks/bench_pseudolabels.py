@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_pseudolabels.py [--data ../shared/data/scannet-dev]
         [--fullres ../shared/data/scannet-dev-fullres] [--repeats 3] [--skip-quality] [--set key=value ...]
+    .venv/bin/python benchmarks/bench_pseudolabels.py --cv [--folds k]     # the cross-validated table only
+    .venv/bin/python benchmarks/bench_pseudolabels.py --rules              # object points stripped per rule
 
 Prints three tables:
 1. seconds per stage (median of --repeats runs after one warm-up) on a 50k-point scan and a full-resolution
@@ -11,6 +13,13 @@ Prints three tables:
    foreground — class-agnostic ScanNet AP / AP50 / AP25, segments per scene, seconds per scene.
 Quality uses `freepoint_bench.evaluation` when it is installed, else a minimal ScanNet-style evaluator
 defined below (the table says which).
+
+--cv prints the cross-validated table (docs/pseudo-labels.md): leave one dev room out (or --folds k), for
+the defaults, the plain preset, one-at-a-time swaps of their differences and DBSCAN, the held-out AP50 per
+fold of each config as it is ("fixed") and with σ_low chosen on the training rooms from SIGMA_GRID
+("σ tuned"), mean ± sd over folds, pooled AP50 / AP25, and seconds per 50k-point scan (median of 3 runs,
+σ_low and σ_high). --rules prints, per background rule, the object points it strips on the synthetic
+probe room and on the dev scans.
 """
 
 from __future__ import annotations
@@ -243,6 +252,107 @@ def bench_quality(scenes, config: PseudoLabelConfig, methods: tuple[str, ...]) -
     )
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Cross-validated table and background rules (issue 18).
+# ---------------------------------------------------------------------------------------------------------
+
+SIGMA_GRID = (0.4, 0.6, 0.8, 0.9, 1.0, 1.2, 1.4)
+PLAIN_PLANES = ("plane_distance_threshold", "plane_min_fraction", "plane_min_points", "plane_ransac_iterations",
+                "plane_grid_size")
+PLAIN_ALPHAS = ("alpha_emb", "alpha_norm", "alpha_xyz", "alpha_rgb")
+
+
+def cv_rows() -> list[tuple[str, PseudoLabelConfig]]:
+    """Returns (row name, config): defaults, plain, and each difference between them swapped alone."""
+    from freepoint_bench.freepoint.config import PRESETS
+
+    plain = PRESETS["plain"]
+    default, plain_cfg = PseudoLabelConfig(), PseudoLabelConfig.preset("plain")
+    pick = lambda keys: {k: plain[k] for k in keys}  # noqa: E731
+    back = lambda keys: {k: getattr(default, k) for k in keys}  # noqa: E731
+    return [
+        ("defaults", default),
+        ("defaults + plain planes", default.with_overrides(pick(PLAIN_PLANES))),
+        ("defaults + averaged α", default.with_overrides(pick(PLAIN_ALPHAS))),
+        ("defaults + size score", default.with_overrides({"mask_score": "size"})),
+        ("defaults + min segment 30", default.with_overrides({"min_segment_size": 30})),
+        ("defaults + plane rules", default.with_overrides({"plane_rules": True})),
+        ("plain", plain_cfg),
+        ("plain + default planes", plain_cfg.with_overrides(back(PLAIN_PLANES))),
+        ("plain + size-extent score", plain_cfg.with_overrides({"mask_score": "size-extent"})),
+        ("plain + plane rules", plain_cfg.with_overrides({"plane_rules": True})),
+    ]
+
+
+def _fmt_scores(c) -> list[str]:
+    return [" ".join(f"{100 * v:.1f}" for v in c.per_fold), f"{100 * c.mean:.1f} ± {100 * c.sd:.1f}",
+            f"{100 * c.pooled['ap50']:.1f} / {100 * c.pooled['ap25']:.1f}"]
+
+
+def bench_cv(scenes, folds_k: int | None) -> None:
+    from freepoint_bench.tuning.crossval import cross_validate, room_folds
+    from freepoint_bench.tuning.objective import evaluation_spec_for, score_pseudo_masks
+    from freepoint_bench.tuning.study import TuneConfig
+
+    spec = evaluation_spec_for("scannet-npy")
+    folds = room_folds([s.name for s in scenes], folds_k)
+    tune = TuneConfig(alphas=(), tune_sigma_low=True, sigma_low_grid=SIGMA_GRID, sampler="grid", prune=False)
+    rows = []
+    for name, config in cv_rows():
+        t0 = time.perf_counter()
+        cv = cross_validate(scenes, config, tune, folds, evaluation_spec=spec, refit=False)
+        generate_pseudo_labels(scenes[0], config)  # warm-up
+        secs = statistics.median(generate_pseudo_labels(scenes[0], config).timings["total"] for _ in range(3))
+        sigmas = ",".join(f"{p['sigma_low']:g}" for p in cv.fold_params)
+        rows.append([name, f"fixed σ {config.sigma_low:g}", *_fmt_scores(cv.fixed), f"{secs:.2f}"])
+        rows.append(["", f"σ tuned ({sigmas})", *_fmt_scores(cv.tuned), ""])
+        print(f"  {name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    # DBSCAN on the defaults' foreground, scored on the same held-out folds (nothing to tune on training rooms).
+    base = PseudoLabelConfig()
+    by_name = {s.name: s for s in scenes}
+    labels = {s.name: classical_segments(s, "dbscan", base) for s in scenes}
+    per_fold = [score_pseudo_masks([by_name[n] for n in held], labels, spec).ap50 for _, held in folds]
+    pooled = score_pseudo_masks(scenes, labels, spec)
+    rows.append(["DBSCAN (eps 0.05)", "fixed", " ".join(f"{100 * v:.1f}" for v in per_fold),
+                 f"{100 * np.mean(per_fold):.1f} ± {100 * np.std(per_fold, ddof=1):.1f}",
+                 f"{100 * pooled.ap50:.1f} / {100 * pooled.ap25:.1f}", "-"])
+    rooms = " ".join(room for _, held in folds for room in sorted({h[:9] for h in held}))
+    header = ["config", "σ_low", f"held-out AP50 per fold ({rooms})", "mean ± sd", "pooled AP50 / AP25", "s/scan"]
+    _table(f"Cross-validated by room on {len(scenes)} ScanNet dev scans ({len(folds)} folds; σ grid {SIGMA_GRID})",
+           header, rows)
+
+
+def bench_rules(scenes) -> None:
+    from freepoint_bench.freepoint.pipeline import remove_background
+    from freepoint_bench.freepoint.probes import support_probe_scene
+    from freepoint_bench.geometry.planes import RULES
+
+    probe = support_probe_scene(0)
+    parts = probe.meta["parts"]
+    for name, cfg in (("defaults + rules", PseudoLabelConfig(plane_rules=True)), ("defaults", PseudoLabelConfig())):
+        seg = remove_background(probe, cfg)
+        rows = []
+        for i, part in parts.items():
+            m = probe.instance == i
+            counts = np.bincount(seg.removed_by[m], minlength=len(RULES))
+            rows.append([part, f"{m.sum()}", *(f"{c}" for c in counts[1:]), f"{100 * seg.foreground[m].mean():.0f}"])
+        _table(f"Synthetic probe room, {name}: points stripped per rule", ["part", "points", *RULES[1:], "kept %"],
+               rows)
+    rows = []
+    obj = [np.isin(s.semantic, SCANNET_INSTANCE_IDS) & (s.instance >= 0) for s in scenes]
+    for name, cfg in (("defaults", PseudoLabelConfig()), ("defaults + rules", PseudoLabelConfig(plane_rules=True)),
+                      ("plain", PseudoLabelConfig.preset("plain")),
+                      ("plain + rules", PseudoLabelConfig.preset("plain", {"plane_rules": True}))):
+        counts = np.zeros(len(RULES), np.int64)
+        total = 0
+        for s, o in zip(scenes, obj, strict=True):
+            counts += np.bincount(remove_background(s, cfg).removed_by[o], minlength=len(RULES))
+            total += int(o.sum())
+        rows.append([name, f"{total}", *(f"{100 * c / total:.1f}" for c in counts[1:])])
+    _table(f"ScanNet dev scans ({len(scenes)}): % of object points (18 instance classes) stripped per rule",
+           ["config", "object points", *RULES[1:]], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "scannet-dev")
@@ -251,6 +361,9 @@ def main() -> None:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--methods", default=",".join(CLASSICAL_METHODS))
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    ap.add_argument("--cv", action="store_true", help="only the cross-validated table (docs/pseudo-labels.md)")
+    ap.add_argument("--folds", type=int, default=None, help="with --cv: k folds of rooms (default one per room)")
+    ap.add_argument("--rules", action="store_true", help="only the object points stripped per background rule")
     args = ap.parse_args()
     config = PseudoLabelConfig().with_overrides(args.set)
     if not args.data.is_dir():
@@ -258,6 +371,12 @@ def main() -> None:
     reader = get_reader("scannet-npy")
     names = reader.list_scenes(args.data)
     scenes = [reader.read_scene(args.data, n) for n in names]
+    if args.cv or args.rules:
+        if args.rules:
+            bench_rules(scenes)
+        if args.cv:
+            bench_cv(scenes, args.folds)
+        return
     speed = [(f"{scenes[0].name} (50k)", scenes[0])]
     if args.fullres.is_dir():
         full = type(reader)(full_resolution=True)
