@@ -308,7 +308,8 @@ def _scene_curves(s: _SceneMatches, num_classes: int, min_size: int) -> _SceneCu
     fp_t, fp_p = np.nonzero((best[None, :] <= OVERLAPS[:, None]) & (ignore[None, :] <= OVERLAPS[:, None]))
     # Greedy matching, GT in id order, each taking its candidates (IoU > 0) in submission order.
     big_ids = np.flatnonzero(big)
-    cand_g, cand_p = np.nonzero(iou[:, big_ids].T > 0)  # sorted by GT, then prediction
+    # A pair at or below the lowest threshold never matches: only the others enter the Python loop.
+    cand_g, cand_p = np.nonzero(iou[:, big_ids].T > OVERLAPS.min())  # sorted by GT, then prediction
     cand_iou, cand_conf = iou[cand_p, big_ids[cand_g]].tolist(), s.pred_conf[cand_p].tolist()
     bounds = np.searchsorted(cand_g, np.arange(len(big_ids) + 1)).tolist()
     gt_cls = s.gt_class[big_ids].tolist()
