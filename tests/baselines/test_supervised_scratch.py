@@ -194,3 +194,27 @@ def test_supervised_refuses_unlabelled_scenes_and_bad_config(tmp_path):
     paper = method.default_config("paper")
     assert paper.train.backbone == "34C" and paper.epochs == 800
     assert (paper.optim.lr, paper.optim.momentum, paper.optim.schedule) == (0.1, 0.9, "cosine")
+
+
+def test_supervised_interrupted_run_resumes_and_its_head_checkpoint_matches(tmp_path, synthetic):
+    from pytorch_lightning.callbacks import Callback
+
+    from baselines.supervised import load_segmentation
+
+    class Stop(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                raise RuntimeError("simulated interruption")  # after epoch 0's last.ckpt
+
+    method = get_method("supervised")
+    cfg = method.default_config("cpu-small", epochs=2, batch_size=1, head="mlp")
+    with pytest.raises(RuntimeError, match="simulated"):
+        method.pretrain(synthetic, cfg, tmp_path / "run", checkpoints_dir=tmp_path / "ck", callbacks=[Stop()])
+    assert not (tmp_path / "run" / "train" / "segmentation.ckpt").exists()
+    result = method.pretrain(synthetic, cfg, tmp_path / "run", checkpoints_dir=tmp_path / "ck", resume=True)
+    assert len(result.metadata["metrics"]["train"]["loss_history"]) == 2
+    segmenter, meta = load_segmentation(tmp_path / "run" / "train" / "segmentation.ckpt")
+    backbone, _ = load_model(result.backbone, part="backbone")
+    assert meta["architecture"]["head"] == "mlp" and meta["config"]["classes"] == list(range(13))
+    ours, theirs = segmenter.backbone.state_dict(), backbone.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)  # the published backbone is the probe's
