@@ -924,8 +924,8 @@ def run_cmd(
     results: ResultsOpt = Path("results"),
     checkpoints: CheckpointsDirOpt = Path("checkpoints"),
     checkpoint: Annotated[list[str] | None, typer.Option(
-        "--checkpoint", help="method=PATH: use this checkpoint instead of pretraining (repeatable; per fold: "
-                             "repeat the method).")] = None,
+        "--checkpoint", help="method=PATH or method=ID (an id of checkpoints/index.json): use this checkpoint "
+                             "instead of pretraining (repeatable; per fold: repeat the method).")] = None,
     preset: FtPresetOpt = None,
     overrides: FtSetOpt = None,
     pretrain_preset: Annotated[str, typer.Option("--pretrain-preset", help="Pretraining preset.")] = "cpu-small",
@@ -946,14 +946,14 @@ def run_cmd(
     force: ForceOpt = False,
 ) -> None:
     """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
-    from freepoint_bench.harness.run import expand, run_task, shard, submit_slurm
+    from freepoint_bench.harness.run import expand, resolve_checkpoint, run_task, shard, submit_slurm
 
     given: dict[str, list[Path]] = {}
     for item in checkpoint or []:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"--checkpoint {item!r}: expected method=PATH")
-        given.setdefault(name.strip(), []).append(Path(path))
+        given.setdefault(name.strip(), []).append(resolve_checkpoint(path.strip(), checkpoints))
     tasks = expand(_words([methods]), _words([protocols]), _seeds(seeds, ctx.args))
     if shard_arg is not None:
         tasks = shard(tasks, *_parse_shard(shard_arg))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import hashlib
 import json
 import logging
 import resource
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from freepoint_bench.atomic import save_npz, write_json
 from freepoint_bench.engine.checkpoints import code_version, environment
@@ -160,18 +162,28 @@ def fold_data(spec: ProtocolSpec, names: Sequence[str], split: Mapping[str, Any]
 
 
 def _cell_record(cell: Cell, config: FinetuneConfig, split_sha: str, ckpts: list[dict]) -> dict[str, Any]:
+    # the weights identify a checkpoint here, not the file's bytes (see _checkpoint_info)
     return {"protocol": cell.protocol.name, "protocol_hash": cell.protocol.content_hash(), "split_sha256": split_sha,
-            "method": cell.method, "seed": cell.seed, "checkpoints": ckpts,
+            "method": cell.method, "seed": cell.seed,
+            "checkpoints": [{k: c[k] for k in ("weights_sha256", "method")} for c in ckpts],
             "config": config.model_dump(mode="json")}
 
 
 def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
+    """Returns {"path", "sha256" (of the file), "weights_sha256" (of the tensors alone: a re-published checkpoint
+    with a new timestamp has other file bytes but the same weights), "id", "method"}."""
     if path is None:
-        return {"path": None, "sha256": None, "id": None, "method": method}
+        return {"path": None, "sha256": None, "weights_sha256": None, "id": None, "method": method}
     from freepoint_bench.models.checkpoint import load_checkpoint
 
-    _, meta = load_checkpoint(path)
-    return {"path": str(path), "sha256": sha256_file(path), "id": meta.get("id"), "method": meta.get("method")}
+    state, meta = load_checkpoint(path)
+    h = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        h.update(f"{key}\0{tuple(tensor.shape)}\0{tensor.dtype}\0".encode())
+        h.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return {"path": str(path), "sha256": sha256_file(path), "weights_sha256": h.hexdigest(), "id": meta.get("id"),
+            "method": meta.get("method")}
 
 
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,

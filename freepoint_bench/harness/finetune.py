@@ -192,7 +192,11 @@ def load_backbone(segmenter: InstanceSegmenter, checkpoint: str | Path) -> dict[
 
 def check_leakage(meta: Mapping[str, Any], eval_names: Sequence[str], checkpoint: str | Path) -> None:
     """Refuses (CheckpointError) a checkpoint whose recorded pretraining scenes include evaluation scenes."""
-    seen = set((meta.get("data") or {}).get("scenes") or [])
+    data = meta.get("data") or {}
+    if data.get("scenes_known") is False:  # e.g. imported official weights without --scenes-file
+        log.warning("%s does not record the scenes it was pretrained on; the leakage guard cannot check it "
+                    "(re-import it with --scenes-file)", checkpoint)
+    seen = set(data.get("scenes") or [])
     overlap = sorted(seen & set(eval_names))
     if overlap:
         raise CheckpointError(

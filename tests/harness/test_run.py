@@ -85,15 +85,17 @@ def test_finetune_resumes_an_interrupted_run(workspace):
     ws = workspace
     opts = RunOptions(results=ws["results"], checkpoints=ws["checkpoints"], cache=ws["cache"], runs=ws["runs"],
                       protocols_dir=ws["protocols"], root=ws["root"],
-                      overrides={"epochs": 2, "num_queries": 12, "batch_size": 5, "max_points": None})
+                      overrides={"epochs": 3, "num_queries": 12, "batch_size": 5, "max_points": None})
     task = Task("synthetic-s3dis-50pct-scenes", "scratch", 0)
 
     class Killed(Exception):
         pass
 
     def interrupt(stage: str, done: int, total: int, info: str) -> None:
-        if stage.endswith("train") and done == 1:
-            raise Killed  # the process dies after the first of two epochs (its checkpoint is written)
+        # Lightning writes an epoch's checkpoint after the other callbacks' epoch end: dying at the end of
+        # epoch 2 leaves epoch 1's checkpoint
+        if stage.endswith("train") and done == 2:
+            raise Killed
 
     with pytest.raises(Killed):
         run_task(task, opts, progress=interrupt)
@@ -102,8 +104,8 @@ def test_finetune_resumes_an_interrupted_run(workspace):
     assert (cell_dir / "work" / "fold-0" / "lightning" / "last.ckpt").is_file()
     epochs_seen = []
     status, path = run_task(task, opts, progress=lambda s, d, t, i: epochs_seen.append(d) if "train" in s else None)
-    assert status == "done" and read_result(path)["config"]["epochs"] == 2
-    assert epochs_seen == [2]  # only the missing epoch was trained
+    assert status == "done" and read_result(path)["config"]["epochs"] == 3
+    assert epochs_seen == [2, 3]  # only the missing epochs were trained
     # another process holding the cell computes it; this one reports it busy
     (cell_dir / "result.json").unlink()
     with cell_lock(cell_dir) as mine:
@@ -152,3 +154,32 @@ def test_one_line_errors(capsys, workspace, tmp_path):
     with pytest.raises(DataError):
         spec = load_protocol("synthetic-s3dis-50pct-scenes", ws["protocols"])
         open_protocol_data(spec, RunOptions(root=tmp_path / "missing", cache=ws["cache"]))
+
+
+def test_slurm_launcher_runs_each_cell_as_a_submitit_job(workspace, tmp_path):
+    from freepoint_bench.harness.run import expand, shard, submit_slurm
+
+    ws = workspace
+    opts = RunOptions(results=ws["results"], checkpoints=ws["checkpoints"], cache=ws["cache"], runs=ws["runs"],
+                      protocols_dir=ws["protocols"], root=ws["root"],
+                      overrides={"epochs": 1, "num_queries": 12, "batch_size": 5, "max_points": None})
+    tasks = expand(["scratch"], ["synthetic-s3dis-50pct-scenes"], [3, 4])
+    halves = shard(tasks, 0, 2), shard(tasks, 1, 2)
+    assert not set(halves[0]) & set(halves[1]) and sorted(halves[0] + halves[1], key=lambda t: t.seed) == tasks
+    # submitit's debug executor runs the job function in this process: the same code path as on a cluster
+    jobs = submit_slurm(tasks[:1], opts, tmp_path / "slurm", {"cluster": "debug", "timeout_min": 5})
+    status, path = jobs[0].result().split(" ", 1)
+    assert status == "done" and read_result(path)["seed"] == 3
+
+
+def test_checkpoint_given_by_index_id(workspace, tmp_path):
+    from freepoint_bench.errors import ConfigError
+    from freepoint_bench.harness.run import resolve_checkpoint
+    from freepoint_bench.pretext.base import get_method
+
+    scratch = get_method("scratch")
+    result = scratch.pretrain(None, scratch.default_config("cpu-small"), tmp_path / "run", names=[],
+                              checkpoints_dir=tmp_path / "ckpt")
+    assert resolve_checkpoint(result.metadata["id"], tmp_path / "ckpt") == Path(result.backbone).resolve()
+    with pytest.raises(ConfigError, match="no entry"):
+        resolve_checkpoint("freepoint-nothing", tmp_path / "ckpt")

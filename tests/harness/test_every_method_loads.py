@@ -1,0 +1,43 @@
+"""Every registered pretext method's checkpoint loads into the fine-tuning model of every protocol."""
+
+from __future__ import annotations
+
+import pytest
+
+from freepoint_bench.data.store import SceneStore
+from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
+from freepoint_bench.engine.module import segmenter_from_preset
+from freepoint_bench.harness.finetune import class_vocabulary, load_backbone
+from freepoint_bench.harness.protocol import available_protocols, load_protocol
+from freepoint_bench.harness.run import RunOptions, cell_config
+from freepoint_bench.pretext.base import available_methods, get_method
+
+pytestmark = pytest.mark.slow
+
+TINY_RUN = {"epochs1": 1, "epochs2": 1, "num_queries": 8, "max_points": None, "batch_size": 2}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = SceneStore(tmp_path_factory.mktemp("cache") / "synthetic-x")
+    for i in range(2):
+        store.save(generate_room(i, SyntheticConfig(num_points=1500), name=f"synth_{i:04d}"), split="train")
+    return store
+
+
+@pytest.mark.parametrize("method", ["freepoint", "pointcontrast", "csc", "depthcontrast", "supervised", "scratch"])
+def test_checkpoint_loads_under_every_protocol(method, store, tmp_path):
+    assert method in available_methods()
+    impl = get_method(method)
+    config = impl.default_config("cpu-small", **TINY_RUN)
+    result = impl.pretrain(store, config, tmp_path / "run", names=store.names("train"),
+                           checkpoints_dir=tmp_path / "ckpt")
+    protocols = available_protocols()
+    assert len(protocols) >= 8
+    for name in protocols:
+        spec = load_protocol(name)
+        # the protocol's recipe at CPU scale (paper-preset protocols take --preset cpu-small here)
+        ft = cell_config(spec, RunOptions(preset="cpu-small"))
+        model = segmenter_from_preset(ft.train, num_classes=len(class_vocabulary(spec.eval)[0]))
+        meta = load_backbone(model, result.backbone)
+        assert meta["method"] == method
