@@ -79,15 +79,20 @@ def _open_store(dataset: str, root: Path | None, cache: Path, names: list[str] |
     from freepoint_bench.data.open import open_dataset
 
     with _progress() as progress:
-        task = None
+        return open_dataset(dataset, root, cache, names, progress=_lazy_bar(progress, f"prepare {dataset}"))
 
-        def cb(done: int, total: int, name: str) -> None:
-            nonlocal task
-            if task is None:
-                task = progress.add_task(f"prepare {dataset}", total=total, item="")
-            progress.update(task, completed=done, total=total, item=name)
 
-        return open_dataset(dataset, root, cache, names, progress=cb)
+def _lazy_bar(progress: Progress, label: str):
+    """Returns a progress(done, total, name) callback whose bar appears with its first call (none when no work)."""
+    task = None
+
+    def cb(done: int, total: int, name: str) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task(label, total=total, item="")
+        progress.update(task, completed=done, total=total, item=name)
+
+    return cb
 
 
 def _select(store, wanted: list[str], split: str | None) -> list[str]:
@@ -795,15 +800,7 @@ def _open_protocol(spec, opts):
     from freepoint_bench.harness.run import open_protocol_data
 
     with _progress() as progress:
-        task = None
-
-        def cb(done: int, total: int, name: str) -> None:
-            nonlocal task
-            if task is None:
-                task = progress.add_task(f"prepare {spec.dataset}", total=total, item="")
-            progress.update(task, completed=done, total=total, item=name)
-
-        return open_protocol_data(spec, opts, progress=cb)
+        return open_protocol_data(spec, opts, progress=_lazy_bar(progress, f"prepare {spec.dataset}"))
 
 
 def _cell_progress(progress: Progress) -> callable:
