@@ -48,6 +48,27 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+CHECKSUM_KEY = "content_sha256"
+
+
+def json_checksum(obj: dict[str, Any]) -> str:
+    """Returns the hex sha256 of a JSON object's content (sorted keys) without its CHECKSUM_KEY entry."""
+    rest = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=_json_default).encode()).hexdigest()
+
+
+def with_checksum(obj: dict[str, Any]) -> dict[str, Any]:
+    """Returns a copy of a JSON object with its content's sha256 under CHECKSUM_KEY (so a flipped byte that still
+    parses as JSON, e.g. one digit of a metric, is detected on reading)."""
+    plain = json.loads(json.dumps(obj, default=_json_default))  # what reading the file back gives
+    return {**plain, CHECKSUM_KEY: json_checksum(plain)}
+
+
+def checksum_ok(obj: Any) -> bool:
+    """Returns False when a JSON object carries a CHECKSUM_KEY its content does not match (True without one)."""
+    return not isinstance(obj, dict) or CHECKSUM_KEY not in obj or obj[CHECKSUM_KEY] == json_checksum(obj)
+
+
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """Writes a compressed .npz atomically (the exact `path`, no suffix added) and returns it."""
     buf = io.BytesIO()

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ class SceneStore:
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files if keys is None or key in keys or key == "name"}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise DataError(f"{path}: corrupt scene cache file ({exc}); {_FIX}") from exc
         stored = str(arrays.pop("name")) if "name" in arrays else name
         if stored != name:

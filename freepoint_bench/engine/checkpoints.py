@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import freepoint_bench
-from freepoint_bench.atomic import stable_hash, write_json
+from freepoint_bench.atomic import CHECKSUM_KEY, checksum_ok, stable_hash, with_checksum, write_json
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import CheckpointError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
@@ -123,25 +123,27 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def read_index(index_path: str | Path) -> dict[str, Any]:
-    """Returns the checkpoints index {"version", "checkpoints": {id: entry}} (empty when absent)."""
+    """Returns the checkpoints index {"version", "checkpoints": {id: entry}} (empty when absent); CheckpointError
+    when it is unreadable or its content differs from its recorded sha256."""
     index_path = Path(index_path)
     if not index_path.is_file():
         return {"version": INDEX_VERSION, "checkpoints": {}}
+    fix = "delete it: the next registration rebuilds it from the .ckpt files beside it"
     try:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{index_path}: unreadable checkpoints index ({e}); fix or delete it") from None
+        raise CheckpointError(f"{index_path}: unreadable checkpoints index ({e}); fix or {fix}") from None
     if not isinstance(index, dict) or not isinstance(index.get("checkpoints"), dict):
-        raise CheckpointError(f"{index_path}: not a checkpoints index (no 'checkpoints'); fix or delete it")
+        raise CheckpointError(f"{index_path}: not a checkpoints index (no 'checkpoints'); fix or {fix}")
+    if not checksum_ok(index):
+        raise CheckpointError(f"{index_path}: damaged checkpoints index (content differs from its {CHECKSUM_KEY}); "
+                              f"{fix}")
+    index.pop(CHECKSUM_KEY, None)
     return index
 
 
-def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str, Any],
-                        files: dict[str, Path]) -> dict[str, Any]:
-    """Returns the index entry written for `run_id` (replacing an older one) into index.json, atomically."""
-    index_path = Path(index_path)
-    base = index_path.parent.resolve()
-    entry = {
+def _index_entry(metadata: dict[str, Any], files: dict[str, Path], base: Path) -> dict[str, Any]:
+    return {
         "method": metadata.get("method"),
         "files": {k: os.path.relpath(Path(v).resolve(), base) for k, v in files.items()},
         "data": {k: v for k, v in metadata.get("data", {}).items() if k != "scenes"},
@@ -152,11 +154,42 @@ def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str,
         "environment": metadata.get("environment"),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def rebuild_index(index_path: str | Path) -> dict[str, Any]:
+    """Returns the checkpoints index rebuilt from the metadata of the .ckpt files beside `index_path` (each one
+    loaded and checked; damaged ones are left out with a warning). Writes nothing."""
+    index_path = Path(index_path)
+    base = index_path.parent.resolve()
+    entries: dict[str, Any] = {}
+    for path in sorted(index_path.parent.glob("*.ckpt")):
+        try:
+            _, meta = load_checkpoint(path)
+        except CheckpointError as e:
+            log.warning("rebuilding %s: %s; left out", index_path, e)
+            continue
+        run_id, part = meta.get("id"), meta.get("part")
+        if isinstance(run_id, str) and part in ("backbone", "segmenter"):
+            files = {**entries.get(run_id, {}).get("files", {}), part: os.path.relpath(path.resolve(), base)}
+            entries[run_id] = {**_index_entry(meta, {}, base), "files": files}
+    return {"version": INDEX_VERSION, "checkpoints": entries}
+
+
+def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str, Any],
+                        files: dict[str, Path]) -> dict[str, Any]:
+    """Returns the index entry written for `run_id` (replacing an older one) into index.json, atomically; a
+    damaged index is rebuilt from the checkpoints beside it first (with a warning)."""
+    index_path = Path(index_path)
+    entry = _index_entry(metadata, files, index_path.parent.resolve())
     with _locked(index_path):
-        index = read_index(index_path)
+        try:
+            index = read_index(index_path)
+        except CheckpointError as e:
+            log.warning("%s; rebuilding it from the checkpoints in %s", e, index_path.parent)
+            index = rebuild_index(index_path)
         index["version"] = INDEX_VERSION
         index["checkpoints"][run_id] = entry
-        write_json(index_path, index)
+        write_json(index_path, with_checksum(index))
     return entry
 
 

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -220,8 +221,9 @@ def _cached(path: Path, key: str) -> bool:
         return False
     try:
         with np.load(path, allow_pickle=False) as data:
-            return str(data["key"]) == key and data["labels"].ndim == 1
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            arrays = {k: data[k] for k in data.files}  # every member read: zip's CRC checks each one
+        return str(arrays["key"]) == key and arrays["labels"].ndim == 1
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
         logger.warning("%s: unreadable or partial pseudo-label file; recomputing it", path)
         return False
 
@@ -371,6 +373,6 @@ def load_pseudo_labels(out_dir: str | os.PathLike, scene_name: str, sigma: float
     try:
         with np.load(path, allow_pickle=False) as data:
             return np.asarray(data["labels"], dtype=np.int64)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         msg = f"{path}: corrupt pseudo-label file ({exc}); delete it and rerun pseudo-labelling"
         raise DataError(msg) from None

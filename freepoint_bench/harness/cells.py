@@ -16,21 +16,21 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import hashlib
 import json
 import logging
 import resource
 import shutil
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from freepoint_bench.atomic import save_npz, write_json
+from freepoint_bench.atomic import checksum_ok, save_npz, with_checksum, write_json
 from freepoint_bench.engine.checkpoints import code_version, environment
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.finetune import (
@@ -82,6 +82,9 @@ def read_result(path: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: unreadable result ({e}); delete it and rerun the cell") from None
     if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "metrics" not in doc:
         raise DataError(f"{path}: not a freepoint-bench result (schema {SCHEMA_VERSION}); delete it and rerun the cell")
+    if not checksum_ok(doc):
+        raise DataError(f"{path}: damaged result (its content differs from its content_sha256); delete it and rerun "
+                        "the cell")
     return doc
 
 
@@ -174,16 +177,11 @@ def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
     with a new timestamp has other file bytes but the same weights), "id", "method"}."""
     if path is None:
         return {"path": None, "sha256": None, "weights_sha256": None, "id": None, "method": method}
-    from freepoint_bench.models.checkpoint import load_checkpoint
+    from freepoint_bench.models.checkpoint import load_checkpoint, weights_sha256
 
     state, meta = load_checkpoint(path)
-    h = hashlib.sha256()
-    for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        h.update(f"{key}\0{tuple(tensor.shape)}\0{tensor.dtype}\0".encode())
-        h.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
-    return {"path": str(path), "sha256": sha256_file(path), "weights_sha256": h.hexdigest(), "id": meta.get("id"),
-            "method": meta.get("method")}
+    return {"path": str(path), "sha256": sha256_file(path), "weights_sha256": weights_sha256(state),
+            "id": meta.get("id"), "method": meta.get("method")}
 
 
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,
@@ -213,8 +211,9 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
         if force:
             shutil.rmtree(cell_dir / "work", ignore_errors=True)
             out.unlink(missing_ok=True)
+        elif record_file.is_file() and (old := _read_work_json(record_file)) is None:
+            shutil.rmtree(cell_dir / "work", ignore_errors=True)  # what it recorded is unknown: start again
         elif record_file.is_file():
-            old = json.loads(record_file.read_text())
             if old != json.loads(json.dumps(record)):
                 diffs = sorted(k for k in set(old) | set(record) if old.get(k) != json.loads(json.dumps(record)).get(k))
                 raise ConfigError(f"{cell_dir}: holds an interrupted run with other settings ({', '.join(diffs)}); "
@@ -233,10 +232,9 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
                 check_leakage(load_checkpoint(ckpt)[1], data.eval, ckpt)
             work = cell_dir / "work" / f"fold-{f}"
             fold_file, pred_file = work / "fold.json", work / "predictions.npz"
-            if fold_file.is_file() and pred_file.is_file():
-                fold_doc = json.loads(fold_file.read_text())
-                with np.load(pred_file, allow_pickle=False) as z:
-                    preds = unpack_predictions({k: z[k] for k in z.files})
+            finished = _finished_fold(fold_file, pred_file)
+            if finished is not None:
+                fold_doc, preds = finished
             else:
                 stage = f"fold {f}" if spec.num_folds > 1 else "finetune"
                 t_train = time.perf_counter()
@@ -252,7 +250,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
                             "train_seconds": seconds, "epochs": config.epochs,
                             "losses": module.loss_summary()["loss_history"]}
                 save_npz(pred_file, **pack_predictions(preds))
-                write_json(fold_file, fold_doc)
+                write_json(fold_file, with_checksum(fold_doc))
             folds.append(fold_doc)
             pooled.update(preds)
             train_seconds += fold_doc["train_seconds"]
@@ -287,8 +285,36 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
             "wall_time_s": time.perf_counter() - t0,
             "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
-        write_json(out, result)
+        write_json(out, with_checksum(result))
         return "done", out
+
+
+def _read_work_json(path: Path) -> dict[str, Any] | None:
+    """Returns a cell's work record (cell.json, fold.json), None (with a warning) when it is unreadable or damaged."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        doc = e
+    if not isinstance(doc, dict) or not checksum_ok(doc):
+        log.warning("%s: unreadable or damaged (%s); recomputing what it recorded", path,
+                    doc if isinstance(doc, Exception) else "content differs from its content_sha256")
+        return None
+    return doc
+
+
+def _finished_fold(fold_file: Path, pred_file: Path) -> tuple[dict[str, Any], dict] | None:
+    """Returns (fold.json, predictions) of a scored fold; None when either is missing, unreadable or damaged."""
+    if not (fold_file.is_file() and pred_file.is_file()):
+        return None
+    doc = _read_work_json(fold_file)
+    if doc is None:
+        return None
+    try:
+        with np.load(pred_file, allow_pickle=False) as z:
+            return doc, unpack_predictions({k: z[k] for k in z.files})
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        log.warning("%s: unreadable predictions (%s); scoring the fold again", pred_file, e)
+        return None
 
 
 def _metrics(d: Mapping[str, Any]) -> dict[str, Any]:

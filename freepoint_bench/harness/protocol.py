@@ -311,16 +311,16 @@ def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> t
         raise ConfigError(f"{path}: split file of protocol {spec.name} is missing; {how}")
     data = path.read_bytes()
     digest = sha256_bytes(data)
-    pinned = spec.split_sha256
+    pinned, source = spec.split_sha256, f"protocol {spec.name}"
     sidecar = Path(str(path) + ".sha256")
     if pinned is None and sidecar.is_file():
-        pinned = sidecar.read_text().strip()
+        pinned, source = sidecar.read_text(errors="replace").strip(), str(sidecar)
     if pinned is None:
         raise ConfigError(f"{path}: no pinned sha256 (split_sha256 in the protocol or {sidecar.name}); "
                           f"freeze it again with `bench.py protocols freeze {spec.name}`")
     if digest != pinned:
-        raise ConfigError(f"{path}: sha256 {digest[:12]}… does not match the pinned {pinned[:12]}…; the split was "
-                          "edited or damaged: restore it (git checkout) or freeze it again")
+        raise ConfigError(f"{path}: sha256 {digest} does not match the pinned {pinned!r} (from {source}); the split or "
+                          "its pin was edited or damaged: restore it (git checkout) or freeze it again")
     try:
         doc = json.loads(data)
     except ValueError as e:

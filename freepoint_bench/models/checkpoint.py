@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -14,6 +15,24 @@ from freepoint_bench.atomic import atomic_path
 from freepoint_bench.errors import CheckpointError
 
 FORMAT_VERSION = 1
+# metadata["integrity"]: sha256 of the tensors and of the rest of the metadata, taken at save time. torch's zip
+# format checks no CRC, so a flipped byte in a tensor would otherwise load as if valid.
+INTEGRITY = "integrity"
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """Returns the hex sha256 of a state dict's tensors (names, shapes, dtypes and bytes, in sorted key order)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        h.update(f"{key}\0{tuple(tensor.shape)}\0{tensor.dtype}\0".encode())
+        h.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _metadata_sha256(metadata: dict[str, Any]) -> str:
+    rest = {k: v for k, v in metadata.items() if k != INTEGRITY}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any]) -> Path:
@@ -31,6 +50,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[st
     except TypeError as exc:
         raise CheckpointError(f"checkpoint metadata for {path} is not JSON-serialisable: {exc}") from exc
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    meta[INTEGRITY] = {"weights_sha256": weights_sha256(state), "metadata_sha256": _metadata_sha256(meta)}
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "metadata": meta}, tmp)
     return Path(path)
@@ -50,9 +70,27 @@ def load_checkpoint(
     if not isinstance(blob, dict) or "state_dict" not in blob or "metadata" not in blob:
         raise CheckpointError(f"checkpoint {path} is not a freepoint-bench checkpoint (no state_dict/metadata)")
     metadata = blob["metadata"]
+    _check_integrity(path, blob["state_dict"], metadata)
     if expected_architecture is not None:
         _check_architecture(path, metadata.get("architecture"), expected_architecture)
     return blob["state_dict"], metadata
+
+
+def _check_integrity(path: Path, state: Any, metadata: Any) -> None:
+    """CheckpointError when the tensors or the metadata differ from the sha256 recorded at save time (checkpoints
+    written before integrity records existed carry none and are accepted as they are)."""
+    if not isinstance(metadata, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} is not a freepoint-bench checkpoint (no state_dict/metadata)")
+    record = metadata.get(INTEGRITY)
+    if record is None:
+        return
+    fix = "it was damaged after it was written; delete it and re-create it (or restore a copy)"
+    if not isinstance(record, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise CheckpointError(f"checkpoint {path}: malformed integrity record or tensors; {fix}")
+    if record.get("weights_sha256") != weights_sha256(state):
+        raise CheckpointError(f"checkpoint {path}: its weights do not match the sha256 recorded at save time; {fix}")
+    if record.get("metadata_sha256") != _metadata_sha256(metadata):
+        raise CheckpointError(f"checkpoint {path}: its metadata do not match the sha256 recorded at save time; {fix}")
 
 
 def _check_architecture(path, recorded: dict | None, expected: dict, ignore: tuple[str, ...] = ()) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freepoint_bench.atomic import checksum_ok
 from freepoint_bench.errors import DataError
 
 METRICS: tuple[str, ...] = ("ap", "ap50", "ap25")
@@ -86,6 +87,9 @@ def read_result(path: str | os.PathLike) -> RunResult:
         ) from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: corrupt result.json (not a JSON object); delete it and rerun the cell")
+    if not checksum_ok(data):
+        raise DataError(f"{path}: damaged result.json (content differs from its content_sha256); delete it and "
+                        "rerun the cell with `bench.py run`")
     version = data.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise DataError(

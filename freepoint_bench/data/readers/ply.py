@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ def _read_npz(path: Path):
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz ({exc}); re-save it with numpy.savez") from exc
     if "xyz" not in arrays:
         raise DataError(f"{path}: no 'xyz' array (keys: {sorted(arrays)}); save the points under key 'xyz'")
