@@ -15,30 +15,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from freepoint_bench.data.scene import Scene
-from freepoint_bench.errors import ConfigError, DataError
-from freepoint_bench.evaluation import EvalResult, EvalSpec, evaluate, predictions_from_labels, s3dis_spec, scannet_spec
+from freepoint_bench.errors import DataError
+from freepoint_bench.evaluation import EvalResult, EvalSpec, dataset_spec, evaluate, predictions_from_labels
 from freepoint_bench.freepoint.scoring import mask_scores
 
 METRIC_NAMES: tuple[str, ...] = ("ap", "ap50", "ap25")  # attributes of EvalResult a study can maximise
 
-_SCANNET = ("scannet", "scannet-npy")
-_S3DIS = ("s3dis", "synthetic")
-
-
 def evaluation_spec_for(dataset: str, class_agnostic: bool = True) -> EvalSpec:
-    """Returns the evaluation spec for scenes of `dataset` (scannet, scannet-npy, s3dis, synthetic).
-
-    ScanNet: the benchmark's 18 instance classes (wall, floor and unannotated points are void). S3DIS and
-    the synthetic rooms (labelled like S3DIS): with class_agnostic, the structure classes (ceiling, floor,
-    wall, beam, column) and clutter are void, so every other instance is one "object" to find; without,
-    the 13 S3DIS classes.
-    """
-    key = dataset.strip().lower().replace("_", "-")
-    if key in _SCANNET:
-        return scannet_spec(class_agnostic=class_agnostic)
-    if key in _S3DIS:
-        return s3dis_spec(class_agnostic=class_agnostic, clutter_void=class_agnostic, structure_void=class_agnostic)
-    raise ConfigError(f"no evaluation spec for dataset {dataset!r}; known: {', '.join(_SCANNET + _S3DIS)}")
+    """Returns the evaluation spec for scenes of `dataset`, class-agnostic by default (evaluation.dataset_spec:
+    ScanNet's 18 instance classes; S3DIS / synthetic: 13 classes, structure and clutter void when agnostic)."""
+    return dataset_spec(dataset, class_agnostic)
 
 
 def score_pseudo_masks(
