@@ -67,7 +67,7 @@ class OptimConfig(BaseModel):
     iterations); cosine: from lr down to final_lr over the run (DepthContrast); constant: lr throughout.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)  # PointContrast / CSC defaults.yaml opt.lr

@@ -33,7 +33,7 @@ from freepoint_bench.engine.presets import TrainPreset, get_preset
 class DepthContrastConfig(BaseModel):
     """A DepthContrast run (defaults: the released configs/point_vox_template.yaml)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
     views: ViewConfig = ViewConfig()  # the one crop and its two augmentations (data.views)

@@ -29,7 +29,7 @@ from freepoint_bench.engine.presets import TrainPreset, get_preset
 class PointContrastConfig(BaseModel):
     """A PointContrast run (defaults: the released launch scripts, ddp_train_local_scannet.sh)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
     views: ViewConfig = ViewConfig()  # how the two views are cut (data.views)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class ScratchConfig(BaseModel):
     """A scratch run: only the preset (backbone size, input channels, seed) matters."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset = get_preset("cpu-small")  # backbone and input of the fine-tuning model; seed seeds the weights
 

@@ -74,7 +74,7 @@ class SupervisedConfig(BaseModel):
     seed are used; its AdamW fields (lr, weight_decay, schedule, epochs1/2) are not: `optim` is this method's.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset = get_preset("cpu-small")
     epochs: int = Field(30, ge=1)  # passes over the training scans

@@ -12,7 +12,7 @@ from freepoint_bench.errors import ConfigError
 class AugmentConfig(BaseModel):
     """Training-time augmentation; Mask3D-style (rotation about z, flips, scaling, jitter, colour)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     rotate_z: bool = True  # random rotation about the up axis, uniform in [0, 2π) (Mask3D)
     flip_xy: bool = True  # random mirror along x and/or y (Mask3D)
@@ -35,7 +35,7 @@ class TrainPreset(BaseModel):
     `paper` (the FreePoint / Mask3D setting of §4 for GPUs). Use `get_preset(name, **overrides)`.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str = "custom"  # preset name, recorded in checkpoint metadata
     # -- model

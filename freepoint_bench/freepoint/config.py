@@ -49,7 +49,7 @@ class PseudoLabelConfig(BaseModel):
     AP50/AP25 of the sigma_low base masks, traditional features only): see the comments.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # --- graph and upsampling (§4 "Implementation details") ---
     k1: int = Field(4, ge=1)  # §3.2/§4: each sampled point joined to its k1 = 4 nearest neighbours

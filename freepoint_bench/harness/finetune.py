@@ -49,7 +49,7 @@ ProgressFn = Callable[[str, int, int, str], None]
 class FinetuneConfig(BaseModel):
     """The fine-tuning recipe: training preset, epochs, loss weights and inference."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset
     epochs: int = Field(20, ge=1)  # fine-tuning epochs over the protocol's labelled training scenes
@@ -152,6 +152,11 @@ class ProtocolTargets:
                                 "it is not a training scene of this protocol")
             kept = self.kept[scene.name]
             names = scene.meta.get("instance_names")
+            present = {instance_name(scene, int(inst), names) for inst in ids}
+            if not kept <= present:
+                raise DataError(f"scene {scene.name}: the frozen mask selection names instances it does not have "
+                                f"({sorted(kept - present)[:3]}); the split was frozen from another copy of the data: "
+                                "freeze it again from this one (bench.py protocols freeze) or use the original copy")
             for inst in ids:
                 if instance_name(scene, int(inst), names) not in kept:
                     members = instance == inst

@@ -41,7 +41,7 @@ SPLIT_VERSION = 1
 class EvalRules(BaseModel):
     """How a protocol scores fine-tuned models (the project's ScanNet-exact evaluator, semantic mode)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     classes: Literal["s3dis", "scannet"] = "s3dis"  # class vocabulary: S3DIS's 13, ScanNet's 18 instance classes
     min_region_size: int = Field(100, ge=1)  # GT instances / predictions below this many points are dropped
@@ -50,7 +50,7 @@ class EvalRules(BaseModel):
 class ProtocolSpec(BaseModel):
     """One fine-tuning protocol (a TOML file under protocols/)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str
     description: str = ""
@@ -306,8 +306,8 @@ def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> t
     if path is None:
         return {}, ""
     if not path.is_file():
-        how = ("run `bench.py protocols freeze " + spec.name + " --root <your copy>`" if spec.unit == "masks"
-               else "restore it from the repository")
+        how = ("restore it from the repository" if spec.split_sha256 is not None
+               else "run `bench.py protocols freeze " + spec.name + " --root <your copy>`")
         raise ConfigError(f"{path}: split file of protocol {spec.name} is missing; {how}")
     data = path.read_bytes()
     digest = sha256_bytes(data)
@@ -325,12 +325,27 @@ def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> t
         doc = json.loads(data)
     except ValueError as e:
         raise ConfigError(f"{path}: not JSON ({e}); restore the split file") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: not a split document (a JSON object); restore the split file or freeze it again")
     if doc.get("protocol") != spec.name or doc.get("unit") != spec.unit or doc.get("fraction") != spec.fraction \
             or doc.get("selection_seed") != spec.selection_seed:
         raise ConfigError(f"{path}: made for protocol {doc.get('protocol')!r} ({doc.get('unit')}, fraction "
                           f"{doc.get('fraction')}, seed {doc.get('selection_seed')}), not for {spec.name}; "
                           "freeze it again")
+    if not _selection_ok(spec.unit, doc):
+        what = "train_scenes: a list of scene names" if spec.unit == "scenes" else "masks: scene -> instance names"
+        raise ConfigError(f"{path}: malformed selection (expected {what}); restore the split file or freeze it again")
     return doc, digest
+
+
+def _selection_ok(unit: str, doc: Mapping[str, Any]) -> bool:
+    """Returns whether a split document's selection has the shape its unit needs."""
+    if unit == "scenes":
+        scenes = doc.get("train_scenes")
+        return isinstance(scenes, list) and all(isinstance(s, str) for s in scenes)
+    masks = doc.get("masks")
+    return isinstance(masks, dict) and all(
+        isinstance(v, list) and all(isinstance(i, str) for i in v) for v in masks.values())
 
 
 def scenes_split(spec: ProtocolSpec, candidates: Sequence[str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from freepoint_bench.models.voxels import SparseBatch
 class InferenceConfig(BaseModel):
     """How predictions become instances."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     topk: int = Field(100, ge=1)  # Mask3D: topk_per_image 100 on ScanNet
     mask_threshold: float = Field(0.5, gt=0, lt=1)  # a point belongs to a mask where sigmoid(logit) > 0.5

@@ -33,7 +33,7 @@ _EPS = 1e-12  # inside square roots: the gradient of |d| at d = 0 is otherwise N
 class LossConfig(BaseModel):
     """Weights of eq. 7 plus Mask3D's classification/objectness terms; the same weights drive matching."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dice: float = Field(2.0, ge=0)  # λ_dice, eq. 7; Mask3D's value (paper gives none)
     bce: float = Field(5.0, ge=0)  # λ_BCE, eq. 7; Mask3D's value

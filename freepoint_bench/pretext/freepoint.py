@@ -37,7 +37,7 @@ from freepoint_bench.engine.checkpoints import (
 )
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
-from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.engine.presets import TrainPreset, _one_line, get_preset
 from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import ConfigError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
@@ -82,7 +82,7 @@ class FreePointPretext:
         except ConfigError:
             raise
         except Exception as e:
-            raise ConfigError(f"invalid loss config {groups['loss']}: {e}") from None
+            raise ConfigError(f"invalid loss config {groups['loss']}: {_one_line(e)}") from None
         return FreePointConfig(train=train, pseudo=pseudo, loss=loss)
 
     def pretrain(
