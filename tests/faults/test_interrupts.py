@@ -1,0 +1,231 @@
+"""kill -9 at seeded moments of `pseudo-labels`, `pretrain`, `finetune` and `run`, then the same command again:
+it finishes, finished work is not redone (files finished before a kill keep their inode: atomic writes give a
+rewritten file a new one), and the outputs equal an uninterrupted run's, bit for bit on CPU.
+
+Each command runs as a chain: start it, SIGKILL its process group at the first kill point, start it again, kill
+it at the next point, ..., then let it finish. A point is "once N files match a pattern, after a seeded delay".
+The default suite tries a few points per command; `make test-faults-long` (FAULTS_LONG=1) at least 10 each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from .conftest import FT, PT, PT_RUN, KillPoint, kill_chain, record_figures, stat_id, where
+
+LONG = os.environ.get("FAULTS_LONG") == "1"
+
+
+def in_process(*args: str) -> None:
+    """Runs bench.py's main in this process (the uninterrupted reference), one torch thread as the subprocesses."""
+    from freepoint_bench.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in args])
+        assert (exc.value.code or 0) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def points(spec: list[tuple[str | None, int]], seed: int, max_delay: float) -> list[KillPoint]:
+    """Returns a kill point per (pattern, count), each with a seeded delay in [0, max_delay) seconds."""
+    rng = random.Random(seed)
+    return [KillPoint(p, c, round(rng.uniform(0, max_delay), 3)) for p, c in spec]
+
+
+class Finished:
+    """Records, at each kill, the finished files (matching `patterns`) and their inodes; checks them later."""
+
+    def __init__(self, base: Path, patterns: list[str]) -> None:
+        self.base, self.patterns, self.seen = base, patterns, {}
+
+    def __call__(self, point: KillPoint) -> None:
+        for pattern in self.patterns:
+            for path in self.base.glob(pattern):
+                self.seen.setdefault(path, stat_id(path))
+
+    def check_not_redone(self) -> int:
+        redone = [str(p) for p, ident in self.seen.items() if not p.is_file() or stat_id(p) != ident]
+        assert not redone, f"finished before a kill, then rewritten: {redone}"
+        return len(self.seen)
+
+
+def npz_members(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def same_npz_tree(got: Path, want: Path, pattern: str) -> int:
+    files = sorted(p.relative_to(want) for p in want.glob(pattern))
+    assert files and files == sorted(p.relative_to(got) for p in got.glob(pattern))
+    for rel in files:
+        a, b = npz_members(got / rel), npz_members(want / rel)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), rel
+    return len(files)
+
+
+# ---------------------------------------------------------------------------------------------- pseudo-labels
+
+PL_DEFAULT = [("*/sigma_*.npz", 1), ("*/sigma_*.npz", 5), ("*/sigma_*.npz", 9)]
+PL_LONG = [(None, 1)] + [("*/sigma_*.npz", k) for k in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)]
+
+
+def test_pseudo_labels_killed(workspace):
+    ws = workspace
+    base = ["pseudo-labels", "--dataset", "s3dis", "--root", ws["root"], "--cache", ws["cache"]]
+    in_process(*base, "--out", ws["tmp"] / "reference")
+    out = ws["tmp"] / "labels"
+    out.mkdir()
+    finished = Finished(out, ["*/sigma_*.npz"])
+    log = kill_chain([*map(str, base), "--out", str(out)], points(PL_LONG if LONG else PL_DEFAULT, 0, 0.2), out,
+                     ws["tmp"], on_kill=finished)
+    files = same_npz_tree(out, ws["tmp"] / "reference", "*/sigma_*.npz")
+    kept = finished.check_not_redone()
+    summary = json.loads((out / "summary_0_of_1.json").read_text())
+    assert summary["cached"] >= kept // 2  # scenes whose both σ files survived a kill were not recomputed
+    record_figures("kill:pseudo-labels", {"points": log.outcomes, "killed": log.killed, "files_compared": files,
+                                          "finished_before_a_kill": kept})
+    assert log.killed >= len(log.outcomes) - 1
+
+
+# ---------------------------------------------------------------------------------------------- pretrain
+
+PRE_DEFAULT = [("run/pseudo-labels/*/sigma_*.npz", 3), ("run/step1/lightning/epoch=000.ckpt", 1)]
+PRE_LONG = [(None, 1), ("run/pseudo-labels/*/sigma_*.npz", 1), ("run/pseudo-labels/*/sigma_*.npz", 4),
+            ("run/pseudo-labels/*/sigma_*.npz", 9), ("run/step1/lightning/epoch=000.ckpt", 1),
+            ("run/step1/lightning/epoch=001.ckpt", 1), ("run/step1/done.json", 1),
+            ("run/step2/lightning/epoch=000.ckpt", 1), ("run/step2/lightning/epoch=001.ckpt", 1),
+            ("run/step2/done.json", 1), ("ckpt/*-backbone.ckpt", 1), ("ckpt/index.json", 1)]
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def same_weights(a: Path, b: Path) -> None:
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    diff = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not diff, f"{a.name}: {len(diff)} tensors differ from the uninterrupted run's (e.g. {diff[0]})"
+
+
+def pretrain_args(ws, run: Path, ckpt: Path) -> list[str]:
+    return ["pretrain", "--method", "freepoint", "--dataset", "s3dis", "--root", str(ws["root"]), "--cache",
+            str(ws["cache"]), "--out", str(run), "--checkpoints", str(ckpt), "--resume", "--epochs1", "2",
+            "--epochs2", "2", *PT]
+
+
+def test_pretrain_killed(workspace):
+    ws = workspace
+    ref_ckpt = ws["tmp"] / "ref-ckpt"
+    in_process(*pretrain_args(ws, ws["tmp"] / "ref-run", ref_ckpt))
+    run, ckpt = ws["tmp"] / "run", ws["tmp"] / "ckpt"
+    run.mkdir()
+    finished = Finished(run, ["pseudo-labels/*/sigma_*.npz", "step*/segmenter.ckpt", "step*/done.json"])
+    log = kill_chain(pretrain_args(ws, run, ckpt), points(PRE_LONG if LONG else PRE_DEFAULT, 1, 0.5), ws["tmp"],
+                     ws["tmp"], on_kill=finished)
+    for part in ("backbone", "segmenter"):  # (the ids differ: they hash the pseudo-label folder, in the run dir)
+        (got,), (want,) = ckpt.glob(f"*-{part}.ckpt"), ref_ckpt.glob(f"*-{part}.ckpt")
+        same_weights(got, want)
+    for step in ("step1", "step2"):
+        same_weights(run / step / "segmenter.ckpt", ws["tmp"] / "ref-run" / step / "segmenter.ckpt")
+        done, ref = (json.loads((d / step / "done.json").read_text()) for d in (run, ws["tmp"] / "ref-run"))
+        assert done["loss_history"] == ref["loss_history"]  # every epoch's losses, bit for bit
+    assert len(json.loads((ckpt / "index.json").read_text())["checkpoints"]) == 1
+    kept = finished.check_not_redone()
+    same_npz_tree(run / "pseudo-labels", ws["tmp"] / "ref-run" / "pseudo-labels", "*/sigma_*.npz")
+    record_figures("kill:pretrain", {"points": log.outcomes, "killed": log.killed, "finished_before_a_kill": kept})
+    assert log.killed >= len(log.outcomes) - 1
+
+
+# ---------------------------------------------------------------------------------------------- finetune
+
+FT_ARGS = ["--set", "epochs=2", *FT]
+FT_DEFAULT = [("*/*/seed-0/work/fold-0/lightning/epoch=000.ckpt", 1), ("*/*/seed-0/result.json", 1)]
+FT_LONG = [(None, 1), ("*/*/seed-0/cell.json", 1), ("*/*/seed-0/work/fold-0/lightning/epoch=000.ckpt", 1),
+           ("*/*/seed-0/work/fold-0/lightning/epoch=001.ckpt", 1), ("*/*/seed-0/work/fold-0/predictions.npz", 1),
+           ("*/*/seed-0/work/fold-0/fold.json", 1), ("*/*/seed-0/result.json", 1), ("*/*/seed-1/cell.json", 1),
+           ("*/*/seed-1/work/fold-0/lightning/epoch=000.ckpt", 1), ("*/*/seed-1/work/fold-0/fold.json", 1),
+           ("*/*/seed-1/result.json", 1)]
+SAME = ("metrics", "eval_scenes", "num_train_scenes", "num_train_masks", "split_sha256", "protocol_hash", "config")
+
+
+def same_results(got: Path, want: Path) -> int:
+    files = sorted(p.relative_to(want) for p in want.glob("*/*/seed-*/result.json"))
+    assert files and files == sorted(p.relative_to(got) for p in got.glob("*/*/seed-*/result.json"))
+    for rel in files:
+        a, b = (json.loads((d / rel).read_text()) for d in (got, want))
+        for key in SAME:
+            assert a[key] == b[key], (rel, key)
+        assert a["checkpoint"]["weights_sha256"] == b["checkpoint"]["weights_sha256"], rel
+        assert [f["losses"] for f in a["folds"]] == [f["losses"] for f in b["folds"]], rel  # every epoch's losses
+    return len(files)
+
+
+def finetune_args(ws, seeds=("0", "1")) -> list[str]:
+    return ["finetune", "--protocol", "synthetic-s3dis-50pct-scenes", "--method", "scratch", "--seeds", *seeds,
+            *where(ws), *FT_ARGS]
+
+
+def test_finetune_killed(workspace):
+    ws = workspace
+    ref = {**ws, "results": ws["tmp"] / "ref-results", "checkpoints": ws["tmp"] / "ref-ckpt",
+           "runs": ws["tmp"] / "ref-runs"}
+    in_process(*finetune_args(ref))
+    ws["results"].mkdir()
+    finished = Finished(ws["results"], ["*/*/seed-*/result.json", "*/*/seed-*/work/fold-*/fold.json"])
+    log = kill_chain(finetune_args(ws), points(FT_LONG if LONG else FT_DEFAULT, 2, 0.5), ws["results"], ws["tmp"],
+                     on_kill=finished)
+    cells = same_results(ws["results"], ref["results"])
+    kept = finished.check_not_redone()
+    record_figures("kill:finetune", {"points": log.outcomes, "killed": log.killed, "cells_compared": cells,
+                                     "finished_before_a_kill": kept})
+    assert log.killed >= len(log.outcomes) - 1
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+RUN_ARGS = ["--set", "epochs=1", *FT, "--pretrain-set", "epochs1=1", "--pretrain-set", "epochs2=1", *PT_RUN]
+PRE = "runs/pretrain/freepoint-*"
+RUN_DEFAULT = [(f"{PRE}/step1/done.json", 1), ("results/*/freepoint/seed-0/work/fold-0/fold.json", 1)]
+RUN_LONG = [(None, 1), (f"{PRE}/pseudo-labels/*/sigma_*.npz", 2), (f"{PRE}/step1/lightning/epoch=000.ckpt", 1),
+            (f"{PRE}/step1/done.json", 1), (f"{PRE}/step2/done.json", 1), ("ckpt/freepoint-*-backbone.ckpt", 1),
+            ("results/*/freepoint/seed-0/cell.json", 1), ("results/*/freepoint/seed-0/work/fold-0/fold.json", 1),
+            ("results/*/freepoint/seed-0/result.json", 1), ("ckpt/scratch-*-backbone.ckpt", 1),
+            ("results/*/scratch/seed-0/work/fold-0/lightning/epoch=000.ckpt", 1),
+            ("results/*/scratch/seed-0/result.json", 1)]
+
+
+def run_args(ws) -> list[str]:
+    return ["run", "--methods", "freepoint,scratch", "--protocols", "synthetic-s3dis-50pct-scenes", "--seeds", "0",
+            *where(ws), *RUN_ARGS]
+
+
+def test_run_killed(workspace):
+    ws = workspace
+    ref = {**ws, "results": ws["tmp"] / "ref-results", "checkpoints": ws["tmp"] / "ref-ckpt",
+           "runs": ws["tmp"] / "ref-runs"}
+    in_process(*run_args(ref))
+    finished = Finished(ws["tmp"], ["results/*/*/seed-*/result.json", "runs/pretrain/*/step*/segmenter.ckpt"])
+    log = kill_chain(run_args(ws), points(RUN_LONG if LONG else RUN_DEFAULT, 3, 0.5), ws["tmp"], ws["tmp"],
+                     on_kill=finished)
+    cells = same_results(ws["results"], ref["results"])
+    for kind in ("freepoint-*-backbone", "freepoint-*-segmenter", "scratch-*-backbone"):
+        (got,), (want,) = ws["checkpoints"].glob(f"{kind}.ckpt"), ref["checkpoints"].glob(f"{kind}.ckpt")
+        same_weights(got, want)
+    index = json.loads((ws["checkpoints"] / "index.json").read_text())
+    assert sorted(e["method"] for e in index["checkpoints"].values()) == ["freepoint", "scratch"]
+    kept = finished.check_not_redone()
+    record_figures("kill:run", {"points": log.outcomes, "killed": log.killed, "cells_compared": cells,
+                                "finished_before_a_kill": kept})
+    assert log.killed >= len(log.outcomes) - 1
