@@ -199,7 +199,13 @@ def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -
     ensure_split(spec, store, names, opts.protocols_dir)
     done = result_path(opts.results, spec.name, task.method, task.seed)
     if done.is_file() and not opts.force:
-        read_result(done)  # a damaged result is an error, not a finished cell
+        finished = read_result(done)  # a damaged result is an error, not a finished cell
+        changed = [what for what, old, new in (
+            ("protocol", finished.get("protocol_hash"), spec.content_hash()),
+            ("fine-tuning config", finished.get("config"), config.model_dump(mode="json"))) if old != new]
+        if changed:
+            raise ConfigError(f"{done}: finished with another {' and '.join(changed)}; pass --force to recompute it, "
+                              "or write to another --results folder")
         return "skipped", done  # before pretraining: a finished cell needs no checkpoint
     checkpoints = fold_checkpoints(task, spec, store, names, opts, progress)
     return run_cell(Cell(spec, task.method, task.seed, checkpoints), store, names, config, opts.results,

@@ -70,3 +70,11 @@ def test_loss_with_a_dropped_instance_equals_loss_without_its_points():
     bg_batch = collate([make_sample(scene, PRESET, background, rng=np.random.default_rng(0), train=False)])
     as_background = criterion(out, bg_batch["targets"], bg_batch["batch"])
     assert abs(float(as_background["loss"]) - float(oracle["loss"])) > 1e-3
+
+
+def test_a_mask_selection_frozen_from_other_data_is_refused():
+    from freepoint_bench.errors import DataError
+
+    targets = ProtocolTargets(EvalRules(classes="s3dis"), kept={"Area_1/room": ["table_1", "sofa_9"]})
+    with pytest.raises(DataError, match=r"does not have \(\['sofa_9'\]\).*freeze it again"):
+        targets(_scene())

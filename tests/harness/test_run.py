@@ -154,6 +154,18 @@ def test_one_line_errors(capsys, workspace, tmp_path):
     with pytest.raises(DataError):
         spec = load_protocol("synthetic-s3dis-50pct-scenes", ws["protocols"])
         open_protocol_data(spec, RunOptions(root=tmp_path / "missing", cache=ws["cache"]))
+    # a finished cell of another recipe is not passed off as this one's
+    spec = load_protocol("synthetic-s3dis-50pct-scenes", ws["protocols"])
+    opts = RunOptions(results=ws["results"], cache=ws["cache"], protocols_dir=ws["protocols"], root=ws["root"])
+    done = ws["results"] / spec.name / "scratch" / "seed-0" / "result.json"
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps({"schema_version": 1, "metrics": {}, "protocol_hash": spec.content_hash(),
+                                "config": cell_config(spec, RunOptions(overrides={"epochs": 99})).model_dump(
+                                    mode="json")}))
+    from freepoint_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="finished with another fine-tuning config"):
+        run_task(Task(spec.name, "scratch", 0), opts)
 
 
 def test_slurm_launcher_runs_each_cell_as_a_submitit_job(workspace, tmp_path):
