@@ -14,21 +14,38 @@ from typing import Any
 
 import numpy as np
 
+from freepoint_bench.errors import DataError
+
+
+def write_error(path: str | os.PathLike, exc: BaseException) -> DataError:
+    """Returns the one-line DataError of a failed write of `path` (full disk, read-only folder, quota)."""
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200]
+    return DataError(f"{path}: cannot write it ({reason}); free disk space or point the output at a writable "
+                     f"folder (any earlier {Path(path).name} is unchanged)")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds."""
+    """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
+
+    An OSError while writing (ENOSPC, EROFS, EACCES, ...) becomes write_error's DataError; `path` is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise write_error(path, e) from None
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        except OSError as e:
+            raise write_error(path, e) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import sys
@@ -1132,3 +1133,12 @@ def main(argv: list[str] | None = None) -> None:
     except FreePointError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as e:  # a write outside atomic.py (e.g. Lightning's checkpoints) on a full or read-only disk
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        err_console.print(f"[bold red]error:[/] {e.filename or 'output'}: cannot write it ({e.strerror}); free disk "
+                          "space or point the output at a writable folder", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG}

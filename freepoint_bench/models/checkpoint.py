@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from freepoint_bench.atomic import atomic_path
+from freepoint_bench.atomic import atomic_path, write_error
 from freepoint_bench.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -52,7 +52,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[st
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     meta[INTEGRITY] = {"weights_sha256": weights_sha256(state), "metadata_sha256": _metadata_sha256(meta)}
     with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "metadata": meta}, tmp)
+        try:
+            torch.save({"state_dict": state, "metadata": meta}, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a full disk as RuntimeError("... file write failed")
+            raise write_error(path, e) from None
     return Path(path)
 
 
