@@ -32,6 +32,7 @@ from freepoint_bench.data.views import ViewConfig, ViewPair, same_view_pair, sce
 from freepoint_bench.engine.data import EpochSampler, make_sample
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import DataError
+from freepoint_bench.parallel import loader_workers
 
 Mode = Literal["scene", "same"]  # scene: two crops (PointContrast, CSC); same: one crop twice (DepthContrast)
 
@@ -138,10 +139,10 @@ class PairDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Returns the shuffled, epoch-seeded loader of view-pair batches."""
         preset = self.train_set.preset
+        workers = loader_workers(preset.num_workers)
         return DataLoader(self.train_set, batch_size=preset.batch_size, collate_fn=collate_pairs,
                           sampler=EpochSampler(len(self.train_set), seed=preset.seed, shuffle=True),
-                          num_workers=preset.num_workers, persistent_workers=preset.num_workers > 0,
-                          drop_last=False)
+                          num_workers=workers, persistent_workers=workers > 0, drop_last=False)
 
 
 class PairModule(BackboneModule):

@@ -48,6 +48,7 @@ from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
 from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from freepoint_bench.parallel import loader_workers
 from freepoint_bench.pretext.base import PretrainResult
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class SemanticDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Returns the training loader (EpochSampler: a resumed run sees the same crops)."""
-        workers = self.preset.num_workers
+        workers = loader_workers(self.preset.num_workers)
         return DataLoader(self.train_set, batch_size=self.preset.batch_size,
                           sampler=EpochSampler(len(self.train_set), seed=self.preset.seed, shuffle=True),
                           collate_fn=collate_semantic, num_workers=workers, persistent_workers=workers > 0)

@@ -337,7 +337,8 @@ def pseudo_labels_cmd(
         Path | None,
         typer.Option("--features", help="Backbone checkpoint whose per-point features join the affinities."),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Scenes processed in parallel.")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", help="Scenes processed in parallel (default: the cores available).")] = None,
     shard: Annotated[str, typer.Option("--shard", help="Process shard i of n (job arrays): i/n.")] = "0/1",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (per scene, per σ).")] = Path(
         "runs/pseudo-labels"
@@ -509,7 +510,8 @@ def pretrain_cmd(
     ] = Path("checkpoints"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (same config).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard a previous run in --out.")] = False,
-    label_workers: Annotated[int, typer.Option("--workers", "-j", help="Parallel pseudo-labelling workers.")] = 1,
+    label_workers: Annotated[int | None, typer.Option(
+        "--workers", "-j", help="Parallel pseudo-labelling workers (default: the cores available).")] = None,
 ) -> None:
     """Pretrain a backbone with a pretext method (FreePoint: pseudo masks, then two-step training)."""
     from freepoint_bench.freepoint.config import parse_overrides

@@ -12,6 +12,7 @@ LAYERS = {
     "errors": 0,
     "atomic": 0,
     "config": 0,
+    "parallel": 0,
     "data": 1,
     "geometry": 1,
     "models": 2,

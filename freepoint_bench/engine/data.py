@@ -31,6 +31,7 @@ from freepoint_bench.errors import DataError
 from freepoint_bench.freepoint.pipeline import load_pseudo_labels
 from freepoint_bench.models.criterion import InstanceTargets
 from freepoint_bench.models.voxels import SparseBatch
+from freepoint_bench.parallel import loader_workers
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +398,7 @@ class SceneDataModule(pl.LightningDataModule):
         """Returns the shuffled, epoch-seeded training loader."""
         self.setup("fit")
         assert self.train_set is not None
-        workers = self.preset.num_workers
+        workers = loader_workers(self.preset.num_workers)
         return DataLoader(
             self.train_set,
             batch_size=self.preset.batch_size,

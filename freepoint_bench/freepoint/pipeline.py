@@ -34,6 +34,7 @@ from freepoint_bench.geometry.labels import relabel_contiguous
 from freepoint_bench.geometry.neighbours import knn, knn_graph
 from freepoint_bench.geometry.planes import remove_planes
 from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count
+from freepoint_bench.parallel import available_cores, limit_threads, process_workers
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +294,7 @@ def run_pseudo_labels(
     config: PseudoLabelConfig,
     sigmas: Sequence[float] | None,
     out_dir: str | os.PathLike,
-    workers: int = 1,
+    workers: int | None = 1,
     shard: tuple[int, int] = (0, 1),
     features_fn: Callable[[Scene], np.ndarray] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
@@ -305,13 +306,14 @@ def run_pseudo_labels(
     same cache key (scene name + points hash + config + σ + features_fn.cache_key) is skipped, so reruns
     and interrupted runs resume; unreadable files are recomputed. shard (i, n) takes every n-th scene
     starting at i (of the sorted names). workers > 1 uses a process pool (scenes are loaded in this
-    process). progress receives each scene's record. A summary.json per shard is written to out_dir.
+    process; None: one worker per available core; never more workers than cores, each limited to its share
+    of the threads). progress receives each scene's record. A summary.json per shard is written to out_dir.
     """
     sigmas_t = tuple(float(s) for s in (config.sigmas if sigmas is None else sigmas))
     index, count = shard
     if count < 1 or not 0 <= index < count:
         raise ConfigError(f"shard {index}/{count} is invalid; use i/n with 0 <= i < n")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1; got {workers}")
     load, known = _loader(store_or_scenes)
     all_names = sorted(known if names is None else names)
@@ -335,13 +337,15 @@ def run_pseudo_labels(
         else:
             todo.append(scene)
 
-    if workers == 1 or len(todo) <= 1:
+    workers = process_workers(workers, len(todo))
+    if workers == 1:
         for scene in todo:
             report(_process_scene(scene, config, sigmas_t, str(out), features_fn))
     else:
         # spawn, not fork: a forked child inherits the parent's OpenMP / torch thread pools mid-state and can
         # hang forever in open3d's RANSAC (seen in CI: both workers blocked in remove_planes)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=limit_threads, initargs=(max(1, available_cores() // workers),)) as pool:
             pending = {pool.submit(_process_scene, s, config, sigmas_t, str(out), features_fn) for s in todo}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

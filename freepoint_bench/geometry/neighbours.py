@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from freepoint_bench.parallel import thread_budget
+
 
 def knn(points: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Returns (distances (Q, k) float64, indices (Q, k) int64) of each query's k nearest points.
@@ -23,7 +25,7 @@ def knn(points: np.ndarray, k: int, queries: np.ndarray | None = None) -> tuple[
     if k <= 0 or len(q) == 0:
         return np.zeros((len(q), max(k, 0))), np.zeros((len(q), max(k, 0)), dtype=np.int64)
     tree = cKDTree(points)
-    dist, idx = tree.query(q, k=k + 1 if self_query else k, workers=-1)
+    dist, idx = tree.query(q, k=k + 1 if self_query else k, workers=thread_budget())
     dist = np.asarray(dist).reshape(len(q), -1)
     idx = np.asarray(idx, dtype=np.int64).reshape(len(q), -1)
     if not self_query:

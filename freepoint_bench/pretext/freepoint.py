@@ -97,7 +97,7 @@ class FreePointPretext:
         progress: ProgressFn | None = None,
         checkpoints_dir: str | Path = "checkpoints",
         label_dir: str | Path | None = None,
-        label_workers: int = 1,
+        label_workers: int | None = 1,
         devices: int | str = 1,
         nodes: int = 1,
         enable_progress_bar: bool = False,

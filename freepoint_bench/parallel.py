@@ -1,0 +1,87 @@
+"""How many processes and threads a run may use: the cores this process may run on, never more.
+
+    cores = available_cores()              # CPU affinity (SLURM / taskset cpusets) and cgroup quota (containers)
+    workers = process_workers(None, 40)    # default: one per core, at most one per task
+    loader = loader_workers(4)             # DataLoader workers beside the training process
+
+Every process a pool starts limits its own thread pools to its share of the cores (`limit_threads`), so
+`workers x threads` never exceeds the cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+_threads: int | None = None  # this process's thread budget once limit_threads ran (a pool worker)
+
+
+def available_cores() -> int:
+    """Returns the number of cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = _CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def thread_budget() -> int:
+    """Returns how many threads this process may use (its share in a pool, else every available core)."""
+    return _threads if _threads is not None else available_cores()
+
+
+def process_workers(requested: int | None, tasks: int | None = None) -> int:
+    """Returns the worker processes to start: `requested` (None: one per available core), at most one per task and
+    at most the available cores (more would oversubscribe them; a warning says so)."""
+    cores = available_cores()
+    if requested is None:
+        workers = cores
+    else:
+        workers = int(requested)
+        if workers > cores:
+            log.warning("%d workers asked for, %d cores available: using %d (more would only oversubscribe them)",
+                        workers, cores, cores)
+            workers = cores
+    if tasks is not None:
+        workers = min(workers, max(1, tasks))
+    return max(1, workers)
+
+
+def loader_workers(requested: int) -> int:
+    """Returns the DataLoader worker processes to use: at most the available cores less the one training."""
+    allowed = max(0, available_cores() - 1)
+    if requested > allowed:
+        log.info("DataLoader: %d workers asked for, %d cores beside training: using %d", requested, allowed, allowed)
+    return min(int(requested), allowed)
+
+
+def limit_threads(threads: int) -> None:
+    """Limits this process's thread pools (OpenMP, BLAS, torch, and thread_budget for scipy's kNN) to `threads`.
+
+    Run in each worker of a process pool (its initializer), with cores // workers."""
+    global _threads
+    _threads = max(1, int(threads))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(_threads)  # libraries loaded later read these
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(_threads)  # the ones already loaded
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        pass
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(_threads)
