@@ -11,7 +11,7 @@ APT_PKGS_MINK := libopenblas-dev
 # the HTML report's test renders it in a real headless browser (tests/report/test_report_browser.py)
 APT_PKGS_BROWSER := chromium
 
-.PHONY: setup setup-minkowski demo test test-fast lint bench device-kit clean
+.PHONY: setup setup-minkowski demo test test-fast test-faults test-faults-long lint bench device-kit clean
 
 setup: $(STAMP)
 	@bash .ci/apt-ensure $(APT_PKGS_BROWSER) || echo "setup: $(APT_PKGS_BROWSER) not installed; the HTML report's browser test will skip"
@@ -62,6 +62,15 @@ test: setup setup-minkowski
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# The fault-injection suite (tests/faults: kill -9, damaged files, concurrent runs, full disk, fuzzed input; also
+# part of `make test`): a few kill points per command, 40 fuzz cases per input kind. The long variant: 11-12 kill
+# points per command and 400 cases per kind (the figures of docs/reliability.md).
+test-faults: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/faults
+
+test-faults-long: setup
+	OMP_NUM_THREADS=1 FAULTS_LONG=1 FUZZ_EXAMPLES=400 $(PY) -m pytest -q tests/faults
 
 lint: setup
 	$(VENV)/bin/ruff check freepoint_bench baselines tests benchmarks bench.py
