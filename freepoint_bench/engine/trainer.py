@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import ConfigError
+from freepoint_bench.models.checkpoint import STATE_SHA256_KEY, weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,30 @@ LAST_CKPT = "last.ckpt"
 
 
 def last_checkpoint(out_dir: str | Path) -> Path | None:
-    """Returns the Lightning `last.ckpt` a run in `out_dir` left behind, or None."""
+    """Returns the Lightning `last.ckpt` a run in `out_dir` left behind, or None.
+
+    A damaged one (unreadable, or weights other than the sha256 recorded when it was saved) is moved aside to
+    `<file>.damaged` with a warning and None returned: the stage trains again from its first epoch."""
     path = Path(out_dir) / "lightning" / LAST_CKPT
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        recorded = blob.get(STATE_SHA256_KEY) if isinstance(blob, dict) else None
+        if not isinstance(blob, dict) or "state_dict" not in blob:
+            problem = "not a Lightning checkpoint"
+        elif recorded is not None and recorded != weights_sha256(blob["state_dict"]):
+            problem = "its weights differ from the sha256 recorded when it was saved"
+        else:
+            return path
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
+        problem = f"unreadable ({str(e).splitlines()[0][:120]})"
+    log.warning("%s: damaged resume checkpoint (%s); moved aside, training this stage again from its first epoch",
+                path, problem)
+    for item in {path.resolve(), path}:  # last.ckpt links to the epoch file
+        if item.exists() or item.is_symlink():
+            item.rename(item.with_name(item.name + ".damaged"))
+    return None
 
 
 def resolve_accelerator(preset: TrainPreset) -> str:

@@ -18,6 +18,7 @@ FORMAT_VERSION = 1
 # metadata["integrity"]: sha256 of the tensors and of the rest of the metadata, taken at save time. torch's zip
 # format checks no CRC, so a flipped byte in a tensor would otherwise load as if valid.
 INTEGRITY = "integrity"
+STATE_SHA256_KEY = "freepoint_bench_state_sha256"  # the same for Lightning's resume checkpoints (engine.trainer)
 
 
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:

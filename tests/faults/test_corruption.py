@@ -280,3 +280,49 @@ def test_damaged_result_is_not_a_finished_cell(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "report")])
     assert exc.value.code == 2
+
+
+def test_damaged_resume_checkpoint_trains_the_stage_again(workspace):
+    """A damaged Lightning last.ckpt (what an interrupted fine-tune resumes from) is moved aside with a warning and
+    the stage trains again from its first epoch: the result equals the uninterrupted run's."""
+    import os
+
+    from freepoint_bench.harness.run import RunOptions, Task, run_task
+
+    ws = workspace
+
+    def opts(results: Path) -> RunOptions:
+        return RunOptions(results=results, checkpoints=ws["checkpoints"], cache=ws["cache"], runs=ws["runs"],
+                          protocols_dir=ws["protocols"], root=ws["root"],
+                          overrides={"epochs": 2, "num_queries": 8, "max_points": None})
+
+    task = Task("synthetic-s3dis-50pct-scenes", "scratch", 0)
+    want = json.loads(run_task(task, opts(ws["tmp"] / "reference"))[1].read_text())
+
+    class Killed(Exception):
+        pass
+
+    def interrupt(stage: str, done: int, total: int, info: str) -> None:
+        if stage.endswith("train") and done == 2:  # epoch 1's checkpoint is on disk, epoch 2's not yet
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_task(task, opts(ws["results"]), progress=interrupt)
+    cell = ws["results"] / task.protocol / "scratch" / "seed-0"
+    pristine = ws["tmp"] / "interrupted"
+    shutil.copytree(cell, pristine, symlinks=True)
+    last = cell / "work" / "fold-0" / "lightning" / "last.ckpt"
+    target = last.resolve()
+    count = 8 if os.environ.get("FAULTS_LONG") == "1" else 2
+    outcomes: dict[str, int] = {}
+    for kind, bad in corruptions(target.read_bytes(), count, seed=6):
+        shutil.rmtree(cell)
+        shutil.copytree(pristine, cell, symlinks=True)
+        target.write_bytes(bad)
+        status, path = run_task(task, opts(ws["results"]))
+        got = json.loads(path.read_text())
+        assert status == "done" and got["metrics"] == want["metrics"], kind
+        assert [f["losses"] for f in got["folds"]] == [f["losses"] for f in want["folds"]], kind
+        damaged = list(last.parent.glob("*.damaged"))
+        tally(outcomes, f"{kind}: {'trained again' if damaged else 'resumed (damage in unused bytes)'}")
+    record_figures("corruption:resume last.ckpt", {"cases": count, "outcomes": outcomes})

@@ -100,7 +100,7 @@ def test_pseudo_labels_killed(workspace):
 
 # ---------------------------------------------------------------------------------------------- pretrain
 
-PRE_DEFAULT = [("run/pseudo-labels/*/sigma_*.npz", 3), ("run/step1/lightning/epoch=000.ckpt", 1)]
+PRE_DEFAULT = [("run/step1/lightning/epoch=000.ckpt", 1)]  # (pseudo-label kills: test_pseudo_labels_killed)
 PRE_LONG = [(None, 1), ("run/pseudo-labels/*/sigma_*.npz", 1), ("run/pseudo-labels/*/sigma_*.npz", 4),
             ("run/pseudo-labels/*/sigma_*.npz", 9), ("run/step1/lightning/epoch=000.ckpt", 1),
             ("run/step1/lightning/epoch=001.ckpt", 1), ("run/step1/done.json", 1),
