@@ -142,10 +142,17 @@ def pretrain_checkpoint(method: str, store: Any, names: Sequence[str], opts: Run
     key = stable_hash(method, config.model_dump(mode="json"), sorted(names), str(getattr(store, "root", "")),
                       length=10)
     run_dir = opts.runs / "pretrain" / f"{method}-{key}"
+    memo = (run_dir.resolve(), Path(opts.checkpoints).resolve())
+    if memo in _PRETRAINED and _PRETRAINED[memo].is_file():
+        return _PRETRAINED[memo]  # this process made or resumed it already (every seed and protocol reuses it)
     with _exclusive(opts.runs / "pretrain" / f".{method}-{key}.lock"):
         result = impl.pretrain(store, config, run_dir, names=sorted(names), resume=True,
                                checkpoints_dir=opts.checkpoints, progress=progress)
-    return Path(result.backbone)
+    _PRETRAINED[memo] = Path(result.backbone)
+    return _PRETRAINED[memo]
+
+
+_PRETRAINED: dict[tuple[Path, Path], Path] = {}  # (run dir, checkpoints dir) → backbone, within one process
 
 
 def fold_checkpoints(task: Task, spec: ProtocolSpec, store: Any, names: Sequence[str], opts: RunOptions,
