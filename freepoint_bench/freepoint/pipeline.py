@@ -304,7 +304,7 @@ def run_pseudo_labels(
     store_or_scenes: mapping name → Scene, list of Scenes, callable name → Scene, or a store with
     .load(name) (and .list_scenes() when names is None). A scene whose files for every σ exist with the
     same cache key (scene name + points hash + config + σ + features_fn.cache_key) is skipped, so reruns
-    and interrupted runs resume; unreadable files are recomputed. shard (i, n) takes every n-th scene
+    and interrupted runs resume (only the σ a scene lacks are computed); unreadable files are recomputed. shard (i, n) takes every n-th scene
     starting at i (of the sorted names). workers > 1 uses a process pool (scenes are loaded in this
     process; None: one worker per available core; never more workers than cores, each limited to its share
     of the threads). progress receives each scene's record. A summary.json per shard is written to out_dir.
@@ -329,24 +329,26 @@ def run_pseudo_labels(
         if progress is not None:
             progress(record)
 
-    todo: list[Scene] = []
+    todo: list[tuple[Scene, tuple[float, ...]]] = []  # scenes and the σ not yet cached (a kill can leave some)
     for name in mine:
         scene = load(name)
-        if all(_cached(label_path(out, scene.name, s), cache_key(scene, config, s, fkey)) for s in sigmas_t):
+        missing = tuple(s for s in sigmas_t if not _cached(label_path(out, scene.name, s),
+                                                           cache_key(scene, config, s, fkey)))
+        if not missing:
             report({"scene": scene.name, "status": "cached"})
         else:
-            todo.append(scene)
+            todo.append((scene, missing))
 
     workers = process_workers(workers, len(todo))
     if workers == 1:
-        for scene in todo:
-            report(_process_scene(scene, config, sigmas_t, str(out), features_fn))
+        for scene, missing in todo:
+            report(_process_scene(scene, config, missing, str(out), features_fn))
     else:
         # spawn, not fork: a forked child inherits the parent's OpenMP / torch thread pools mid-state and can
         # hang forever in open3d's RANSAC (seen in CI: both workers blocked in remove_planes)
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=limit_threads, initargs=(max(1, available_cores() // workers),)) as pool:
-            pending = {pool.submit(_process_scene, s, config, sigmas_t, str(out), features_fn) for s in todo}
+            pending = {pool.submit(_process_scene, s, config, missing, str(out), features_fn) for s, missing in todo}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:

@@ -65,6 +65,7 @@ def valid_scene(scene) -> None:
 # ---------------------------------------------------------------------------------------------- PLY
 
 floats = st.one_of(st.floats(-1e3, 1e3, width=32), st.sampled_from([math.nan, math.inf, -math.inf, 0.0]))
+finite_floats = st.floats(-1e3, 1e3, width=32)
 
 
 @st.composite
@@ -80,13 +81,18 @@ def ply_bytes(draw) -> bytes:
     if draw(st.booleans()):
         fields += [("nx", "f4"), ("ny", "f4"), ("nz", "f4")]
     vertices = np.zeros(n, dtype=fields)
+    values = floats if draw(st.integers(0, 3)) == 0 else finite_floats  # NaN / inf in a quarter of the clouds
     for key, kind in fields:
-        vertices[key] = draw(st.lists(st.integers(0, 255) if kind == "u1" else floats, min_size=n, max_size=n))
+        if kind == "f4" and key in ("red", "green", "blue"):
+            column = st.floats(0, 1, width=32) if draw(st.booleans()) else values
+        else:
+            column = st.integers(0, 255) if kind == "u1" else values
+        vertices[key] = draw(st.lists(column, min_size=n, max_size=n))
     path = scratch_dir() / "a.ply"
     PlyData([PlyElement.describe(vertices, "vertex")], text=draw(st.booleans())).write(str(path))
     data = path.read_bytes()
     shutil.rmtree(path.parent)
-    damage = draw(st.sampled_from(["none", "truncate", "count", "flip", "garbage"]))
+    damage = draw(st.sampled_from(["none", "none", "truncate", "count", "flip", "garbage"]))
     if damage == "truncate":
         data = data[: draw(st.integers(0, max(len(data) - 1, 0)))]
     elif damage == "count":
@@ -124,38 +130,55 @@ def test_ply(data):
 # ---------------------------------------------------------------------------------------------- VoteNet npy
 
 dtypes = st.sampled_from(["float32", "float64", "int32", "int64", "uint8", "bool", "complex64", "U3", "object"])
+MUTATIONS = ["shape", "dtype", "length", "nan", "bytes", "missing"]
 
 
-@st.composite
-def npy_array(draw, n: int, columns: int | None):
-    shape = draw(st.sampled_from(
-        [(n, columns) if columns else (n,), (n,), (n, 3), (n, 7), (n + 1,), (max(n - 1, 0),), (), (n, 6, 1)]))
-    dtype = draw(dtypes)
-    size = int(np.prod(shape)) if shape else 1
-    values = np.asarray(draw(st.lists(st.one_of(st.integers(-5, 300), floats), min_size=size, max_size=size)),
-                        dtype=np.float64)
-    if dtype == "object":
-        return np.array([{"x": 1}] * max(size, 1), dtype=object)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.nan_to_num(values, nan=0, posinf=0, neginf=0).astype(dtype).reshape(shape) \
-            if dtype in ("int32", "int64", "uint8", "bool", "U3") else values.astype(dtype).reshape(shape)
+def mutate(draw, arr: np.ndarray, how: str):
+    """Returns arr damaged one way (or raw bytes for "bytes")."""
+    if isinstance(arr, bytes) or arr.ndim == 0:
+        return arr
+    if how == "shape":
+        return arr.reshape(-1) if arr.ndim == 2 else arr.reshape(-1, 1)
+    if how == "dtype":
+        dtype = draw(dtypes)
+        return np.array([{"x": 1}] * len(arr), dtype=object) if dtype == "object" else arr.astype(dtype)
+    if how == "length":
+        if draw(st.booleans()):
+            return arr[: draw(st.integers(0, max(len(arr) - 1, 0)))]
+        return np.concatenate([arr, arr[:1]])
+    if how == "nan" and arr.dtype.kind == "f":
+        out = arr.copy()
+        out.reshape(-1)[draw(st.integers(0, out.size - 1))] = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
+        return out
+    if how == "bytes":
+        return draw(st.binary(max_size=200))
+    return arr
 
 
 @FUZZ
-@given(n=st.integers(0, 10), data=st.data())
+@given(n=st.integers(1, 10), data=st.data())
 def test_votenet_npy(n, data):
     from freepoint_bench.data.readers.scannet_npy import ScanNetNpyReader
 
     folder = scratch_dir()
+    arrays = {
+        "vert": np.concatenate([np.array(data.draw(st.lists(st.lists(finite_floats, min_size=3, max_size=3), min_size=n,
+                                                                     max_size=n)), dtype=np.float32),
+                                np.array(data.draw(st.lists(st.lists(st.integers(0, 255), min_size=3, max_size=3),
+                                                            min_size=n, max_size=n)), dtype=np.float32)], axis=1),
+        "sem_label": np.array(data.draw(st.lists(st.integers(0, 40), min_size=n, max_size=n)), dtype=np.int64),
+        "ins_label": np.array(data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n)), dtype=np.int64),
+    }
     try:
-        for key, columns in (("vert", 6), ("sem_label", None), ("ins_label", None)):
-            if key != "vert" and data.draw(st.booleans()):
-                continue  # labels are optional
-            arr = data.draw(npy_array(n, columns))
-            if data.draw(st.integers(0, 9)) == 0:
-                (folder / f"scene0000_00_{key}.npy").write_bytes(data.draw(st.binary(max_size=200)))
-            else:
-                np.save(folder / f"scene0000_00_{key}.npy", arr, allow_pickle=True)
+        for _ in range(data.draw(st.integers(0, 2))):
+            key, how = data.draw(st.sampled_from(sorted(arrays))), data.draw(st.sampled_from(MUTATIONS))
+            if how == "missing" and key != "vert":
+                arrays.pop(key, None)  # labels are optional
+            elif key in arrays:
+                arrays[key] = mutate(data.draw, arrays[key], how)
+        for key, arr in arrays.items():
+            path = folder / f"scene0000_00_{key}.npy"
+            path.write_bytes(arr) if isinstance(arr, bytes) else np.save(path, arr, allow_pickle=True)
         try:
             scene = ScanNetNpyReader().read_scene(folder, "scene0000_00")
         except DataError as e:
@@ -164,7 +187,10 @@ def test_votenet_npy(n, data):
         else:
             valid_scene(scene)
             vert = np.load(folder / "scene0000_00_vert.npy")
-            assert np.allclose(scene.xyz, vert[:, :3].astype(np.float32))  # what was written, not something else
+            assert np.array_equal(scene.xyz, vert[:, :3].astype(np.float32))  # what was written, not something else
+            if scene.instance is not None:
+                ins = np.load(folder / "scene0000_00_ins_label.npy")
+                assert np.array_equal(scene.instance, np.where(ins == 0, -1, ins))
             count("votenet npy", "read")
     finally:
         shutil.rmtree(folder)
@@ -177,7 +203,12 @@ token = st.one_of(
     st.integers(0, 255).map(str),
     st.sampled_from(["nan", "inf", "-inf", "1.2.3", "-", "e", "300", "-1", "1e3", "abc", ",", ""]),
 )
+good_line = st.tuples(st.lists(st.floats(-100, 100, allow_nan=False).map(lambda v: f"{v:.3f}"), min_size=3,
+                               max_size=3), st.lists(st.integers(0, 255).map(str), min_size=3, max_size=3)).map(
+    lambda parts: " ".join(parts[0] + parts[1]))
 line = st.one_of(
+    good_line, good_line, good_line,
+    good_line.map(lambda ln: ln.replace(" ", "\x00 ", 1)),  # a control byte in a readable line
     st.lists(token, min_size=0, max_size=9).map(lambda ts: " ".join(ts)),
     st.binary(max_size=30).map(lambda b: b.decode("latin-1")),  # control bytes, non-ASCII
 )
@@ -268,7 +299,7 @@ def toml_text(doc: dict) -> str:
 @st.composite
 def protocol_text(draw) -> str:
     doc = dict(VALID)
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(0, 3))):
         op = draw(st.sampled_from(["drop", "unknown", "retype", "range"]))
         key = draw(st.sampled_from(sorted(VALID)))
         if op == "drop":
@@ -379,8 +410,14 @@ def test_cli_override_errors_are_one_line(capsys, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- split files
 
+SCENES = ["Area_1/office_1", "Area_2/office_1", "Area_3/office_1", "Area_4/office_1", "Area_6/office_1"]
 split_docs = st.one_of(
     values,
+    st.fixed_dictionaries({"version": st.just(1), "protocol": st.just("synthetic-s3dis-50pct-scenes"),
+                           "unit": st.just("scenes"), "fraction": st.just(0.5), "selection_seed": st.just(0),
+                           "candidates": st.just(5),
+                           "train_scenes": st.lists(st.sampled_from(SCENES + ["Area_9/x"]), min_size=0, max_size=5,
+                                                    unique=True)}),
     st.fixed_dictionaries({"version": values, "protocol": st.just("synthetic-s3dis-50pct-scenes"),
                            "unit": st.sampled_from(["scenes", "masks", 3]), "fraction": st.sampled_from([0.5, "0.5"]),
                            "selection_seed": st.sampled_from([0, None]),
