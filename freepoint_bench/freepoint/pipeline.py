@@ -304,10 +304,11 @@ def run_pseudo_labels(
     store_or_scenes: mapping name → Scene, list of Scenes, callable name → Scene, or a store with
     .load(name) (and .list_scenes() when names is None). A scene whose files for every σ exist with the
     same cache key (scene name + points hash + config + σ + features_fn.cache_key) is skipped, so reruns
-    and interrupted runs resume (only the σ a scene lacks are computed); unreadable files are recomputed. shard (i, n) takes every n-th scene
-    starting at i (of the sorted names). workers > 1 uses a process pool (scenes are loaded in this
-    process; None: one worker per available core; never more workers than cores, each limited to its share
-    of the threads). progress receives each scene's record. A summary.json per shard is written to out_dir.
+    and interrupted runs resume (only the σ a scene lacks are computed); unreadable files are recomputed.
+    shard (i, n) takes every n-th scene starting at i (of the sorted names). workers > 1 uses a process
+    pool (scenes are loaded in this process; None: one worker per available core; never more workers than
+    cores, each limited to its share of the threads). progress receives each scene's record. A summary.json
+    per shard is written to out_dir.
     """
     sigmas_t = tuple(float(s) for s in (config.sigmas if sigmas is None else sigmas))
     index, count = shard
