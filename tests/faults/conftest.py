@@ -126,17 +126,19 @@ def bench(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedPr
 
 @dataclass
 class KillPoint:
-    """When to SIGKILL a running command: once `count` files match `pattern` (relative to `base`), then after
-    `delay` more seconds (seeded by the test). pattern None: `delay` seconds after the process started."""
+    """When to SIGKILL a running command: once this run has written `count` new files matching any of `patterns`
+    (relative to the chain's base folder; what earlier runs left does not count, so every run must make progress
+    before it dies), then after `delay` more seconds (seeded by the test). No patterns: `delay` seconds after the
+    process started (in imports or the first reads)."""
 
-    pattern: str | None
+    patterns: tuple[str, ...] = ()
     count: int = 1
     delay: float = 0.0
-    label: str = ""
+    hit: str = ""  # the newest file this run had written when it was killed (filled in by run_until)
 
     def describe(self) -> str:
-        what = f"{self.count}x {self.pattern}" if self.pattern else "start"
-        return self.label or f"{what} + {self.delay:.2f}s"
+        where = f"after {self.hit}" if self.hit else ("at start" if not self.patterns else "never reached")
+        return f"{where} + {self.delay:.3f}s"
 
 
 @dataclass
@@ -150,6 +152,21 @@ class KillLog:
         return sum(o == "killed" for _, o in self.outcomes)
 
 
+def written_since(base: Path, patterns: tuple[str, ...], since: float) -> list[Path]:
+    """Returns the files matching any of `patterns` under `base` written at or after `since` (epoch seconds),
+    oldest first."""
+    found = {}
+    for pattern in patterns:
+        for path in base.glob(pattern):
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # removed meanwhile (Lightning keeps only the newest epoch file)
+                continue
+            if mtime >= since:
+                found[path] = mtime
+    return sorted(found, key=found.get)
+
+
 def run_until(args: list[str], point: KillPoint, base: Path, cwd: Path, timeout: float = 600,
               on_kill: Callable[[], None] | None = None) -> str:
     """Starts bench.py `args`, SIGKILLs its process group at `point`; returns "killed" or "finished".
@@ -157,25 +174,28 @@ def run_until(args: list[str], point: KillPoint, base: Path, cwd: Path, timeout:
     A command that ends before the point must have succeeded (AssertionError with its stderr otherwise).
     on_kill runs right after the kill (e.g. to record which files exist)."""
     err = cwd / f"stderr-{time.monotonic_ns()}.txt"
+    started = time.time()  # file mtimes are wall-clock times
     with open(err, "w") as fh:
         proc = subprocess.Popen(bench_cmd(*args), cwd=cwd, env=bench_env(), stdout=subprocess.DEVNULL, stderr=fh,
                                 start_new_session=True)
     t0 = time.monotonic()
-    armed_at = t0 if point.pattern is None else None
+    armed_at = t0 if not point.patterns else None
     try:
         while proc.poll() is None:
             now = time.monotonic()
             if now - t0 > timeout:
                 raise AssertionError(f"bench.py {' '.join(args[:2])} ran past {timeout} s")
-            if armed_at is None and len(list(base.glob(point.pattern))) >= point.count:
+            if armed_at is None and len(written_since(base, point.patterns, started)) >= point.count:
                 armed_at = now
             if armed_at is not None and now - armed_at >= point.delay:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+                new = written_since(base, point.patterns, started) if point.patterns else []
+                point.hit = str(new[-1].relative_to(base)) if new else ""
                 if on_kill is not None:
                     on_kill()
                 return "killed"
-            time.sleep(0.01)
+            time.sleep(0.005)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

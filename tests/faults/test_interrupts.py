@@ -3,8 +3,10 @@ it finishes, finished work is not redone (files finished before a kill keep thei
 rewritten file a new one), and the outputs equal an uninterrupted run's, bit for bit on CPU.
 
 Each command runs as a chain: start it, SIGKILL its process group at the first kill point, start it again, kill
-it at the next point, ..., then let it finish. A point is "once N files match a pattern, after a seeded delay".
-The default suite tries a few points per command; `make test-faults-long` (FAULTS_LONG=1) at least 10 each.
+it at the next point, ..., then let it finish. A point is "once this run has written N new progress files (label
+files, epoch checkpoints, finished steps, predictions, results), after a seeded delay", so every run gets further
+than the last and the kills land across the stages; the figures name the file each kill came after. The default
+suite tries 2-3 points per command; `make test-faults-long` (FAULTS_LONG=1) 11-12 each.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ def in_process(*args: str) -> None:
         torch.set_num_threads(threads)
 
 
-def points(spec: list[tuple[str | None, int]], seed: int, max_delay: float) -> list[KillPoint]:
-    """Returns a kill point per (pattern, count), each with a seeded delay in [0, max_delay) seconds."""
+def points(patterns: tuple[str, ...], counts: list[int], seed: int, max_delay: float) -> list[KillPoint]:
+    """Returns a kill point per count (0: at start, within 0.5 s), each after that many new progress files and a
+    seeded delay in [0, max_delay) seconds."""
     rng = random.Random(seed)
-    return [KillPoint(p, c, round(rng.uniform(0, max_delay), 3)) for p, c in spec]
+    return [KillPoint(() if c == 0 else patterns, max(c, 1), round(rng.uniform(0, 0.5 if c == 0 else max_delay), 3))
+            for c in counts]
 
 
 class Finished:
@@ -76,18 +80,28 @@ def same_npz_tree(got: Path, want: Path, pattern: str) -> int:
 
 # ---------------------------------------------------------------------------------------------- pseudo-labels
 
-PL_DEFAULT = [("*/sigma_*.npz", 1), ("*/sigma_*.npz", 5), ("*/sigma_*.npz", 9)]
-PL_LONG = [(None, 1)] + [("*/sigma_*.npz", k) for k in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)]
+# The default chain runs the default pool (one worker per core) on the 6 small rooms; the long one --workers 1 on 12
+# rooms of 20k points (~0.3 s a scene), so that each run adds about one scene before its kill.
+PL_DEFAULT, PL_LONG = [1, 2, 2], [0] + [1] * 11
 
 
-def test_pseudo_labels_killed(workspace):
+def test_pseudo_labels_killed(workspace, tmp_path_factory):
     ws = workspace
-    base = ["pseudo-labels", "--dataset", "s3dis", "--root", ws["root"], "--cache", ws["cache"]]
-    in_process(*base, "--out", ws["tmp"] / "reference")
+    root, extra = ws["root"], []
+    if LONG:
+        from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_s3dis
+
+        root, extra = tmp_path_factory.mktemp("s3dis12"), ["--workers", "1"]
+        write_synthetic_s3dis(root, 12, seed=2, config=SyntheticConfig(num_points=20_000))
+    in_process("pseudo-labels", "--dataset", "s3dis", "--root", root, "--cache", ws["tmp"] / "ref-cache",
+               "--out", ws["tmp"] / "reference")
+    # the chain prepares its own scene cache: early kills land in imports or in `data prepare`
+    base = ["pseudo-labels", "--dataset", "s3dis", "--root", root, "--cache", ws["tmp"] / "cache-chain", *extra]
     out = ws["tmp"] / "labels"
     out.mkdir()
     finished = Finished(out, ["*/sigma_*.npz"])
-    log = kill_chain([*map(str, base), "--out", str(out)], points(PL_LONG if LONG else PL_DEFAULT, 0, 0.2), out,
+    log = kill_chain([*map(str, base), "--out", str(out)],
+                     points(("*/sigma_*.npz",), PL_LONG if LONG else PL_DEFAULT, 0, 0.2 if LONG else 0.02), out,
                      ws["tmp"], on_kill=finished)
     files = same_npz_tree(out, ws["tmp"] / "reference", "*/sigma_*.npz")
     kept = finished.check_not_redone()
@@ -95,17 +109,15 @@ def test_pseudo_labels_killed(workspace):
     assert summary["cached"] >= kept // 2  # scenes whose both σ files survived a kill were not recomputed
     record_figures("kill:pseudo-labels", {"points": log.outcomes, "killed": log.killed, "files_compared": files,
                                           "finished_before_a_kill": kept})
+    # every point was reached (each run got that far before its kill); the last may race the command's exit
     assert log.killed >= len(log.outcomes) - 1
 
 
 # ---------------------------------------------------------------------------------------------- pretrain
 
-PRE_DEFAULT = [("run/step1/lightning/epoch=000.ckpt", 1)]  # (pseudo-label kills: test_pseudo_labels_killed)
-PRE_LONG = [(None, 1), ("run/pseudo-labels/*/sigma_*.npz", 1), ("run/pseudo-labels/*/sigma_*.npz", 4),
-            ("run/pseudo-labels/*/sigma_*.npz", 9), ("run/step1/lightning/epoch=000.ckpt", 1),
-            ("run/step1/lightning/epoch=001.ckpt", 1), ("run/step1/done.json", 1),
-            ("run/step2/lightning/epoch=000.ckpt", 1), ("run/step2/lightning/epoch=001.ckpt", 1),
-            ("run/step2/done.json", 1), ("ckpt/*-backbone.ckpt", 1), ("ckpt/index.json", 1)]
+PRE = ("run/pseudo-labels/*/sigma_*.npz", "run/step*/lightning/epoch=*.ckpt", "run/step*/done.json")
+# default: the first kill after the 10 label files and step 1's first epoch, the next one epoch later
+PRE_DEFAULT, PRE_LONG = [11, 1], [0] + [1] * 11
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
@@ -120,9 +132,9 @@ def same_weights(a: Path, b: Path) -> None:
 
 
 def pretrain_args(ws, run: Path, ckpt: Path) -> list[str]:
+    epochs = ["--epochs1", "3", "--epochs2", "2", "--workers", "1"] if LONG else ["--epochs1", "2", "--epochs2", "1"]
     return ["pretrain", "--method", "freepoint", "--dataset", "s3dis", "--root", str(ws["root"]), "--cache",
-            str(ws["cache"]), "--out", str(run), "--checkpoints", str(ckpt), "--resume", "--epochs1", "2",
-            "--epochs2", "2", *PT]
+            str(ws["cache"]), "--out", str(run), "--checkpoints", str(ckpt), "--resume", *epochs, *PT]
 
 
 def test_pretrain_killed(workspace):
@@ -132,8 +144,8 @@ def test_pretrain_killed(workspace):
     run, ckpt = ws["tmp"] / "run", ws["tmp"] / "ckpt"
     run.mkdir()
     finished = Finished(run, ["pseudo-labels/*/sigma_*.npz", "step*/segmenter.ckpt", "step*/done.json"])
-    log = kill_chain(pretrain_args(ws, run, ckpt), points(PRE_LONG if LONG else PRE_DEFAULT, 1, 0.5), ws["tmp"],
-                     ws["tmp"], on_kill=finished)
+    log = kill_chain(pretrain_args(ws, run, ckpt), points(PRE, PRE_LONG if LONG else PRE_DEFAULT, 1, 0.03),
+                     ws["tmp"], ws["tmp"], on_kill=finished)
     for part in ("backbone", "segmenter"):  # (the ids differ: they hash the pseudo-label folder, in the run dir)
         (got,), (want,) = ckpt.glob(f"*-{part}.ckpt"), ref_ckpt.glob(f"*-{part}.ckpt")
         same_weights(got, want)
@@ -150,13 +162,10 @@ def test_pretrain_killed(workspace):
 
 # ---------------------------------------------------------------------------------------------- finetune
 
-FT_ARGS = ["--set", "epochs=2", *FT]
-FT_DEFAULT = [("*/*/seed-0/work/fold-0/lightning/epoch=000.ckpt", 1), ("*/*/seed-0/result.json", 1)]
-FT_LONG = [(None, 1), ("*/*/seed-0/cell.json", 1), ("*/*/seed-0/work/fold-0/lightning/epoch=000.ckpt", 1),
-           ("*/*/seed-0/work/fold-0/lightning/epoch=001.ckpt", 1), ("*/*/seed-0/work/fold-0/predictions.npz", 1),
-           ("*/*/seed-0/work/fold-0/fold.json", 1), ("*/*/seed-0/result.json", 1), ("*/*/seed-1/cell.json", 1),
-           ("*/*/seed-1/work/fold-0/lightning/epoch=000.ckpt", 1), ("*/*/seed-1/work/fold-0/fold.json", 1),
-           ("*/*/seed-1/result.json", 1)]
+FT_ARGS = ["--set", f"epochs={4 if LONG else 2}", *FT]
+FTP = ("*/*/seed-*/work/fold-*/lightning/epoch=*.ckpt", "*/*/seed-*/work/fold-*/predictions.npz",
+       "*/*/seed-*/work/fold-*/fold.json", "*/*/seed-*/result.json")
+FT_DEFAULT, FT_LONG = [1, 3], [0] + [1] * 10
 SAME = ("metrics", "eval_scenes", "num_train_scenes", "num_train_masks", "split_sha256", "protocol_hash", "config")
 
 
@@ -184,8 +193,8 @@ def test_finetune_killed(workspace):
     in_process(*finetune_args(ref))
     ws["results"].mkdir()
     finished = Finished(ws["results"], ["*/*/seed-*/result.json", "*/*/seed-*/work/fold-*/fold.json"])
-    log = kill_chain(finetune_args(ws), points(FT_LONG if LONG else FT_DEFAULT, 2, 0.5), ws["results"], ws["tmp"],
-                     on_kill=finished)
+    log = kill_chain(finetune_args(ws), points(FTP, FT_LONG if LONG else FT_DEFAULT, 2, 0.03), ws["results"],
+                     ws["tmp"], on_kill=finished)
     cells = same_results(ws["results"], ref["results"])
     kept = finished.check_not_redone()
     record_figures("kill:finetune", {"points": log.outcomes, "killed": log.killed, "cells_compared": cells,
@@ -195,15 +204,10 @@ def test_finetune_killed(workspace):
 
 # ---------------------------------------------------------------------------------------------- run
 
-RUN_ARGS = ["--set", "epochs=1", *FT, "--pretrain-set", "epochs1=1", "--pretrain-set", "epochs2=1", *PT_RUN]
-PRE = "runs/pretrain/freepoint-*"
-RUN_DEFAULT = [(f"{PRE}/step1/done.json", 1), ("results/*/freepoint/seed-0/work/fold-0/fold.json", 1)]
-RUN_LONG = [(None, 1), (f"{PRE}/pseudo-labels/*/sigma_*.npz", 2), (f"{PRE}/step1/lightning/epoch=000.ckpt", 1),
-            (f"{PRE}/step1/done.json", 1), (f"{PRE}/step2/done.json", 1), ("ckpt/freepoint-*-backbone.ckpt", 1),
-            ("results/*/freepoint/seed-0/cell.json", 1), ("results/*/freepoint/seed-0/work/fold-0/fold.json", 1),
-            ("results/*/freepoint/seed-0/result.json", 1), ("ckpt/scratch-*-backbone.ckpt", 1),
-            ("results/*/scratch/seed-0/work/fold-0/lightning/epoch=000.ckpt", 1),
-            ("results/*/scratch/seed-0/result.json", 1)]
+RUN_ARGS = ["--set", "epochs=2", *FT, "--pretrain-set", "epochs1=2", "--pretrain-set", "epochs2=2", *PT_RUN]
+RUNP = tuple(f"runs/pretrain/freepoint-*/{p.removeprefix('run/')}" for p in PRE) + tuple(f"results/{p}" for p in FTP)
+# default: the first kill in FreePoint's step 1 (after its 10 label files), the next in the FreePoint cell
+RUN_DEFAULT, RUN_LONG = [11, 5], [0] + [1] * 11
 
 
 def run_args(ws) -> list[str]:
@@ -217,7 +221,7 @@ def test_run_killed(workspace):
            "runs": ws["tmp"] / "ref-runs"}
     in_process(*run_args(ref))
     finished = Finished(ws["tmp"], ["results/*/*/seed-*/result.json", "runs/pretrain/*/step*/segmenter.ckpt"])
-    log = kill_chain(run_args(ws), points(RUN_LONG if LONG else RUN_DEFAULT, 3, 0.5), ws["tmp"], ws["tmp"],
+    log = kill_chain(run_args(ws), points(RUNP, RUN_LONG if LONG else RUN_DEFAULT, 3, 0.03), ws["tmp"], ws["tmp"],
                      on_kill=finished)
     cells = same_results(ws["results"], ref["results"])
     for kind in ("freepoint-*-backbone", "freepoint-*-segmenter", "scratch-*-backbone"):
