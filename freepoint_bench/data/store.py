@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from freepoint_bench.atomic import save_npz, write_json
+from freepoint_bench.atomic import CHECKSUM_KEY, checksum_ok, save_npz, with_checksum, write_json
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 
@@ -85,6 +85,9 @@ class SceneStore:
                     index = json.loads(self.index_path.read_text(encoding="utf-8"))
                     if not isinstance(index, dict) or not isinstance(index.get("scenes"), dict):
                         raise ValueError("no 'scenes' table")
+                    if not checksum_ok(index):
+                        raise ValueError(f"content differs from its {CHECKSUM_KEY}")
+                    index.pop(CHECKSUM_KEY, None)
                 except (OSError, UnicodeDecodeError, ValueError) as exc:
                     raise DataError(f"{self.index_path}: corrupt scene cache index ({exc}); {_FIX}") from exc
                 self._index = index
@@ -94,7 +97,7 @@ class SceneStore:
 
     def flush(self) -> None:
         """Writes the index (atomically)."""
-        write_json(self.index_path, self._load_index())
+        write_json(self.index_path, with_checksum(self._load_index()))
 
     @property
     def dataset(self) -> str | None:
