@@ -22,29 +22,45 @@ LAST_CKPT = "last.ckpt"
 
 
 def last_checkpoint(out_dir: str | Path) -> Path | None:
-    """Returns the Lightning `last.ckpt` a run in `out_dir` left behind, or None.
+    """Returns the Lightning checkpoint a run in `out_dir` left behind to resume from, or None.
 
-    A damaged one (unreadable, or weights other than the sha256 recorded when it was saved) is moved aside to
-    `<file>.damaged` with a warning and None returned: the stage trains again from its first epoch."""
-    path = Path(out_dir) / "lightning" / LAST_CKPT
-    if not path.is_file():
+    `last.ckpt` (a link to the newest epoch file), else the newest `epoch=*.ckpt`: a kill between Lightning
+    deleting the previous epoch's file and relinking `last.ckpt` leaves the link dangling beside a complete newer
+    file. A damaged file (unreadable, or weights other than the sha256 recorded when it was saved) is moved aside
+    to `<file>.damaged` with a warning and the next newest is tried; None: the stage trains from its first epoch."""
+    folder = Path(out_dir) / "lightning"
+    if not folder.is_dir():
         return None
+    last = folder / LAST_CKPT
+    epochs = sorted((p for p in folder.glob("epoch=*.ckpt") if p.is_file()), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    for path in ([last] if last.is_file() else []) + epochs:
+        if not path.is_file():  # the file last.ckpt linked to, already moved aside
+            continue
+        problem = _damage(path)
+        if problem is None:
+            return path
+        log.warning("%s: damaged resume checkpoint (%s); moved aside", path, problem)
+        for item in {path.resolve(), path}:  # last.ckpt links to the epoch file
+            if item.exists() or item.is_symlink():
+                item.rename(item.with_name(item.name + ".damaged"))
+    if last.is_symlink() or epochs:
+        log.warning("%s: no readable resume checkpoint; training this stage again from its first epoch", folder)
+    return None
+
+
+def _damage(path: Path) -> str | None:
+    """Returns what is wrong with a Lightning checkpoint file, None when it loads and its weights match their
+    recorded sha256."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        recorded = blob.get(STATE_SHA256_KEY) if isinstance(blob, dict) else None
-        if not isinstance(blob, dict) or "state_dict" not in blob:
-            problem = "not a Lightning checkpoint"
-        elif recorded is not None and recorded != weights_sha256(blob["state_dict"]):
-            problem = "its weights differ from the sha256 recorded when it was saved"
-        else:
-            return path
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
-        problem = f"unreadable ({str(e).splitlines()[0][:120]})"
-    log.warning("%s: damaged resume checkpoint (%s); moved aside, training this stage again from its first epoch",
-                path, problem)
-    for item in {path.resolve(), path}:  # last.ckpt links to the epoch file
-        if item.exists() or item.is_symlink():
-            item.rename(item.with_name(item.name + ".damaged"))
+        return f"unreadable ({str(e).splitlines()[0][:120]})"
+    if not isinstance(blob, dict) or "state_dict" not in blob:
+        return "not a Lightning checkpoint"
+    recorded = blob.get(STATE_SHA256_KEY)
+    if recorded is not None and recorded != weights_sha256(blob["state_dict"]):
+        return "its weights differ from the sha256 recorded when it was saved"
     return None
 
 

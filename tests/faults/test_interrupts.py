@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,17 @@ class Finished:
         redone = [str(p) for p, ident in self.seen.items() if not p.is_file() or stat_id(p) != ident]
         assert not redone, f"finished before a kill, then rewritten: {redone}"
         return len(self.seen)
+
+
+def never_restarted(log) -> None:
+    """No run trained a stage again from an earlier epoch than a previous run had reached (kills name the epoch
+    file they came after: per stage folder, those epochs never go down)."""
+    reached: dict[str, int] = {}
+    for point, _ in log.outcomes:
+        m = re.search(r"after (.*)/lightning/epoch=(\d+)", point)
+        if m:
+            assert int(m[2]) >= reached.get(m[1], -1), f"{m[1]} trained again from epoch {int(m[2])}: {log.outcomes}"
+            reached[m[1]] = int(m[2])
 
 
 def npz_members(path: Path) -> dict[str, np.ndarray]:
@@ -156,6 +168,7 @@ def test_pretrain_killed(workspace):
     assert len(json.loads((ckpt / "index.json").read_text())["checkpoints"]) == 1
     kept = finished.check_not_redone()
     same_npz_tree(run / "pseudo-labels", ws["tmp"] / "ref-run" / "pseudo-labels", "*/sigma_*.npz")
+    never_restarted(log)
     record_figures("kill:pretrain", {"points": log.outcomes, "killed": log.killed, "finished_before_a_kill": kept})
     assert log.killed >= len(log.outcomes) - 1
 
@@ -197,6 +210,7 @@ def test_finetune_killed(workspace):
                      ws["tmp"], on_kill=finished)
     cells = same_results(ws["results"], ref["results"])
     kept = finished.check_not_redone()
+    never_restarted(log)
     record_figures("kill:finetune", {"points": log.outcomes, "killed": log.killed, "cells_compared": cells,
                                      "finished_before_a_kill": kept})
     assert log.killed >= len(log.outcomes) - 1
@@ -230,6 +244,7 @@ def test_run_killed(workspace):
     index = json.loads((ws["checkpoints"] / "index.json").read_text())
     assert sorted(e["method"] for e in index["checkpoints"].values()) == ["freepoint", "scratch"]
     kept = finished.check_not_redone()
+    never_restarted(log)
     record_figures("kill:run", {"points": log.outcomes, "killed": log.killed, "cells_compared": cells,
                                 "finished_before_a_kill": kept})
     assert log.killed >= len(log.outcomes) - 1
