@@ -214,25 +214,13 @@ class BackboneModule(pl.LightningModule):
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss", on_step=name == "loss",
                      on_epoch=True, sync_dist=True)
-        device = terms["loss"].device
-        values = torch.stack([torch.as_tensor(v).detach().float().to(device) * size for v in terms.values()]
-                             + [torch.tensor(float(size), device=device)])
-        if self.trainer.world_size > 1:
-            values = self.trainer.strategy.reduce(values, reduce_op="sum")
-        *sums, scenes = values.tolist()
-        for name, value in zip(terms, sums, strict=True):
-            self._sums[name] = self._sums.get(name, 0.0) + value
-        self._scenes += scenes
-        entry = {"epoch": float(self.current_epoch), **self.epoch_losses()}
-        if self.loss_history and self.loss_history[-1]["epoch"] == entry["epoch"]:
-            self.loss_history[-1] = entry
-        else:
-            self.loss_history.append(entry)
+        self.accumulate_losses(terms, size)
         return terms["loss"]
 
-    # the running epoch means, their reset, the history in Lightning's checkpoints and its summary are the
-    # segmenter's (the same attributes: loss_history, _sums, _scenes)
+    # the running epoch means (accumulation, reset), the history in Lightning's checkpoints and its summary are
+    # the segmenter's (the same attributes: loss_history, _sums, _scenes)
     epoch_losses = SegmenterModule.epoch_losses
+    accumulate_losses = SegmenterModule.accumulate_losses
     on_train_epoch_start = SegmenterModule.on_train_epoch_start
     on_save_checkpoint = SegmenterModule.on_save_checkpoint
     on_load_checkpoint = SegmenterModule.on_load_checkpoint

@@ -105,10 +105,16 @@ class SegmenterModule(pl.LightningModule):
         for name, value in terms.items():
             if name != "loss":
                 self.log(f"train/{name}", value, batch_size=size, on_epoch=True, sync_dist=True)
+        self.accumulate_losses(terms, size)
+        return total
+
+    def accumulate_losses(self, terms: dict[str, torch.Tensor], size: int) -> None:
+        """Adds a batch's loss terms (weighted by its `size` scenes) to the running epoch means in loss_history."""
         # the history holds the per-scene mean over all ranks (DDP: every rank runs the same number of steps,
         # as the distributed sampler pads its shards), so rank 0's checkpoint records the whole data's losses
-        values = torch.stack([value.detach().float() * size for value in terms.values()] +
-                             [torch.tensor(float(size), device=total.device)])
+        device = terms["loss"].device
+        values = torch.stack([torch.as_tensor(v).detach().float().to(device) * size for v in terms.values()]
+                             + [torch.tensor(float(size), device=device)])
         if self.trainer.world_size > 1:
             values = self.trainer.strategy.reduce(values, reduce_op="sum")
         *sums, scenes = values.tolist()
@@ -122,7 +128,6 @@ class SegmenterModule(pl.LightningModule):
             self.loss_history[-1] = entry
         else:
             self.loss_history.append(entry)
-        return total
 
     def epoch_losses(self) -> dict[str, float]:
         """Returns the per-scene mean of each loss term over the running epoch (all ranks)."""
