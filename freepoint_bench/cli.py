@@ -8,6 +8,7 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -533,13 +534,7 @@ def pretrain_cmd(
     is_zero = rank_zero_only.rank == 0
     t0 = time.perf_counter()
     with _progress(disable=not is_zero) as progress:
-        tasks: dict[str, int] = {}
-
-        def cb(stage: str, done: int, total: int, info: str) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total, item="")
-            progress.update(tasks[stage], completed=done, total=total, item=info)
-
+        cb = _stage_bars(progress)
         result = impl.pretrain(
             store,
             cfg,
@@ -806,7 +801,8 @@ def _open_protocol(spec, opts):
         return open_protocol_data(spec, opts, progress=_lazy_bar(progress, f"prepare {spec.dataset}"))
 
 
-def _cell_progress(progress: Progress) -> callable:
+def _stage_bars(progress: Progress) -> Callable[[str, int, int, str], None]:
+    """Returns a progress(stage, done, total, info) callback with one bar per stage."""
     tasks: dict[str, int] = {}
 
     def cb(stage: str, done: int, total: int, info: str) -> None:
@@ -906,7 +902,7 @@ def finetune_cmd(
                         None, force, given, runs)
     rows = []
     with _progress() as progress:
-        cb = _cell_progress(progress)
+        cb = _stage_bars(progress)
         for seed in seed_list:
             task = Task(protocol, method, seed)
             rows.append((task, *run_task(task, opts, progress=cb)))
@@ -970,7 +966,7 @@ def run_cmd(
     rows = []
     with _progress() as progress:
         overall = progress.add_task("cells", total=len(tasks), item="")
-        cb = _cell_progress(progress)
+        cb = _stage_bars(progress)
         for i, task in enumerate(tasks):
             progress.update(overall, item=f"{task.protocol} {task.method} seed {task.seed}")
             rows.append((task, *run_task(task, opts, progress=cb)))
