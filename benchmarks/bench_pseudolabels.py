@@ -18,7 +18,9 @@ defined below (the table says which).
 the defaults, the plain preset, one-at-a-time swaps of their differences and DBSCAN, the held-out AP50 per
 fold of each config as it is ("fixed") and with σ_low chosen on the training rooms from SIGMA_GRID
 ("σ tuned"), mean ± sd over folds, pooled AP50 / AP25, and seconds per 50k-point scan (median of 3 runs,
-σ_low and σ_high). --rules prints, per background rule, the object points it strips on the synthetic
+σ_low and σ_high). --timing prints only those seconds, for every scan, and the wall time of `bench.py
+pseudo-labels` end to end (run it on a quiet machine: it is a budget check).
+--rules prints, per background rule, the object points it strips on the synthetic
 probe room and on the dev scans.
 """
 
@@ -322,6 +324,39 @@ def bench_cv(scenes, folds_k: int | None) -> None:
            header, rows)
 
 
+def bench_timing(scenes, root: Path) -> None:
+    """Seconds per 50k-point scan: in process for every --cv config, then `bench.py pseudo-labels` end to end."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    rows = []
+    for name, config in cv_rows():
+        generate_pseudo_labels(scenes[0], config)  # warm-up
+        per = [statistics.median(generate_pseudo_labels(s, config).timings["total"] for _ in range(3)) for s in scenes]
+        rows.append([name, f"{statistics.median(per):.3f}", f"{max(per):.3f}"])
+    load = os.getloadavg()[0]
+    _table(f"In-process seconds per scan, σ_low and σ_high ({len(scenes)} dev scans, median of 3 each; "
+           f"load average {load:.2f}, {os.cpu_count()} cores)", ["config", "median", "max"], rows)
+    rows = []
+    for workers in (1, 2):
+        tmp = Path(tempfile.mkdtemp(prefix="bench-pl-"))
+        try:
+            cmd = [sys.executable, str(ROOT / "bench.py"), "pseudo-labels", "-d", "scannet-npy", "-r", str(root),
+                   "--cache", str(tmp / "cache"), "--out", str(tmp / "out"), "--workers", str(workers)]
+            subprocess.run(cmd, check=True, capture_output=True)  # builds the scene cache
+            shutil.rmtree(tmp / "out")
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            wall = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        rows.append([str(workers), f"{wall:.2f}", f"{wall / len(scenes):.3f}"])
+    _table(f"`bench.py pseudo-labels` end to end on {len(scenes)} scans (process start, cached scene read, both σ, "
+           f"atomic writes; load average {os.getloadavg()[0]:.2f})", ["workers", "wall s", "s/scan"], rows)
+
+
 def bench_rules(scenes) -> None:
     from freepoint_bench.freepoint.pipeline import remove_background
     from freepoint_bench.freepoint.probes import support_probe_scene
@@ -364,6 +399,7 @@ def main() -> None:
     ap.add_argument("--cv", action="store_true", help="only the cross-validated table (docs/pseudo-labels.md)")
     ap.add_argument("--folds", type=int, default=None, help="with --cv: k folds of rooms (default one per room)")
     ap.add_argument("--rules", action="store_true", help="only the object points stripped per background rule")
+    ap.add_argument("--timing", action="store_true", help="only seconds per scan, per --cv config and end to end")
     args = ap.parse_args()
     config = PseudoLabelConfig().with_overrides(args.set)
     if not args.data.is_dir():
@@ -371,6 +407,9 @@ def main() -> None:
     reader = get_reader("scannet-npy")
     names = reader.list_scenes(args.data)
     scenes = [reader.read_scene(args.data, n) for n in names]
+    if args.timing:
+        bench_timing(scenes, args.data)
+        return
     if args.cv or args.rules:
         if args.rules:
             bench_rules(scenes)
