@@ -16,7 +16,10 @@ is within `match_radius_m` (3 cm).
 RGB-D frames (PointContrast's and CSC's original data): `Frame` holds one frame's points in camera coordinates
 with its camera-to-world pose; `frame_view_pair` augments two frames each in its own camera frame and matches
 them in world coordinates; `frame_pairs` picks the pairs of frames `gap` apart that overlap enough (PointContrast:
-25 frames apart, >= 30% overlap at 5 cm); `backproject_depth` turns a depth image into a Frame's points.
+25 frames apart, >= 30% overlap at 5 cm), on frames thinned by `downsample_frame`; `backproject_depth` turns a
+depth image into a Frame's points (data.readers.scannet_frames reads ScanNet's .sens streams and exports).
+`PairViewConfig` (PointContrast's and CSC's `views`) adds where the pairs come from: source "scene" (default) or
+"frames" with frames_root, frame_gap, frame_min_overlap, frame_overlap_m.
 
 Everything is pure and seeded: the same generator state gives the same views.
 """
@@ -25,9 +28,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 from scipy.spatial import cKDTree
 
 from freepoint_bench.data.scene import Scene
@@ -35,12 +39,15 @@ from freepoint_bench.data.transforms import voxelize
 from freepoint_bench.errors import DataError
 
 __all__ = [
+    "FRAME_FIELDS",
     "Frame",
+    "PairViewConfig",
     "View",
     "ViewConfig",
     "ViewPair",
     "augment_view",
     "backproject_depth",
+    "downsample_frame",
     "frame_overlap",
     "frame_pairs",
     "frame_view_pair",
@@ -76,6 +83,35 @@ class ViewConfig(BaseModel):
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min {self.scale_min} > scale_max {self.scale_max}")
         return self
+
+
+FRAME_FIELDS = ("frames_root", "frame_gap", "frame_min_overlap", "frame_overlap_m")
+
+
+class PairViewConfig(ViewConfig):
+    """A ViewConfig plus where the pairs come from: two crops of each reconstructed scan (source "scene", the
+    default) or pairs of the scan's RGB-D frames (source "frames", PointContrast's and CSC's original data)."""
+
+    source: Literal["scene", "frames"] = "scene"  # scene: scene_view_pair; frames: frame_view_pair of frame pairs
+    frames_root: str | None = None  # folder of <scene>.sens / <scene>/<scene>.sens / SensReader exports <scene>/
+    frame_gap: int = Field(25, ge=1)  # frames this far apart are paired (PointContrast: every 25th frame)
+    frame_min_overlap: float = Field(0.3, ge=0, le=1)  # a pair's frame_overlap at least this (PointContrast: 30%)
+    frame_overlap_m: float = Field(0.05, gt=0)  # overlap radius and the pair-selection voxel, metres (5 cm)
+
+    @model_validator(mode="after")
+    def _frames_need_a_root(self) -> PairViewConfig:
+        if self.source == "frames" and not self.frames_root:
+            raise ValueError("source 'frames' needs frames_root (the folder of the scenes' .sens / exported frames)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # scene views record no frame fields: their configs, run records and checkpoint ids stay the ViewConfig's
+        data = handler(self)
+        if self.source == "scene":
+            for key in ("source", *FRAME_FIELDS):
+                data.pop(key, None)
+        return data
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,6 +301,14 @@ def frame_overlap(frame_a: Frame, frame_b: Frame, radius_m: float = 0.05) -> flo
     ab = len(match_points(wa, wb, radius_m)) / len(wa)
     ba = len(match_points(wb, wa, radius_m)) / len(wb)
     return float(min(ab, ba))
+
+
+def downsample_frame(frame: Frame, voxel_m: float) -> Frame:
+    """Returns the frame keeping, per occupied world-coordinate voxel of edge voxel_m, its lowest-row point (the
+    pair selection's input: PointContrast's preprocessing voxelises each frame at 5 cm before the overlap)."""
+    _, index, _ = voxelize(frame.world(), voxel_m)
+    index = np.sort(index)
+    return Frame(xyz=np.asarray(frame.xyz)[index], rgb=np.asarray(frame.rgb)[index], pose=frame.pose, name=frame.name)
 
 
 def frame_pairs(frames: list[Frame], gap: int = 25, min_overlap: float = 0.3,
