@@ -61,3 +61,9 @@ def make_room(seed: int = 0, density: float = 1200.0, noise: float = 0.002, num_
 @pytest.fixture(scope="session")
 def room() -> Scene:
     return make_room()
+
+
+@pytest.fixture(scope="session")
+def small_rooms() -> list[Scene]:
+    """Three small box rooms (seeds 1-3, 2 boxes each) for the caching / sharding tests."""
+    return [make_room(seed=s, density=500, num_boxes=2) for s in (1, 2, 3)]

@@ -128,14 +128,8 @@ def test_bad_sigma_list(room):
         generate_pseudo_labels(room, CFG, sigmas=())
 
 
-def _small_rooms():
-    from conftest import make_room
-
-    return [make_room(seed=s, density=500, num_boxes=2) for s in (1, 2, 3)]
-
-
-def test_run_caches_and_resumes(tmp_path):
-    scenes = _small_rooms()
+def test_run_caches_and_resumes(tmp_path, small_rooms):
+    scenes = small_rooms
     seen = []
     s1 = run_pseudo_labels(scenes, None, CFG, (0.9, 1.2), tmp_path, progress=seen.append)
     assert s1["computed"] == 3 and s1["cached"] == 0 and len(seen) == 3
@@ -155,8 +149,8 @@ def test_run_caches_and_resumes(tmp_path):
     assert (tmp_path / "summary_0_of_1.json").is_file()
 
 
-def test_run_shards_and_workers(tmp_path):
-    scenes = {s.name: s for s in _small_rooms()}
+def test_run_shards_and_workers(tmp_path, small_rooms):
+    scenes = {s.name: s for s in small_rooms}
     a = run_pseudo_labels(scenes, None, CFG, (0.9,), tmp_path / "a", shard=(0, 2))
     b = run_pseudo_labels(scenes, None, CFG, (0.9,), tmp_path / "a", shard=(1, 2))
     assert [r["scene"] for r in a["scenes"]] == ["room_1", "room_3"]
