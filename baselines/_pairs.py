@@ -9,6 +9,12 @@
     batch["match_origin"]                 # (K, 3) float32 view a voxel's pre-augmentation centre, voxel units
     batch["match_coords"]                 # (K, 3) float32 view a voxel's coordinates (voxel units)
 
+With views.source = "frames" (PairViewConfig) a scene's pairs are two of its RGB-D frames instead (PointContrast's
+and CSC's data): its sequence under views.frames_root (data.readers.scannet_frames: a .sens or SensReader's
+export), every frame_gap-th frame, the pairs with frame_overlap >= frame_min_overlap at frame_overlap_m (selected
+once per scene and cached as JSON in the run's frames/ folder, checked against the file's size and mtime); each
+epoch takes one random pair per scene (seeded like the scene views) through data.views.frame_view_pair.
+
 Each view goes through engine.data.make_sample (train=False: the views are already augmented), so the input
 channels are the fine-tuning model's (rgb - 0.5, normalised xyz); use_rgb=False zeroes the rgb channels
 (geometry-only input: every scene grey). A voxel of a matches at most one voxel of b and vice versa, chosen at
@@ -17,7 +23,11 @@ random among the point matches between them. Views are seeded by (preset.seed, e
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -27,12 +37,23 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from baselines._train import BackboneModule, TrainedPretext
+from freepoint_bench.atomic import write_json
+from freepoint_bench.data.readers.scannet_frames import (
+    FrameRef,
+    find_sequence,
+    open_sequence,
+    select_pairs,
+    sequence_fingerprint,
+)
 from freepoint_bench.data.scene import Scene
-from freepoint_bench.data.views import ViewConfig, ViewPair, same_view_pair, scene_view_pair
+from freepoint_bench.data.store import encode_name
+from freepoint_bench.data.views import ViewConfig, ViewPair, frame_view_pair, same_view_pair, scene_view_pair
 from freepoint_bench.engine.data import EpochSampler, make_sample
 from freepoint_bench.engine.presets import TrainPreset
-from freepoint_bench.errors import DataError
+from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.parallel import loader_workers
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["scene", "same"]  # scene: two crops (PointContrast, CSC); same: one crop twice (DepthContrast)
 
@@ -103,6 +124,84 @@ class PairDataset(Dataset):
         return pair_sample(scene.name, self.pair(scene, rng), self.preset, rng, self.use_rgb)
 
 
+@dataclass(frozen=True)
+class SceneFrames:
+    """A scene's frame pairs: its sequence (a .sens or an exported folder), the sampled frames and the pairs
+    (rows of refs) that overlap enough."""
+
+    name: str
+    path: str
+    refs: tuple[FrameRef, ...]
+    pairs: tuple[tuple[int, int], ...]
+
+
+def _frame_settings(views: Any) -> dict[str, Any]:
+    return {"gap": views.frame_gap, "min_overlap": views.frame_min_overlap, "radius_m": views.frame_overlap_m}
+
+
+def scene_frames(name: str, views: Any, index_dir: Path | None = None) -> SceneFrames:
+    """Returns the frame pairs of scene `name` under views.frames_root: from index_dir/<name>.json when it was
+    written for the same sequence file and settings, else selected (select_pairs) and written there."""
+    path = find_sequence(views.frames_root, name)
+    key = {"path": str(path.resolve()), "fingerprint": sequence_fingerprint(path), "settings": _frame_settings(views)}
+    cache = None if index_dir is None else Path(index_dir) / f"{encode_name(name)}.json"
+    if cache is not None and cache.is_file():
+        try:
+            saved = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if all(saved.get(k) == v for k, v in key.items()):
+            return SceneFrames(name, str(path), tuple(FrameRef(*r) for r in saved["refs"]),
+                               tuple(tuple(p) for p in saved["pairs"]))
+    refs, pairs = select_pairs(open_sequence(path), views.frame_gap, views.frame_min_overlap, views.frame_overlap_m)
+    if cache is not None:
+        write_json(cache, {**key, "refs": [[r.number, r.offset] for r in refs], "pairs": [list(p) for p in pairs]})
+    log.info("%s: %d sampled frames, %d pairs", path, len(refs), len(pairs))
+    return SceneFrames(name, str(path), tuple(refs), tuple(pairs))
+
+
+def frame_index(names: Sequence[str], views: Any, index_dir: Path | None = None) -> list[SceneFrames]:
+    """Returns scene_frames of every scene with at least one pair (one warning names those without);
+    DataError when none has one."""
+    if not Path(views.frames_root).is_dir():
+        raise DataError(f"views.frames_root {views.frames_root}: not a folder; point it at the scenes' .sens files "
+                        "or SensReader exports")
+    scenes = [scene_frames(name, views, index_dir) for name in names]
+    empty = [s.name for s in scenes if not s.pairs]
+    if len(empty) == len(scenes):
+        raise DataError(f"{views.frames_root}: no frame pair of {len(scenes)} scenes has frame_overlap >= "
+                        f"{views.frame_min_overlap} at frame_gap {views.frame_gap}; lower views.frame_gap or "
+                        "views.frame_min_overlap")
+    if empty:
+        log.warning("%d of %d scenes have no frame pair and are not trained on: %s", len(empty), len(scenes),
+                    ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else ""))
+    return [s for s in scenes if s.pairs]
+
+
+class FramePairDataset(Dataset):
+    """Frame-pair samples of `scenes` (keys as PairDataset's): one random pair of the scene per epoch."""
+
+    def __init__(self, scenes: Sequence[SceneFrames], preset: TrainPreset, views: ViewConfig,
+                 use_rgb: bool = True) -> None:
+        self.scenes, self.preset, self.views, self.use_rgb = list(scenes), preset, views, use_rgb
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def pair(self, scene: SceneFrames, rng: np.random.Generator) -> ViewPair:
+        """Returns the view pair of a random one of the scene's frame pairs (colour decoded only with use_rgb)."""
+        i, j = scene.pairs[int(rng.integers(len(scene.pairs)))]
+        sequence = open_sequence(scene.path)
+        a, b = (sequence.frame(scene.refs[k], color=self.use_rgb) for k in (i, j))
+        return frame_view_pair(a, b, self.views, rng)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = (0, key) if isinstance(key, int | np.integer) else key
+        scene = self.scenes[index]
+        rng = np.random.default_rng([self.preset.seed, int(epoch), int(index)])
+        return pair_sample(scene.name, self.pair(scene, rng), self.preset, rng, self.use_rgb)
+
+
 def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Returns a batch of pair samples (see the module docstring); match rows index the batch's rows."""
     out: dict[str, Any] = {"names": [s["name"] for s in samples]}
@@ -130,11 +229,29 @@ class PairDataModule(pl.LightningDataModule):
     """Lightning DataModule of view pairs over a scene store (shuffled and seeded per epoch)."""
 
     def __init__(self, store: Any, names: Sequence[str], preset: TrainPreset, views: ViewConfig,
-                 mode: Mode = "scene", use_rgb: bool = True) -> None:
+                 mode: Mode = "scene", use_rgb: bool = True, index_dir: Path | None = None) -> None:
         super().__init__()
         if not names:
             raise DataError("no scenes to train on; check the split / --scene selection")
-        self.train_set = PairDataset(store, names, preset, views, mode, use_rgb)
+        self.frames = getattr(views, "source", "scene") == "frames"
+        if self.frames and mode != "scene":
+            raise ConfigError(f"views.source 'frames' makes two-frame pairs; the {mode!r} views take scenes")
+        self.names, self.preset, self.views, self.use_rgb = list(names), preset, views, use_rgb
+        self.index_dir = index_dir
+        self.train_set: Dataset | None = None
+        if not self.frames:
+            self.train_set = PairDataset(store, names, preset, views, mode, use_rgb)
+
+    def prepare_data(self) -> None:
+        """Selects and caches the frame pairs of every scene (frames source; once per node, before setup)."""
+        if self.frames and self.index_dir is not None:
+            frame_index(self.names, self.views, self.index_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Builds the frame-pair dataset from the cached index (frames source)."""
+        if self.frames and self.train_set is None:
+            scenes = frame_index(self.names, self.views, self.index_dir)
+            self.train_set = FramePairDataset(scenes, self.preset, self.views, self.use_rgb)
 
     def train_dataloader(self) -> DataLoader:
         """Returns the shuffled, epoch-seeded loader of view-pair batches."""
@@ -160,10 +277,19 @@ class PairPretext(TrainedPretext):
 
     mode: Mode = "scene"
 
-    def build_data(self, store: Any, names: list[str], config: Any) -> PairDataModule:
-        """Returns the view-pair datamodule of `names`."""
-        return PairDataModule(store, names, config.train, config.views, mode=self.mode, use_rgb=config.use_rgb)
+    def build_data(self, store: Any, names: list[str], config: Any, index_dir: Path | None = None) -> PairDataModule:
+        """Returns the view-pair datamodule of `names` (frame pairs cached in index_dir when given)."""
+        return PairDataModule(store, names, config.train, config.views, mode=self.mode, use_rgb=config.use_rgb,
+                              index_dir=index_dir)
+
+    def build_run_data(self, store: Any, names: list[str], config: Any, out_dir: Path) -> PairDataModule:
+        """Returns build_data with the frame-pair index kept in the run's out_dir/frames/."""
+        return self.build_data(store, names, config, index_dir=Path(out_dir) / "frames")
 
     def input_extra(self, config: Any) -> dict[str, Any]:
-        """Returns {"rgb": "used" | "zeroed"}: whether the rgb input channels carried the colours."""
-        return {"rgb": "used" if config.use_rgb else "zeroed"}
+        """Returns {"rgb": "used" | "zeroed"} (whether the rgb input channels carried the colours), plus
+        {"views": "frames"} for RGB-D frame pairs."""
+        extra = {"rgb": "used" if config.use_rgb else "zeroed"}
+        if getattr(config.views, "source", "scene") == "frames":
+            extra["views"] = "frames"
+        return extra

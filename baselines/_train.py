@@ -11,6 +11,7 @@ A run directory holds:
     out_dir/train/lightning/        Lightning's last.ckpt (resume point of an interrupted run)
     out_dir/train/logs/             CSV loss logs
     out_dir/train/backbone.ckpt     the trained backbone, out_dir/train/done.json its metrics (a finished run)
+    out_dir/frames/                 cached frame-pair index per scene (PointContrast / CSC with views.source frames)
 
 The published checkpoint follows the checkpoint contract: the backbone FreePoint builds from the same
 TrainPreset (engine.module.segmenter_config(preset).backbone), saved with save_model_checkpoint and listed in
@@ -367,6 +368,11 @@ class TrainedPretext:
         """Returns the datamodule of `names`."""
         raise NotImplementedError
 
+    def build_run_data(self, store: Any, names: list[str], config: Any, out_dir: Path) -> pl.LightningDataModule:
+        """Returns the datamodule of `names` for the run in out_dir (default: build_data; a method that derives
+        data worth keeping, as the frame-pair index, keeps it under out_dir)."""
+        return self.build_data(store, names, config)
+
     def input_extra(self, config: Any) -> dict[str, Any]:
         """Returns the checkpoint's "input" entries beyond input_metadata(preset) ({} by default)."""
         return {}
@@ -406,7 +412,8 @@ class TrainedPretext:
         module = self.build_module(config)
         meta = checkpoint_metadata(self.name, store, names, config, config.train, module.backbone,
                                    self.input_extra(config))
-        metrics = train_stage(module, self.build_data(store, names, config), out_dir / STAGE, config.epochs, meta,
+        metrics = train_stage(module, self.build_run_data(store, names, config, out_dir), out_dir / STAGE,
+                              config.epochs, meta,
                               resume=resume, devices=devices, nodes=nodes, progress=progress,
                               enable_progress_bar=enable_progress_bar, callbacks=list(callbacks or []))
         return publish_backbone(self.name, store, names, config, config.train, module.backbone, {STAGE: metrics},

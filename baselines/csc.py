@@ -10,6 +10,8 @@ ShapeContext partitions (8: 2 radial shells [r1, r2), [r2, ∞) x 4 angular bins
 partition with only that partition's points as negatives (logits of the others masked out, the positive kept);
 the scene's loss is the mean over partitions, the batch's the mean over scenes. world_space=True (the launch
 script's data.world_space) partitions in the scene's pre-augmentation frame, False in view a's voxel frame.
+views.source = "frames" (with views.frames_root) trains on RGB-D frame pairs as the original (baselines._pairs);
+world_space then partitions in world coordinates.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baselines._pairs import PairModule, PairPretext
 from baselines._train import OptimConfig, sample_rows
 from baselines.losses import partitioned_info_nce, shape_context_partitions, shape_context_partitions_fast
-from freepoint_bench.data.views import ViewConfig
+from freepoint_bench.data.views import PairViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 
 
@@ -32,7 +34,7 @@ class CSCConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
-    views: ViewConfig = ViewConfig()  # how the two views are cut (data.views)
+    views: PairViewConfig = PairViewConfig()  # how the two views are cut; views.source frames: RGB-D pairs
     optim: OptimConfig = OptimConfig(decay_every=1000)  # SGD 0.1 / 0.8, ExpLR 0.99 every 1000 steps (script)
     epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
     temperature: float = Field(0.4, gt=0)  # misc.nceT

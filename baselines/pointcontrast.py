@@ -5,8 +5,9 @@
     result = method.pretrain(store, config, Path("runs/pointcontrast"), names=train_names)
     result.backbone      # checkpoints/pointcontrast-<dataset>-<hash>-backbone.ckpt, in checkpoints/index.json
 
-Each step samples `num_pairs` matched voxels of the batch's view pairs (data.views: MSC-style crops of the
-reconstructed scans instead of the original's RGB-D frame pairs 25 frames apart), takes the backbone's L2-
+Each step samples `num_pairs` matched voxels of the batch's view pairs (data.views: by default MSC-style crops of
+the reconstructed scans; with views.source = "frames" and views.frames_root, the original's RGB-D frame pairs 25
+frames apart with >= 30% overlap at 5 cm, see baselines._pairs), takes the backbone's L2-
 normalised output features of both ends and applies PointInfoNCE at temperature τ: every other sampled point
 of the batch is a negative. Input is geometry-only by default (the rgb channels zeroed, use_rgb=True keeps
 them); the backbone is FreePoint's for the same TrainPreset, so it loads into the same fine-tuning model.
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from baselines._pairs import PairModule, PairPretext
 from baselines._train import OptimConfig, sample_rows
 from baselines.losses import point_info_nce
-from freepoint_bench.data.views import ViewConfig
+from freepoint_bench.data.views import PairViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 
 
@@ -32,7 +33,7 @@ class PointContrastConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
-    views: ViewConfig = ViewConfig()  # how the two views are cut (data.views)
+    views: PairViewConfig = PairViewConfig()  # how the two views are cut; views.source frames: RGB-D pairs
     optim: OptimConfig = OptimConfig()  # SGD lr 0.1, momentum 0.8, ExpLR 0.99 every 250 steps (launch script)
     epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
     temperature: float = Field(0.4, gt=0)  # misc.nceT of the launch scripts (defaults.yaml: 0.07)
