@@ -15,7 +15,11 @@ missing or unexpected key, or any shape that does not fit the architecture the f
 naming the keys and shapes.
 
 The kernel layout is MinkowskiEngine 0.5's (tests/engine/test_import_minkowski.py checks it against ME 0.5.4's own
-network). PointContrast and CSC were trained with ME 0.4.3, whose kernel offsets are not verified here.
+network). PointContrast and CSC were trained with ME 0.4.3, which cannot be built against today's torch; its
+source (the PyPI release) enumerates a HYPERCUBE kernel the same way (first axis fastest from the lower bound;
+odd kernels centred, the stride-2 kernel 2 at offsets 0 and 1), keeps 1x1 stride-1 kernels as a (c_in, c_out)
+matrix, and names BatchNorm state `<name>.bn.*`, so the same mapping applies (the 0.4.3 enumeration, restated, is
+tested against the permutation).
 """
 
 from __future__ import annotations

@@ -264,3 +264,39 @@ def test_cli_checkpoints_import(capsys, tmp_path):
     assert code == 2 and text.startswith("error:") and "pass --stem-kernel-size 3" in text
     code, text = run("checkpoints", "import", "--from", "detectron", path)
     assert code == 2 and "unknown checkpoint format" in text
+
+
+def _me043_hypercube_offsets(k: int) -> list[tuple[int, int, int]]:
+    """Kernel offsets (in units of tensor stride) by kernel row, as MinkowskiEngine 0.4.3 enumerates a HYPERCUBE
+    region (src/region.cpp of its release: the iterator starts at the lower bound and steps the first spatial axis,
+    carrying into the next one at the upper bound; an odd kernel spans -(K//2)..K//2, an even one 0..K-1).
+    Restated here from the release's rules, step by step, not through our own permutation."""
+    lo, hi = (0, k - 1) if k % 2 == 0 else (-(k // 2), k // 2)
+    point, rows = [lo, lo, lo], []
+    while True:
+        rows.append(tuple(point))
+        axis = 0
+        while axis < 3:
+            point[axis] += 1
+            if point[axis] <= hi:
+                break
+            point[axis] = lo
+            axis += 1
+        if axis == 3:
+            return rows
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_kernel_rows_match_minkowski_043_released_weights(k):
+    # PointContrast's and CSC's released weights come from ME 0.4.3; the parity test above runs ME 0.5.4. Both
+    # versions enumerate a kernel's offsets the same way, so one permutation serves both: ME row r holds the
+    # canonical weight[kx, ky, kz] whose offset (models.sparse.base: o - (K-1)/2 for odd K, o for K = 2) is
+    # 0.4.3's offset of row r.
+    from freepoint_bench.models.sparse.minkowski_backend import _kernel_permutation
+
+    perm = _kernel_permutation(k)
+    centre = 0 if k % 2 == 0 else (k - 1) // 2
+    for row, offset in enumerate(_me043_hypercube_offsets(k)):
+        p = int(perm[row])
+        kx, ky, kz = p // (k * k), (p // k) % k, p % k
+        assert (kx - centre, ky - centre, kz - centre) == offset, (k, row)
