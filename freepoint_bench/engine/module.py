@@ -21,7 +21,7 @@ from freepoint_bench.engine.data import feature_channels
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import CheckpointError
 from freepoint_bench.models.backbone import BackboneConfig
-from freepoint_bench.models.checkpoint import STATE_SHA256_KEY, load_checkpoint, load_into, weights_sha256
+from freepoint_bench.models.checkpoint import RESUME_SHA256_KEY, load_checkpoint, load_into, resume_sha256
 from freepoint_bench.models.criterion import SetCriterion
 from freepoint_bench.models.decoder import DecoderConfig
 from freepoint_bench.models.losses import LossConfig
@@ -138,8 +138,9 @@ class SegmenterModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[HISTORY_KEY] = [dict(h) for h in self.loss_history]
-        if "state_dict" in checkpoint:  # checked before a resume (engine.trainer.last_checkpoint)
-            checkpoint[STATE_SHA256_KEY] = weights_sha256(checkpoint["state_dict"])
+        # Lightning calls this hook last, so every part is there: weights, optimiser and scheduler state, loop
+        # counters, callbacks; checked before a resume (engine.trainer.last_checkpoint)
+        checkpoint[RESUME_SHA256_KEY] = resume_sha256(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.loss_history = [dict(h) for h in checkpoint.get(HISTORY_KEY, [])]

@@ -14,7 +14,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import ConfigError
-from freepoint_bench.models.checkpoint import STATE_SHA256_KEY, weights_sha256
+from freepoint_bench.models.checkpoint import RESUME_SHA256_KEY, STATE_SHA256_KEY, resume_sha256, weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +24,21 @@ LAST_CKPT = "last.ckpt"
 def last_checkpoint(out_dir: str | Path) -> Path | None:
     """Returns the Lightning checkpoint a run in `out_dir` left behind to resume from, or None.
 
-    `last.ckpt` (a link to the newest epoch file), else the newest `epoch=*.ckpt`: a kill between Lightning
-    deleting the previous epoch's file and relinking `last.ckpt` leaves the link dangling beside a complete newer
-    file. A damaged file (unreadable, or weights other than the sha256 recorded when it was saved) is moved aside
-    to `<file>.damaged` with a warning and the next newest is tried; None: the stage trains from its first epoch."""
+    The newest complete file of `last.ckpt` (a link to the newest epoch file) and `epoch=*.ckpt`: a kill inside
+    Lightning's epoch-end save leaves either both epoch files with `last.ckpt` still linking to the older one, or
+    the link dangling beside the newer one. A damaged file (unreadable, or any part of it, weights, optimiser and
+    scheduler state, loop counters, other than the sha256 recorded when it was saved) is moved aside to
+    `<file>.damaged` with a warning and the next newest is tried; None: the stage trains from its first epoch."""
     folder = Path(out_dir) / "lightning"
     if not folder.is_dir():
         return None
     last = folder / LAST_CKPT
-    epochs = sorted((p for p in folder.glob("epoch=*.ckpt") if p.is_file()), key=lambda p: p.stat().st_mtime,
-                    reverse=True)
-    for path in ([last] if last.is_file() else []) + epochs:
+    found: dict[Path, Path] = {}  # resolved -> as named (last.ckpt first, so a link is moved aside with its file)
+    for path in [last, *folder.glob("epoch=*.ckpt")]:
+        if path.is_file():
+            found.setdefault(path.resolve(), path)
+    newest_first = sorted(found.values(), key=lambda p: (p.stat().st_mtime_ns, p.resolve().name), reverse=True)
+    for path in newest_first:
         if not path.is_file():  # the file last.ckpt linked to, already moved aside
             continue
         problem = _damage(path)
@@ -44,22 +48,34 @@ def last_checkpoint(out_dir: str | Path) -> Path | None:
         for item in {path.resolve(), path}:  # last.ckpt links to the epoch file
             if item.exists() or item.is_symlink():
                 item.rename(item.with_name(item.name + ".damaged"))
-    if last.is_symlink() or epochs:
+    if last.is_symlink() or found:
         log.warning("%s: no readable resume checkpoint; training this stage again from its first epoch", folder)
     return None
 
 
 def _damage(path: Path) -> str | None:
-    """Returns what is wrong with a Lightning checkpoint file, None when it loads and its weights match their
-    recorded sha256."""
+    """Returns what is wrong with a Lightning checkpoint file, None when it loads and every part matches the
+    sha256 recorded when it was saved (older files: their weights, the one part they recorded)."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a damaged file
         return f"unreadable ({str(e).splitlines()[0][:120]})"
     if not isinstance(blob, dict) or "state_dict" not in blob:
         return "not a Lightning checkpoint"
-    recorded = blob.get(STATE_SHA256_KEY)
-    if recorded is not None and recorded != weights_sha256(blob["state_dict"]):
+    recorded = blob.get(RESUME_SHA256_KEY)
+    if recorded is not None:
+        if not isinstance(recorded, dict):
+            return "its sha256 record is malformed"
+        now = resume_sha256(blob)
+        if recorded.keys() != now.keys():
+            odd = ", ".join(sorted(map(str, recorded.keys() ^ now.keys())))
+            return f"its parts differ from those recorded when it was saved ({odd})"
+        changed = sorted(k for k in now if now[k] != recorded[k])
+        return f"its {', '.join(changed)} differ from the sha256 recorded when it was saved" if changed else None
+    legacy = blob.get(STATE_SHA256_KEY)
+    if legacy is None:  # every module of this project records one: the record's own bytes were damaged
+        return "it carries no sha256 record"
+    if legacy != weights_sha256(blob["state_dict"]):
         return "its weights differ from the sha256 recorded when it was saved"
     return None
 

@@ -18,17 +18,56 @@ FORMAT_VERSION = 1
 # metadata["integrity"]: sha256 of the tensors and of the rest of the metadata, taken at save time. torch's zip
 # format checks no CRC, so a flipped byte in a tensor would otherwise load as if valid.
 INTEGRITY = "integrity"
-STATE_SHA256_KEY = "freepoint_bench_state_sha256"  # the same for Lightning's resume checkpoints (engine.trainer)
+# Lightning's resume checkpoints (engine.trainer): the sha256 of each top-level part (state_dict, optimizer_states,
+# lr_schedulers, loops, callbacks, loss history, ...), taken when the module saves it; older resume checkpoints
+# recorded the state dict's weights_sha256 alone, under STATE_SHA256_KEY
+RESUME_SHA256_KEY = "freepoint_bench_resume_sha256"
+STATE_SHA256_KEY = "freepoint_bench_state_sha256"
+
+
+def _feed_tensor(h: Any, tensor: torch.Tensor) -> None:
+    tensor = tensor.detach().cpu().contiguous()
+    h.update(f"{tuple(tensor.shape)}\0{tensor.dtype}\0".encode())
+    h.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
 
 
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:
     """Returns the hex sha256 of a state dict's tensors (names, shapes, dtypes and bytes, in sorted key order)."""
     h = hashlib.sha256()
     for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
-        h.update(f"{key}\0{tuple(tensor.shape)}\0{tensor.dtype}\0".encode())
-        h.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+        h.update(f"{key}\0".encode())
+        _feed_tensor(h, state[key])
     return h.hexdigest()
+
+
+def _feed_tree(h: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        h.update(b"T")
+        _feed_tensor(h, value)
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}\0".encode())
+        for key in sorted(value, key=repr):
+            _feed_tree(h, key)
+            _feed_tree(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}\0".encode())
+        for item in value:
+            _feed_tree(h, item)
+    else:  # str, int, float, bool, None, bytes (all a weights_only load returns besides the above)
+        h.update(f"{type(value).__name__}:{value!r}\0".encode())
+
+
+def tree_sha256(value: Any) -> str:
+    """Returns the hex sha256 of a nested checkpoint value: dicts (in sorted key order), lists and tuples, tensors
+    (shape, dtype and bytes, as weights_sha256) and plain scalars (type and repr)."""
+    h = hashlib.sha256()
+    _feed_tree(h, value)
+    return h.hexdigest()
+
+
+def resume_sha256(checkpoint: dict[str, Any]) -> dict[str, str]:
+    """Returns {part: tree_sha256} for every top-level part of a Lightning checkpoint but its own records."""
+    return {str(k): tree_sha256(v) for k, v in checkpoint.items() if k not in (RESUME_SHA256_KEY, STATE_SHA256_KEY)}
 
 
 def _metadata_sha256(metadata: dict[str, Any]) -> str:

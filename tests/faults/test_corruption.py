@@ -284,47 +284,189 @@ def test_damaged_result_is_not_a_finished_cell(tmp_path):
     assert exc.value.code == 2
 
 
+class Killed(Exception):
+    pass
+
+
+def interrupted_cell(ws: dict[str, Path], epochs: int = 2, keep_previous: bool = False):
+    """Fine-tunes scratch on synthetic-s3dis-50pct-scenes (seed 0) for `epochs` once to the end (the reference)
+    and once until its last epoch ends (an exception from the progress callback, which Lightning calls before the
+    epoch's checkpoint: what a kill leaves, the previous epoch's file on disk).
+    keep_previous: put the file before that back too, with last.ckpt linking to it, as a kill inside Lightning's
+    epoch-end save (after writing the new file, before deleting the old one and relinking) leaves.
+    Returns (run(progress) -> result, the reference result, the cell folder, a pristine copy of it)."""
+    from freepoint_bench.harness.run import RunOptions, Task, run_task
+
+    def opts(results: Path) -> RunOptions:
+        return RunOptions(results=results, checkpoints=ws["checkpoints"], cache=ws["cache"], runs=ws["runs"],
+                          protocols_dir=ws["protocols"], root=ws["root"],
+                          overrides={"epochs": epochs, "num_queries": 8, "max_points": None})
+
+    task = Task("synthetic-s3dis-50pct-scenes", "scratch", 0)
+    want = json.loads(run_task(task, opts(ws["tmp"] / f"reference-{epochs}"))[1].read_text())
+    cell = ws["results"] / task.protocol / "scratch" / "seed-0"
+    lightning = cell / "work" / "fold-0" / "lightning"
+    older = ws["tmp"] / "older.ckpt"
+
+    def interrupt(stage: str, done: int, total: int, info: str) -> None:
+        if stage.endswith("train") and done == epochs - 1 and keep_previous:
+            shutil.copy2(lightning / f"epoch={epochs - 3:03d}.ckpt", older)  # (mtime kept: older than the next)
+        if stage.endswith("train") and done == epochs:
+            raise Killed
+
+    shutil.rmtree(cell, ignore_errors=True)
+    with pytest.raises(Killed):
+        run_task(task, opts(ws["results"]), progress=interrupt)
+    if keep_previous:
+        shutil.copy2(older, lightning / older.name)
+        (lightning / older.name).rename(lightning / f"epoch={epochs - 3:03d}.ckpt")
+        (lightning / "last.ckpt").unlink()
+        (lightning / "last.ckpt").symlink_to(f"epoch={epochs - 3:03d}.ckpt")
+    pristine = ws["tmp"] / f"interrupted-{epochs}-{int(keep_previous)}"
+    shutil.copytree(cell, pristine, symlinks=True)
+
+    def run(progress=None) -> dict:
+        status, path = run_task(task, opts(ws["results"]), progress=progress)
+        assert status == "done"
+        return json.loads(path.read_text())
+
+    return run, want, cell, pristine
+
+
+def same_cell(got: dict, want: dict, case: str) -> None:
+    assert got["metrics"] == want["metrics"], case
+    assert [f["losses"] for f in got["folds"]] == [f["losses"] for f in want["folds"]], case
+
+
+def restore(cell: Path, pristine: Path) -> Path:
+    """Puts the interrupted cell back; returns its lightning folder."""
+    shutil.rmtree(cell)
+    shutil.copytree(pristine, cell, symlinks=True)
+    return cell / "work" / "fold-0" / "lightning"
+
+
 def test_damaged_resume_checkpoint_trains_the_stage_again(workspace):
     """A damaged Lightning last.ckpt (what an interrupted fine-tune resumes from) is moved aside with a warning and
     the stage trains again from its first epoch: the result equals the uninterrupted run's."""
     import os
 
-    from freepoint_bench.harness.run import RunOptions, Task, run_task
-
-    ws = workspace
-
-    def opts(results: Path) -> RunOptions:
-        return RunOptions(results=results, checkpoints=ws["checkpoints"], cache=ws["cache"], runs=ws["runs"],
-                          protocols_dir=ws["protocols"], root=ws["root"],
-                          overrides={"epochs": 2, "num_queries": 8, "max_points": None})
-
-    task = Task("synthetic-s3dis-50pct-scenes", "scratch", 0)
-    want = json.loads(run_task(task, opts(ws["tmp"] / "reference"))[1].read_text())
-
-    class Killed(Exception):
-        pass
-
-    def interrupt(stage: str, done: int, total: int, info: str) -> None:
-        if stage.endswith("train") and done == 2:  # epoch 1's checkpoint is on disk, epoch 2's not yet
-            raise Killed
-
-    with pytest.raises(Killed):
-        run_task(task, opts(ws["results"]), progress=interrupt)
-    cell = ws["results"] / task.protocol / "scratch" / "seed-0"
-    pristine = ws["tmp"] / "interrupted"
-    shutil.copytree(cell, pristine, symlinks=True)
+    run, want, cell, pristine = interrupted_cell(workspace)
+    restore(cell, pristine)
     last = cell / "work" / "fold-0" / "lightning" / "last.ckpt"
     target = last.resolve()
     count = 8 if os.environ.get("FAULTS_LONG") == "1" else 2
     outcomes: dict[str, int] = {}
     for kind, bad in corruptions(target.read_bytes(), count, seed=6):
-        shutil.rmtree(cell)
-        shutil.copytree(pristine, cell, symlinks=True)
+        restore(cell, pristine)
         target.write_bytes(bad)
-        status, path = run_task(task, opts(ws["results"]))
-        got = json.loads(path.read_text())
-        assert status == "done" and got["metrics"] == want["metrics"], kind
-        assert [f["losses"] for f in got["folds"]] == [f["losses"] for f in want["folds"]], kind
+        same_cell(run(), want, kind)
         damaged = list(last.parent.glob("*.damaged"))
         tally(outcomes, f"{kind}: {'trained again' if damaged else 'resumed (damage in unused bytes)'}")
     record_figures("corruption:resume last.ckpt", {"cases": count, "outcomes": outcomes})
+
+
+def epochs_trained(run) -> tuple[dict, list[int]]:
+    """Returns run()'s result and the epochs (1-based) it trained."""
+    trained: list[int] = []
+    got = run(lambda stage, done, total, info: trained.append(done) if stage.endswith("train") else None)
+    return got, trained
+
+
+def optimiser_spans(path: Path) -> list[tuple[str, int, int]]:
+    """Returns (name, offset, length) of each AdamW moment tensor's bytes in a Lightning checkpoint file (torch
+    stores tensors uncompressed; a span whose bytes occur more than once in the file is left out)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    data = path.read_bytes()
+    spans = []
+    for index, state in blob["optimizer_states"][0]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            raw = state[name].contiguous().numpy().tobytes()
+            at = data.find(raw)
+            if len(raw) >= 64 and at >= 0 and data.find(raw, at + 1) < 0:
+                spans.append((f"{name}[{index}]", at, len(raw)))
+    return spans
+
+
+def test_flipped_optimiser_state_trains_from_the_previous_good_point(workspace, caplog):
+    """A byte flipped inside the optimiser state (an AdamW moment; the weights untouched) of the newest epoch file
+    an interrupted fine-tune would resume from is detected by the sha256 recorded of every part of the file, the
+    file is moved aside and the stage trains from the previous good point: the older epoch file when a kill inside
+    Lightning's save left one, else the first epoch (Lightning keeps one epoch file). The result equals the
+    uninterrupted run's. Before those records covered the optimiser state, such a file resumed as if valid.
+    Edits of the other parts (scheduler, loop counters, ...) are named too (check_every_part)."""
+    import logging
+    import os
+    import random
+
+    rng = random.Random(7)
+    count = 6 if os.environ.get("FAULTS_LONG") == "1" else 2
+    outcomes: dict[str, int] = {}
+    # (epochs, an older file kept, the newest file, the epochs (1-based) a rerun trains: undamaged, damaged)
+    for epochs, window, newest, clean, after_damage in ((2, False, "epoch=000.ckpt", [2], [1, 2]),
+                                                        (3, True, "epoch=001.ckpt", [3], [2, 3])):
+        run, want, cell, pristine = interrupted_cell(workspace, epochs, keep_previous=window)
+        lightning = restore(cell, pristine)
+        got, trained = epochs_trained(run)
+        same_cell(got, want, f"{epochs} epochs, undamaged")
+        assert trained == clean, (epochs, trained)  # resumed from the newest file
+        spans = optimiser_spans(pristine / "work" / "fold-0" / "lightning" / newest)
+        if not window:
+            check_every_part(pristine / "work" / "fold-0" / "lightning" / newest, workspace["tmp"] / "edited.ckpt")
+        assert spans, "no AdamW moment found in the checkpoint's bytes"
+        for case in range(count // 2):
+            lightning = restore(cell, pristine)
+            name, at, length = spans[rng.randrange(len(spans))]
+            data = bytearray((lightning / newest).read_bytes())
+            data[at + rng.randrange(length)] ^= 1 << rng.randrange(8)
+            (lightning / newest).write_bytes(bytes(data))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="freepoint_bench.engine.trainer"):
+                got, trained = epochs_trained(run)
+            same_cell(got, want, f"{name} {case}")
+            assert (lightning / f"{newest}.damaged").is_file()
+            assert any("optimizer_states differ" in r.getMessage() for r in caplog.records), caplog.text
+            assert trained == after_damage, (name, trained)
+            tally(outcomes, f"{'older epoch file kept' if window else 'one epoch file'}: moved aside, trained "
+                            f"epochs {after_damage} again")
+    record_figures("corruption:resume optimiser state", {"cases": count, "outcomes": outcomes})
+
+
+def check_every_part(path: Path, scratch: Path) -> None:
+    """Every part of a resume checkpoint is covered: a changed optimiser hyper-parameter, scheduler step, loop
+    counter, loss-history value or epoch, saved back (to `scratch`) with the old record, is named as damaged; so is
+    a file whose record is gone or lists other parts. The untouched file passes."""
+    from freepoint_bench.engine.trainer import _damage
+    from freepoint_bench.models.checkpoint import RESUME_SHA256_KEY, tree_sha256
+
+    assert _damage(path) is None
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(blob[RESUME_SHA256_KEY]) >= {"state_dict", "optimizer_states", "lr_schedulers", "loops", "epoch"}
+
+    def bump_float(value: float) -> float:
+        return float(np.nextafter(value, np.inf))
+
+    edits = {
+        "optimizer_states": lambda b: b["optimizer_states"][0]["param_groups"][0].update(
+            lr=bump_float(b["optimizer_states"][0]["param_groups"][0]["lr"])),
+        "lr_schedulers": lambda b: b["lr_schedulers"][0].update(last_epoch=b["lr_schedulers"][0]["last_epoch"] - 1),
+        "loops": lambda b: b["loops"]["fit_loop"]["epoch_progress"]["total"].update(processed=2),
+        "freepoint_bench_loss_history": lambda b: b["freepoint_bench_loss_history"][0].update(
+            loss=bump_float(b["freepoint_bench_loss_history"][0]["loss"])),
+        "epoch": lambda b: b.update(epoch=b["epoch"] + 1),
+    }
+    damaged = scratch
+    for part, edit in edits.items():
+        copy = torch.load(path, map_location="cpu", weights_only=True)
+        edit(copy)
+        assert tree_sha256(copy[part]) != tree_sha256(blob[part]), part  # the edit changed something
+        torch.save(copy, damaged)
+        problem = _damage(damaged)
+        assert problem is not None and part in problem, (part, problem)
+    gone = torch.load(path, map_location="cpu", weights_only=True)
+    del gone[RESUME_SHA256_KEY]
+    torch.save(gone, damaged)
+    assert "no sha256 record" in _damage(damaged)
+    renamed = torch.load(path, map_location="cpu", weights_only=True)
+    renamed["optimizer_statez"] = renamed.pop("optimizer_states")
+    torch.save(renamed, damaged)
+    assert "optimizer_statez" in _damage(damaged)
