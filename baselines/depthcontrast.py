@@ -6,11 +6,13 @@
 
 Each scene gives one partial view (a crop of `views.crop_fraction`, in place of the original's single depth
 frame) augmented twice (data.views.same_view_pair). The query encoder (backbone, global max-pool of its last
-decoder features per scene, MLP head, L2 norm) embeds one augmentation; the key encoder, a momentum copy
-(θ_k ← m θ_k + (1 - m) θ_q before each step), embeds the other; the InfoNCE positive is the own key and the
-negatives the queue of earlier keys, which then takes this step's keys (gathered over all DDP ranks). Only
-the query backbone is published. Input is geometry-only by default (DepthContrast sees depth, no colour).
-DDP note: the original's shuffled BN is not reproduced; each rank normalises its own scenes.
+decoder features per scene as the released Res16UNet trunk, a Linear-Linear head, L2 norm) embeds one
+augmentation; the key encoder, a momentum copy (θ_k ← m θ_k + (1 - m) θ_q before each step), embeds the
+other; the InfoNCE positive is the own key and the negatives the queue of earlier keys, which then takes this
+step's keys (gathered over all DDP ranks). Only the query backbone is published. The input carries the
+colours by default, as the released voxel input (colour / 255 - 0.5 of the RGB-D frame's points);
+use_rgb=False zeroes them. Each rank normalises its own scenes: the released code skips MoCo's shuffled BN
+for voxels ("does not give performance gain").
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ class DepthContrastConfig(BaseModel):
     queue_size: int = Field(131_072, ge=1)  # NCE_LOSS.NUM_NEGATIVES
     embedding_dim: int = Field(128, ge=1)  # NCE_LOSS.EMBEDDING_DIM
     head_hidden: int = Field(256, ge=1)  # args_vox.mlp_dim [256, 256, 128]: the MLP's hidden width
+    # The voxel trunk's head is SMLP(mlp_dim) with its defaults use_relu=False, use_bn=False: Linear-Linear
+    # (Res16UNetBase.network_initialization); the point trunk's MLP puts a ReLU between them
+    head_relu: bool = False
     momentum: float = Field(0.999, ge=0, lt=1)  # MoCo key-encoder momentum
-    use_rgb: bool = False  # depth only, as the original; True feeds the colours
+    use_rgb: bool = True  # the released voxel input is the points' colour (depth_dataset: feats = rgb)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -56,6 +61,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def projection_head(width: int, hidden: int, dim: int, relu: bool) -> nn.Sequential:
+    """Returns the MLP head width -> hidden -> dim: two Linear layers, a ReLU between them when `relu`."""
+    middle = [nn.ReLU(inplace=True)] if relu else []
+    return nn.Sequential(nn.Linear(width, hidden), *middle, nn.Linear(hidden, dim))
+
+
 class DepthContrastModule(BackboneModule):
     """MoCo training of backbone + head against a momentum key encoder and a key queue."""
 
@@ -64,8 +75,7 @@ class DepthContrastModule(BackboneModule):
         super().__init__(config.train, config.optim, {"config": config.model_dump(mode="json")})
         self.config = config
         width = self.backbone.out_channels
-        self.head = nn.Sequential(nn.Linear(width, config.head_hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(config.head_hidden, config.embedding_dim))
+        self.head = projection_head(width, config.head_hidden, config.embedding_dim, config.head_relu)
         self.key_backbone = copy.deepcopy(self.backbone)
         self.key_head = copy.deepcopy(self.head)
         for p in [*self.key_backbone.parameters(), *self.key_head.parameters()]:
