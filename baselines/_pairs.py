@@ -11,8 +11,9 @@
 
 With views.source = "frames" (PairViewConfig) a scene's pairs are two of its RGB-D frames instead (PointContrast's
 and CSC's data): its sequence under views.frames_root (data.readers.scannet_frames: a .sens or SensReader's
-export), every frame_gap-th frame, the pairs with frame_overlap >= frame_min_overlap at frame_overlap_m (selected
-once per scene and cached as JSON in the run's frames/ folder, checked against the file's size and mtime); each
+export), every frame_gap-th frame, the pairs whose frame_overlap passes PairViewConfig's rule (default: that of
+PointContrast's preprocessing, frames thinned to 5 cm voxels, matches within 7.5 cm, the larger direction >= 30%;
+selected once per scene and cached as JSON in the run's frames/ folder, checked against the file's size and mtime); each
 epoch takes one random pair per scene (seeded like the scene views) through data.views.frame_view_pair.
 
 Each view goes through engine.data.make_sample (train=False: the views are already augmented), so the input
@@ -136,7 +137,8 @@ class SceneFrames:
 
 
 def _frame_settings(views: Any) -> dict[str, Any]:
-    return {"gap": views.frame_gap, "min_overlap": views.frame_min_overlap, "radius_m": views.frame_overlap_m}
+    return {"gap": views.frame_gap, "min_overlap": views.frame_min_overlap, "voxel_m": views.frame_voxel_m,
+            "radius_m": views.frame_overlap_m, "reduce": views.frame_overlap_rule}
 
 
 def scene_frames(name: str, views: Any, index_dir: Path | None = None) -> SceneFrames:
@@ -153,7 +155,9 @@ def scene_frames(name: str, views: Any, index_dir: Path | None = None) -> SceneF
         if all(saved.get(k) == v for k, v in key.items()):
             return SceneFrames(name, str(path), tuple(FrameRef(*r) for r in saved["refs"]),
                                tuple(tuple(p) for p in saved["pairs"]))
-    refs, pairs = select_pairs(open_sequence(path), views.frame_gap, views.frame_min_overlap, views.frame_overlap_m)
+    settings = _frame_settings(views)
+    refs, pairs = select_pairs(open_sequence(path), settings["gap"], settings["min_overlap"], settings["voxel_m"],
+                               settings["radius_m"], settings["reduce"])
     if cache is not None:
         write_json(cache, {**key, "refs": [[r.number, r.offset] for r in refs], "pairs": [list(p) for p in pairs]})
     log.info("%s: %d sampled frames, %d pairs", path, len(refs), len(pairs))

@@ -79,7 +79,7 @@ def test_frame_pairs_are_25_apart_overlap_and_their_matches_correspond(frames_ro
         assert [r.number for r in scene.refs] == [0, 25, 50, 75]  # the originals' every 25th frame
         thinned = [downsample_frame(f, 0.05) for f in read_frames(scene.path, every=25, color=False)]
         expected = [(i, j) for i in range(4) for j in range(i + 1, 4)
-                    if frame_overlap(thinned[i], thinned[j], 0.05) >= 0.3]
+                    if frame_overlap(thinned[i], thinned[j], 0.075, "max") >= 0.3]
         assert list(scene.pairs) == expected and 0 < len(expected) < 6  # 30 degrees of turn apart overlap, 90 not
     dataset = FramePairDataset(scenes, config.train, config.views, use_rgb=False)
     sample = dataset[(0, 1)]
@@ -111,7 +111,8 @@ def test_pointcontrast_on_frames_writes_a_checkpoint_finetuning_loads(store, fra
     assert any(not torch.equal(v, init[k]) for k, v in model.state_dict().items() if v.is_floating_point())
     assert read_index(tmp_path / "ckpt" / "index.json")["checkpoints"][meta["id"]]["method"] == "pointcontrast"
     cached = json.loads((run / "frames" / f"{SCENES[0]}.json").read_text())
-    assert cached["settings"] == {"gap": 25, "min_overlap": 0.3, "radius_m": 0.05} and cached["pairs"]
+    assert cached["settings"] == {"gap": 25, "min_overlap": 0.3, "voxel_m": 0.05, "radius_m": 0.075,
+                                  "reduce": "max"} and cached["pairs"]
     for name in available_protocols()[:3]:
         spec = load_protocol(name)
         ft = cell_config(spec, RunOptions(preset="cpu-small"))

@@ -192,8 +192,9 @@ def test_malformed_files_are_one_line_data_errors(room, tmp_path):
     assert find_sequence(room["root"], "room") == room["sens"]
 
 
-def brute_force_pairs(room, gap, min_overlap, radius):
-    """Pairs of every gap-th frame by dense distances on frames back-projected and thinned here, independently."""
+def brute_force_pairs(room, gap, min_overlap, voxel, radius, reduce):
+    """Pairs of every gap-th frame by dense distances on frames back-projected and thinned (voxel centroids)
+    here, independently."""
     camera, images = room["camera"], room["images"]
     k = camera.depth_intrinsics
     clouds = []
@@ -202,24 +203,25 @@ def brute_force_pairs(room, gap, min_overlap, radius):
         z = image.depth[v, u] / 1000.0
         cam = np.stack([(u - k[0, 2]) * z / k[0, 0], (v - k[1, 2]) * z / k[1, 1], z], axis=1).astype(np.float32)
         world = cam.astype(np.float64) @ image.pose[:3, :3].T + image.pose[:3, 3]
-        first = {}
-        for row, cell in enumerate(map(tuple, np.floor(world / radius).astype(np.int64))):
-            first.setdefault(cell, row)
-        clouds.append(world[sorted(first.values())])
+        cells = {}
+        for point, cell in zip(world, map(tuple, np.floor(world / voxel).astype(np.int64)), strict=True):
+            cells.setdefault(cell, []).append(point)
+        clouds.append(np.array([np.mean(points, axis=0) for points in cells.values()]))
     pairs = []
     for i in range(len(clouds)):
         for j in range(i + 1, len(clouds)):
             d = np.linalg.norm(clouds[i][:, None] - clouds[j][None], axis=2)
-            overlap = min((d.min(axis=1) <= radius).mean(), (d.min(axis=0) <= radius).mean())
-            if overlap >= min_overlap:
+            shares = [(d.min(axis=1) <= radius).mean(), (d.min(axis=0) <= radius).mean()]
+            if (min(shares) if reduce == "min" else max(shares)) >= min_overlap:
                 pairs.append((i, j))
     return pairs
 
 
-@pytest.mark.parametrize("gap, min_overlap", [(10, 0.3), (25, 0.3), (10, 0.6)])
-def test_frame_pair_selection_matches_brute_force(room, gap, min_overlap):
-    refs, pairs = select_pairs(SensSequence(room["sens"]), gap, min_overlap, 0.05)
+@pytest.mark.parametrize("gap, min_overlap, radius, reduce", [(10, 0.3, 0.075, "max"), (25, 0.3, 0.075, "max"),
+                                                               (10, 0.6, 0.05, "min"), (10, 0.5, 0.075, "max")])
+def test_frame_pair_selection_matches_brute_force(room, gap, min_overlap, radius, reduce):
+    refs, pairs = select_pairs(SensSequence(room["sens"]), gap, min_overlap, 0.05, radius, reduce)
     assert [r.number for r in refs] == list(range(0, NUM_FRAMES, gap))
-    expected = brute_force_pairs(room, gap, min_overlap, 0.05)
+    expected = brute_force_pairs(room, gap, min_overlap, 0.05, radius, reduce)
     assert pairs == expected
     assert 0 < len(pairs) < len(refs) * (len(refs) - 1) // 2  # the threshold keeps some pairs and drops some

@@ -491,11 +491,13 @@ def read_frames(path: str | Path, every: int = 1, color: bool = True,
 
 
 def select_pairs(sequence: SensSequence | FolderSequence, gap: int = 25, min_overlap: float = 0.3,
-                 radius_m: float = 0.05) -> tuple[list[FrameRef], list[tuple[int, int]]]:
+                 voxel_m: float = 0.05, radius_m: float = 0.075,
+                 reduce: str = "max") -> tuple[list[FrameRef], list[tuple[int, int]]]:
     """Returns (refs, pairs): the every-`gap` sampled frames with valid poses and some depth, and the pairs
-    (i, j), i < j, of rows of refs whose frame_overlap at radius_m is at least min_overlap, computed on the frames
-    downsampled to one point per radius_m voxel (data.views.downsample_frame; PointContrast's rule at 25 / 30% /
-    5 cm). Reads depth only."""
+    (i, j), i < j, of rows of refs whose frame_overlap (radius_m, reduce) is at least min_overlap, computed on the
+    frames thinned to voxel_m centroids (data.views.downsample_frame). The defaults are PointContrast's
+    preprocessing: every 25th frame, 5 cm voxels, matches within 1.5 voxels, the larger direction >= 30%.
+    Reads depth only."""
     refs, frames, empty = [], [], []
     for ref in sequence.scan(gap):
         image = sequence.read(ref, color=False)
@@ -503,10 +505,10 @@ def select_pairs(sequence: SensSequence | FolderSequence, gap: int = 25, min_ove
             empty.append(ref.number)
             continue
         refs.append(ref)
-        frames.append(downsample_frame(to_frame(image, sequence.camera, sequence.name), radius_m))
+        frames.append(downsample_frame(to_frame(image, sequence.camera, sequence.name), voxel_m))
     if empty:
         logger.warning("%s: %d sampled frames have no valid depth and are skipped", sequence.path, len(empty))
-    return refs, frame_pairs(frames, gap=1, min_overlap=min_overlap, radius_m=radius_m)
+    return refs, frame_pairs(frames, gap=1, min_overlap=min_overlap, radius_m=radius_m, reduce=reduce)
 
 
 def sequence_fingerprint(path: str | Path) -> list[int]:
