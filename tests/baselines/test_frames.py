@@ -31,12 +31,9 @@ from freepoint_bench.pretext.base import get_method
 SCENES = ["scene0000_00", "scene0001_00"]
 
 
-class CountEpochs(Callback):
-    def __init__(self):
-        self.epochs = 0
-
+class NoTraining(Callback):
     def on_train_epoch_start(self, trainer, pl_module):
-        self.epochs += 1
+        raise AssertionError("a finished run trained again")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +95,7 @@ def test_frame_pairs_are_25_apart_overlap_and_their_matches_correspond(frames_ro
     assert np.all(sample["a_feats"][:, :3] == 0)  # geometry-only default
 
 
-def test_pointcontrast_on_frames_writes_a_checkpoint_finetuning_loads(store, frames_root, tmp_path):
+def test_pointcontrast_on_frames_writes_a_checkpoint_finetuning_loads(store, frames_root, tmp_path, monkeypatch):
     method = get_method("pointcontrast")
     config = frames_config("pointcontrast", frames_root)
     run = tmp_path / "run"
@@ -119,23 +116,18 @@ def test_pointcontrast_on_frames_writes_a_checkpoint_finetuning_loads(store, fra
         segmenter = segmenter_from_preset(ft.train, num_classes=len(class_vocabulary(spec.eval)[0]))
         assert load_backbone(segmenter, result.backbone)["method"] == "pointcontrast"
     # a finished run resumes without training and without selecting pairs again (the index is cached)
-    counter = CountEpochs()
 
     def no_selection(*args, **kwargs):
         raise AssertionError("pairs selected again")
 
-    original = pairs_module.select_pairs
-    pairs_module.select_pairs = no_selection
-    try:
-        data = method.build_run_data(store, SCENES, config, run)
-        data.prepare_data()
-        data.setup("fit")
-        assert len(data.train_set) == 2
-        again = method.pretrain(store, config, run, checkpoints_dir=tmp_path / "ckpt", resume=True,
-                                callbacks=[counter])
-    finally:
-        pairs_module.select_pairs = original
-    assert counter.epochs == 0 and again.backbone == result.backbone
+    monkeypatch.setattr(pairs_module, "select_pairs", no_selection)
+    data = method.build_run_data(store, SCENES, config, run)
+    data.prepare_data()
+    data.setup("fit")
+    assert len(data.train_set) == 2
+    again = method.pretrain(store, config, run, checkpoints_dir=tmp_path / "ckpt", resume=True,
+                            callbacks=[NoTraining()])
+    assert again.backbone == result.backbone
 
 
 def test_csc_trains_on_frames_with_colour(store, frames_root, tmp_path):

@@ -122,6 +122,10 @@ def _decode_image(data: bytes, path: Path, what: str) -> np.ndarray:
         raise DataError(f"{path}: {what} is not a readable image ({e}); {_FIX_SENS}") from None
 
 
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+
+
 def register_color(depth: np.ndarray, color: np.ndarray, camera: Camera) -> np.ndarray:
     """Returns (H, W, 3) uint8: for every depth pixel the nearest colour pixel its ray projects to (module doc)."""
     h, w = depth.shape
@@ -301,8 +305,7 @@ class SensSequence(_Sequence):
                                     f"expected {3 * cw * ch}; {_FIX_SENS}")
                 image = np.frombuffer(color_data, dtype=np.uint8).reshape(ch, cw, 3).copy()
             else:
-                image = _decode_image(color_data, self.path, f"frame {ref.number}'s colour")
-                image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+                image = _rgb(_decode_image(color_data, self.path, f"frame {ref.number}'s colour"))
         return RGBDImage(number=ref.number, depth=depth, color=image, pose=pose)
 
 
@@ -382,26 +385,23 @@ class FolderSequence(_Sequence):
             depth_size=(first.shape[1], first.shape[0]), color_size=tuple(int(s) for s in color_size),
             depth_shift=float(depth_shift), depth_extrinsics=extrinsics[0], color_extrinsics=extrinsics[1]), self.path)
 
-    def _depth(self, number: int) -> np.ndarray:
-        path = self.path / "depth" / f"{number}.png"
+    def _image(self, path: Path, what: str) -> np.ndarray:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise DataError(f"{path}: missing; {_FIX_FOLDER}") from None
-        depth = _decode_image(data, path, "the depth image")
+        return _decode_image(data, path, what)
+
+    def _depth(self, number: int) -> np.ndarray:
+        path = self.path / "depth" / f"{number}.png"
+        depth = self._image(path, "the depth image")
         if depth.ndim != 2 or depth.dtype not in (np.uint16, np.int32):
             raise DataError(f"{path}: depth must be a 16-bit single-channel png (millimetres), got {depth.dtype} "
                             f"{depth.shape}; {_FIX_FOLDER}")
         return depth.astype(np.uint16)
 
     def _color(self, number: int) -> np.ndarray:
-        path = self.path / "color" / f"{number}.jpg"
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise DataError(f"{path}: missing; {_FIX_FOLDER}") from None
-        image = _decode_image(data, path, "the colour image")
-        return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+        return _rgb(self._image(self.path / "color" / f"{number}.jpg", "the colour image"))
 
     def _pose(self, number: int) -> np.ndarray:
         return _read_matrix(self.path / "pose" / f"{number}.txt", _FIX_FOLDER)
