@@ -188,6 +188,7 @@ class FramePairDataset(Dataset):
     def __init__(self, scenes: Sequence[SceneFrames], preset: TrainPreset, views: ViewConfig,
                  use_rgb: bool = True) -> None:
         self.scenes, self.preset, self.views, self.use_rgb = list(scenes), preset, views, use_rgb
+        self._sequences: dict[str, Any] = {}  # opened once per process (an export's open lists its depth/ folder)
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -195,7 +196,9 @@ class FramePairDataset(Dataset):
     def pair(self, scene: SceneFrames, rng: np.random.Generator) -> ViewPair:
         """Returns the view pair of a random one of the scene's frame pairs (colour decoded only with use_rgb)."""
         i, j = scene.pairs[int(rng.integers(len(scene.pairs)))]
-        sequence = open_sequence(scene.path)
+        if scene.path not in self._sequences:
+            self._sequences[scene.path] = open_sequence(scene.path)
+        sequence = self._sequences[scene.path]
         a, b = (sequence.frame(scene.refs[k], color=self.use_rgb) for k in (i, j))
         return frame_view_pair(a, b, self.views, rng)
 
