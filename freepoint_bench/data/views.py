@@ -15,8 +15,9 @@ is within `match_radius_m` (3 cm).
 
 RGB-D frames (PointContrast's and CSC's original data): `Frame` holds one frame's points in camera coordinates
 with its camera-to-world pose; `frame_view_pair` augments two frames each in its own camera frame and matches
-them in world coordinates; `frame_pairs` picks the pairs of frames `gap` apart that overlap enough (PointContrast:
-25 frames apart, >= 30% overlap at 5 cm), on frames thinned by `downsample_frame`; `backproject_depth` turns a
+them in world coordinates; `frame_pairs` picks the pairs of frames `gap` apart that overlap enough (PointContrast's
+preprocessing: every 25th frame thinned to 5 cm voxels by `downsample_frame`, the larger direction's share of
+points within 7.5 cm of the other frame >= 30%); `backproject_depth` turns a
 depth image into a Frame's points (data.readers.scannet_frames reads ScanNet's .sens streams and exports).
 `PairViewConfig` (PointContrast's and CSC's `views`) adds where the pairs come from: source "scene" (default) or
 "frames" with frames_root and the pairing rule (frame_gap, frame_min_overlap, frame_voxel_m, frame_overlap_m,
