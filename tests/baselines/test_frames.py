@@ -184,3 +184,13 @@ def test_frames_mode_refuses_a_missing_root_and_scenes_without_pairs(store, fram
     strict = frames_config("pointcontrast", frames_root, **{"views.frame_min_overlap": 1.0})
     with pytest.raises(DataError, match="lower views.frame_gap"):
         frame_index(SCENES, strict.views)
+
+
+def test_paper_preset_takes_the_frame_fields_and_keeps_the_originals_rule(frames_root):
+    for name in ("pointcontrast", "csc"):
+        config = get_method(name).default_config(
+            "paper", **{"views.source": "frames", "views.frames_root": str(frames_root)})
+        views = config.views
+        assert config.train.backbone == "34C" and config.train.batch_size == 4
+        assert (views.frame_gap, views.frame_min_overlap, views.frame_voxel_m, views.frame_overlap_m,
+                views.frame_overlap_rule) == (25, 0.3, 0.05, 0.075, "max")
