@@ -59,8 +59,12 @@ class Finished:
             for path in self.base.glob(pattern):
                 self.seen.setdefault(path, stat_id(path))
 
+    def redone(self) -> list[str]:
+        """Returns the recorded files rewritten (or removed) since."""
+        return [str(p) for p, ident in self.seen.items() if not p.is_file() or stat_id(p) != ident]
+
     def check_not_redone(self) -> int:
-        redone = [str(p) for p, ident in self.seen.items() if not p.is_file() or stat_id(p) != ident]
+        redone = self.redone()
         assert not redone, f"finished before a kill, then rewritten: {redone}"
         return len(self.seen)
 
@@ -219,14 +223,47 @@ def test_finetune_killed(workspace):
 # ---------------------------------------------------------------------------------------------- run
 
 RUN_ARGS = ["--set", "epochs=2", *FT, "--pretrain-set", "epochs1=2", "--pretrain-set", "epochs2=2", *PT_RUN]
+RUN_METHODS = ("freepoint", "scratch")
 RUNP = tuple(f"runs/pretrain/freepoint-*/{p.removeprefix('run/')}" for p in PRE) + tuple(f"results/{p}" for p in FTP)
-# default: the first kill in FreePoint's step 1 (after its 10 label files), the next in the FreePoint cell
-RUN_DEFAULT, RUN_LONG = [11, 5], [0] + [1] * 11
+# default: the first kill in FreePoint's step 1 (after its 10 label files), the next in the FreePoint cell.
+# long: start-up; 2 in the pseudo labels (after 3, then 4 more of the 10 label files); the rest of the labels and
+# 5 single files (epoch checkpoints, done.json) in pretraining; 5 single files (epoch checkpoints, predictions,
+# fold.json, result.json) through the two fine-tuning cells
+RUN_DEFAULT, RUN_LONG = [11, 5], [0, 3, 4, 3] + [1] * 5 + [1] * 5
+STAGES = ("pseudo-labels", "pretraining", "fine-tuning")
 
 
 def run_args(ws) -> list[str]:
-    return ["run", "--methods", "freepoint,scratch", "--protocols", "synthetic-s3dis-50pct-scenes", "--seeds", "0",
+    return ["run", "--methods", ",".join(RUN_METHODS), "--protocols", "synthetic-s3dis-50pct-scenes", "--seeds", "0",
             *where(ws), *RUN_ARGS]
+
+
+class StageAtKill:
+    """Records, at each kill of a `run` chain, the stage it interrupted: the first whose outputs were not all on
+    disk (pseudo-labels: fewer label files than the uninterrupted run made; pretraining: no step2/done.json;
+    fine-tuning <method>: the first cell, in run order, without its result.json), "start-up" for a timed kill."""
+
+    def __init__(self, base: Path, labels: int) -> None:
+        self.base, self.labels, self.at = base, labels, {}
+
+    def stage(self, point: KillPoint) -> str:
+        if not point.patterns:
+            return "start-up"
+        if len(list(self.base.glob("runs/pretrain/freepoint-*/pseudo-labels/*/sigma_*.npz"))) < self.labels:
+            return "pseudo-labels"
+        if not list(self.base.glob("runs/pretrain/freepoint-*/step2/done.json")):
+            return "pretraining"
+        for method in RUN_METHODS:
+            if not list(self.base.glob(f"results/*/{method}/seed-*/result.json")):
+                return f"fine-tuning {method}"
+        return "after the last cell"
+
+    def __call__(self, point: KillPoint) -> None:
+        self.at[id(point)] = self.stage(point)
+
+    def of(self, points: list[KillPoint]) -> list[str]:
+        """Returns the stage each point's kill interrupted ("-": the command had finished before it)."""
+        return [self.at.get(id(p), "-") for p in points]
 
 
 def test_run_killed(workspace):
@@ -234,17 +271,40 @@ def test_run_killed(workspace):
     ref = {**ws, "results": ws["tmp"] / "ref-results", "checkpoints": ws["tmp"] / "ref-ckpt",
            "runs": ws["tmp"] / "ref-runs"}
     in_process(*run_args(ref))
-    finished = Finished(ws["tmp"], ["results/*/*/seed-*/result.json", "runs/pretrain/*/step*/segmenter.ckpt"])
-    log = kill_chain(run_args(ws), points(RUNP, RUN_LONG if LONG else RUN_DEFAULT, 3, 0.03), ws["tmp"], ws["tmp"],
-                     on_kill=finished)
+    labels = len(list(ref["runs"].glob("pretrain/freepoint-*/pseudo-labels/*/sigma_*.npz")))
+    finished = Finished(ws["tmp"], ["results/*/*/seed-*/result.json", "results/*/*/seed-*/work/fold-*/fold.json",
+                                    "runs/pretrain/*/step*/segmenter.ckpt", "runs/pretrain/*/step*/done.json",
+                                    "runs/pretrain/*/pseudo-labels/*/sigma_*.npz"])
+    # a rerun after FreePoint's pretraining finished publishes its backbone / segmenter again (the weights are
+    # checked equal below; the metadata's creation time is new): counted, not refused
+    published = Finished(ws["tmp"], ["ckpt/*.ckpt"])
+    stages = StageAtKill(ws["tmp"], labels)
+
+    def on_kill(point: KillPoint) -> None:
+        finished(point)
+        published(point)
+        stages(point)
+
+    chain = points(RUNP, RUN_LONG if LONG else RUN_DEFAULT, 3, 0.03)
+    log = kill_chain(run_args(ws), chain, ws["tmp"], ws["tmp"], on_kill=on_kill)
     cells = same_results(ws["results"], ref["results"])
     for kind in ("freepoint-*-backbone", "freepoint-*-segmenter", "scratch-*-backbone"):
         (got,), (want,) = ws["checkpoints"].glob(f"{kind}.ckpt"), ref["checkpoints"].glob(f"{kind}.ckpt")
         same_weights(got, want)
+    same_npz_tree(ws["runs"] / "pretrain", ref["runs"] / "pretrain", "freepoint-*/pseudo-labels/*/sigma_*.npz")
     index = json.loads((ws["checkpoints"] / "index.json").read_text())
     assert sorted(e["method"] for e in index["checkpoints"].values()) == ["freepoint", "scratch"]
     kept = finished.check_not_redone()
     never_restarted(log)
-    record_figures("kill:run", {"points": log.outcomes, "killed": log.killed, "cells_compared": cells,
-                                "finished_before_a_kill": kept})
+    killed = [stage for stage in stages.of(chain) if stage != "-"]
+    per_stage = {stage: sum(k.startswith(stage) for k in killed) for stage in ("start-up", *STAGES)}
+    record_figures("kill:run", {"points": [[*o, s] for o, s in zip(log.outcomes, stages.of(chain), strict=True)],
+                                "killed": log.killed, "per_stage": per_stage, "cells_compared": cells,
+                                "finished_before_a_kill": kept, "published_before_a_kill": len(published.seen),
+                                "published_again": len(published.redone())})
     assert log.killed >= len(log.outcomes) - 1
+    if LONG:  # every stage of `run` interrupted at least twice, the fine-tuning in both cells
+        assert all(per_stage[stage] >= 2 for stage in STAGES), (per_stage, log.outcomes)
+        assert {k for k in killed if k.startswith("fine-tuning")} == {f"fine-tuning {m}" for m in RUN_METHODS}, killed
+    else:
+        assert killed == ["pretraining", "fine-tuning freepoint"], (killed, log.outcomes)
