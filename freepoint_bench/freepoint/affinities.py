@@ -24,17 +24,22 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.nd
     return np.where(den > eps, num / np.maximum(den, eps), 0.0)
 
 
-def raw_affinities(edges: np.ndarray, feats: PointFeatures) -> dict[str, np.ndarray]:
+def raw_affinities(edges: np.ndarray, feats: PointFeatures, normal_affinity: str = "cos") -> dict[str, np.ndarray]:
     """Returns the un-normalised affinities (E,) float64 per edge (E, 2) of eq. 1-2, by name.
 
-    emb: Cos(F_i, F_j) (only with deep features); norm: Cos(N_i, N_j); xyz: -||V_i - V_j||_2 (metres);
+    emb: Cos(F_i, F_j) (only with deep features); norm: Cos(N_i, N_j), or |Cos(N_i, N_j)| with
+    normal_affinity "abs" (blind to the normals' signs); xyz: -||V_i - V_j||_2 (metres);
     rgb: -||C_i - C_j||_2 (colours 0..1; only with colours).
     """
+    if normal_affinity not in ("cos", "abs"):
+        raise ConfigError(f"unknown normal affinity {normal_affinity!r}; use cos or abs")
     u, v = edges[:, 0], edges[:, 1]
     out: dict[str, np.ndarray] = {}
     if feats.deep is not None:
         out["emb"] = cosine_similarity(feats.deep[u].astype(np.float64), feats.deep[v].astype(np.float64))
     out["norm"] = cosine_similarity(feats.normals[u], feats.normals[v])
+    if normal_affinity == "abs":
+        out["norm"] = np.abs(out["norm"])
     out["xyz"] = -np.linalg.norm(feats.xyz[u] - feats.xyz[v], axis=1)
     if feats.rgb is not None:
         out["rgb"] = -np.linalg.norm(feats.rgb[u] - feats.rgb[v], axis=1)

@@ -15,6 +15,7 @@ from freepoint_bench.errors import ConfigError
 
 SolverName = Literal["gaec", "gaec-kl", "rama"]
 MaskScore = Literal["size-extent", "size"]
+NormalAffinity = Literal["cos", "abs"]
 
 # Named baselines: field overrides of the defaults (`PseudoLabelConfig.preset(name)`, `--config-preset`).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -86,8 +87,19 @@ class PseudoLabelConfig(BaseModel):
     # large patch goes (§3.1 as written)
     plane_rules: bool = False
 
+    # --- superpoints (issue 18 ablation; ours, the paper has none) ---
+    # On: Felzenszwalb-Huttenlocher pieces of the sampled points (`geometry.superpoints.felzenszwalb` on the
+    # k1 graph, weights 1 - |n_i . n_j|) and every piece takes the majority multicut label of its points
+    # before the vote back to the foreground, so segments follow surfaces.
+    superpoints: bool = False
+    superpoint_threshold: float = Field(0.05, gt=0.0)  # FH's t (larger: fewer, larger pieces), as geometry's
+    superpoint_min_size: int = Field(15, ge=1)  # sampled points; about 30 scan points at fps_ratio 0.5
+
     # --- features, post-processing, solver ---
     normal_k: int = Field(16, ge=2)  # §3.1: neighbours for PCA normals when the scene has none (ours)
+    # eq. 1 Cos(N_i, N_j) of normals oriented to the scene centre ("cos"), or |Cos| ("abs", ours: the two
+    # sides of a thin part or a normal flipped by the orientation no longer repel)
+    normal_affinity: NormalAffinity = "cos"
     min_segment_size: int = Field(50, ge=1)  # ours: segments with fewer points become -1 (background)
     # ours (the paper does not say how base masks are ranked): confidence of each exported / scored mask,
     # size x extent (`freepoint.scoring.segment_scores`) or size alone

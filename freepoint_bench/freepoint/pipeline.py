@@ -1,4 +1,5 @@
-"""FreePoint pseudo-label generation (§3.1-3.2): planes → FPS → kNN graph → affinities → multicut → kNN vote.
+"""FreePoint pseudo-label generation (§3.1-3.2): planes → FPS → kNN graph → affinities → multicut (→ superpoint
+snap, off by default) → kNN vote.
 
     result = generate_pseudo_labels(scene, PseudoLabelConfig(), sigmas=(0.9, 1.2))
     result.labels[0.9]   # (N,) int64 base masks, -1 = background / dropped
@@ -28,12 +29,13 @@ from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.affinities import combine_affinities, multicut_costs, raw_affinities
 from freepoint_bench.freepoint.config import PseudoLabelConfig
-from freepoint_bench.freepoint.features import check_deep_features, point_features
+from freepoint_bench.freepoint.features import PointFeatures, check_deep_features, point_features
 from freepoint_bench.freepoint.multicut import get_solver
 from freepoint_bench.geometry.labels import relabel_contiguous
 from freepoint_bench.geometry.neighbours import knn, knn_graph
 from freepoint_bench.geometry.planes import remove_planes
 from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count
+from freepoint_bench.geometry.superpoints import felzenszwalb, normal_weights
 from freepoint_bench.parallel import available_cores, limit_threads, process_workers
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,37 @@ def majority_vote(neighbour_labels: np.ndarray) -> np.ndarray:
         raise ValueError(f"neighbour_labels must be (Q, k>=1); got {nl.shape}")
     counts = (nl[:, :, None] == nl[:, None, :]).sum(axis=2)  # (Q, k): votes for each column's label
     return nl[np.arange(len(nl)), np.argmax(counts, axis=1)]  # argmax: first (nearest) of the maxima
+
+
+def sample_superpoints(feats: PointFeatures, edges: np.ndarray, config: PseudoLabelConfig) -> np.ndarray | None:
+    """Returns (M,) int64 superpoint ids of the M sampled points (Felzenszwalb-Huttenlocher on the k1 graph
+    `edges`, weights 1 - |n_i . n_j|), or None when config.superpoints is off."""
+    if not config.superpoints:
+        return None
+    weights = normal_weights(feats.normals, edges)
+    return felzenszwalb(len(feats.xyz), edges, weights, config.superpoint_threshold, config.superpoint_min_size)
+
+
+def snap_to_superpoints(labels: np.ndarray, superpoint_ids: np.ndarray) -> np.ndarray:
+    """Returns labels (M,) int64 with every point of a superpoint given the superpoint's majority label.
+
+    labels: (M,) int64 (-1 = none: does not vote, and a superpoint of only -1 stays -1); superpoint_ids:
+    (M,) int64 >= 0. Ties go to the smallest tied label.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    sp = np.asarray(superpoint_ids, dtype=np.int64)
+    if labels.shape != sp.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and superpoint_ids {sp.shape} must both be (M,)")
+    if labels.size == 0:
+        return labels.copy()
+    voting = labels >= 0
+    pairs, counts = np.unique(np.stack([sp[voting], labels[voting]], axis=1), axis=0, return_counts=True)
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))  # per superpoint: most votes, then smallest label
+    pairs = pairs[order]
+    first = np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]
+    winner = np.full(int(sp.max()) + 1, -1, dtype=np.int64)
+    winner[pairs[first, 0]] = pairs[first, 1]
+    return winner[sp]
 
 
 def drop_small_segments(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -164,9 +197,14 @@ def generate_pseudo_labels(
     t4 = time.perf_counter()
     timings["graph"] = t4 - t3
 
-    affinity = combine_affinities(raw_affinities(edges, feats), weights) if len(edges) else np.zeros(0)
+    raw = raw_affinities(edges, feats, config.normal_affinity) if len(edges) else {}
+    affinity = combine_affinities(raw, weights) if len(edges) else np.zeros(0)
     t5 = time.perf_counter()
     timings["affinities"] = t5 - t4
+
+    superpoint_ids = sample_superpoints(feats, edges, config)
+    if superpoint_ids is not None:
+        timings["superpoints"] = time.perf_counter() - t5
 
     labels: dict[float, np.ndarray] = {}
     num_segments: dict[float, int] = {}
@@ -178,7 +216,8 @@ def generate_pseudo_labels(
         result = solver.solve(m, edges, multicut_costs(affinity, sigma))
         tb = time.perf_counter()
         full = np.full(n, -1, dtype=np.int64)
-        full[fg_idx] = majority_vote(result.labels[vote_idx])
+        nodes = result.labels if superpoint_ids is None else snap_to_superpoints(result.labels, superpoint_ids)
+        full[fg_idx] = majority_vote(nodes[vote_idx])
         full = drop_small_segments(full, config.min_segment_size)
         timings["multicut"] += tb - ta
         timings["vote"] += time.perf_counter() - tb

@@ -23,7 +23,13 @@ from freepoint_bench.freepoint.affinities import combine_affinities, multicut_co
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.features import check_deep_features, point_features
 from freepoint_bench.freepoint.multicut import get_solver
-from freepoint_bench.freepoint.pipeline import drop_small_segments, majority_vote, remove_background
+from freepoint_bench.freepoint.pipeline import (
+    drop_small_segments,
+    majority_vote,
+    remove_background,
+    sample_superpoints,
+    snap_to_superpoints,
+)
 from freepoint_bench.geometry.neighbours import knn, knn_graph
 from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count
 
@@ -44,6 +50,10 @@ GRAPH_FIELDS: tuple[str, ...] = (
     "plane_grid_size",
     "plane_rules",
     "normal_k",
+    "normal_affinity",
+    "superpoints",
+    "superpoint_threshold",
+    "superpoint_min_size",
     "seed",
 )
 
@@ -65,6 +75,7 @@ class SceneGraph:
     edges: np.ndarray
     vote_idx: np.ndarray
     raw: dict[str, np.ndarray]
+    superpoints: np.ndarray | None = None  # (M,) superpoint ids of the samples when config.superpoints
 
 
 # Fields that act after the graph on the σ_low labels (mask_score only ranks them).
@@ -99,8 +110,9 @@ def build_scene_graph(scene: Scene, config: PseudoLabelConfig, features: np.ndar
     m = len(sampled)
     edges = knn_graph(feats.xyz, config.k1)
     _, vote_idx = knn(feats.xyz, min(config.k2, m), queries=scene.xyz[fg_idx])
-    raw = raw_affinities(edges, feats) if len(edges) else {}
-    return SceneGraph(n, foreground, fg_idx, m, edges, np.asarray(vote_idx), raw)
+    raw = raw_affinities(edges, feats, config.normal_affinity) if len(edges) else {}
+    return SceneGraph(n, foreground, fg_idx, m, edges, np.asarray(vote_idx), raw,
+                      sample_superpoints(feats, edges, config))
 
 
 def affinity_weights(config: PseudoLabelConfig) -> dict[str, float]:
@@ -133,7 +145,8 @@ def labels_from_graph(
     for sigma in sigmas:
         result = solver.solve(graph.num_sampled, graph.edges, multicut_costs(affinity, sigma))
         full = np.full(n, -1, dtype=np.int64)
-        full[graph.fg_idx] = majority_vote(result.labels[graph.vote_idx])
+        nodes = result.labels if graph.superpoints is None else snap_to_superpoints(result.labels, graph.superpoints)
+        full[graph.fg_idx] = majority_vote(nodes[graph.vote_idx])
         labels[sigma] = drop_small_segments(full, config.min_segment_size)
     return labels
 

@@ -36,6 +36,15 @@ def test_raw_affinities_hand_worked():
     assert set(raw_affinities(edges, _feats(deep=False, rgb=False))) == {"norm", "xyz"}
 
 
+def test_abs_normal_affinity_ignores_the_sign():
+    edges = np.array([[0, 1], [0, 2]])
+    raw = raw_affinities(edges, _feats(), "abs")
+    assert np.allclose(raw["norm"], [0.0, 1.0])  # antiparallel normals (0, 0, ±1): |cos| = 1
+    assert np.allclose(raw["xyz"], [-5.0, -1.0])  # the others unchanged
+    with pytest.raises(ConfigError, match="normal affinity"):
+        raw_affinities(edges, _feats(), "dot")
+
+
 def test_cosine_zero_vector_is_zero_not_nan():
     assert cosine_similarity(np.zeros((1, 3)), np.ones((1, 3)))[0] == 0.0
 

@@ -17,6 +17,7 @@ from freepoint_bench.freepoint.pipeline import (
     load_pseudo_labels,
     majority_vote,
     run_pseudo_labels,
+    snap_to_superpoints,
 )
 
 CFG = PseudoLabelConfig(plane_distance_threshold=0.02, plane_min_points=300)
@@ -116,6 +117,60 @@ def test_majority_vote_against_brute_force():
         assert g == expected
     assert majority_vote(np.array([[3, 1, 1, 3]])).tolist() == [3]
     assert majority_vote(np.array([[2, 1, 1, 5]])).tolist() == [1]
+
+
+def test_snap_to_superpoints_hand_worked():
+    labels = np.array([0, 0, 1, 2, 2, 1, -1, -1, 3, 4, 4, 3])
+    sp = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3])
+    # sp 0: 0 0 1 → 0; sp 1: 2 2 1 → 2; sp 2: only -1 → -1; sp 3: 3 4 4 3 tie → smallest, 3
+    assert snap_to_superpoints(labels, sp).tolist() == [0, 0, 0, 2, 2, 2, -1, -1, 3, 3, 3, 3]
+    # -1 does not vote: one labelled point decides its superpoint
+    assert snap_to_superpoints(np.array([-1, -1, 7]), np.array([5, 5, 5])).tolist() == [7, 7, 7]
+    assert snap_to_superpoints(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
+    with pytest.raises(ValueError):
+        snap_to_superpoints(np.zeros(3, np.int64), np.zeros(4, np.int64))
+
+
+def test_snap_to_superpoints_against_brute_force():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        m = int(rng.integers(1, 60))
+        labels = rng.integers(-1, 5, m)
+        sp = rng.integers(0, 8, m)
+        got = snap_to_superpoints(labels, sp)
+        for piece in np.unique(sp):
+            votes = labels[(sp == piece) & (labels >= 0)]
+            if len(votes) == 0:
+                expected = -1
+            else:
+                counts = {v: int((votes == v).sum()) for v in set(votes.tolist())}
+                expected = min(v for v, c in counts.items() if c == max(counts.values()))
+            assert (got[sp == piece] == expected).all()
+
+
+def test_superpoints_option_keeps_boxes_apart_and_is_deterministic(room):
+    cfg = CFG.with_overrides({"superpoints": True})
+    a = generate_pseudo_labels(room, cfg, sigmas=(0.9,))
+    b = generate_pseudo_labels(room, cfg, sigmas=(0.9,))
+    assert np.array_equal(a.labels[0.9], b.labels[0.9])
+    assert "superpoints" in a.timings
+    _check_boxes(room, a.labels[0.9])
+    plain = generate_pseudo_labels(room, CFG, sigmas=(0.9,))
+    assert "superpoints" not in plain.timings
+
+
+def test_superpoints_make_each_piece_one_segment(room):
+    # A huge FH threshold joins every connected surface into one piece: each box (not touching the others once
+    # the floor is gone) is then one segment whatever σ does, even σ far below where boxes split into parts.
+    cfg = CFG.with_overrides({"superpoints": True, "superpoint_threshold": 1e6, "min_segment_size": 1})
+    over = generate_pseudo_labels(room, CFG.with_overrides({"min_segment_size": 1}), sigmas=(-1.0,))
+    snapped = generate_pseudo_labels(room, cfg, sigmas=(-1.0,))
+    assert over.num_segments[-1.0] > 4
+    labels = snapped.labels[-1.0]
+    assert snapped.num_segments[-1.0] == 4
+    for b in range(room.instance.max() + 1):
+        box = labels[room.instance == b]
+        assert len(np.unique(box[box >= 0])) == 1 and (box >= 0).mean() > 0.9  # the rest: floor-plane inliers
 
 
 def test_drop_small_segments():

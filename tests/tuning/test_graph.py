@@ -26,6 +26,7 @@ def room():
         {},
         {"alpha_norm": 1.0, "alpha_xyz": 0.2, "alpha_rgb": 0.0, "k1": 6, "solver": "gaec-kl"},
         {"alpha_rgb": 2.0, "plane_distance_threshold": 0.02, "min_segment_size": 10},
+        {"superpoints": True, "normal_affinity": "abs", "superpoint_threshold": 0.1},
     ],
 )
 def test_split_pipeline_matches_generate_pseudo_labels(room, overrides):
