@@ -72,7 +72,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 # The fault-injection suite (tests/faults: kill -9, damaged files, concurrent runs, full disk, fuzzed input; also
-# part of `make test`): a few kill points per command, 40 fuzz cases per input kind. The long variant: 11-12 kill
+# part of `make test`): a few kill points per command, 40 fuzz cases per input kind. The long variant: 11-14 kill
 # points per command and 400 cases per kind (the figures of docs/reliability.md).
 test-faults: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/faults

@@ -6,7 +6,7 @@ Each command runs as a chain: start it, SIGKILL its process group at the first k
 it at the next point, ..., then let it finish. A point is "once this run has written N new progress files (label
 files, epoch checkpoints, finished steps, predictions, results), after a seeded delay", so every run gets further
 than the last and the kills land across the stages; the figures name the file each kill came after. The default
-suite tries 2-3 points per command; `make test-faults-long` (FAULTS_LONG=1) 11-12 each.
+suite tries 2-3 points per command; `make test-faults-long` (FAULTS_LONG=1) 11-14 each.
 """
 
 from __future__ import annotations
