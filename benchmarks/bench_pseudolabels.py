@@ -279,10 +279,14 @@ def cv_rows() -> list[tuple[str, PseudoLabelConfig]]:
         ("defaults + size score", default.with_overrides({"mask_score": "size"})),
         ("defaults + min segment 30", default.with_overrides({"min_segment_size": 30})),
         ("defaults + plane rules", default.with_overrides({"plane_rules": True})),
+        ("defaults + |cos| normals", default.with_overrides({"normal_affinity": "abs"})),
+        ("defaults + superpoints", default.with_overrides({"superpoints": True})),
         ("plain", plain_cfg),
         ("plain + default planes", plain_cfg.with_overrides(back(PLAIN_PLANES))),
         ("plain + size-extent score", plain_cfg.with_overrides({"mask_score": "size-extent"})),
         ("plain + plane rules", plain_cfg.with_overrides({"plane_rules": True})),
+        ("plain + oriented cos normals", plain_cfg.with_overrides({"normal_affinity": "cos"})),
+        ("plain + superpoints", plain_cfg.with_overrides({"superpoints": True})),
     ]
 
 

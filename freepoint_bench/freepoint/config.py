@@ -23,6 +23,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A plain reading of §3 (issue 18): greedy RANSAC planes (3 cm, <= 8 planes, each >= 5 % of the points,
     # every inlier removed), normal/xyz/rgb affinities z-normalised and averaged, σ 0.6, masks scored by
     # their size, segments under 30 points dropped. σ_high 0.8 is ours (the defaults' ratio 1.2 / 0.9).
+    # The normal affinity is |Cos| (the description's plain normals carry no sign): with the defaults'
+    # centre-oriented Cos the preset scored AP50 1.6 / 2.5 / 1.4 (seeds 0-2) on the dev scans, with |Cos|
+    # 6.0 / 4.5 / 3.0, where an independent plain version (benchmarks/plain_reference.py) gets 5.3 / 4.1 / 5.2.
     "plain": {
         "plane_distance_threshold": 0.03,
         "plane_min_fraction": 0.05,
@@ -38,6 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sigma_high": 0.8,
         "mask_score": "size",
         "min_segment_size": 30,
+        "normal_affinity": "abs",
     },
 }
 
