@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pretext_baselines.py [--data ../shared/data/scannet-dev]
         [--methods pointcontrast,csc,depthcontrast] [--epochs 5] [--out runs/pretext-baselines]
-        [--probe-pairs 2] [--probe-points 256] [--probe-crops 4] [--set key=value ...]
+        [--probe-pairs 2] [--probe-points 256] [--probe-crops 8] [--set key=value ...]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pretext_baselines.py --identity-check 3 [--set key=value ...]
 
 Each method pretrains (its `cpu-small` preset, `--epochs` epochs) on the 7 scans of rooms 0000-0002 in a child
 process of its own, so its peak memory (max RSS, training included, probe excluded) is its own. Then a probe on
@@ -16,8 +17,13 @@ comparison, the same backbone at its seeded initialisation (what `scratch` publi
   embedding is the global max-pool of the backbone's features (the MoCo head is not published); a hit when a
   crop's first augmentation is nearest its own second one among all crops'. Chance = 1 / (crops x scans).
 
+--identity-check VIEWS trains nothing: at DepthContrast's initialisation, with all 7 training scans in one
+batch and VIEWS seeded views each, it counts the queries whose own key is the nearest of the 7 keys (head
+embedding, and the pooled backbone without the head; chance 1 in 7). It asks whether the MoCo targets carry
+scene identity to bootstrap from.
+
 The table: loss of the first and the last epoch (DepthContrast's first epochs compare keys against the queue's
-random initial keys, an easy task, so its loss rises before it falls: the minimum after the queue is full is
+random initial keys, an easy task, so its loss rises while the queue fills: the minimum after the queue is full is
 shown too), probe accuracy trained vs initial vs chance, training throughput (scenes per second, view
 generation included) and peak memory. Exit status 1 when a method's probe is not above its initial backbone's.
 """
@@ -126,6 +132,41 @@ def instance_accuracy(backbone, config, store: MemoryStore, crops: int) -> tuple
     return hits / len(a), len(a)
 
 
+def initial_identity(overrides: dict[str, Any], store: MemoryStore, views: int) -> dict[str, Any]:
+    """Returns how often, at DepthContrast's seeded initialisation, a scene's key (its other augmentation, key
+    encoder) is the nearest of all scenes' keys to its query: all of `store`'s scans in one batch (train mode,
+    as in training_step), `views` seeded views each; for the head embedding and for the pooled backbone, with
+    the mean gap cos(own key) - max cos(other keys) of the head embedding."""
+    import torch
+    from torch import nn
+
+    from baselines._pairs import collate_pairs
+    from baselines.depthcontrast import DepthContrastModule
+    from freepoint_bench.pretext.base import get_method
+
+    method = get_method("depthcontrast")
+    config = method.default_config("cpu-small", **overrides)
+    dataset = method.build_data(store, store.names(), config).train_set
+    module = DepthContrastModule(config).train()
+    hits = {"head": 0, "pool": 0}
+    gaps = []
+    with torch.no_grad():
+        for epoch in range(views):
+            batch = collate_pairs([dataset[(epoch, i)] for i in range(len(dataset))])
+            n = batch["num_scenes"]
+            for key, head, key_head in (("head", module.head, module.key_head), ("pool", nn.Identity(), nn.Identity())):
+                q = module.embed(module.backbone, head, batch["a_coords"], batch["a_feats"], n)
+                k = module.embed(module.key_backbone, key_head, batch["b_coords"], batch["b_feats"], n)
+                sim = q @ k.T
+                hits[key] += int((sim.argmax(dim=1) == torch.arange(n)).sum())
+                if key == "head":
+                    others = sim.masked_fill(torch.eye(n, dtype=torch.bool), float("-inf")).max(dim=1).values
+                    gaps.append(float((sim.diagonal() - others).mean()))
+    n = len(dataset)
+    return {"queries": views * n, "chance": views, "head": hits["head"], "pool": hits["pool"],
+            "gap": sum(gaps) / len(gaps)}
+
+
 def worker(args: argparse.Namespace) -> None:
     """Trains one method, probes it, writes its JSON result (run in a child process by main)."""
     from baselines._train import build_backbone
@@ -184,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "pretext-baselines")
     parser.add_argument("--probe-pairs", type=int, default=2)
     parser.add_argument("--probe-points", type=int, default=256)
-    parser.add_argument("--probe-crops", type=int, default=4)
+    parser.add_argument("--probe-crops", type=int, default=8)
     parser.add_argument("--set", action="append", help="config override key=value for every method")
+    parser.add_argument("--identity-check", type=int, metavar="VIEWS", default=0,
+                        help="instead: DepthContrast's initial own-key hits over the training scans, VIEWS views each")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.data is None and not DATA.is_dir():
@@ -197,6 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.worker:
         worker(args)
+        return 0
+    if args.identity_check:
+        from freepoint_bench.freepoint.config import parse_overrides
+
+        r = initial_identity(parse_overrides(args.set or []), MemoryStore(args.data, TRAIN), args.identity_check)
+        print("| overrides | own key nearest: head embedding | pooled backbone | chance | gap |")
+        print("|---|---|---|---|---|")
+        print(f"| {' '.join(args.set or []) or 'defaults'} | {r['head']} of {r['queries']} | {r['pool']} of "
+              f"{r['queries']} | {r['chance']} of {r['queries']} | {r['gap']:+.4f} |")
         return 0
     results = []
     for name in args.methods.split(","):

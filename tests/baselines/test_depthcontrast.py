@@ -47,8 +47,10 @@ def test_projection_head_is_linear_linear_with_an_optional_relu(relu):
         assert head(x)[row].tolist() == pytest.approx(want, abs=1e-5)
 
 
-def test_head_has_no_relu_in_both_presets_as_the_released_voxel_head():
-    assert get_method("depthcontrast").default_config("paper").head_relu is False
+def test_both_presets_take_the_released_voxel_head_and_colour_input():
+    paper = get_method("depthcontrast").default_config("paper")
+    assert paper.head_relu is False and paper.use_rgb is True
+    assert get_method("depthcontrast").default_config("cpu-small").use_rgb is True
     module = DepthContrastModule(get_method("depthcontrast").default_config("cpu-small"))
     for head in (module.head, module.key_head):
         assert [type(m) for m in head] == [nn.Linear, nn.Linear]
