@@ -40,7 +40,7 @@ from freepoint_bench.engine.checkpoints import (
     data_description,
     environment,
     input_metadata,
-    register_checkpoint,
+    publish_checkpoints,
     save_model_checkpoint,
 )
 from freepoint_bench.engine.module import SegmenterModule, segmenter_config
@@ -319,9 +319,8 @@ def publish_backbone(
     meta["id"] = run_id
     path = Path(checkpoints_dir) / f"{run_id}-backbone.ckpt"
     if write:
-        save_model_checkpoint(path, backbone, meta)
-        register_checkpoint(Path(checkpoints_dir) / "index.json", run_id, meta, {"backbone": path})
-        log.info("wrote %s", path)
+        meta, written = publish_checkpoints(checkpoints_dir, run_id, meta, {"backbone": (path, backbone)})
+        log.info("%s %s", "wrote" if written else "kept", path)
     return PretrainResult(method=method, backbone=path, metadata=meta)
 
 

@@ -22,7 +22,7 @@ from freepoint_bench.atomic import CHECKSUM_KEY, checksum_ok, stable_hash, with_
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import CheckpointError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
-from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint
+from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint, weights_sha256
 from freepoint_bench.models.segmenter import InstanceSegmenter, SegmenterConfig, build_segmenter
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ def data_description(store: Any, names: list[str]) -> dict[str, Any]:
     }
 
 
-def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Writes `model`'s state dict + `metadata` to `path` (atomic, weights_only-loadable); returns it."""
+def _model_metadata(model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Returns `metadata` as save_model_checkpoint records it for `model` (part, its config; no "created")."""
     meta = json.loads(json.dumps(metadata, default=str))  # plain JSON types only: weights_only-safe
     meta.pop("architecture", None)  # save_checkpoint records the saved module's own architecture
     if isinstance(model, InstanceSegmenter):
@@ -107,8 +107,43 @@ def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str
         meta.update(part="backbone", backbone_config=model.config.model_dump(mode="json"))
     else:
         raise TypeError(f"save_model_checkpoint: cannot describe a {type(model).__name__}")
+    return meta
+
+
+def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
+    """Writes `model`'s state dict + `metadata` to `path` (atomic, weights_only-loadable); returns it."""
+    meta = _model_metadata(model, metadata)
     meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     return save_checkpoint(path, model, meta)
+
+
+# what says when, by which code and on which machine a checkpoint was written, not what it holds
+_PROVENANCE_KEYS = ("created", "code_version", "environment", "integrity", "format_version")
+
+
+def publish_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """Writes `model` to `path` like save_model_checkpoint and returns None, unless `path` already holds a valid
+    checkpoint of these very weights with this metadata (a resumed run publishing its finished pretraining again):
+    that file is kept as it is (inode, and the provenance of the run that trained it: "created", code version,
+    environment), and its provenance is returned."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            _, old = load_checkpoint(path)  # integrity checked: the recorded weights sha256 is the file's
+        except CheckpointError as e:
+            log.warning("%s; publishing it again", e)
+        else:
+            new = _model_metadata(model, metadata)
+            if hasattr(model, "architecture"):
+                new.setdefault("architecture", json.loads(json.dumps(model.architecture())))
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            same_weights = old.get("integrity", {}).get("weights_sha256") == weights_sha256(state)
+            strip = lambda m: {k: v for k, v in m.items() if k not in _PROVENANCE_KEYS}  # noqa: E731
+            if same_weights and strip(old) == strip(new):
+                log.info("%s already holds these weights; kept", path)
+                return {k: old[k] for k in ("created", "code_version", "environment") if k in old}
+    save_model_checkpoint(path, model, metadata)
+    return None
 
 
 @contextlib.contextmanager
@@ -191,6 +226,30 @@ def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str,
         index["checkpoints"][run_id] = entry
         write_json(index_path, with_checksum(index))
     return entry
+
+
+def publish_checkpoints(checkpoints_dir: str | Path, run_id: str, metadata: dict[str, Any],
+                        parts: dict[str, tuple[Path, nn.Module]]) -> tuple[dict[str, Any], bool]:
+    """Publishes a pretraining's checkpoints ({part: (path, model)}, each by publish_model_checkpoint), registers
+    them in checkpoints_dir/index.json; returns (the metadata as published, whether anything was written). A rerun
+    of a finished pretraining (every file kept, already indexed) writes nothing, and the metadata carries the kept
+    files' provenance (the code version and environment of the run that trained them)."""
+    kept = [publish_model_checkpoint(path, model, metadata) for path, model in parts.values()]
+    index_path = Path(checkpoints_dir) / "index.json"
+    if all(k is not None for k in kept):
+        published = {**metadata, **{k: v for k, v in kept[0].items() if k != "created"}}
+        try:
+            entry = read_index(index_path)["checkpoints"].get(run_id)
+        except CheckpointError:
+            entry = None  # register_checkpoint rebuilds a damaged index
+        files = {part: os.path.relpath(Path(path).resolve(), index_path.parent.resolve())
+                 for part, (path, _) in parts.items()}
+        if entry is not None and entry.get("files") == files:
+            return published, False
+        register_checkpoint(index_path, run_id, published, {part: path for part, (path, _) in parts.items()})
+        return published, True
+    register_checkpoint(index_path, run_id, metadata, {part: path for part, (path, _) in parts.items()})
+    return metadata, True
 
 
 def input_metadata(preset: TrainPreset) -> dict[str, Any]:

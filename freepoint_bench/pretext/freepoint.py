@@ -32,7 +32,7 @@ from freepoint_bench.engine.checkpoints import (
     data_description,
     environment,
     input_metadata,
-    register_checkpoint,
+    publish_checkpoints,
     save_model_checkpoint,
 )
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
@@ -254,12 +254,10 @@ class FreePointPretext:
         meta["id"] = run_id
         backbone = checkpoints_dir / f"{run_id}-backbone.ckpt"
         segmenter = checkpoints_dir / f"{run_id}-segmenter.ckpt"
+        parts = {"backbone": (backbone, module.segmenter.backbone), "segmenter": (segmenter, module.segmenter)}
         if write:
-            save_model_checkpoint(backbone, module.segmenter.backbone, meta)
-            save_model_checkpoint(segmenter, module.segmenter, meta)
-            register_checkpoint(checkpoints_dir / "index.json", run_id, meta,
-                                {"backbone": backbone, "segmenter": segmenter})
-            log.info("wrote %s and %s", backbone, segmenter)
+            meta, written = publish_checkpoints(checkpoints_dir, run_id, meta, parts)
+            log.info("%s %s and %s", "wrote" if written else "kept", backbone, segmenter)
         return PretrainResult(method=self.name, backbone=backbone, segmenter=segmenter, metadata=meta)
 
 

@@ -15,6 +15,7 @@ from freepoint_bench.engine.checkpoints import (
     environment,
     input_metadata,
     load_model,
+    publish_checkpoints,
     read_index,
     register_checkpoint,
     save_model_checkpoint,
@@ -171,3 +172,42 @@ def test_feature_function_for_pseudo_labels(saved, rooms, tmp_path):
     assert fn.cache_key != BackboneFeatures(seg).cache_key
     with pytest.raises(CheckpointError, match="nope.ckpt"):
         BackboneFeatures(tmp_path / "nope.ckpt")
+
+
+def publish_checkpoints_wrote(*args) -> bool:
+    return publish_checkpoints(*args)[1]
+
+
+def test_publishing_the_same_pretraining_again_writes_nothing(tmp_path, rooms):
+    torch.manual_seed(0)
+    model = segmenter_from_preset(PRESET)
+    meta = {"method": "test", "input": input_metadata(PRESET), "data": data_description(rooms, rooms.names()),
+            "metrics": {"step1": {"loss": 1.0}}, "code_version": "a"}
+    parts = {"backbone": (tmp_path / "x-backbone.ckpt", model.backbone), "segmenter": (tmp_path / "x-seg.ckpt", model)}
+    assert publish_checkpoints_wrote(tmp_path, "x", meta, parts)
+    index = tmp_path / "index.json"
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in [index, *(v[0] for v in parts.values())]}
+    # the same weights and metadata (another code version resuming): nothing rewritten, the index untouched
+    assert not publish_checkpoints_wrote(tmp_path, "x", {**meta, "code_version": "b"}, parts)
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in before} == before
+    assert load_model(parts["backbone"][0], part="backbone")[1]["code_version"] == "a"
+    # ... and the metadata returned is the kept files': the code version that trained them
+    assert publish_checkpoints(tmp_path, "x", {**meta, "code_version": "b"}, parts)[0]["code_version"] == "a"
+    # other metrics, other weights or a damaged file: written again, and the index follows
+    assert publish_checkpoints_wrote(tmp_path, "x", {**meta, "metrics": {"step1": {"loss": 2.0}}}, parts)
+    assert read_index(index)["checkpoints"]["x"]["metrics"] == {"step1": {"loss": 2.0}}
+    meta2 = {**meta, "metrics": {"step1": {"loss": 2.0}}}
+    with torch.no_grad():
+        next(model.backbone.parameters()).add_(1.0)
+    ino = {k: p.stat().st_ino for k, (p, _) in parts.items()}
+    assert publish_checkpoints_wrote(tmp_path, "x", meta2, parts)
+    assert all(p.stat().st_ino != ino[k] for k, (p, _) in parts.items())  # the segmenter holds the backbone too
+    seg = parts["segmenter"][0]
+    seg.write_bytes(seg.read_bytes()[:-100])
+    assert publish_checkpoints_wrote(tmp_path, "x", meta2, parts)
+    load_model(seg, part="segmenter")
+    # a missing index entry is registered again even when both files are kept
+    index.unlink()
+    assert publish_checkpoints_wrote(tmp_path, "x", meta2, parts)
+    assert set(read_index(index)["checkpoints"]) == {"x"}
+
