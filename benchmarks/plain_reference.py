@@ -203,7 +203,7 @@ def main() -> None:
             fg.append(r.foreground.sum())
             planes.append(len(remove_background(s, config).planes))
             secs.append(r.timings["total"])
-        name = f"preset plain {' '.join(args.set)}, seed {run}".replace("  ", " ")
+        name = " ".join(["preset plain", *args.set]) + f", seed {run}"
         rows.append(_row(name, scenes, labels, fg, planes, secs))
     header = ["config", "AP / AP50 / AP25", "fg points", "planes", "segments/scene", "recovered 25 / 50",
               "coverage %", "s/scan"]
