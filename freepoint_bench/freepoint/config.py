@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from freepoint_bench.atomic import write_text
 from freepoint_bench.errors import ConfigError
@@ -44,6 +44,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "normal_affinity": "abs",
     },
 }
+
+
+# field: default value, left out of a config's record (model_dump) when it has it (see PseudoLabelConfig._dump)
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"superpoints": False, "superpoint_threshold": 0.05, "superpoint_min_size": 15,
+                                       "normal_affinity": "cos"}
 
 
 class PseudoLabelConfig(BaseModel):
@@ -116,6 +121,16 @@ class PseudoLabelConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(f"invalid pseudo-label config: {_describe(exc)}") from None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # fields added after configs were first recorded are left out at their defaults, so a default config's
+        # record, its cached labels (pipeline.cache_key) and FreePoint checkpoint ids stay what they were
+        data = handler(self)
+        for key, default in _OMITTED_AT_DEFAULT.items():
+            if key in data and data[key] == default:
+                del data[key]
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> PseudoLabelConfig:

@@ -72,3 +72,25 @@ def test_plain_preset_is_the_issue_18_baseline_and_round_trips(tmp_path):
         PseudoLabelConfig.preset("fancy")
     with pytest.raises(ConfigError, match="mask_score"):
         PseudoLabelConfig(mask_score="area")
+
+
+# the default config's record before superpoints / normal_affinity existed (cache keys and FreePoint ids hash it)
+RECORD_BEFORE_SUPERPOINTS = {
+    "plane_distance_threshold", "plane_min_fraction", "plane_min_points", "plane_max_count",
+    "plane_ransac_iterations", "plane_grid_size", "plane_rules", "alpha_emb", "alpha_norm", "alpha_xyz",
+    "alpha_rgb", "sigma_low", "sigma_high", "mask_score", "min_segment_size", "k1", "k2", "fps_ratio",
+    "normal_k", "solver", "seed",
+}
+
+
+def test_later_fields_are_recorded_only_off_their_defaults(tmp_path):
+    record = PseudoLabelConfig().model_dump()
+    assert not {"superpoints", "superpoint_threshold", "superpoint_min_size", "normal_affinity"} & set(record)
+    assert RECORD_BEFORE_SUPERPOINTS <= set(record)
+    on = PseudoLabelConfig().with_overrides(["superpoints=true", "superpoint_min_size=20"])
+    assert on.model_dump()["superpoints"] is True and on.model_dump()["superpoint_min_size"] == 20
+    assert "superpoint_threshold" not in on.model_dump()
+    assert PseudoLabelConfig.preset("plain").model_dump()["normal_affinity"] == "abs"
+    for config in (PseudoLabelConfig(), on, PseudoLabelConfig.preset("plain")):
+        assert PseudoLabelConfig(**config.model_dump()) == config
+        assert PseudoLabelConfig.from_toml(config.to_toml(tmp_path / "c.toml")) == config
