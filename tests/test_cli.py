@@ -6,17 +6,7 @@ import json
 
 import pytest
 
-from freepoint_bench.cli import main
 from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_dataset
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """Returns (exit code, stdout, stderr) of `bench.py args`."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    # rich wraps to the (narrow, captured) terminal: compare text with whitespace runs collapsed
-    return int(exc.value.code or 0), " ".join(out.out.split()), " ".join(out.err.split())
 
 
 @pytest.fixture(scope="module")
@@ -30,58 +20,58 @@ def common(synth, tmp_path):
     return ["--dataset", "synthetic", "--root", synth, "--cache", tmp_path / "cache"]
 
 
-def test_help_lists_the_commands(capsys):
-    code, out, _ = run(capsys, "--help")
+def test_help_lists_the_commands(bench_cli):
+    code, out, _ = bench_cli("--help")
     assert code == 0
     for command in ("data", "evaluate", "pseudo-labels", "tune", "pretrain", "predict"):
         assert command in out
 
 
-def test_data_prepare_list_show(capsys, synth, tmp_path):
+def test_data_prepare_list_show(bench_cli, synth, tmp_path):
     args = common(synth, tmp_path)
-    code, out, _ = run(capsys, "data", "prepare", *args)
+    code, out, _ = bench_cli("data", "prepare", *args)
     assert code == 0 and "2 scenes ready" in out
-    code, out, _ = run(capsys, "data", "list", *args)
+    code, out, _ = bench_cli("data", "list", *args)
     assert code == 0 and "synth_0000" in out and "synth_0001" in out
     png, ply = tmp_path / "s.png", tmp_path / "s.ply"
-    code, _, _ = run(capsys, "data", "show", *args, "--scene", "synth_0001", "--out", png, "--ply", ply)
+    code, _, _ = bench_cli("data", "show", *args, "--scene", "synth_0001", "--out", png, "--ply", ply)
     assert code == 0 and png.stat().st_size > 1000 and ply.stat().st_size > 6000 * 15
 
 
-def test_pseudo_labels_export_compare_and_evaluate(capsys, synth, tmp_path):
+def test_pseudo_labels_export_compare_and_evaluate(bench_cli, synth, tmp_path):
     args = common(synth, tmp_path)
     labels, export = tmp_path / "labels", tmp_path / "export"
-    code, out, _ = run(
-        capsys, "pseudo-labels", *args, "--out", labels, "--export-benchmark", export, "--compare", "kmeans,birch"
+    code, out, _ = bench_cli(
+        "pseudo-labels", *args, "--out", labels, "--export-benchmark", export, "--compare", "kmeans,birch"
     )
     assert code == 0
     assert "scenes computed / cached" in out and "2 / 0" in out
     assert "FreePoint σ=0.9" in out and "kmeans" in out and "birch" in out
     assert (export / "sigma-0.9" / "synth_0000.txt").is_file() and (export / "sigma-1.2" / "synth_0001.txt").is_file()
-    code, out, _ = run(capsys, "pseudo-labels", *args, "--out", labels, "--sigma", "0.9")
+    code, out, _ = bench_cli("pseudo-labels", *args, "--out", labels, "--sigma", "0.9")
     assert code == 0 and "0 / 2" in out  # every scene cached: the rerun skips them
     result = tmp_path / "eval.json"
-    code, out, _ = run(
-        capsys, "evaluate", *args, "--predictions", export / "sigma-0.9", "--class-agnostic", "--json", result
+    code, out, _ = bench_cli(
+        "evaluate", *args, "--predictions", export / "sigma-0.9", "--class-agnostic", "--json", result
     )
     assert code == 0 and "object" in out
     scores = json.loads(result.read_text())
     assert 0.0 <= scores["ap"] <= scores["ap25"] <= 1.0 and scores["class_agnostic"] is True
-    code, out, _ = run(
-        capsys, "data", "show", *args, "--scene", "synth_0000", "--labels", labels, "--out", tmp_path / "strip.png"
+    code, out, _ = bench_cli(
+        "data", "show", *args, "--scene", "synth_0000", "--labels", labels, "--out", tmp_path / "strip.png"
     )
     assert code == 0 and (tmp_path / "strip.png").is_file()
 
 
-def test_tune_writes_a_config_that_pseudo_labels_accepts_and_resumes(capsys, synth, tmp_path):
+def test_tune_writes_a_config_that_pseudo_labels_accepts_and_resumes(bench_cli, synth, tmp_path):
     args = common(synth, tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     out_dir = tmp_path / "tune"
-    code, out, _ = run(capsys, "tune", *args, "--trials", "2", "--storage", storage, "--out", out_dir)
+    code, out, _ = bench_cli("tune", *args, "--trials", "2", "--storage", storage, "--out", out_dir)
     assert code == 0 and "2 trials" in out
-    code, out, _ = run(capsys, "tune", *args, "--trials", "1", "--storage", storage, "--out", out_dir)
+    code, out, _ = bench_cli("tune", *args, "--trials", "1", "--storage", storage, "--out", out_dir)
     assert code == 0 and "3 trials" in out
-    code, _, _ = run(capsys, "pseudo-labels", *args, "--config", out_dir / "best.toml", "--out", tmp_path / "l2")
+    code, _, _ = bench_cli("pseudo-labels", *args, "--config", out_dir / "best.toml", "--out", tmp_path / "l2")
     assert code == 0
 
 
@@ -99,18 +89,17 @@ def test_tune_writes_a_config_that_pseudo_labels_accepts_and_resumes(capsys, syn
         (["pretrain", "--method", "freepoint", "--dataset", "synthetic", "--devices", "0"], "devices must be"),
     ],
 )
-def test_user_errors_are_one_line_with_exit_2(capsys, tmp_path, argv, message):
-    code, _, err = run(capsys, *argv, "--cache", tmp_path / "cache")
+def test_user_errors_are_one_line_with_exit_2(bench_cli, tmp_path, argv, message):
+    code, _, err = bench_cli(*argv, "--cache", tmp_path / "cache")
     assert code == 2
     assert message in err and "Traceback" not in err
 
 
 @pytest.mark.slow
-def test_pretrain_predict_evaluate(capsys, synth, tmp_path):
+def test_pretrain_predict_evaluate(bench_cli, synth, tmp_path):
     args = common(synth, tmp_path)
     ckpts = tmp_path / "ckpt"
-    code, out, err = run(
-        capsys,
+    code, out, err = bench_cli(
         "pretrain",
         "--method",
         "freepoint",
@@ -132,8 +121,7 @@ def test_pretrain_predict_evaluate(capsys, synth, tmp_path):
     assert "GPU available" not in err and "Tip" not in err  # Lightning's INFO banners stay quiet
     segmenter = next(ckpts.glob("*-segmenter.ckpt"))
     assert next(ckpts.glob("*-backbone.ckpt")).is_file() and (ckpts / "index.json").is_file()
-    code, out, err = run(
-        capsys,
+    code, out, err = bench_cli(
         "pretrain",
         "--method",
         "freepoint",
@@ -154,12 +142,12 @@ def test_pretrain_predict_evaluate(capsys, synth, tmp_path):
     )
     assert code == 2 and "epochs1" in err  # resuming with another config is refused, naming the field
     pred = tmp_path / "pred"
-    code, out, err = run(capsys, "predict", "--checkpoint", segmenter, *args, "--export-benchmark", pred)
+    code, out, err = bench_cli("predict", "--checkpoint", segmenter, *args, "--export-benchmark", pred)
     assert code == 0, err
-    code, out, err = run(capsys, "evaluate", *args, "--predictions", pred, "--class-agnostic")
+    code, out, err = bench_cli("evaluate", *args, "--predictions", pred, "--class-agnostic")
     assert code == 0 and "object" in out
-    code, out, err = run(
-        capsys, "predict", "--checkpoint", segmenter, *args, "--export-benchmark", tmp_path / "pred-sp", "--superpoints"
+    code, out, err = bench_cli(
+        "predict", "--checkpoint", segmenter, *args, "--export-benchmark", tmp_path / "pred-sp", "--superpoints"
     )
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "pred-sp").glob("*.txt")) == sorted(p.name for p in pred.glob("*.txt"))

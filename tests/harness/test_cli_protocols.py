@@ -6,20 +6,12 @@ import shutil
 
 import pytest
 
-from freepoint_bench.cli import main
 from freepoint_bench.errors import DataError
 from freepoint_bench.harness.cells import fold_data
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR, load_protocol, load_split
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), " ".join(out.out.split()), " ".join(out.err.split())
-
-
-def test_list_show_and_freeze(capsys, tmp_path, monkeypatch):
+def test_list_show_and_freeze(bench_cli, tmp_path, monkeypatch):
     import freepoint_bench.cli as cli_module
 
     monkeypatch.setattr(cli_module.console, "width", 160)  # the table unwrapped
@@ -28,24 +20,24 @@ def test_list_show_and_freeze(capsys, tmp_path, monkeypatch):
     frozen = folder / "splits" / "s3dis-10pct-scenes.json"
     original = frozen.read_bytes()
     frozen.unlink()
-    code, out, _ = cli(capsys, "protocols", "list", "--protocols-dir", folder)
+    code, out, _ = bench_cli("protocols", "list", "--protocols-dir", folder)
     assert code == 0 and "s3dis-10pct-masks" in out and "scannet-dev-full-masks" in out and "not frozen" in out
-    code, out, _ = cli(capsys, "protocols", "show", "s3dis-10pct-scenes", "--protocols-dir", folder)
+    code, out, _ = bench_cli("protocols", "show", "s3dis-10pct-scenes", "--protocols-dir", folder)
     assert code == 0 and '"unit": "scenes"' in out and "protocol hash" in out
     # a pinned scenes split is re-created from the committed room list byte for byte
-    code, out, _ = cli(capsys, "protocols", "freeze", "s3dis-10pct-scenes", "--protocols-dir", folder)
+    code, out, _ = bench_cli("protocols", "freeze", "s3dis-10pct-scenes", "--protocols-dir", folder)
     assert code == 0 and frozen.read_bytes() == original
     assert load_split(load_protocol("s3dis-10pct-scenes", folder), folder)[1] in out.replace(" ", "")
-    code, _, err = cli(capsys, "protocols", "show", "nope", "--protocols-dir", folder)
+    code, _, err = bench_cli("protocols", "show", "nope", "--protocols-dir", folder)
     assert code == 2 and "known protocols" in err
 
 
-def test_synth_s3dis_writes_the_raw_layout(capsys, tmp_path):
-    code, out, _ = cli(capsys, "data", "synth-s3dis", "--out", tmp_path / "s3", "--rooms", "6", "--points", "300")
+def test_synth_s3dis_writes_the_raw_layout(bench_cli, tmp_path):
+    code, out, _ = bench_cli("data", "synth-s3dis", "--out", tmp_path / "s3", "--rooms", "6", "--points", "300")
     assert code == 0 and "wrote 6 rooms" in out
     rooms = sorted(p.parent.parent.name for p in (tmp_path / "s3").glob("Area_*/*/Annotations/wall_1.txt"))
     assert len(rooms) == 6
-    code, _, err = cli(capsys, "data", "synth-s3dis", "--out", tmp_path / "s4", "--points", "10")
+    code, _, err = bench_cli("data", "synth-s3dis", "--out", tmp_path / "s4", "--points", "10")
     assert code == 2 and "at least 100 points" in err
 
 

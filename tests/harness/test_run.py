@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from freepoint_bench.cli import main
 from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_s3dis
 from freepoint_bench.errors import CheckpointError, DataError
 from freepoint_bench.harness.cells import Cell, cell_lock, read_result, run_cell
@@ -40,24 +39,17 @@ def workspace(tmp_path, s3dis_root):
             "checkpoints": tmp_path / "ckpt", "runs": tmp_path / "runs", "cache": tmp_path.parent / "cache-shared"}
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), " ".join(out.out.split()), " ".join(out.err.split())
-
-
 def where(ws) -> list:
     return ["--root", ws["root"], "--protocols-dir", ws["protocols"], "--results", ws["results"],
             "--checkpoints", ws["checkpoints"], "--runs", ws["runs"], "--cache", ws["cache"]]
 
 
-def test_run_two_methods_two_protocols_two_seeds(capsys, workspace):
+def test_run_two_methods_two_protocols_two_seeds(bench_cli, workspace):
     ws = workspace
     args = ["run", "--methods", "freepoint,scratch", "--protocols", ",".join(PROTOCOLS), "--seeds", "0", "1",
             *where(ws), *FT, "--pretrain-set", "epochs1=1", "--pretrain-set", "epochs2=1",
             "--pretrain-set", "num_queries=12", "--pretrain-set", "max_points=null"]
-    code, out, err = cli(capsys, *args)
+    code, out, err = bench_cli(*args)
     assert code == 0, err
     results = sorted(ws["results"].glob("*/*/seed-*/result.json"))
     assert len(results) == 8
@@ -77,7 +69,7 @@ def test_run_two_methods_two_protocols_two_seeds(capsys, workspace):
         hashes.setdefault(protocol, set()).add(doc["split_sha256"])
     assert all(len(v) == 1 for v in hashes.values())  # every cell of a protocol trained on the same split
     # a second run finds every cell finished and computes nothing
-    code, out, _ = cli(capsys, *args)
+    code, out, _ = bench_cli(*args)
     assert code == 0 and out.count("skipped") == 8
 
 
@@ -141,14 +133,14 @@ def test_checkpoints_of_another_architecture_or_that_saw_eval_scenes_are_refused
         run_task(Task(spec.name, "supervised", 0), opts)
 
 
-def test_one_line_errors(capsys, workspace, tmp_path):
+def test_one_line_errors(bench_cli, workspace, tmp_path):
     ws = workspace
-    code, _, err = cli(capsys, "finetune", "--protocol", "s3dis-15pct-masks", "--method", "scratch")
+    code, _, err = bench_cli("finetune", "--protocol", "s3dis-15pct-masks", "--method", "scratch")
     assert code == 2 and "known protocols" in err
     empty = tmp_path / "no-area5"
     for area in ("Area_1", "Area_2", "Area_3", "Area_4", "Area_6"):
         shutil.copytree(Path(ws["root"]) / area, empty / area)
-    code, _, err = cli(capsys, "finetune", "--protocol", "synthetic-s3dis-50pct-scenes", "--method", "scratch",
+    code, _, err = bench_cli("finetune", "--protocol", "synthetic-s3dis-50pct-scenes", "--method", "scratch",
                        *where({**ws, "root": empty}), *FT)
     assert code == 2 and "evaluation groups ['Area_5']" in err
     with pytest.raises(DataError):

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from report_fixtures import CONFLICT_REASON, write_evaluations, write_store
 from rich.console import Console
 
-from freepoint_bench.cli import main
 from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_dataset
 
 
-def run(capsys, *args) -> tuple[int, str, str]:
-    """Returns (exit code, stdout, stderr) of `bench.py args`, whitespace runs collapsed (rich wraps)."""
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), " ".join(out.out.split()), " ".join(out.err.split())
-
-
-def test_report_prints_and_writes_every_format(capsys, tmp_path, monkeypatch):
+def test_report_prints_and_writes_every_format(bench_cli, tmp_path, monkeypatch):
     monkeypatch.setattr("freepoint_bench.cli.console", Console(width=200))  # the captured terminal is 80 wide
     store = write_store(tmp_path / "results")
     out = tmp_path / "report"
     evals = write_evaluations(tmp_path)
-    code, stdout, _ = run(
-        capsys, "report", "--results", store, "--out", out, "--evaluations", evals[0], "--evaluations", evals[1]
+    code, stdout, _ = bench_cli(
+        "report", "--results", store, "--out", out, "--evaluations", evals[0], "--evaluations", evals[1]
     )
     assert code == 0
     assert "38.0 ± 1.7" in stdout and "Δ +6.0**" in stdout and "conflict: not averaged †" in stdout
@@ -36,9 +26,9 @@ def test_report_prints_and_writes_every_format(capsys, tmp_path, monkeypatch):
     assert "segmenter" in (out / "unsupervised.csv").read_text()
 
 
-def test_report_one_format(capsys, tmp_path):
+def test_report_one_format(bench_cli, tmp_path):
     store = write_store(tmp_path / "results")
-    code, stdout, _ = run(capsys, "report", "--results", store, "--format", "csv", "--out", tmp_path / "o")
+    code, stdout, _ = bench_cli("report", "--results", store, "--format", "csv", "--out", tmp_path / "o")
     assert code == 0 and "38.0" not in stdout  # no terminal table
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "leaderboard.csv",
@@ -47,31 +37,30 @@ def test_report_one_format(capsys, tmp_path):
     ]
 
 
-def test_report_errors_are_one_line(capsys, tmp_path):
-    code, _, err = run(capsys, "report", "--results", tmp_path / "none")
+def test_report_errors_are_one_line(bench_cli, tmp_path):
+    code, _, err = bench_cli("report", "--results", tmp_path / "none")
     assert (
         code == 2
         and err == f"error: {tmp_path / 'none'}: no results store here; run `bench.py run` first or pass --results DIR"
     )
     (tmp_path / "empty").mkdir()
-    code, _, err = run(capsys, "report", "--results", tmp_path / "empty")
+    code, _, err = bench_cli("report", "--results", tmp_path / "empty")
     assert code == 2 and "no result.json under <protocol>/<method>/seed-<k>/" in err
     store = write_store(tmp_path / "results")
     bad = store / "s3dis-20pct-masks" / "scratch" / "seed-1" / "result.json"
     bad.write_text('{"schema_version": 1, "metrics": ')
-    code, _, err = run(capsys, "report", "--results", store, "--out", tmp_path / "o")
+    code, _, err = bench_cli("report", "--results", store, "--out", tmp_path / "o")
     assert code == 2 and err.startswith(f"error: {bad}: corrupt result.json") and "Traceback" not in err
-    code, _, err = run(capsys, "report", "--results", store, "--format", "docx")
+    code, _, err = bench_cli("report", "--results", store, "--format", "docx")
     assert code == 2 and "--format 'docx'" in err
 
 
-def test_compare_json_feeds_the_unsupervised_leaderboard(capsys, tmp_path, monkeypatch):
+def test_compare_json_feeds_the_unsupervised_leaderboard(bench_cli, tmp_path, monkeypatch):
     monkeypatch.setattr("freepoint_bench.cli.console", Console(width=200))
     root = tmp_path / "synthetic"
     write_synthetic_dataset(root, num_scenes=2, seed=3, config=SyntheticConfig(num_points=3000))
     compare = tmp_path / "compare.json"
-    code, _, _ = run(
-        capsys,
+    code, _, _ = bench_cli(
         "pseudo-labels",
         "--dataset",
         "synthetic",
@@ -91,8 +80,7 @@ def test_compare_json_feeds_the_unsupervised_leaderboard(capsys, tmp_path, monke
     assert code == 0
     doc = json.loads(compare.read_text())
     assert doc["num_scenes"] == 2 and [r["method"] for r in doc["rows"]] == ["FreePoint σ=0.9", "kmeans"]
-    code, stdout, _ = run(
-        capsys,
+    code, stdout, _ = bench_cli(
         "report",
         "--results",
         write_store(tmp_path / "results"),
