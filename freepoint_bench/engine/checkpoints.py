@@ -177,10 +177,15 @@ def read_index(index_path: str | Path) -> dict[str, Any]:
     return index
 
 
+def _relative_files(files: dict[str, Path], base: Path) -> dict[str, str]:
+    """Returns {part: path relative to base} as the index records them."""
+    return {k: os.path.relpath(Path(v).resolve(), base) for k, v in files.items()}
+
+
 def _index_entry(metadata: dict[str, Any], files: dict[str, Path], base: Path) -> dict[str, Any]:
     return {
         "method": metadata.get("method"),
-        "files": {k: os.path.relpath(Path(v).resolve(), base) for k, v in files.items()},
+        "files": _relative_files(files, base),
         "data": {k: v for k, v in metadata.get("data", {}).items() if k != "scenes"},
         "architecture": metadata.get("architecture"),
         "backend": metadata.get("backend"),
@@ -236,19 +241,16 @@ def publish_checkpoints(checkpoints_dir: str | Path, run_id: str, metadata: dict
     files' provenance (the code version and environment of the run that trained them)."""
     kept = [publish_model_checkpoint(path, model, metadata) for path, model in parts.values()]
     index_path = Path(checkpoints_dir) / "index.json"
+    files = {part: path for part, (path, _) in parts.items()}
     if all(k is not None for k in kept):
-        published = {**metadata, **{k: v for k, v in kept[0].items() if k != "created"}}
+        metadata = {**metadata, **{k: v for k, v in kept[0].items() if k != "created"}}
         try:
             entry = read_index(index_path)["checkpoints"].get(run_id)
         except CheckpointError:
             entry = None  # register_checkpoint rebuilds a damaged index
-        files = {part: os.path.relpath(Path(path).resolve(), index_path.parent.resolve())
-                 for part, (path, _) in parts.items()}
-        if entry is not None and entry.get("files") == files:
-            return published, False
-        register_checkpoint(index_path, run_id, published, {part: path for part, (path, _) in parts.items()})
-        return published, True
-    register_checkpoint(index_path, run_id, metadata, {part: path for part, (path, _) in parts.items()})
+        if entry is not None and entry.get("files") == _relative_files(files, index_path.parent.resolve()):
+            return metadata, False
+    register_checkpoint(index_path, run_id, metadata, files)
     return metadata, True
 
 

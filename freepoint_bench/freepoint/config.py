@@ -46,9 +46,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# field: default value, left out of a config's record (model_dump) when it has it (see PseudoLabelConfig._dump)
-_OMITTED_AT_DEFAULT: dict[str, Any] = {"superpoints": False, "superpoint_threshold": 0.05, "superpoint_min_size": 15,
-                                       "normal_affinity": "cos"}
+# fields left out of a config's record (model_dump) while at their defaults (see PseudoLabelConfig._dump)
+_OMITTED_AT_DEFAULT = ("superpoints", "superpoint_threshold", "superpoint_min_size", "normal_affinity")
 
 
 class PseudoLabelConfig(BaseModel):
@@ -127,8 +126,8 @@ class PseudoLabelConfig(BaseModel):
         # fields added after configs were first recorded are left out at their defaults, so a default config's
         # record, its cached labels (pipeline.cache_key) and FreePoint checkpoint ids stay what they were
         data = handler(self)
-        for key, default in _OMITTED_AT_DEFAULT.items():
-            if key in data and data[key] == default:
+        for key in _OMITTED_AT_DEFAULT:
+            if key in data and data[key] == type(self).model_fields[key].default:
                 del data[key]
         return data
 
