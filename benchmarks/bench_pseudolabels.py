@@ -39,16 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from freepoint_bench.data.classes import SCANNET_INSTANCE_IDS  # noqa: E402
 from freepoint_bench.data.readers import get_reader  # noqa: E402
-from freepoint_bench.freepoint.affinities import combine_affinities, multicut_costs, raw_affinities  # noqa: E402
+from freepoint_bench.freepoint.affinities import combine_affinities, multicut_costs  # noqa: E402
 from freepoint_bench.freepoint.classical import CLASSICAL_METHODS, classical_segments  # noqa: E402
 from freepoint_bench.freepoint.config import PseudoLabelConfig  # noqa: E402
-from freepoint_bench.freepoint.features import point_features  # noqa: E402
 from freepoint_bench.freepoint.multicut import get_solver  # noqa: E402
-from freepoint_bench.freepoint.pipeline import generate_pseudo_labels  # noqa: E402
+from freepoint_bench.freepoint.pipeline import affinity_weights, build_scene_graph, generate_pseudo_labels  # noqa: E402
 from freepoint_bench.freepoint.scoring import segment_scores  # noqa: E402
-from freepoint_bench.geometry.neighbours import knn_graph  # noqa: E402
-from freepoint_bench.geometry.planes import remove_planes  # noqa: E402
-from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 STAGES = ("planes", "fps", "features", "graph", "affinities", "multicut", "vote", "total")
@@ -83,34 +79,16 @@ def bench_speed(scenes, config: PseudoLabelConfig, repeats: int) -> None:
 def bench_solvers(scenes, config: PseudoLabelConfig) -> None:
     rows = []
     for label, scene in scenes:
-        c = config
-        fg = remove_planes(
-            scene.xyz,
-            distance_threshold=c.plane_distance_threshold,
-            min_plane_points=c.plane_min_points,
-            min_plane_fraction=c.plane_min_fraction,
-            max_planes=c.plane_max_count,
-            num_iterations=c.plane_ransac_iterations,
-            fit_points=c.plane_fit_points,
-            grid_size=c.plane_grid_size,
-            seed=c.seed,
-        ).foreground
-        fg_idx = np.flatnonzero(fg)
-        sampled = fg_idx[
-            farthest_point_sample(scene.xyz[fg_idx], fps_count(len(fg_idx), c.fps_ratio), c.seed)
-        ]
-        feats = point_features(scene, fg_idx, sampled, normal_k=c.normal_k)
-        edges = knn_graph(feats.xyz, c.k1)
-        weights = {"norm": c.alpha_norm, "xyz": c.alpha_xyz, "rgb": c.alpha_rgb}
-        costs = multicut_costs(combine_affinities(raw_affinities(edges, feats), weights), c.sigma_low)
+        graph = build_scene_graph(scene, config)  # the pipeline's own graph, so the costs are the ones it solves
+        costs = multicut_costs(combine_affinities(graph.raw, affinity_weights(config)), config.sigma_low)
         for name in ("gaec", "gaec-kl"):
-            res = get_solver(name).solve(len(sampled), edges, costs)
+            res = get_solver(name).solve(graph.num_sampled, graph.edges, costs)
             rows.append(
                 [
                     label,
                     name,
-                    f"{len(sampled)}",
-                    f"{len(edges)}",
+                    f"{graph.num_sampled}",
+                    f"{len(graph.edges)}",
                     f"{res.seconds:.3f}",
                     f"{res.objective:.1f}",
                     f"{res.labels.max() + 1}",

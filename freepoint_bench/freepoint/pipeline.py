@@ -4,8 +4,11 @@ snap, off by default) → kNN vote.
     result = generate_pseudo_labels(scene, PseudoLabelConfig(), sigmas=(0.9, 1.2))
     result.labels[0.9]   # (N,) int64 base masks, -1 = background / dropped
 
-The graph and its affinities are computed once per scene; only the σ offset, the multicut and the vote
-repeat per σ. `run_pseudo_labels` does this over many scenes with an atomic, hash-keyed npz cache.
+The graph and its affinities are computed once per scene (`build_scene_graph`); only the σ offset, the
+multicut and the vote repeat per σ (`segment_graph`). Tuning keeps the SceneGraphs and reruns only the second
+half per trial (`tuning.graph.GraphCache`).
+
+`run_pseudo_labels` does this over many scenes with an atomic, hash-keyed npz cache.
 """
 
 from __future__ import annotations
@@ -140,6 +143,144 @@ def remove_background(scene: Scene, config: PseudoLabelConfig):
     )
 
 
+@dataclass(frozen=True)
+class SceneGraph:
+    """The α/σ-independent part of one scene's pseudo labelling (§3.1 and eq. 1-2), built once per scene.
+
+    num_points: N of the scene; foreground: (N,) bool, off the removed planes; fg_idx: (F,) int64 indices
+    of the foreground points; num_sampled: M FPS samples (graph nodes); edges: (E, 2) int64 node pairs;
+    vote_idx: (F, min(k2, M)) the nearest samples of each foreground point, nearest first; raw: name →
+    (E,) float64 un-normalised affinities (eq. 1-2; "emb" only with deep features, "rgb" only with colours);
+    superpoints: (M,) superpoint ids of the samples when config.superpoints, else None.
+    """
+
+    num_points: int
+    foreground: np.ndarray
+    fg_idx: np.ndarray
+    num_sampled: int
+    edges: np.ndarray
+    vote_idx: np.ndarray
+    raw: dict[str, np.ndarray]
+    superpoints: np.ndarray | None = None
+
+
+def _lap(timings: dict[str, float] | None, stage: str, since: float) -> float:
+    """Adds the seconds since `since` to timings[stage] (when timings is given); returns now."""
+    now = time.perf_counter()
+    if timings is not None:
+        timings[stage] = timings.get(stage, 0.0) + now - since
+    return now
+
+
+def build_scene_graph(
+    scene: Scene,
+    config: PseudoLabelConfig,
+    features: np.ndarray | None = None,
+    *,
+    use_rgb: bool | None = None,
+    timings: dict[str, float] | None = None,
+) -> SceneGraph:
+    """Returns the SceneGraph of `scene`: planes → FPS → features → kNN graph and votes → raw affinities
+    (→ superpoints), everything before the α weighting.
+
+    features: optional deep per-point features (N, D). use_rgb: whether the colour affinity is computed
+    (default: unless scene.meta["no_rgb"]). timings: when given, receives seconds per stage (planes, fps,
+    features, graph, affinities, superpoints). No foreground (all planes) → a graph of 0 samples (logged);
+    fewer samples than k1 + 1 → each joined to all the others (logged).
+    """
+    deep = check_deep_features(scene, features)
+    if use_rgb is None:
+        use_rgb = not scene.meta.get("no_rgb", False)
+    n = scene.num_points
+    t = time.perf_counter()
+    foreground = remove_background(scene, config).foreground
+    fg_idx = np.flatnonzero(foreground)
+    t = _lap(timings, "planes", t)
+    if len(fg_idx) == 0:
+        logger.warning("%s: every point lies on a removed plane; no segments", scene.name)
+        empty = np.zeros((0, 2), dtype=np.int64)
+        return SceneGraph(n, foreground, fg_idx, 0, empty, np.zeros((0, 1), dtype=np.int64), {})
+
+    sampled = fg_idx[farthest_point_sample(scene.xyz[fg_idx], fps_count(len(fg_idx), config.fps_ratio),
+                                           seed=config.seed)]
+    t = _lap(timings, "fps", t)
+    feats = point_features(scene, fg_idx, sampled, normal_k=config.normal_k, deep=deep, use_rgb=use_rgb)
+    t = _lap(timings, "features", t)
+
+    m = len(sampled)
+    if m < config.k1 + 1:
+        logger.warning(
+            "%s: only %d sampled foreground points (< k1 + 1 = %d); each is joined to all others",
+            scene.name,
+            m,
+            config.k1 + 1,
+        )
+    edges = knn_graph(feats.xyz, config.k1)
+    # Each foreground point's k2 nearest samples, found once and reused for every σ.
+    _, vote_idx = knn(feats.xyz, min(config.k2, m), queries=scene.xyz[fg_idx])
+    t = _lap(timings, "graph", t)
+    raw = raw_affinities(edges, feats, config.normal_affinity) if len(edges) else {}
+    t = _lap(timings, "affinities", t)
+    superpoint_ids = sample_superpoints(feats, edges, config)
+    if superpoint_ids is not None:
+        _lap(timings, "superpoints", t)
+    return SceneGraph(n, foreground, fg_idx, m, edges, np.asarray(vote_idx), raw, superpoint_ids)
+
+
+def affinity_weights(config: PseudoLabelConfig) -> dict[str, float]:
+    """Returns the eq. 3 weights by affinity name (α1..α4 = emb, norm, xyz, rgb) of `config`."""
+    return {"emb": config.alpha_emb, "norm": config.alpha_norm, "xyz": config.alpha_xyz, "rgb": config.alpha_rgb}
+
+
+def segment_graph(
+    graph: SceneGraph,
+    weights: Mapping[str, float],
+    sigmas: Sequence[float],
+    solver_name: str,
+    min_segment_size: int,
+    timings: dict[str, float] | None = None,
+) -> dict[float, tuple[np.ndarray, float]]:
+    """Returns σ → ((N,) int64 labels, multicut objective): eq. 3 weighting of the graph's affinities, then per σ
+    the multicut (eq. 4), the superpoint snap (when the graph has superpoints), the kNN vote and the size drop.
+
+    timings: when given, receives the seconds of the weighting (added to "affinities"), the multicut and the
+    vote (summed over σ). A graph of 0 samples gives every label -1 and objective 0.
+    """
+    n = graph.num_points
+    if graph.num_sampled == 0:
+        return {float(s): (np.full(n, -1, dtype=np.int64), 0.0) for s in sigmas}
+    t = time.perf_counter()
+    affinity = combine_affinities(graph.raw, weights) if len(graph.edges) else np.zeros(0)
+    _lap(timings, "affinities", t)
+    solver = get_solver(solver_name)
+    if timings is not None:
+        timings.setdefault("multicut", 0.0)
+        timings.setdefault("vote", 0.0)
+    out: dict[float, tuple[np.ndarray, float]] = {}
+    for sigma in sigmas:
+        t = time.perf_counter()
+        result = solver.solve(graph.num_sampled, graph.edges, multicut_costs(affinity, sigma))
+        t = _lap(timings, "multicut", t)
+        full = np.full(n, -1, dtype=np.int64)
+        nodes = result.labels if graph.superpoints is None else snap_to_superpoints(result.labels, graph.superpoints)
+        full[graph.fg_idx] = majority_vote(nodes[graph.vote_idx])
+        out[float(sigma)] = (drop_small_segments(full, min_segment_size), result.objective)
+        _lap(timings, "vote", t)
+    return out
+
+
+def labels_from_graph(
+    graph: SceneGraph, config: PseudoLabelConfig, sigmas: Sequence[float] | None = None
+) -> dict[float, np.ndarray]:
+    """Returns σ → (N,) int64 labels (-1 = background), as `generate_pseudo_labels` gives for the same config.
+
+    Uses config's α weights, solver and min_segment_size; sigmas default to (σ_low, σ_high).
+    """
+    sigmas = tuple(float(s) for s in (config.sigmas if sigmas is None else sigmas))
+    solved = segment_graph(graph, affinity_weights(config), sigmas, config.solver, config.min_segment_size)
+    return {s: labels for s, (labels, _) in solved.items()}
+
+
 def generate_pseudo_labels(
     scene: Scene,
     config: PseudoLabelConfig,
@@ -155,77 +296,27 @@ def generate_pseudo_labels(
     sigmas = tuple(float(s) for s in (config.sigmas if sigmas is None else sigmas))
     if not sigmas:
         raise ConfigError("generate_pseudo_labels needs at least one sigma")
-    deep = check_deep_features(scene, features)
-    weights, use_rgb = _weights(config, scene, deep is not None)
-    solver = get_solver(config.solver)
-    n = scene.num_points
+    weights, use_rgb = _weights(config, scene, features is not None)
+    get_solver(config.solver)  # an unknown solver fails before the plane removal, not after it
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-
-    planes = remove_background(scene, config)
-    foreground = planes.foreground
-    fg_idx = np.flatnonzero(foreground)
-    t1 = time.perf_counter()
-    timings["planes"] = t1 - t0
-
-    empty = {s: np.full(n, -1, dtype=np.int64) for s in sigmas}
-    if len(fg_idx) == 0:
-        logger.warning("%s: every point lies on a removed plane; no segments", scene.name)
+    graph = build_scene_graph(scene, config, features, use_rgb=use_rgb, timings=timings)
+    if graph.num_sampled == 0:
         timings["total"] = time.perf_counter() - t0
-        return PseudoLabelResult(empty, foreground, timings, {s: 0 for s in sigmas}, {s: 0.0 for s in sigmas})
-
-    sampled_local = farthest_point_sample(scene.xyz[fg_idx], fps_count(len(fg_idx), config.fps_ratio), seed=config.seed)
-    sampled = fg_idx[sampled_local]
-    t2 = time.perf_counter()
-    timings["fps"] = t2 - t1
-
-    feats = point_features(scene, fg_idx, sampled, normal_k=config.normal_k, deep=deep, use_rgb=use_rgb)
-    t3 = time.perf_counter()
-    timings["features"] = t3 - t2
-
-    m = len(sampled)
-    if m < config.k1 + 1:
-        logger.warning(
-            "%s: only %d sampled foreground points (< k1 + 1 = %d); each is joined to all others",
-            scene.name,
-            m,
-            config.k1 + 1,
-        )
-    edges = knn_graph(feats.xyz, config.k1)
-    # Each foreground point's k2 nearest samples, found once and reused for every σ.
-    _, vote_idx = knn(feats.xyz, min(config.k2, m), queries=scene.xyz[fg_idx])
-    t4 = time.perf_counter()
-    timings["graph"] = t4 - t3
-
-    raw = raw_affinities(edges, feats, config.normal_affinity) if len(edges) else {}
-    affinity = combine_affinities(raw, weights) if len(edges) else np.zeros(0)
-    t5 = time.perf_counter()
-    timings["affinities"] = t5 - t4
-
-    superpoint_ids = sample_superpoints(feats, edges, config)
-    if superpoint_ids is not None:
-        timings["superpoints"] = time.perf_counter() - t5
-
-    labels: dict[float, np.ndarray] = {}
-    num_segments: dict[float, int] = {}
-    objectives: dict[float, float] = {}
-    timings["multicut"] = 0.0
-    timings["vote"] = 0.0
-    for sigma in sigmas:
-        ta = time.perf_counter()
-        result = solver.solve(m, edges, multicut_costs(affinity, sigma))
-        tb = time.perf_counter()
-        full = np.full(n, -1, dtype=np.int64)
-        nodes = result.labels if superpoint_ids is None else snap_to_superpoints(result.labels, superpoint_ids)
-        full[fg_idx] = majority_vote(nodes[vote_idx])
-        full = drop_small_segments(full, config.min_segment_size)
-        timings["multicut"] += tb - ta
-        timings["vote"] += time.perf_counter() - tb
-        labels[sigma] = full
-        num_segments[sigma] = int(full.max() + 1)
-        objectives[sigma] = result.objective
+        empty = {s: np.full(scene.num_points, -1, dtype=np.int64) for s in sigmas}
+        return PseudoLabelResult(empty, graph.foreground, timings, {s: 0 for s in sigmas}, {s: 0.0 for s in sigmas})
+    solved = segment_graph(graph, weights, sigmas, config.solver, config.min_segment_size, timings)
     timings["total"] = time.perf_counter() - t0
-    return PseudoLabelResult(labels, foreground, timings, num_segments, objectives, m, len(edges))
+    labels = {s: lab for s, (lab, _) in solved.items()}
+    return PseudoLabelResult(
+        labels,
+        graph.foreground,
+        timings,
+        {s: int(lab.max() + 1) for s, lab in labels.items()},
+        {s: obj for s, (_, obj) in solved.items()},
+        graph.num_sampled,
+        len(graph.edges),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------

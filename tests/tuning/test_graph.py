@@ -10,7 +10,14 @@ import pytest
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.pipeline import generate_pseudo_labels
-from freepoint_bench.tuning.graph import GraphCache, build_scene_graph, graph_key, labels_from_graph
+from freepoint_bench.tuning.graph import (
+    GRAPH_FIELDS,
+    LABEL_FIELDS,
+    GraphCache,
+    build_scene_graph,
+    graph_key,
+    labels_from_graph,
+)
 
 FAST = {"plane_ransac_iterations": 60, "plane_fit_points": 1500, "plane_min_points": 100}
 
@@ -83,3 +90,20 @@ def test_graph_cache_reuses_graphs_until_a_graph_field_changes(room):
     cache.get(room, base.with_overrides({"k1": 6}))  # evicts the least recently used (k1=4)
     assert cache.get(room, base) is not first
     assert calls == [room.name]  # deep features computed once per scene
+
+
+def test_every_config_field_is_a_graph_or_a_label_field():
+    # A field missing from GRAPH_FIELDS would let GraphCache hand a trial a graph built under another value.
+    ranking_only = {"mask_score", "sigma_high"}  # ranks masks / names the second σ: no effect on σ_low labels
+    fields = set(PseudoLabelConfig.model_fields)
+    assert fields == set(GRAPH_FIELDS) | set(LABEL_FIELDS) | ranking_only
+    assert not set(GRAPH_FIELDS) & set(LABEL_FIELDS)
+
+
+def test_stage_timings_cover_the_run(room):
+    result = generate_pseudo_labels(room, PseudoLabelConfig(**FAST, superpoints=True), sigmas=(0.9, 1.2))
+    stages = ["planes", "fps", "features", "graph", "affinities", "superpoints", "multicut", "vote"]
+    assert list(result.timings) == [*stages, "total"]
+    assert all(result.timings[s] >= 0 for s in stages)
+    assert sum(result.timings[s] for s in stages) <= result.timings["total"]
+    assert sum(result.timings[s] for s in stages) >= 0.9 * result.timings["total"]
