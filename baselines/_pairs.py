@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +54,8 @@ from freepoint_bench.data.views import ViewConfig, ViewPair, frame_view_pair, sa
 from freepoint_bench.engine.data import EpochSampler, make_sample
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import ConfigError, DataError
-from freepoint_bench.parallel import loader_workers
+from freepoint_bench.parallel import available_cores, limit_threads, loader_workers, process_workers
+from freepoint_bench.pretext.base import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -141,36 +144,97 @@ def _frame_settings(views: Any) -> dict[str, Any]:
             "radius_m": views.frame_overlap_m, "reduce": views.frame_overlap_rule}
 
 
-def scene_frames(name: str, views: Any, index_dir: Path | None = None) -> SceneFrames:
-    """Returns the frame pairs of scene `name` under views.frames_root: from index_dir/<name>.json when it was
-    written for the same sequence file and settings, else selected (select_pairs) and written there."""
+def _frames_key(name: str, views: Any) -> tuple[Path, dict[str, Any]]:
     path = find_sequence(views.frames_root, name)
-    key = {"path": str(path.resolve()), "fingerprint": sequence_fingerprint(path), "settings": _frame_settings(views)}
-    cache = None if index_dir is None else Path(index_dir) / f"{encode_name(name)}.json"
-    if cache is not None and cache.is_file():
-        try:
-            saved = json.loads(cache.read_text())
-        except (OSError, ValueError):
-            saved = {}
-        if all(saved.get(k) == v for k, v in key.items()):
-            return SceneFrames(name, str(path), tuple(FrameRef(*r) for r in saved["refs"]),
-                               tuple(tuple(p) for p in saved["pairs"]))
-    settings = _frame_settings(views)
+    return path, {"path": str(path.resolve()), "fingerprint": sequence_fingerprint(path),
+                  "settings": _frame_settings(views)}
+
+
+def _cache_file(name: str, index_dir: Path | None) -> Path | None:
+    return None if index_dir is None else Path(index_dir) / f"{encode_name(name)}.json"
+
+
+def cached_scene_frames(name: str, views: Any, index_dir: Path | None) -> SceneFrames | None:
+    """Returns scene `name`'s frame pairs from index_dir/<name>.json when it was written for the same sequence
+    file (size and mtime) and settings, else None (no index_dir, no file, another sequence or settings, damaged)."""
+    cache = _cache_file(name, index_dir)
+    if cache is None or not cache.is_file():
+        return None
+    path, key = _frames_key(name, views)
+    try:
+        saved = json.loads(cache.read_text())
+        if not all(saved.get(k) == v for k, v in key.items()):
+            return None
+        return SceneFrames(name, str(path), tuple(FrameRef(*r) for r in saved["refs"]),
+                           tuple((int(i), int(j)) for i, j in saved["pairs"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # damaged: selected again and rewritten
+
+
+def scene_frames(name: str, views: Any, index_dir: Path | None = None) -> SceneFrames:
+    """Returns the frame pairs of scene `name` under views.frames_root: cached_scene_frames when index_dir holds
+    them, else selected (select_pairs) and written there (atomically)."""
+    cached = cached_scene_frames(name, views, index_dir)
+    if cached is not None:
+        return cached
+    path, key = _frames_key(name, views)
+    settings = key["settings"]
     refs, pairs = select_pairs(open_sequence(path), settings["gap"], settings["min_overlap"], settings["voxel_m"],
                                settings["radius_m"], settings["reduce"])
+    cache = _cache_file(name, index_dir)
     if cache is not None:
         write_json(cache, {**key, "refs": [[r.number, r.offset] for r in refs], "pairs": [list(p) for p in pairs]})
     log.info("%s: %d sampled frames, %d pairs", path, len(refs), len(pairs))
     return SceneFrames(name, str(path), tuple(refs), tuple(pairs))
 
 
-def frame_index(names: Sequence[str], views: Any, index_dir: Path | None = None) -> list[SceneFrames]:
-    """Returns scene_frames of every scene with at least one pair (one warning names those without);
-    DataError when none has one."""
+def _select_scene_frames(name: str, views: Any, index_dir: Path | None) -> SceneFrames:
+    return scene_frames(name, views, index_dir)  # a pool worker's task (module level: picklable)
+
+
+def frame_index(names: Sequence[str], views: Any, index_dir: Path | None = None, *, workers: int | None = 1,
+                progress: ProgressFn | None = None) -> list[SceneFrames]:
+    """Returns scene_frames of every scene with at least one pair, in `names` order (one warning names those
+    without); DataError when none has one.
+
+    Scenes whose pairs index_dir does not hold yet are selected by `workers` processes (None: one per available
+    core; each scene reads its sequence's depth once, so a ScanNet-sized set takes a while) and written there as
+    each finishes, so an interrupted index resumes where it stopped. progress("frame pairs", done, total, scene)
+    after each scene."""
     if not Path(views.frames_root).is_dir():
         raise DataError(f"views.frames_root {views.frames_root}: not a folder; point it at the scenes' .sens files "
                         "or SensReader exports")
-    scenes = [scene_frames(name, views, index_dir) for name in names]
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be >= 1; got {workers}")
+    found: dict[str, SceneFrames] = {}
+    todo: list[str] = []
+    for name in names:
+        cached = cached_scene_frames(name, views, index_dir)
+        if cached is None:
+            find_sequence(views.frames_root, name)  # a scene without a sequence fails here, before any work
+            todo.append(name)
+        else:
+            found[name] = cached
+
+    def done(scene: SceneFrames) -> None:
+        found[scene.name] = scene
+        if progress is not None:
+            progress("frame pairs", len(found), len(names), scene.name)
+
+    workers = process_workers(workers, len(todo))
+    if todo and workers == 1:
+        for name in todo:
+            done(scene_frames(name, views, index_dir))
+    elif todo:
+        # spawn, as the pseudo-label pool (a forked child inherits the parent's thread pools mid-state)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=limit_threads, initargs=(max(1, available_cores() // workers),)) as pool:
+            pending = {pool.submit(_select_scene_frames, name, views, index_dir) for name in todo}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done(future.result())
+    scenes = [found[name] for name in names]
     empty = [s.name for s in scenes if not s.pairs]
     if len(empty) == len(scenes):
         raise DataError(f"{views.frames_root}: no frame pair of {len(scenes)} scenes has frame_overlap >= "
@@ -236,7 +300,8 @@ class PairDataModule(pl.LightningDataModule):
     """Lightning DataModule of view pairs over a scene store (shuffled and seeded per epoch)."""
 
     def __init__(self, store: Any, names: Sequence[str], preset: TrainPreset, views: ViewConfig,
-                 mode: Mode = "scene", use_rgb: bool = True, index_dir: Path | None = None) -> None:
+                 mode: Mode = "scene", use_rgb: bool = True, index_dir: Path | None = None, *,
+                 workers: int | None = 1, progress: ProgressFn | None = None) -> None:
         super().__init__()
         if not names:
             raise DataError("no scenes to train on; check the split / --scene selection")
@@ -244,15 +309,16 @@ class PairDataModule(pl.LightningDataModule):
         if self.frames and mode != "scene":
             raise ConfigError(f"views.source 'frames' makes two-frame pairs; the {mode!r} views take scenes")
         self.names, self.preset, self.views, self.use_rgb = list(names), preset, views, use_rgb
-        self.index_dir = index_dir
+        self.index_dir, self.workers, self.progress = index_dir, workers, progress
         self.train_set: Dataset | None = None
         if not self.frames:
             self.train_set = PairDataset(store, names, preset, views, mode, use_rgb)
 
     def prepare_data(self) -> None:
-        """Selects and caches the frame pairs of every scene (frames source; once per node, before setup)."""
+        """Selects and caches the frame pairs of every scene (frames source; once per node, before setup) with
+        `workers` processes, reporting to `progress`."""
         if self.frames and self.index_dir is not None:
-            frame_index(self.names, self.views, self.index_dir)
+            frame_index(self.names, self.views, self.index_dir, workers=self.workers, progress=self.progress)
 
     def setup(self, stage: str | None = None) -> None:
         """Builds the frame-pair dataset from the cached index (frames source)."""
@@ -284,14 +350,18 @@ class PairPretext(TrainedPretext):
 
     mode: Mode = "scene"
 
-    def build_data(self, store: Any, names: list[str], config: Any, index_dir: Path | None = None) -> PairDataModule:
-        """Returns the view-pair datamodule of `names` (frame pairs cached in index_dir when given)."""
+    def build_data(self, store: Any, names: list[str], config: Any, index_dir: Path | None = None, *,
+                   workers: int | None = 1, progress: ProgressFn | None = None) -> PairDataModule:
+        """Returns the view-pair datamodule of `names` (frame pairs selected by `workers` processes and cached in
+        index_dir when given)."""
         return PairDataModule(store, names, config.train, config.views, mode=self.mode, use_rgb=config.use_rgb,
-                              index_dir=index_dir)
+                              index_dir=index_dir, workers=workers, progress=progress)
 
-    def build_run_data(self, store: Any, names: list[str], config: Any, out_dir: Path) -> PairDataModule:
+    def build_run_data(self, store: Any, names: list[str], config: Any, out_dir: Path, *,
+                       workers: int | None = None, progress: ProgressFn | None = None) -> PairDataModule:
         """Returns build_data with the frame-pair index kept in the run's out_dir/frames/."""
-        return self.build_data(store, names, config, index_dir=Path(out_dir) / "frames")
+        return self.build_data(store, names, config, index_dir=Path(out_dir) / "frames", workers=workers,
+                               progress=progress)
 
     def input_extra(self, config: Any) -> dict[str, Any]:
         """Returns {"rgb": "used" | "zeroed"} (whether the rgb input channels carried the colours), plus

@@ -367,9 +367,11 @@ class TrainedPretext:
         """Returns the datamodule of `names`."""
         raise NotImplementedError
 
-    def build_run_data(self, store: Any, names: list[str], config: Any, out_dir: Path) -> pl.LightningDataModule:
+    def build_run_data(self, store: Any, names: list[str], config: Any, out_dir: Path, *,
+                       workers: int | None = None, progress: ProgressFn | None = None) -> pl.LightningDataModule:
         """Returns the datamodule of `names` for the run in out_dir (default: build_data; a method that derives
-        data worth keeping, as the frame-pair index, keeps it under out_dir)."""
+        data worth keeping, as the frame-pair index, keeps it under out_dir, computed by `workers` processes
+        (None: one per core) and reported to `progress`)."""
         return self.build_data(store, names, config)
 
     def input_extra(self, config: Any) -> dict[str, Any]:
@@ -398,7 +400,8 @@ class TrainedPretext:
         out_dir: the run directory (module docstring of baselines._train); resume / overwrite as FreePoint's
         (a resume needs the recorded config and scenes; a finished run only republishes its backbone).
         checkpoints_dir: where `<id>-backbone.ckpt` and index.json go. devices / nodes: Lightning's (DDP when
-        more than one). Other keyword arguments of the CLI (label_workers, ...) are accepted and unused.
+        more than one). label_workers: processes for the data a method derives before training (the frame-pair
+        index; None: one per core). Other keyword arguments of the CLI are accepted and unused.
         """
         if not isinstance(config, self.config_cls):
             raise ConfigError(f"{self.name}: expected a {self.config_cls.__name__}, got {type(config).__name__}")
@@ -411,8 +414,9 @@ class TrainedPretext:
         module = self.build_module(config)
         meta = checkpoint_metadata(self.name, store, names, config, config.train, module.backbone,
                                    self.input_extra(config))
-        metrics = train_stage(module, self.build_run_data(store, names, config, out_dir), out_dir / STAGE,
-                              config.epochs, meta,
+        data = self.build_run_data(store, names, config, out_dir, workers=unused.get("label_workers"),
+                                   progress=progress)
+        metrics = train_stage(module, data, out_dir / STAGE, config.epochs, meta,
                               resume=resume, devices=devices, nodes=nodes, progress=progress,
                               enable_progress_bar=enable_progress_bar, callbacks=list(callbacks or []))
         return publish_backbone(self.name, store, names, config, config.train, module.backbone, {STAGE: metrics},

@@ -512,7 +512,8 @@ def pretrain_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (same config).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard a previous run in --out.")] = False,
     label_workers: Annotated[int | None, typer.Option(
-        "--workers", "-j", help="Parallel pseudo-labelling workers (default: the cores available).")] = None,
+        "--workers", "-j", help="Processes for what a method derives before training: FreePoint's pseudo labels, "
+        "the frame-pair index of views.source=frames (default: the cores available).")] = None,
 ) -> None:
     """Pretrain a backbone with a pretext method (FreePoint: pseudo masks, then two-step training)."""
     from freepoint_bench.freepoint.config import parse_overrides

@@ -22,7 +22,7 @@ from freepoint_bench.data.views import ViewConfig, downsample_frame, frame_overl
 from freepoint_bench.engine.checkpoints import load_model, read_index
 from freepoint_bench.engine.module import segmenter_from_preset
 from freepoint_bench.engine.presets import get_preset
-from freepoint_bench.errors import DataError
+from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.finetune import class_vocabulary, load_backbone
 from freepoint_bench.harness.protocol import available_protocols, load_protocol
 from freepoint_bench.harness.run import RunOptions, cell_config
@@ -93,6 +93,36 @@ def test_frame_pairs_are_25_apart_overlap_and_their_matches_correspond(frames_ro
     world_gap = np.linalg.norm(pair.a.origin[pair.matches[:, 0]] - pair.b.origin[pair.matches[:, 1]], axis=1)
     assert len(world_gap) > 50 and world_gap.max() <= config.views.match_radius_m
     assert np.all(sample["a_feats"][:, :3] == 0)  # geometry-only default
+
+
+def test_frame_index_in_parallel_resumes_and_reselects_a_damaged_entry(frames_root, tmp_path, monkeypatch):
+    config = frames_config("pointcontrast", frames_root)
+    expected = frame_index(SCENES, config.views)  # in process, no cache
+    calls = []
+    index = tmp_path / "frames"
+    parallel = frame_index(SCENES, config.views, index, workers=2,
+                           progress=lambda *args: calls.append(args))
+    assert parallel == expected  # two spawned workers select the same pairs, returned in the scenes' order
+    assert sorted(calls) == [("frame pairs", 1, 2, calls[0][3]), ("frame pairs", 2, 2, calls[1][3])]
+    assert {c[3] for c in calls} == set(SCENES)
+    assert sorted(p.name for p in index.iterdir()) == [f"{name}.json" for name in SCENES]
+    # an interrupted index: one scene's entry lost, the other's damaged; a third stays as written
+    first = (index / f"{SCENES[0]}.json").read_text()
+    (index / f"{SCENES[0]}.json").unlink()
+    (index / f"{SCENES[1]}.json").write_text('{"path": ')
+    selected = []
+    real = pairs_module.select_pairs
+    monkeypatch.setattr(pairs_module, "select_pairs", lambda seq, *a: selected.append(seq.name) or real(seq, *a))
+    assert frame_index(SCENES, config.views, index, workers=1) == expected
+    assert len(selected) == 2 and (index / f"{SCENES[0]}.json").read_text() == first
+    selected.clear()
+    assert frame_index(SCENES, config.views, index, workers=1) == expected and selected == []  # all cached now
+    # other settings are another index entry: selected again
+    other = frames_config("pointcontrast", frames_root, **{"views.frame_min_overlap": 0.2})
+    frame_index(SCENES[:1], other.views, index, workers=1)
+    assert len(selected) == 1
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        frame_index(SCENES, config.views, index, workers=0)
 
 
 def test_pointcontrast_on_frames_writes_a_checkpoint_finetuning_loads(store, frames_root, tmp_path, monkeypatch):
