@@ -24,6 +24,27 @@ def write_error(path: str | os.PathLike, exc: BaseException) -> DataError:
                      f"folder (any earlier {Path(path).name} is unchanged)")
 
 
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Returns `path` after creating it (and its parents) if missing; write_error's DataError when it cannot be
+    created (a file in the way, a read-only or full disk)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from None
+    return path
+
+
+def open_lock(path: str | os.PathLike) -> io.TextIOWrapper:
+    """Returns `path` opened for writing (created with its folder), to hold an flock on; write_error's DataError
+    when it cannot be."""
+    ensure_dir(Path(path).parent)
+    try:
+        return open(path, "w")  # noqa: SIM115 - the caller holds it open as long as its lock
+    except OSError as e:
+        raise write_error(path, e) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.

@@ -282,9 +282,12 @@ def _floats(values: list[str] | None, what: str) -> list[float] | None:
     for v in values:
         for part in v.replace(",", " ").split():
             try:
-                out.append(float(part))
+                value = float(part)
             except ValueError:
                 raise ConfigError(f"{what} {part!r} is not a number") from None
+            if not math.isfinite(value):
+                raise ConfigError(f"{what} {part!r}: give a finite number")
+            out.append(value)
     return out
 
 
@@ -516,9 +519,13 @@ def pretrain_cmd(
         "the frame-pair index of views.source=frames (default: the cores available).")] = None,
 ) -> None:
     """Pretrain a backbone with a pretext method (FreePoint: pseudo masks, then two-step training)."""
+    from freepoint_bench.engine.trainer import check_devices
     from freepoint_bench.freepoint.config import parse_overrides
     from freepoint_bench.pretext.base import get_method
 
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite: give one (continue the run in --out, or discard it)")
+    check_devices(devices, nodes)  # also for methods that do not train (scratch), so a typo is never ignored
     impl = get_method(method)
     fields = parse_overrides(overrides or [])
     if epochs1 is not None:
@@ -652,6 +659,7 @@ def tune_cmd(
     ] = None,
 ) -> None:
     """Tune FreePoint's affinity weights α (and optionally σ, k1, plane threshold) with Optuna on labelled scenes."""
+    from freepoint_bench.atomic import ensure_dir
     from freepoint_bench.tuning import TuneConfig, run_study, save_plots, write_best_config
 
     base = _pseudo_config(config, overrides, config_preset)
@@ -672,8 +680,7 @@ def tune_cmd(
     if tune_config is not None:
         fields = {**TuneConfig.from_toml(tune_config).model_dump(), **{k: v for k, v in fields.items() if v}}
     tcfg = TuneConfig(**fields)
-    if storage and storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)  # before the study: a study's trials must not be lost to an --out that cannot be written
     store, names = _open_store(dataset, root, cache, scene)
     names = _select(store, names, split)
     scenes = [store.load(n) for n in names]
@@ -699,7 +706,6 @@ def tune_cmd(
         result = run_study(
             scenes, base, tcfg, features_fn=features_fn, progress=cb, evaluation_spec=evaluation_spec_for(dataset)
         )
-    out.mkdir(parents=True, exist_ok=True)
     best_path = write_best_config(result, out / "best.toml")
     plots = save_plots(result.study, out / "plots")
     table = Table(title=f"Optuna study {study!r}: {result.n_trials} trials, {len(scenes)} scenes")
@@ -858,6 +864,9 @@ def _seeds(seeds: list[int] | None, extra: list[str] | None = None) -> list[int]
             values.append(int(word))
         except ValueError:
             raise ConfigError(f"unexpected argument {word!r}; seeds are integers (--seeds 0 1 2)") from None
+    negative = [v for v in values if v < 0]
+    if negative:
+        raise ConfigError(f"--seeds {negative[0]}: seeds are integers >= 0 (--seeds 0 1 2)")
     return values or [0]
 
 
@@ -951,6 +960,10 @@ def run_cmd(
         if not sep or not name or not path:
             raise ConfigError(f"--checkpoint {item!r}: expected method=PATH")
         given.setdefault(name.strip(), []).append(resolve_checkpoint(path.strip(), checkpoints))
+    unused = sorted(set(given) - set(_words([methods])))
+    if unused:
+        raise ConfigError(f"--checkpoint {unused[0]}=...: {unused[0]} is not in --methods {methods}; add it there "
+                          "or drop the checkpoint")
     tasks = expand(_words([methods]), _words([protocols]), _seeds(seeds, ctx.args))
     if shard_arg is not None:
         tasks = shard(tasks, *_parse_shard(shard_arg))
@@ -1022,7 +1035,6 @@ def _tune_cv(cv, folds, scenes, base, tcfg, features_fn, spec, out: Path, datase
         result = cross_validate(
             scenes, base, tcfg, fold_list, evaluation_spec=spec, features_fn=features_fn, progress=cb
         )
-    out.mkdir(parents=True, exist_ok=True)
     best_path = write_cv_config(result, out / "best.toml")
     metric = result.objective.upper()
     table = Table(title=f"held-out {metric} by fold on {dataset}: {len(fold_list)} folds of whole rooms")

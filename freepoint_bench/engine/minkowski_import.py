@@ -91,10 +91,10 @@ def read_state_dict(path: str | Path, prefix: str = "", trust_pickle: bool = Fal
     try:
         blob = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as e:  # noqa: BLE001 - unpickling errors of every kind mean the same to the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # only a file naming Python objects (a pickled global) loads with --trust-pickle; random bytes never do
         hint = ("; it holds pickled Python objects besides tensors: pass --trust-pickle if you trust the file"
-                if not trust_pickle and "weights_only" in str(e) else "")
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({first}){hint}") from None
+                if not trust_pickle and "Unsupported global" in str(e) else "")
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({load_failure(e)}){hint}") from None
     state = blob
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

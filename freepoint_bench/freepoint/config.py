@@ -172,7 +172,11 @@ class PseudoLabelConfig(BaseModel):
             raise ConfigError(f"{path}: config file not found; check the path") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+        except OSError as exc:  # a folder, an unreadable file
+            raise ConfigError(f"{path}: cannot read the config ({exc.strerror}); pass a TOML file") from None
         data = data.get("pseudo_labels", data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: pseudo_labels is {data!r}, not a table; write [pseudo_labels] then key = value")
         try:
             config = cls(**data)
         except ConfigError as exc:

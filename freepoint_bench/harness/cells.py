@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from freepoint_bench.atomic import checksum_ok, save_npz, with_checksum, write_json
+from freepoint_bench.atomic import checksum_ok, open_lock, save_npz, with_checksum, write_json
 from freepoint_bench.engine.checkpoints import code_version, environment
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.finetune import (
@@ -91,8 +91,7 @@ def read_result(path: str | Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def cell_lock(cell_dir: Path) -> Iterator[bool]:
     """Yields True while this process holds the cell's lock, False when another process holds it."""
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    with open(cell_dir / ".lock", "w") as fh:
+    with open_lock(cell_dir / ".lock") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

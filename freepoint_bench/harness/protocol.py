@@ -89,6 +89,11 @@ class ProtocolSpec(BaseModel):
             raise ValueError("unit 'full' keeps every label: fraction must be 1.0")
         if self.unit != "full" and self.split_file is None:
             raise ValueError(f"unit {self.unit!r} needs a split_file")
+        for key in ("split_file", "room_list"):
+            value = getattr(self, key)
+            # freezing writes the split file: a path leaving the protocols folder would write anywhere
+            if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts or not value.strip()):
+                raise ValueError(f"{key} {value!r} must be a path inside the protocols folder (relative, no '..')")
         return self
 
     @property
@@ -142,7 +147,9 @@ def sha256_file(path: str | Path) -> str:
 def available_protocols(protocols_dir: str | Path | None = None) -> list[str]:
     """Returns the sorted names of the protocols (TOML files) in `protocols_dir`."""
     folder = Path(protocols_dir) if protocols_dir is not None else PROTOCOLS_DIR
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: protocols folder not found; check --protocols-dir")
+    return sorted(p.stem for p in folder.glob("*.toml"))
 
 
 def load_protocol(name_or_path: str | Path, protocols_dir: str | Path | None = None) -> ProtocolSpec:

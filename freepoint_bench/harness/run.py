@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freepoint_bench.atomic import stable_hash
+from freepoint_bench.atomic import open_lock, stable_hash
 from freepoint_bench.data.open import open_dataset
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.cells import Cell, read_result, result_path, run_cell
@@ -122,8 +122,7 @@ def ensure_split(spec: ProtocolSpec, store: Any, names: Sequence[str], protocols
 
 @contextlib.contextmanager
 def _exclusive(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
+    with open_lock(path) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # another process pretraining the same run: wait for it, then reuse it
         try:
             yield

@@ -99,6 +99,17 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[st
     return Path(path)
 
 
+def load_failure(exc: BaseException) -> str:
+    """Returns one line saying why torch.load refused a file (its messages run over several lines)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        # torch's advice (weights_only=False) is what a checkpoint loader must never do; keep only the cause
+        cause = next((ln.strip() for ln in text.splitlines()[1:] if "Unsupported" in ln), "")
+        cause = cause.removeprefix("WeightsUnpickler error: ").split(". ")[0][:160]
+        return f"not a tensors-only torch file{': ' + cause if cause else ''}"
+    return (text.splitlines() or [type(exc).__name__])[0][:200]
+
+
 def load_checkpoint(
     path: str | os.PathLike, expected_architecture: dict[str, Any] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -109,7 +120,8 @@ def load_checkpoint(
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"checkpoint {path} cannot be read ({exc}); delete it and re-create it") from exc
+        raise CheckpointError(f"checkpoint {path} cannot be read ({load_failure(exc)}); delete it and re-create "
+                              "it") from exc
     if not isinstance(blob, dict) or "state_dict" not in blob or "metadata" not in blob:
         raise CheckpointError(f"checkpoint {path} is not a freepoint-bench checkpoint (no state_dict/metadata)")
     metadata = blob["metadata"]

@@ -28,7 +28,7 @@ import numpy as np
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from freepoint_bench.atomic import atomic_path, write_text
+from freepoint_bench.atomic import atomic_path, ensure_dir, write_text
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import EvalSpec
@@ -46,7 +46,7 @@ FloatRange = tuple[float, float]
 class TuneConfig(BaseModel):
     """What a study optimises and over which search space (tuning settings, not paper constants)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     trials: int = Field(40, ge=1)  # trials added by this run (a resumed study keeps its earlier ones)
     objective: ObjectiveName = "ap50"  # class-agnostic metric of the σ_low masks, maximised
@@ -95,6 +95,13 @@ class TuneConfig(BaseModel):
             raise ValueError(f"k1_choices must be non-empty positive ints; got {self.k1_choices}")
         if len(set(self.alphas)) != len(self.alphas):
             raise ValueError(f"alphas has repeats: {self.alphas}")
+        low, high = self.plane_distance_range
+        if self.tune_plane_distance and self.plane_distance_step is not None and self.plane_distance_step > high - low:
+            raise ValueError(f"plane_distance_step {self.plane_distance_step} is wider than plane_distance_range "
+                             f"{(low, high)}: the search would try one value; give a smaller step")
+        if not (self.alphas or self.tune_sigma_low or self.tune_k1 or self.tune_plane_distance):
+            raise ValueError("nothing to tune: alphas is empty and no tune_sigma_low / tune_k1 / tune_plane_distance "
+                             "is set; every trial would be the base config")
         if self.sampler == "grid":
             if self.alphas:
                 raise ValueError(f"the grid sampler needs a discrete space: set alphas = [] (got {self.alphas})")
@@ -127,8 +134,13 @@ class TuneConfig(BaseModel):
             raise ConfigError(f"{path}: tuning config not found; check the path") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+        except OSError as exc:  # a folder, an unreadable file
+            raise ConfigError(f"{path}: cannot read the tuning config ({exc.strerror}); pass a TOML file") from None
+        data = data.get("tuning", data)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: tuning is {data!r}, not a table; write [tuning] then key = value")
         try:
-            return cls(**data.get("tuning", data))
+            return cls(**data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
@@ -286,7 +298,7 @@ def run_study(
         n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_steps
     )
     if tune.storage and tune.storage.startswith("sqlite:///"):
-        Path(tune.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(Path(tune.storage.removeprefix("sqlite:///")).parent)
     try:
         study = optuna.create_study(
             study_name=tune.study_name,
@@ -296,7 +308,9 @@ def run_study(
             pruner=pruner,
         )
     except Exception as exc:  # sqlalchemy and storage plugins raise their own types for bad URLs
-        raise ConfigError(f"cannot open Optuna storage {tune.storage!r} ({exc}); check the URL") from None
+        # sqlalchemy's messages run over several lines (the SQL, a link): their first line says it
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"cannot open Optuna storage {tune.storage!r} ({reason}); check the URL") from None
     _check_study_attrs(study, tune, names)
     # Seed offset by the trials already there: a resumed study must not replay the first run's samples.
     if tune.sampler == "grid":
