@@ -123,30 +123,107 @@ def test_gradients_reach_canonical_weights(name):
     assert set(dict(conv.named_parameters())) == {"weight"}  # no backend-native copy of the kernel
 
 
-def test_spconv_native_kernels_agree_with_the_torch_path():
-    """The native spconv path (used on CUDA) reads the canonical weight the same way as the CPU path.
+def _native_and_torch_paths(layers, coords, feats):
+    """Returns [(coords, features, feature grad, weight grads)] of the torch path and of spconv's native path.
 
-    Run single-threaded: spconv 2.3.8's CPU gather/scatter race with several torch threads.
-    """
+    Single-threaded: spconv 2.3.8's CPU gather/scatter race with several torch threads."""
     backend = get_backend("spconv")
-    coords = _random_sites(8, 150, seed=5)
-    feats = torch.randn(len(coords), 3, dtype=torch.float64)
-    subm, down, up = (
-        backend.subm_conv(3, 4, 3, "n"),
-        backend.down_conv(4, 5, "nd"),
-        backend.up_conv(5, 2, "nd"),
-    )
-    layers = [m.double() for m in (subm, down, up)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         outs = []
         for path in ("_torch_forward", "_native_forward"):
-            t = backend.make_tensor(coords, feats)
+            for layer in layers:
+                layer.zero_grad()
+            x = feats.clone().requires_grad_(True)
+            t = backend.make_tensor(coords, x)
             for layer in layers:
                 t = getattr(layer, path)(t)
-            outs.append((backend.coords(t), backend.features(t)))
+            out = backend.features(t)
+            (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+            outs.append((backend.coords(t), out.detach(), x.grad, [layer.weight.grad.clone() for layer in layers]))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(outs[0][0], outs[1][0])
-    torch.testing.assert_close(outs[0][1], outs[1][1])
+    return outs
+
+
+def _assert_same_paths(outs):
+    (c_t, f_t, g_t, w_t), (c_n, f_n, g_n, w_n) = outs
+    assert torch.equal(c_t, c_n)
+    torch.testing.assert_close(f_n, f_t)
+    torch.testing.assert_close(g_n, g_t)
+    for a, b in zip(w_n, w_t, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_spconv_native_subm_conv_equals_the_torch_path(kernel):
+    """The native spconv path (the one CUDA tensors take) computes the CPU path's function, forward and backward.
+
+    kernel 1 failed before routing spconv's conv1x1 through the matmul: its fast path reads the KRSC weight the
+    native module is given as (c_in, c_out), a transposed reading (differences up to ~1 on random weights)."""
+    backend = get_backend("spconv")
+    torch.manual_seed(kernel)
+    coords = _random_sites(8, 150, seed=5)
+    feats = torch.randn(len(coords), 3, dtype=torch.float64)
+    layers = [backend.subm_conv(3, 4, kernel, f"s{kernel}").double(), backend.subm_conv(4, 2, kernel, "t").double()]
+    _assert_same_paths(_native_and_torch_paths(layers, coords, feats))
+
+
+def test_spconv_even_submanifold_kernel_is_a_config_error():
+    """spconv centres submanifold kernels, so only odd sizes exist (its own error is a C++ assertion)."""
+    with pytest.raises(ConfigError, match="odd"):
+        get_backend("spconv").subm_conv(3, 4, 2, "even")
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_spconv_native_strided_conv_equals_the_torch_path(kernel, stride):
+    """Regular (non-submanifold) convolutions, strided and not, then the backbone's inverse conv back up."""
+    import spconv.pytorch as spconv
+
+    from freepoint_bench.models.sparse.spconv_backend import _SpconvConv
+
+    backend = get_backend("spconv")
+    torch.manual_seed(10 * kernel + stride)
+    coords = _random_sites(10, 160, seed=7)
+    feats = torch.randn(len(coords), 3, dtype=torch.float64)
+    conv = _SpconvConv(spconv.SparseConv3d(3, 5, kernel, stride=stride, bias=False, indice_key=f"c{kernel}"),
+                       3, 5, kernel).double()
+    layers = [conv, backend.subm_conv(5, 4, 3, "mid").double()]
+    _assert_same_paths(_native_and_torch_paths(layers, coords, feats))
+    if stride == 2 and kernel == 2:  # the backbone's own down / up pair
+        down, up = backend.down_conv(3, 5, "nd").double(), backend.up_conv(5, 2, "nd").double()
+        _assert_same_paths(_native_and_torch_paths([down, up], coords, feats))
+
+
+def test_small_backbone_native_path_equals_the_torch_path():
+    """The whole small backbone (1×1 residual projections included) gives the same features on both paths."""
+    from freepoint_bench.models.backbone import build_backbone
+
+    torch.manual_seed(0)
+    coords = _random_sites(16, 400, seed=2)
+    feats = torch.randn(len(coords), 3)
+    model = build_backbone(preset="small", in_channels=3, backend="spconv").double().eval()
+    outs = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for native in (False, True):
+            _force_native(model, native)
+            outs.append(model(coords, feats.double()).feats)
+    finally:
+        _force_native(model, None)
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(outs[1], outs[0])
+
+
+def _force_native(model, native):
+    from freepoint_bench.models.sparse.spconv_backend import _SpconvConv
+
+    for m in model.modules():
+        if isinstance(m, _SpconvConv):
+            if native is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.forward = m._native_forward if native else m._torch_forward

@@ -42,6 +42,11 @@ class _SpconvConv(SparseConv):
     gather-matmul-scatter runs in torch: spconv 2.3.8's CPU gather/scatter kernels race when torch
     has more than one thread (a few percent of output sites come out wrong, seen in
     tests/models/test_sparse.py), and torch's own ops are exact and differentiable.
+
+    A 1×1 convolution (spconv's `conv1x1`: one kernel tap, and stride 1 unless submanifold) is a plain matmul on
+    both paths: spconv's own fast path for it does `features @ weight.view(c_in, c_out)`, which reads the KRSC
+    weight handed to the native module transposed (a different function on CUDA than on CPU; every residual
+    projection of 34C is 1×1).
     """
 
     def __init__(self, native: torch.nn.Module, c_in: int, c_out: int, kernel_size: int) -> None:
@@ -54,7 +59,12 @@ class _SpconvConv(SparseConv):
             return self._native_forward(t)
         return self._torch_forward(t)
 
+    def _pointwise(self, t: SparseTensorLike) -> SparseTensorLike:
+        return t.replace_feature(t.features @ self.weight.reshape(self.c_in, self.c_out))
+
     def _native_forward(self, t: SparseTensorLike) -> SparseTensorLike:
+        if self.native.conv1x1:
+            return self._pointwise(t)
         self.native.weight = self.weight.permute(4, 0, 1, 2, 3).contiguous()
         try:
             return self.native(t)
@@ -62,8 +72,8 @@ class _SpconvConv(SparseConv):
             del self.native.weight  # never keep a graph-holding tensor on the module
 
     def _torch_forward(self, t: SparseTensorLike) -> SparseTensorLike:
-        if self.native.subm and self.kernel_size == 1:
-            return t.replace_feature(t.features @ self.weight.reshape(self.c_in, self.c_out))
+        if self.native.conv1x1:
+            return self._pointwise(t)
         from spconv.core import ConvAlgo
         from spconv.pytorch import SparseConvTensor, ops
         from spconv.pytorch.core import IndiceData
@@ -156,6 +166,9 @@ class SpconvBackend(SparseBackend):
         return self._spconv.SparseConvTensor(feats, coords, [int(e) for e in extent], batch_size)
 
     def subm_conv(self, c_in: int, c_out: int, kernel_size: int, key: str) -> SparseConv:
+        if kernel_size % 2 == 0:  # spconv asserts this in C++ at the first forward
+            raise ConfigError(f"submanifold kernel size {kernel_size}: spconv supports odd sizes only (1, 3, 5, ...); "
+                              "set stem_kernel_size to an odd value")
         native = self._spconv.SubMConv3d(c_in, c_out, kernel_size, bias=False, indice_key=f"subm_{key}_k{kernel_size}")
         return _SpconvConv(native, c_in, c_out, kernel_size)
 
