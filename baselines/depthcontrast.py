@@ -9,7 +9,9 @@ frame) augmented twice (data.views.same_view_pair). The query encoder (backbone,
 decoder features per scene as the released Res16UNet trunk, a Linear-Linear head, L2 norm) embeds one
 augmentation; the key encoder, a momentum copy (θ_k ← m θ_k + (1 - m) θ_q before each step), embeds the
 other; the InfoNCE positive is the own key and the negatives the queue of earlier keys, which then takes this
-step's keys (gathered over all DDP ranks). Only the query backbone is published. The input carries the
+step's keys (gathered over all DDP ranks). Only the query backbone is published. A view keeps at most
+views.max_points points (a seeded uniform subsample after its grid sample: the released pipeline's 20,000-point
+views), so a batch's voxels are bounded by batch_size x max_points whatever the scenes' size. The input carries the
 colours by default, as the released voxel input (colour / 255 - 0.5 of the RGB-D frame's points);
 use_rgb=False zeroes them. Each rank normalises its own scenes: the released code skips MoCo's shuffled BN
 for voxels ("does not give performance gain").
@@ -38,7 +40,11 @@ class DepthContrastConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
-    views: ViewConfig = ViewConfig()  # the one crop and its two augmentations (data.views)
+    # The one crop and its two augmentations (data.views), each capped at 20,000 points: the released pipeline
+    # resamples every view to 20,000 points (ToTensor in datasets/transforms/augment3d.py; the template's
+    # randomcuboid npoints 10000 is the crop's least size, multiscale then picks 5k-20k). Uncapped, the paper
+    # preset's 32 crops of whole ScanNet rooms at 2 cm reach millions of voxels per step.
+    views: ViewConfig = ViewConfig(max_points=20_000)
     # SGD 0.12 momentum 0.9 weight decay 1e-4, cosine to 0.00012 (optimizer of the template)
     optim: OptimConfig = OptimConfig(lr=0.12, momentum=0.9, dampening=0.0, schedule="cosine", final_lr=0.00012)
     epochs: int = Field(10, ge=1)  # optimizer.num_epochs (paper preset: 1000)
@@ -55,7 +61,7 @@ class DepthContrastConfig(BaseModel):
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A small queue (a batch of 2 scenes gives 2 keys per step: 16 fill in 8 steps) and few epochs on the CPU.
-    "cpu-small": {"epochs": 10, "queue_size": 16, "views": {"max_points": 20_000}},
+    "cpu-small": {"epochs": 10, "queue_size": 16},
     # BATCHSIZE_PER_REPLICA 32 in the template; our batch is per device.
     "paper": {"epochs": 1000, "train": {"batch_size": 32}},
 }

@@ -1,15 +1,19 @@
-"""DepthContrast's embedding against brute force: the per-scene global max-pool and the projection head."""
+"""DepthContrast's embedding against brute force: the per-scene global max-pool and the projection head; its
+views capped at the released pipeline's 20,000 points, seeded."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines._pairs import PairDataset
 from baselines.depthcontrast import DepthContrastModule, projection_head
+from freepoint_bench.data.scene import Scene
 from freepoint_bench.pretext.base import get_method
 
 
@@ -54,3 +58,32 @@ def test_both_presets_take_the_released_voxel_head_and_colour_input():
     module = DepthContrastModule(get_method("depthcontrast").default_config("cpu-small"))
     for head in (module.head, module.key_head):
         assert [type(m) for m in head] == [nn.Linear, nn.Linear]
+
+
+class OneScene:
+    """A store of one scene."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+
+    def load(self, name: str) -> Scene:
+        return self.scene
+
+
+def test_paper_views_never_exceed_the_released_20k_points_and_are_seeded():
+    config = get_method("depthcontrast").default_config("paper")
+    assert config.views.max_points == 20_000  # augment3d.py's ToTensor: every released view has 20,000 points
+    rng = np.random.default_rng(0)
+    # 150k points on a 6 m x 6 m floor: the 60% crop keeps ~55k cells of 2 cm, far above the cap
+    xyz = np.c_[rng.uniform(0, 6, (150_000, 2)), rng.normal(0, 0.005, 150_000)]
+    scene = Scene(name="hall", xyz=xyz, rgb=rng.uniform(0, 1, (150_000, 3)))
+    dataset = PairDataset(OneScene(scene), ["hall"], config.train, config.views, mode="same")
+    for epoch in range(3):
+        pair = dataset.pair(scene, np.random.default_rng([config.train.seed, epoch, 0]))
+        assert pair.a.num_points == pair.b.num_points == 20_000
+        sample = dataset[(epoch, 0)]
+        assert len(sample["a_coords"]) <= 20_000 and len(sample["b_coords"]) <= 20_000
+    first, again, other = dataset[(0, 0)], dataset[(0, 0)], dataset[(1, 0)]
+    for key in ("a_coords", "a_feats", "b_coords", "b_feats", "matches"):
+        assert np.array_equal(first[key], again[key])
+    assert not np.array_equal(first["a_coords"], other["a_coords"])
