@@ -12,11 +12,15 @@ offset σ to every cost (FreePoint eq. 4) therefore makes cuts dearer: larger σ
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import logging
 import multiprocessing as mp
+import os
+import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -120,29 +124,186 @@ class GaecKlSolver(_BioimageSolver):
     kernighan_lin = True
 
 
-def _rama_worker(i: np.ndarray, j: np.ndarray, c: np.ndarray, queue) -> None:  # pragma: no cover - GPU
-    try:
-        import rama_py
+RAMA_FUNCTION = "freepoint_bench.freepoint.multicut:rama_labels"  # what RamaSolver's worker runs
 
-        opts = rama_py.multicut_solver_options("PD")
-        opts.verbose = False
-        labels, _lower_bound, _ms, _timeline = rama_py.rama_cuda(i.tolist(), j.tolist(), c.tolist(), opts)
-        queue.put(("ok", np.asarray(labels, dtype=np.int64)))
-    except BaseException as exc:  # report any failure to the parent instead of hanging it
-        queue.put(("error", repr(exc)))
+
+def rama_labels(i: np.ndarray, j: np.ndarray, c: np.ndarray) -> np.ndarray:  # pragma: no cover - GPU
+    """Returns RAMA's raw (int64) labels of the nodes 0..max endpoint for edges (i, j) with costs c (rama_py, CUDA
+    primal-dual)."""
+    import rama_py
+
+    opts = rama_py.multicut_solver_options("PD")
+    opts.verbose = False
+    labels, _lower_bound, _ms, _timeline = rama_py.rama_cuda(i.tolist(), j.tolist(), c.tolist(), opts)
+    return np.asarray(labels, dtype=np.int64)
+
+
+class WorkerError(RuntimeError):
+    """A SolveWorker's function raised, its process died twice on one call, or it gave no answer in time."""
+
+
+def _serve(function: str, conn: Any) -> None:  # pragma: no cover - runs in the worker process
+    """Answers each request (an argument tuple) on `conn` with ("ok", function(*args)) or ("error", repr) until
+    None or the parent's end closes; then leaves without the interpreter's teardown."""
+    fn = None
+    while True:
+        try:
+            args = conn.recv()
+        except (EOFError, OSError):
+            break  # the parent is gone
+        if args is None:
+            break
+        try:
+            if fn is None:
+                module, _, name = function.partition(":")
+                fn = getattr(importlib.import_module(module), name)
+            reply = ("ok", fn(*args))
+        except BaseException as exc:  # reported to the parent instead of killing the worker
+            reply = ("error", repr(exc))
+        try:
+            conn.send(reply)
+        except (EOFError, OSError):
+            break
+        except Exception as exc:  # an answer that does not pickle
+            conn.send(("error", f"unpicklable result: {exc!r}"))
+    conn.close()
+    # os._exit skips atexit handlers and C++ static destructors: RAMA's exit-time printers segfault there
+    os._exit(0)
+
+
+class SolveWorker:
+    """One long-lived spawned process that calls `function` ("module:name", importable there) on each request.
+
+    Started at the first call and reused by the next ones (a fresh interpreter per solve cost a CUDA context and
+    seconds of imports each time); a worker that died between calls is started again, one that dies during a
+    call is started again and the call retried once; one that gives no answer within the timeout is killed.
+    close() (also at exit) stops it. Calls are serialised by a lock.
+    """
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+        self._proc: Any = None
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """Returns the worker process's pid while it runs, else None."""
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    def _start(self) -> None:
+        ctx = mp.get_context("spawn")  # never fork: a forked child shares the parent's CUDA and thread state
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(self.function, child), daemon=True, name=f"solve {self.function}")
+        proc.start()
+        child.close()  # only the worker holds its end now: its death reads as EOF here
+        self._proc, self._conn = proc, parent
+
+    def close(self) -> int | None:
+        """Returns the exit code of the worker after stopping it (a polite request, then kill after 5 s; None when
+        none ran); the next call starts a new one."""
+        proc, conn, self._proc, self._conn = self._proc, self._conn, None, None
+        if proc is None:
+            return None
+        try:
+            conn.send(None)
+        except (OSError, ValueError):
+            pass
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
+        conn.close()
+        return proc.exitcode
+
+    def _answer(self, deadline: float) -> tuple[str, Any] | None:
+        """Returns the worker's reply, None when it died first; WorkerError (worker killed) past the deadline."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._proc.kill()
+                self.close()
+                raise WorkerError(f"{self.function} gave no answer in time; its worker was stopped")
+            try:
+                if self._conn.poll(min(remaining, 0.5)):
+                    return self._conn.recv()
+            except (EOFError, OSError):
+                return None
+            if not self._proc.is_alive() and not self._conn.poll():
+                return None
+
+    def call(self, *args: Any, timeout_s: float = 600.0) -> Any:
+        """Returns function(*args) computed in the worker; WorkerError when it raised (its repr), when the
+        worker died on this call twice, or after timeout_s seconds without an answer."""
+        with self._lock:
+            deaths = 0
+            while True:
+                if self._proc is None or not self._proc.is_alive():
+                    self.close()
+                    self._start()
+                try:
+                    self._conn.send(args)
+                    reply = self._answer(time.monotonic() + timeout_s)
+                except (BrokenPipeError, EOFError, ConnectionResetError):
+                    reply = None
+                if reply is not None:
+                    status, payload = reply
+                    if status != "ok":
+                        raise WorkerError(f"{self.function} raised {payload}")
+                    return payload
+                deaths += 1
+                code = self.close()
+                if deaths == 2:
+                    raise WorkerError(f"the worker running {self.function} died twice on one call "
+                                      f"(exit code {code})")
+                logger.warning("the worker running %s died (exit code %s); starting another and retrying",
+                               self.function, code)
+
+
+_WORKERS: dict[str, SolveWorker] = {}
+_WORKERS_LOCK = threading.Lock()
+
+
+def solve_worker(function: str) -> SolveWorker:
+    """Returns this process's SolveWorker of `function` (one per function, shared by every solver instance)."""
+    with _WORKERS_LOCK:
+        if function not in _WORKERS:
+            _WORKERS[function] = SolveWorker(function)
+        return _WORKERS[function]
+
+
+@atexit.register
+def close_workers() -> None:
+    """Stops every SolveWorker of this process."""
+    with _WORKERS_LOCK:
+        workers = list(_WORKERS.values())
+    for worker in workers:
+        worker.close()
+
+
+def _forget_workers_in_child() -> None:
+    # a forked child must not talk to its parent's workers through the inherited pipes
+    global _WORKERS_LOCK
+    _WORKERS.clear()
+    _WORKERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_workers_in_child)
 
 
 class RamaSolver:
-    """RAMA primal-dual multicut on a CUDA GPU (rama_py), run in a worker subprocess.
+    """RAMA primal-dual multicut on a CUDA GPU (rama_py), run in a long-lived worker process (SolveWorker).
 
-    rama_py can crash the interpreter at exit, so each solve happens in a fresh spawned process; the
-    parent only sees the labels. Same sign convention: positive = attract.
+    rama_py crashes the interpreter at exit, so it runs in a worker process that leaves without the teardown;
+    the parent only sees the labels. `function` names what the worker runs (tests point it at a CPU solver with
+    rama_labels' signature). Same sign convention: positive = attract.
     """
 
     name = "rama"
 
-    def __init__(self, timeout_s: float = 600.0) -> None:
+    def __init__(self, timeout_s: float = 600.0, function: str = RAMA_FUNCTION) -> None:
         self.timeout_s = timeout_s
+        self.function = function
 
     @staticmethod
     def available() -> bool:
@@ -153,27 +314,20 @@ class RamaSolver:
             return False
         return True
 
+    @property
+    def worker(self) -> SolveWorker:
+        """Returns the worker process that runs this solver's function."""
+        return solve_worker(self.function)
+
     def solve(self, num_nodes: int, edges: np.ndarray, costs: np.ndarray) -> MulticutResult:
         start = time.perf_counter()
         uv, c = canonical_edges(num_nodes, edges, costs)
         if len(uv) == 0:
             return MulticutResult(np.arange(num_nodes, dtype=np.int64), 0.0, time.perf_counter() - start)
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_rama_worker, args=(uv[:, 0], uv[:, 1], c, queue), daemon=True)
-        proc.start()
         try:
-            status, payload = queue.get(timeout=self.timeout_s)
-        except Exception as exc:
-            proc.kill()
-            msg = f"RAMA gave no answer within {self.timeout_s}s ({exc}); use solver='gaec'"
-            raise DataError(msg) from None
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-        if status != "ok":
-            raise DataError(f"RAMA failed: {payload}; check the CUDA setup or use solver='gaec'")
-        raw = payload
+            raw = np.asarray(self.worker.call(uv[:, 0], uv[:, 1], c, timeout_s=self.timeout_s), dtype=np.int64)
+        except WorkerError as exc:
+            raise DataError(f"RAMA failed: {exc}; check the CUDA setup or use solver='gaec'") from None
         full = np.arange(num_nodes, dtype=np.int64) + (raw.max() + 1 if len(raw) else 0)
         full[: len(raw)] = raw  # RAMA only labels nodes up to the largest edge endpoint
         labels = relabel_contiguous(full)

@@ -1,6 +1,13 @@
-"""Multicut backends against brute-force enumeration of all partitions; sign convention; σ monotonicity."""
+"""Multicut backends against brute-force enumeration of all partitions; sign convention; σ monotonicity; RAMA's
+long-lived worker process (with CPU stand-ins for rama_py)."""
 
 from __future__ import annotations
+
+import atexit
+import os
+import signal
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +21,7 @@ from freepoint_bench.freepoint.multicut import (
     MulticutSolver,
     RamaSolver,
     canonical_edges,
+    close_workers,
     get_solver,
     multicut_objective,
 )
@@ -144,3 +152,123 @@ def test_rama_parity_with_gaec_kl():  # pragma: no cover - GPU only
     rama = RamaSolver().solve(8, edges, costs)
     assert rama.objective >= _optimum(8, edges, costs) - 1e-6
     assert np.isclose(rama.objective, GaecKlSolver().solve(8, edges, costs).objective, atol=1.0)
+
+
+# ------------------------------------------------------------------ RAMA's worker, with stand-ins for rama_labels
+# Each runs in the worker process (imported there by name) with rama_labels' signature.
+
+
+def gaec_raw(i, j, c):
+    """Returns GAEC's labels of nodes 0..max endpoint (RAMA's output shape)."""
+    return GaecSolver().solve(int(max(i.max(), j.max())) + 1, np.stack([i, j], 1), c).labels
+
+
+def segfault(i, j, c):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def segfault_once(i, j, c):
+    """Segfaults the first time (across processes: a flag file), then answers as gaec_raw."""
+    flag = Path(os.environ["MULTICUT_TEST_FLAG"])
+    if not flag.exists():
+        flag.touch()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return gaec_raw(i, j, c)
+
+
+def raises(i, j, c):
+    raise ValueError("bad costs")
+
+
+def sleeps(i, j, c):
+    time.sleep(60)
+
+
+def segfaults_at_exit(i, j, c):
+    """Answers as gaec_raw and leaves an exit-time handler that segfaults, as rama_py's printers do."""
+    atexit.register(os.kill, os.getpid(), signal.SIGSEGV)
+    return gaec_raw(i, j, c)
+
+
+def standin(name: str, **kw) -> RamaSolver:
+    return RamaSolver(function=f"{__name__}:{name}", **kw)
+
+
+@pytest.fixture
+def workers():
+    yield
+    close_workers()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_one_worker_process_serves_every_solve_with_the_direct_results(workers):
+    pids = set()
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        edges, costs = _random_graph(rng, 8)
+        n = 10  # nodes 8 and 9 have no edge: RAMA labels only up to the largest endpoint
+        got = standin("gaec_raw").solve(n, edges, costs)  # a new instance per solve, as get_solver gives
+        want = GaecSolver().solve(n, edges, costs)
+        assert np.array_equal(got.labels, want.labels) and got.objective == want.objective
+        pids.add(standin("gaec_raw").worker.pid)
+    assert len(pids) == 1 and None not in pids and os.getpid() not in pids
+
+
+def test_a_worker_killed_between_solves_is_started_again(workers):
+    edges, costs = _random_graph(np.random.default_rng(1), 8)
+    solver = standin("gaec_raw")
+    first = solver.solve(8, edges, costs)
+    pid = solver.worker.pid
+    os.kill(pid, signal.SIGKILL)
+    while solver.worker.pid is not None:
+        time.sleep(0.05)
+    again = solver.solve(8, edges, costs)
+    assert np.array_equal(again.labels, first.labels) and solver.worker.pid not in (None, pid)
+
+
+def test_a_worker_that_dies_mid_solve_is_restarted_and_the_solve_retried(workers, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MULTICUT_TEST_FLAG", str(tmp_path / "crashed"))
+    edges, costs = _random_graph(np.random.default_rng(2), 8)
+    got = standin("segfault_once").solve(8, edges, costs)
+    assert (tmp_path / "crashed").exists()  # the first worker did die
+    assert np.array_equal(got.labels, GaecSolver().solve(8, edges, costs).labels)
+    assert "died (exit code -11); starting another" in caplog.text
+
+
+def test_a_worker_dying_on_every_try_raises_one_clear_error(workers):
+    edges, costs = _random_graph(np.random.default_rng(3), 8)
+    with pytest.raises(DataError, match=r"RAMA failed: the worker running .*:segfault died twice on one call "
+                                        r"\(exit code -11\); .* use solver='gaec'"):
+        standin("segfault").solve(8, edges, costs)
+
+
+def test_a_raising_solver_keeps_its_worker_and_a_stuck_one_is_stopped(workers):
+    edges, costs = _random_graph(np.random.default_rng(4), 8)
+    solver = standin("raises")
+    pids = []
+    for _ in range(2):
+        with pytest.raises(DataError, match="RAMA failed: .*:raises raised ValueError\\('bad costs'\\)"):
+            solver.solve(8, edges, costs)
+        pids.append(solver.worker.pid)
+    assert pids[0] is not None and pids[0] == pids[1]
+    stuck = standin("sleeps", timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(DataError, match="gave no answer in time"):
+        stuck.solve(8, edges, costs)
+    assert time.monotonic() - started < 10 and stuck.worker.pid is None
+
+
+def test_closing_stops_the_worker_without_the_interpreter_teardown(workers):
+    edges, costs = _random_graph(np.random.default_rng(5), 8)
+    solver = standin("segfaults_at_exit")
+    solver.solve(8, edges, costs)
+    pid = solver.worker.pid
+    assert solver.worker.close() == 0  # the exit-time handler never ran
+    assert not _alive(pid) and solver.worker.pid is None
