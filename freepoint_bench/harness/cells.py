@@ -32,6 +32,7 @@ import numpy as np
 
 from freepoint_bench.atomic import checksum_ok, open_lock, save_npz, with_checksum, write_json
 from freepoint_bench.engine.checkpoints import code_version, environment
+from freepoint_bench.engine.devices import resolve_device
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.finetune import (
     FinetuneConfig,
@@ -185,12 +186,16 @@ def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
 
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,
              protocols_dir: str | Path | None = None, force: bool = False,
-             progress: ProgressFn | None = None) -> tuple[str, Path]:
+             progress: ProgressFn | None = None, eval_device: str | None = None) -> tuple[str, Path]:
     """Computes one cell into the results store; returns (status, result path).
 
     status: "done" (computed now), "skipped" (already finished), "busy" (another process holds its lock).
+    eval_device: where the evaluation scenes are predicted (auto, cpu, cuda, cuda:<i>); None: on the device
+    each fold trained on.
     """
     spec = cell.protocol
+    # a GPU this machine lacks is refused before anything trains
+    predict_on = None if eval_device is None else resolve_device(eval_device, "--eval-device")
     if len(cell.checkpoints) != spec.num_folds:
         raise ConfigError(f"protocol {spec.name} has {spec.num_folds} fold(s); give one checkpoint per fold, "
                           f"not {len(cell.checkpoints)}")
@@ -237,12 +242,14 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
             else:
                 stage = f"fold {f}" if spec.num_folds > 1 else "finetune"
                 t_train = time.perf_counter()
-                module = train_fold(store, data.train, ProtocolTargets(spec.eval, data.kept_masks), config,
-                                    num_classes=len(class_ids), init_backbone=ckpt, seed=cell.seed, work_dir=work,
-                                    progress=progress, stage=f"{stage}: train")
+                module, trained_on = train_fold(store, data.train, ProtocolTargets(spec.eval, data.kept_masks),
+                                                config, num_classes=len(class_ids), init_backbone=ckpt,
+                                                seed=cell.seed, work_dir=work, progress=progress,
+                                                stage=f"{stage}: train")
                 seconds = time.perf_counter() - t_train
                 preds = predict_scenes(module.segmenter, store, data.eval, config, class_ids, progress,
-                                       stage=f"{stage}: predict")
+                                       stage=f"{stage}: predict",
+                                       device=trained_on if predict_on is None else predict_on)
                 metrics = score(store, preds, spec_eval).to_dict()
                 fold_doc = {"fold": f, "eval_scenes": data.eval, "train_scenes": data.train,
                             "num_train_masks": data.num_masks, "metrics": _metrics(metrics),

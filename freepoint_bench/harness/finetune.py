@@ -1,8 +1,9 @@
 """Fine-tuning a pretrained backbone under a protocol: targets with dropped masks ignored, training, evaluation.
 
     config = finetune_config("cpu-small", epochs=5)
-    module = train_fold(store, train_names, targets, config, init_backbone=ckpt, seed=0, work_dir=...)
-    result = evaluate_fold(module.segmenter, store, eval_names, rules, config)
+    module, device = train_fold(store, train_names, targets, config, init_backbone=ckpt, seed=0, work_dir=...)
+    preds = predict_scenes(module.segmenter, store, eval_names, config, class_ids, device=device)
+    result = score(store, preds, eval_spec(rules))
 
 The segmenter is the Mask3D-style model of `models/` with a class head (13 S3DIS classes or ScanNet's 18
 instance classes, plus "no object"); its backbone is loaded strictly from any method's backbone checkpoint
@@ -214,8 +215,11 @@ def check_leakage(meta: Mapping[str, Any], eval_names: Sequence[str], checkpoint
 
 def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets, config: FinetuneConfig, *,
                num_classes: int, init_backbone: str | Path | None, seed: int, work_dir: str | Path,
-               progress: ProgressFn | None = None, stage: str = "finetune") -> SegmenterModule:
-    """Returns the module after fine-tuning on `names` (resuming from work_dir's last.ckpt when present)."""
+               progress: ProgressFn | None = None, stage: str = "finetune") -> tuple[SegmenterModule, torch.device]:
+    """Returns (the module after fine-tuning on `names`, resuming from work_dir's last.ckpt when present; the
+    device it trained on, where its evaluation belongs).
+
+    The device is the trainer's, not the module's: Lightning's teardown moves the module back to the CPU."""
     preset = config.train.with_(seed=seed)
     module = SegmenterModule(preset, config.loss, num_classes=num_classes)
     if init_backbone is not None:
@@ -228,16 +232,16 @@ def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets, confi
     callbacks = [module.progress_callback(progress, stage, config.epochs)] if progress is not None else []
     trainer = make_trainer(preset, work_dir, config.epochs, enable_progress_bar=False, callbacks=callbacks)
     fit(trainer, module, datamodule, ckpt_path=ckpt)
-    return module
+    return module, trainer.strategy.root_device
 
 
 @torch.no_grad()
 def predict_scenes(segmenter: InstanceSegmenter, store: Any, names: Sequence[str], config: FinetuneConfig,
                    class_ids: Sequence[int], progress: ProgressFn | None = None,
-                   stage: str = "evaluate") -> dict[str, Predictions]:
-    """Returns per-scene predictions on every point (voxel masks mapped back), labels as dataset semantic ids."""
-    segmenter.eval()
-    device = next(segmenter.parameters()).device
+                   stage: str = "evaluate", *, device: str | torch.device) -> dict[str, Predictions]:
+    """Returns per-scene predictions on every point (voxel masks mapped back), labels as dataset semantic ids,
+    computed on `device` (the segmenter is moved there)."""
+    segmenter.to(device).eval()
     ids = np.asarray(class_ids, dtype=np.int64)
     out = {}
     for i, name in enumerate(names):
