@@ -10,7 +10,8 @@ weights and trains on the under-segmented σ_high masks for `epochs2` epochs (§
 strategy", §4). Each step has its own AdamW + schedule. A run directory holds:
 
     out_dir/run.json                 the config and scene list (a resume must match it)
-    out_dir/pseudo-labels/           cached pseudo labels (unless label_dir is given)
+    out_dir/pseudo-labels/           cached pseudo labels (unless label_dir is given), with ready-<key>.json:
+                                     rank 0's progress on them, which the other DDP ranks wait for
     out_dir/step{1,2}/lightning/     Lightning's last.ckpt (resume point of an interrupted step)
     out_dir/step{1,2}/logs/          CSV loss logs
     out_dir/step{1,2}/segmenter.ckpt the step's final weights, out_dir/step{1,2}/done.json its metrics
@@ -18,8 +19,12 @@ strategy", §4). Each step has its own AdamW + schedule. A run directory holds:
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +44,7 @@ from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.presets import TrainPreset, _one_line, get_preset
 from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
-from freepoint_bench.errors import ConfigError
+from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.pipeline import run_pseudo_labels
 from freepoint_bench.models.losses import LossConfig
@@ -58,6 +63,109 @@ class FreePointConfig(BaseModel):
     train: TrainPreset = get_preset("cpu-small")  # training recipe (`paper`: epochs1/epochs2 = 100/10, §4)
     pseudo: PseudoLabelConfig = PseudoLabelConfig()  # pseudo-label generation (σ_low 0.9, σ_high 1.2, §4)
     loss: LossConfig = LossConfig()  # λ weights of eq. 7 (§3.3)
+
+
+# The other ranks give up when rank 0 reported no pseudo-label progress for this long (a scene takes minutes)
+LABEL_WAIT_S = 3600.0
+# What the ranks of one launch share and another launch does not: SLURM's job, step and requeue count, torchrun's
+# run id. Lightning's own launcher sets none of them (its ranks start after rank 0 has labelled).
+LAUNCH_VARIABLES = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID",
+                    "TORCHELASTIC_RESTART_COUNT")
+
+
+def launch_token() -> str:
+    """Returns the LAUNCH_VARIABLES set in this process as "NAME=value,..." ("" when none is)."""
+    return ",".join(f"{name}={os.environ[name]}" for name in LAUNCH_VARIABLES if name in os.environ)
+
+
+def labels_marker(label_dir: Path, names: list[str], pseudo: PseudoLabelConfig) -> Path:
+    """Returns label_dir/ready-<key>.json, key: a hash of the scenes and the pseudo-label config (one file per
+    label set, so runs sharing a label_dir do not read each other's)."""
+    key = stable_hash(sorted(names), pseudo.model_dump(mode="json"), length=12)
+    return Path(label_dir) / f"ready-{key}.json"
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # not written yet (writes are atomic: never half a file)
+    return state if isinstance(state, dict) else None
+
+
+def cache_pseudo_labels(
+    store: Any,
+    names: list[str],
+    pseudo: PseudoLabelConfig,
+    label_dir: Path,
+    *,
+    rank: int,
+    workers: int | None = 1,
+    progress: ProgressFn | None = None,
+    prepare: Callable[[], None] | None = None,
+    timeout_s: float = LABEL_WAIT_S,
+    poll_s: float = 5.0,
+) -> Path:
+    """Returns the marker file (labels_marker) once the pseudo labels of `names` at pseudo.sigmas are in label_dir.
+
+    Global rank 0 runs `prepare` (the run directory's checks) and run_pseudo_labels with `workers` processes,
+    writing the marker's state as it goes: "running" with the scenes done, then "done" or "failed" with the error.
+    Every other rank computes nothing: it waits for "done" (DataError naming the marker when rank 0 failed, or
+    wrote no progress for timeout_s seconds). Under srun every rank starts this at once; Lightning's barrier in
+    prepare_data would time out (30 min) long before a dataset is labelled. Across nodes label_dir must be on a
+    filesystem they share. progress("pseudo-labels", done, total, info) on every rank.
+    """
+    marker = labels_marker(label_dir, names, pseudo)
+    token = launch_token()
+    if rank == 0:
+        state = {"launch": token, "status": "running", "done": 0, "total": len(names)}
+        write_json(marker, state)
+        try:
+            if prepare is not None:
+                prepare()
+
+            def on_scene(record: dict) -> None:
+                state["done"] += 1
+                write_json(marker, state)  # the other ranks' sign that rank 0 is alive
+                if progress is not None:
+                    progress("pseudo-labels", state["done"], len(names), f"{record['scene']} ({record['status']})")
+
+            run_pseudo_labels(store, names, pseudo, pseudo.sigmas, label_dir, workers=workers, progress=on_scene)
+        except BaseException as exc:
+            error = (str(exc).strip().splitlines() or [""])[0]
+            write_json(marker, {**state, "status": "failed", "error": f"{type(exc).__name__}: {error}"})
+            raise
+        write_json(marker, {**state, "status": "done"})
+        return marker
+    _wait_for_labels(marker, token, rank, timeout_s, poll_s, progress)
+    return marker
+
+
+def _wait_for_labels(marker: Path, token: str, rank: int, timeout_s: float, poll_s: float,
+                     progress: ProgressFn | None) -> None:
+    """Returns when rank 0 of this launch marked the labels done; DataError when it failed or went silent."""
+    initial = _read_marker(marker)
+    seen, since = initial, time.monotonic()
+    while True:
+        state = _read_marker(marker)
+        # without a launch token an earlier launch's marker cannot be told apart: a "done" one still describes a
+        # complete cache of these scenes, a "failed" one counts only once rank 0 has rewritten it
+        ours = state is not None and (state.get("launch") == token if token else state != initial)
+        if state is not None and state.get("status") == "done" and (ours or not token):
+            return
+        if ours and state.get("status") == "failed":
+            raise DataError(f"{marker}: rank 0 failed computing the pseudo labels ({state.get('error')}); fix "
+                            "that (rank 0's log has it) and start the run again")
+        if state != seen:
+            seen, since = state, time.monotonic()
+            if ours and progress is not None:
+                progress("pseudo-labels", int(state.get("done", 0)), int(state.get("total", 0)), "rank 0")
+        elif time.monotonic() - since > timeout_s:
+            last = "nothing" if seen is None else f"{seen.get('status')} {seen.get('done')}/{seen.get('total')}"
+            raise DataError(f"{marker}: rank {rank} waited {timeout_s:.0f}s for rank 0's pseudo labels and saw no "
+                            f"progress (last state: {last}); check that rank 0 runs and that this folder is on a "
+                            "filesystem every node shares")
+        time.sleep(poll_s)
 
 
 class FreePointPretext:
@@ -98,6 +206,7 @@ class FreePointPretext:
         checkpoints_dir: str | Path = "checkpoints",
         label_dir: str | Path | None = None,
         label_workers: int | None = 1,
+        label_wait_s: float = LABEL_WAIT_S,
         devices: int | str = 1,
         nodes: int = 1,
         enable_progress_bar: bool = False,
@@ -111,7 +220,9 @@ class FreePointPretext:
         and scenes must equal the recorded ones (ConfigError names the differing fields). A directory
         holding another run needs resume=True or overwrite=True (which deletes that run's state).
         checkpoints_dir: where the final `.ckpt` files and `index.json` go. label_dir: reuse (or write)
-        pseudo labels there instead of out_dir/pseudo-labels. callbacks: extra Lightning callbacks.
+        pseudo labels there instead of out_dir/pseudo-labels. label_workers: processes rank 0 labels with;
+        label_wait_s: how long the other ranks wait on rank 0's silence (cache_pseudo_labels). callbacks: extra
+        Lightning callbacks.
         """
         out_dir = Path(out_dir)
         names = sorted(names if names is not None else store.names("train"))
@@ -120,11 +231,14 @@ class FreePointPretext:
         devices = check_devices(devices, nodes)  # before hours of pseudo-labelling, not after
         label_dir = Path(label_dir) if label_dir is not None else out_dir / "pseudo-labels"
         run = {"method": self.name, "config": config.model_dump(mode="json"), "scenes": names}
-        # Under DDP every rank runs this function; only rank 0 owns the run directory and the files.
-        # Lightning's launcher starts the other local ranks at rank 0's first fit, so they find the
-        # pseudo labels cached; DDP broadcasts rank 0's weights, so only rank 0 loads step 1's weights.
-        is_zero = rank_zero_only.rank == 0
-        if is_zero:
+        # Under DDP every rank runs this function (under srun all at once; Lightning's own launcher starts the
+        # other local ranks at rank 0's first fit); only global rank 0 owns the run directory and the files and
+        # computes the pseudo labels, the others wait for them (cache_pseudo_labels). DDP broadcasts rank 0's
+        # weights, so only rank 0 loads step 1's weights.
+        rank = rank_zero_only.rank
+        is_zero = rank == 0
+
+        def prepare() -> None:
             versions = self._check_run_dir(out_dir, run, resume, overwrite)
             # every start and resume adds its code version (not compared: a resume may run newer code, it
             # is warned about and recorded, since finished steps keep the weights the older code trained)
@@ -134,17 +248,8 @@ class FreePointPretext:
 
         # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes)
         sigmas = config.pseudo.sigmas
-        done_count = [0]
-
-        def on_scene(record: dict) -> None:
-            done_count[0] += 1
-            if progress is not None:
-                info = f"{record['scene']} ({record['status']})"
-                progress("pseudo-labels", done_count[0], len(names), info)
-
-        run_pseudo_labels(
-            store, names, config.pseudo, sigmas, label_dir, workers=label_workers, progress=on_scene
-        )
+        cache_pseudo_labels(store, names, config.pseudo, label_dir, rank=rank, workers=label_workers,
+                            progress=progress, prepare=prepare, timeout_s=label_wait_s)
 
         step_metrics: dict[str, dict] = {}
         init: Path | None = None
@@ -279,8 +384,6 @@ def _environment_changes(earlier: list[dict], now: dict) -> str:
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
