@@ -5,24 +5,43 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.setup-stamp
+CUDA_STAMP := $(VENV)/.setup-cuda-stamp
 MINK_STAMP := $(VENV)/.minkowski-stamp
 APT_PKGS := libusb-1.0-0
 APT_PKGS_MINK := libopenblas-dev
 # the HTML report's test renders it in a real headless browser (tests/report/test_report_browser.py)
 APT_PKGS_BROWSER := chromium
 
-.PHONY: setup setup-minkowski demo test test-fast test-faults test-faults-long lint bench device-kit clean
+.PHONY: setup setup-cuda setup-minkowski demo test test-fast test-faults test-faults-long lint bench device-kit clean
 
 setup: $(STAMP)
 	@bash .ci/apt-ensure $(APT_PKGS_BROWSER) || echo "setup: $(APT_PKGS_BROWSER) not installed; the HTML report's browser test will skip"
 
 # apt prerequisites are installed only when missing (open3d-cpu needs libusb).
 $(STAMP): pyproject.toml
+	@! test -e $(CUDA_STAMP) || { echo "setup: $(VENV) is a CUDA setup (make setup-cuda): run $(PY) -m pytest, or make clean first"; \
+	  exit 2; }
 	@bash .ci/apt-ensure $(APT_PKGS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first: 2.13.0 is the local CPU wheel on our machines (any other spec pulls gigabytes)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,cpu]'
+	@touch $@
+
+# A CUDA machine: CUDA torch, then the project with its `cuda` extra (spconv-cu126, the full open3d) instead of
+# the CPU builds (docs/gpu.md#install). PyPI's Linux x86_64 torch is a CUDA build (torch 2.15: CUDA 13, NVIDIA
+# driver >= 580); for an older driver name PyTorch's index of your CUDA version, e.g.
+#   make setup-cuda TORCH_INDEX=https://download.pytorch.org/whl/cu126
+TORCH_INDEX ?=
+setup-cuda: $(CUDA_STAMP)
+
+$(CUDA_STAMP): pyproject.toml
+	@! test -e $(STAMP) || { echo "setup-cuda: $(VENV) holds the CPU builds (make setup); make clean first"; exit 2; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@$(PY) -c "import sys, torch; torch.version.cuda or sys.exit('setup-cuda: torch ' + torch.__version__ + \
+	  ' in $(VENV) is a CPU build; make clean, then make setup-cuda TORCH_INDEX=https://download.pytorch.org/whl/cu126')"
+	$(PIP) install -q -e '.[dev,cuda]'
 	@touch $@
 
 # MinkowskiEngine: the optional second sparse backend, built CPU-only from source (~5 min).
