@@ -59,8 +59,9 @@ def estimate_normals_open3d(xyz: np.ndarray, k: int = 16, viewpoint: np.ndarray 
     The reference implementation for the parity test; open3d's kNN includes the point itself, so k + 1
     neighbours are asked for to match `estimate_normals`.
     """
-    import open3d as o3d
+    from freepoint_bench.geometry.planes import import_open3d
 
+    o3d = import_open3d()
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, dtype=np.float64)))
     cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(knn=int(k) + 1))
     return orient_normals(xyz, np.asarray(cloud.normals), viewpoint).astype(np.float32)

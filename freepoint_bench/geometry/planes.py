@@ -52,6 +52,17 @@ HORIZONTAL_COS = np.cos(np.deg2rad(15))  # ours: a normal within 15° of z is a 
 VERTICAL_SIN = np.sin(np.deg2rad(15))  # ours: ... within 15° of the horizontal, a vertical one
 
 
+def import_open3d():
+    """Returns the open3d module; ConfigError naming the install when it is missing (it is imported only where used,
+    so that training and inference import without it)."""
+    try:
+        import open3d
+    except ImportError as exc:
+        raise ConfigError(f"open3d is not importable ({exc}); plane removal and normals need it: "
+                          "pip install -e '.[cpu]' (open3d-cpu) or '.[cuda]' (open3d)") from None
+    return open3d
+
+
 def remove_planes(
     xyz: np.ndarray,
     *,
@@ -91,8 +102,7 @@ def remove_planes(
             "plane removal needs distance_threshold > 0, max_planes >= 0, num_iterations >= 1, "
             f"fit_points >= 3; got {distance_threshold}, {max_planes}, {num_iterations}, {fit_points}"
         )
-    import open3d as o3d  # local: training must import without open3d
-
+    o3d = import_open3d()
     xyz = np.asarray(xyz, dtype=np.float64)
     n = len(xyz)
     foreground = np.ones(n, dtype=bool)

@@ -114,3 +114,11 @@ def test_without_rules_every_large_patch_goes_and_is_marked_plane():
     assert set(np.unique(seg.removed_by)) == {0, 1}  # kept or "plane"
     kept = {p: seg.foreground[scene.instance == i].mean() for i, p in scene.meta["parts"].items()}
     assert kept["cabinet"] < 0.8  # plain removal takes the cabinet's front with it
+
+
+def test_missing_open3d_is_a_config_error_naming_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "open3d", None)  # what an install without the cpu / cuda extra has
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[cpu\]'"):
+        remove_planes(np.zeros((10, 3)))

@@ -11,7 +11,7 @@ from freepoint_bench.models.sparse.base import SparseBackend, SparseConv, Sparse
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install spconv==2.3.8 (CPU wheel; spconv-cu1xx for CUDA)"
+INSTALL_HINT = "pip install -e '.[cpu]' (spconv, CPU wheel) or make setup-cuda / '.[cuda]' (spconv-cu126)"
 
 # The spatial extent is rounded up to a multiple of this so that every stride-2 level keeps all sites
 # (spconv drops sites past floor((S - 2) / 2) + 1); 2**6 supports six downsamplings.
