@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from freepoint_bench.models.decoder import Prediction
 from freepoint_bench.models.losses import (
     LossConfig,
     bce_loss,
     box_loss,
     dice_loss,
+    hard_corners,
     mask_iou,
     mean_loss,
     normalise_scene,
 )
-from freepoint_bench.models.matcher import hungarian_match, matching_cost
+from freepoint_bench.models.matcher import hungarian_match_all, matching_cost
 from freepoint_bench.models.segmenter import SegmenterOutput
 from freepoint_bench.models.voxels import SparseBatch
 
@@ -45,7 +46,18 @@ def targets_from_instance_ids(instance: torch.Tensor, semantic: torch.Tensor | N
 
 
 class SetCriterion:
-    """Computes the losses of eq. 7 (on points, via each scene's point->voxel map) for every decoder step."""
+    """Computes the losses of eq. 7 (on points, via each scene's point->voxel map) for every decoder step.
+
+    Matching and every loss run in float32 with autocast off, as Mask3D's criterion does: under 16-mixed the
+    (Q, T) matching products sum per-point terms over every loss point and overflow float16 above ~95k points
+    (S3DIS crops have 200k), CUDA autocast runs exp and log in float32 against half operands, and positions
+    in metres keep their centimetres only in float32. The predictions are cast up; their gradients flow back
+    in the predictions' dtype.
+
+    Host syncs per call: one transfer of every step's and scene's matching cost to the Hungarian solver (and
+    one upload of the matches), one per scene for the targets' corners, and one per step and scene for each
+    soft-corner selection of the weak Lbox term (matching and loss).
+    """
 
     def __init__(self, config: LossConfig | None = None, num_classes: int = 0) -> None:
         self.config = config or LossConfig()
@@ -54,52 +66,62 @@ class SetCriterion:
     def __call__(
         self, outputs: SegmenterOutput, targets: list[InstanceTargets], batch: SparseBatch
     ) -> dict[str, torch.Tensor]:
-        """Returns {"loss": total, "<term>": final-step value, ...}; total sums every step when aux is on."""
-        xyz = [normalise_scene(p.to(outputs.final.objectness.dtype)) for p in batch.point_xyz]
-        steps = outputs.aux + [outputs.final] if self.config.aux else [outputs.final]
-        total = outputs.final.objectness.new_zeros(())
+        """Returns {"loss": total, "<term>": final-step value, ...} in float32; total sums every step when aux
+        is on."""
+        with torch.autocast(device_type=outputs.final.objectness.device.type, enabled=False):
+            return self._losses(outputs, targets, batch)
+
+    def _losses(self, outputs: SegmenterOutput, targets: list[InstanceTargets], batch: SparseBatch):
+        cfg = self.config
+        xyz = [normalise_scene(p.float()) for p in batch.point_xyz]  # never half: see the class docstring
+        scenes = [_ScenePoints(t, x, cfg.box > 0) for t, x in zip(targets, xyz, strict=True)]
+        steps = outputs.aux + [outputs.final] if cfg.aux else [outputs.final]
+        logits = [[pred.masks[b].float()[:, batch.point_to_voxel[b]] for b in range(len(targets))] for pred in steps]
+        objectness = [pred.objectness.float() for pred in steps]
+        class_logits = [None if pred.class_logits is None else pred.class_logits.float() for pred in steps]
+        costs = [
+            matching_cost(logits[s][b], scene.masks, scene.xyz, cfg, objectness[s][b],
+                          None if class_logits[s] is None else class_logits[s][b], scene.labels, scene.corners)
+            for s in range(len(steps)) for b, scene in enumerate(scenes)
+        ]
+        matches = _to_device(hungarian_match_all(costs, [scene.nonempty for scene in scenes] * len(steps)),
+                             objectness[0].device)
+        total = objectness[0].new_zeros(())
         last: dict[str, torch.Tensor] = {}
-        for pred in steps:
-            terms = self._step(pred, targets, batch, xyz)
+        for s in range(len(steps)):
+            step_matches = matches[s * len(scenes) : (s + 1) * len(scenes)]
+            terms = self._step(logits[s], objectness[s], class_logits[s], scenes, step_matches)
             total = total + terms["weighted"]
             last = terms
         result = {"loss": total}
         result.update({k: v.detach() for k, v in last.items() if k != "weighted"})
         return result
 
-    def _step(self, pred: Prediction, targets, batch: SparseBatch, xyz) -> dict[str, torch.Tensor]:
+    def _step(self, logits, objectness, class_logits, scenes, matches) -> dict[str, torch.Tensor]:
         cfg = self.config
-        zero = pred.objectness.new_zeros(())
+        zero = objectness.new_zeros(())
         sums = {"dice": zero, "bce": zero, "mean": zero, "box": zero}
         obj_terms, cls_terms = [], []
-        n_targets = max(sum(len(t.masks) for t in targets), 1)
-        for b, tgt in enumerate(targets):
-            logits = pred.masks[b][:, batch.point_to_voxel[b]]  # (Q, N_b) on points
-            target = tgt.masks.to(logits.dtype)
-            keep = target.sum(-1) > 0  # an empty target mask has no centre or box
-            target, labels = target[keep], tgt.labels[keep]
-            cls_logits = pred.class_logits[b] if pred.class_logits is not None else None
-            cost = matching_cost(logits, target, xyz[b], cfg, pred.objectness[b], cls_logits, labels)
-            rows, cols = hungarian_match(cost)
-            rows_t = torch.as_tensor(rows, device=logits.device)
-            cols_t = torch.as_tensor(cols, device=logits.device)
-            ml, mt = logits[rows_t], target[cols_t]
+        n_targets = max(sum(len(scene.masks) for scene in scenes), 1)
+        for b, (scene, (rows_t, cols_t)) in enumerate(zip(scenes, matches, strict=True)):
+            ml, mt = logits[b][rows_t], scene.masks[cols_t]
             sums["dice"] = sums["dice"] + dice_loss(ml, mt).sum()
             sums["bce"] = sums["bce"] + bce_loss(ml, mt).sum()
             if cfg.mean > 0:
-                sums["mean"] = sums["mean"] + mean_loss(ml, mt, xyz[b]).sum()
+                sums["mean"] = sums["mean"] + mean_loss(ml, mt, scene.xyz).sum()
             if cfg.box > 0:
-                sums["box"] = sums["box"] + box_loss(ml, mt, xyz[b], cfg.box_temperature).sum()
-            obj_target = torch.zeros_like(pred.objectness[b])
+                corners = (scene.corners[0][cols_t], scene.corners[1][cols_t])
+                sums["box"] = sums["box"] + box_loss(ml, mt, scene.xyz, cfg.box_temperature, corners).sum()
+            obj_target = torch.zeros_like(objectness[b])
             obj_target[rows_t] = mask_iou(ml, mt) if cfg.objectness_target == "iou" else 1.0
-            obj_terms.append(F.binary_cross_entropy_with_logits(pred.objectness[b], obj_target))
-            if cls_logits is not None:
-                cls_target = torch.full((cls_logits.shape[0],), self.num_classes, dtype=torch.long)
-                cls_target = cls_target.to(cls_logits.device)
-                cls_target[rows_t] = labels[cols_t]
-                weight = torch.ones(self.num_classes + 1, dtype=cls_logits.dtype, device=cls_logits.device)
+            obj_terms.append(F.binary_cross_entropy_with_logits(objectness[b], obj_target))
+            if class_logits is not None:
+                cls = class_logits[b]
+                cls_target = torch.full((cls.shape[0],), self.num_classes, dtype=torch.long, device=cls.device)
+                cls_target[rows_t] = scene.labels[cols_t]
+                weight = torch.ones(self.num_classes + 1, dtype=cls.dtype, device=cls.device)
                 weight[-1] = cfg.no_object_weight
-                cls_terms.append(F.cross_entropy(cls_logits, cls_target, weight=weight))
+                cls_terms.append(F.cross_entropy(cls, cls_target, weight=weight))
         terms = {k: v / n_targets for k, v in sums.items()}
         terms["objectness"] = torch.stack(obj_terms).mean()
         weighted = cfg.dice * terms["dice"] + cfg.bce * terms["bce"] + cfg.mean * terms["mean"]
@@ -111,3 +133,26 @@ class SetCriterion:
             weighted = weighted + cfg.cls * terms["objectness"]
         terms["weighted"] = weighted
         return terms
+
+
+class _ScenePoints:
+    """One scene's targets on its points, prepared once per call for every decoder step: masks (T, N) float32,
+    labels (T,), normalised xyz (N, 3), which masks are non-empty (an empty mask has no centre or box and is
+    never matched), and the masks' hard corners when Lbox needs them."""
+
+    def __init__(self, targets: InstanceTargets, xyz: torch.Tensor, corners: bool) -> None:
+        self.masks = targets.masks.float()
+        self.labels = targets.labels
+        self.xyz = xyz
+        self.nonempty = targets.masks.any(-1)
+        self.corners = hard_corners(targets.masks, xyz) if corners else None
+
+
+def _to_device(matches: list[tuple[np.ndarray, np.ndarray]], device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+    """Returns the (rows, cols) index pairs on `device`, uploaded in one copy that does not wait for the device
+    (from pageable memory the copy is staged before it returns)."""
+    sizes = [len(rows) for rows, _ in matches]
+    flat = np.concatenate([np.concatenate([rows, cols]) for rows, cols in matches] or [np.zeros(0, np.int64)])
+    ids = torch.from_numpy(flat.astype(np.int64)).to(device, non_blocking=True)
+    pieces = ids.split([2 * n for n in sizes])
+    return [(piece[:n], piece[n:]) for piece, n in zip(pieces, sizes, strict=True)]

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 _EPS = 1e-12  # inside square roots: the gradient of |d| at d = 0 is otherwise NaN
+Corners = tuple[torch.Tensor, torch.Tensor]  # ((K, 3) max corner, (K, 3) min corner)
 
 
 class LossConfig(BaseModel):
@@ -94,21 +95,27 @@ def hard_centre(target: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
 
 def soft_max_corner(logits: torch.Tensor, xyz: torch.Tensor, temperature: float) -> torch.Tensor:
     """Returns (K, 3) per-axis soft maxima tau * log(sum p exp(x / tau) / sum p) of soft masks (K, N), the
-    sums over each row's predicted mask (p >= 0.5, or its most probable point; see the module docstring).
+    sums over each row's predicted mask (p >= 0.5, or its most probable point; see the module docstring)."""
+    return soft_corners(logits, xyz, temperature)[0]
+
+
+def soft_corners(logits: torch.Tensor, xyz: torch.Tensor, temperature: float) -> Corners:
+    """Returns ((K, 3) soft max corner, (K, 3) soft min corner) of soft masks (K, N) over xyz (N, 3); the min
+    corner is -(the soft max of -x).
 
     Computed on the (row, point) pairs of the predicted masks only (a segmented log-sum-exp), which equals the
     dense (K, 3, N) log-sum-exp over all points with -inf outside the masks; predicted masks cover a small part
     of a scene, so it is much cheaper (a cpu-small step on two whole dev scans, benchmarks/bench_training.py:
-    4.5 -> 2.55 s)."""
+    4.5 -> 2.55 s). Both corners share one selection of the pairs (a device->host sync each) and one
+    segmented reduction over the columns [max, min, normaliser]."""
     with torch.no_grad():
         cut = logits.amax(-1, keepdim=True).clamp(max=0.0)  # logit 0 is p = 0.5
         rows, cols = torch.nonzero(logits >= cut, as_tuple=True)
-    log_p = F.logsigmoid(logits[rows, cols])  # (S,) over the pairs of the predicted masks
+    log_p = F.logsigmoid(logits[rows, cols])[:, None]  # (S, 1) over the pairs of the predicted masks
     scaled = xyz[cols] / temperature  # (S, 3)
-    k = logits.shape[0]
-    lse = _segment_logsumexp(log_p[:, None] + scaled, rows, k)  # (K, 3)
-    norm = _segment_logsumexp(log_p[:, None], rows, k)  # (K, 1)
-    return temperature * (lse - norm)
+    lse = _segment_logsumexp(torch.cat([log_p + scaled, log_p - scaled, log_p], dim=1), rows, logits.shape[0])
+    norm = lse[:, 6:]
+    return temperature * (lse[:, :3] - norm), -temperature * (lse[:, 3:6] - norm)
 
 
 def _segment_logsumexp(values: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
@@ -116,11 +123,14 @@ def _segment_logsumexp(values: torch.Tensor, rows: torch.Tensor, k: int) -> torc
     index = rows[:, None].expand_as(values)
     with torch.no_grad():  # the stabiliser cancels out of the value and the gradient
         top = values.new_full((k, values.shape[1]), float("-inf")).scatter_reduce(0, index, values, "amax")
-    sums = values.new_zeros(k, values.shape[1]).index_add(0, rows, (values - top[rows]).exp())
+    # the sums take exp's dtype, not the values': CUDA autocast runs exp in float32 on half values, and
+    # index_add refuses a source of another dtype
+    terms = (values - top[rows]).exp()
+    sums = terms.new_zeros(k, values.shape[1]).index_add(0, rows, terms)
     return top + sums.log()
 
 
-def hard_corners(target: torch.Tensor, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def hard_corners(target: torch.Tensor, xyz: torch.Tensor) -> Corners:
     """Returns ((T, 3) max corner, (T, 3) min corner) of binary masks (T, N) over xyz (N, 3); an empty mask
     gets (-big, +big) with big the dtype's largest value."""
     rows, cols = torch.nonzero(target.bool(), as_tuple=True)
@@ -136,11 +146,12 @@ def mean_loss(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor) -> 
     return _norm(soft_centre(logits, xyz) - hard_centre(target, xyz))
 
 
-def box_loss(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Returns (K,) Lbox (eq. 6): distance of max corners plus distance of min corners."""
-    hi, lo = hard_corners(target, xyz)
-    soft_hi = soft_max_corner(logits, xyz, temperature)
-    soft_lo = -soft_max_corner(logits, -xyz, temperature)
+def box_loss(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float,
+             corners: Corners | None = None) -> torch.Tensor:
+    """Returns (K,) Lbox (eq. 6): distance of max corners plus distance of min corners; `corners` are the
+    targets' `hard_corners` when already known."""
+    hi, lo = hard_corners(target, xyz) if corners is None else corners
+    soft_hi, soft_lo = soft_corners(logits, xyz, temperature)
     return _norm(soft_hi - hi) + _norm(soft_lo - lo)
 
 
@@ -164,9 +175,9 @@ def pairwise_mean(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor)
     return _norm(soft_centre(logits, xyz)[:, None] - hard_centre(target, xyz)[None])
 
 
-def pairwise_box(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Returns (Q, T) Lbox of each prediction against each target."""
-    hi, lo = hard_corners(target, xyz)
-    soft_hi = soft_max_corner(logits, xyz, temperature)
-    soft_lo = -soft_max_corner(logits, -xyz, temperature)
+def pairwise_box(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float,
+                 corners: Corners | None = None) -> torch.Tensor:
+    """Returns (Q, T) Lbox of each prediction against each target (`corners`: see box_loss)."""
+    hi, lo = hard_corners(target, xyz) if corners is None else corners
+    soft_hi, soft_lo = soft_corners(logits, xyz, temperature)
     return _norm(soft_hi[:, None] - hi[None]) + _norm(soft_lo[:, None] - lo[None])
