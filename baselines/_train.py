@@ -212,14 +212,13 @@ class BackboneModule(pl.LightningModule):
     def record(self, terms: dict[str, torch.Tensor], size: int) -> torch.Tensor:
         """Returns terms["loss"] after logging every term and adding it (weighted by `size` scenes) to the
         running epoch means over all ranks."""
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss", on_step=name == "loss",
-                     on_epoch=True, sync_dist=True)
+        self.log_terms(terms, size)
         self.accumulate_losses(terms, size)
         return terms["loss"]
 
-    # the running epoch means (accumulation, reset), the history in Lightning's checkpoints and its summary are
-    # the segmenter's (the same attributes: loss_history, _sums, _scenes)
+    # the logging, the running epoch means (accumulation, reset), the history in Lightning's checkpoints and its
+    # summary are the segmenter's (the same attributes: loss_history, _sums, _scenes)
+    log_terms = SegmenterModule.log_terms
     epoch_losses = SegmenterModule.epoch_losses
     accumulate_losses = SegmenterModule.accumulate_losses
     on_train_epoch_start = SegmenterModule.on_train_epoch_start

@@ -69,7 +69,8 @@ class PointContrastModule(PairModule):
         else:
             m = matches[pick]
             loss = point_info_nce(fa[m[:, 0]], fb[m[:, 1]], self.config.temperature)
-        return self.record({"loss": loss, "pairs": torch.tensor(float(len(pick)))}, batch["num_scenes"])
+        return self.record({"loss": loss, "pairs": torch.tensor(float(len(pick)), device=loss.device)},
+                           batch["num_scenes"])
 
 
 class PointContrastPretext(PairPretext):

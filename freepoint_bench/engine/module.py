@@ -98,15 +98,20 @@ class SegmenterModule(pl.LightningModule):
         """Returns the eq. 7 loss of one batch (and logs every term)."""
         outputs = self(batch)
         terms = self.criterion(outputs, batch["targets"], batch["batch"])
-        total = terms["loss"]
         size = len(batch["names"])
-        self.log("train/loss", total, batch_size=size, prog_bar=True, on_step=True, on_epoch=True,
-                 sync_dist=True)
-        for name, value in terms.items():
-            if name != "loss":
-                self.log(f"train/{name}", value, batch_size=size, on_epoch=True, sync_dist=True)
+        self.log_terms(terms, size)
         self.accumulate_losses(terms, size)
-        return total
+        return terms["loss"]
+
+    def log_terms(self, terms: dict[str, torch.Tensor | float], size: int) -> None:
+        """Logs every term as train/<name> (weighted by `size` scenes), synced over ranks: the loss each step
+        and each epoch, the others each epoch."""
+        for name, value in terms.items():
+            # sync_dist reduces through the process group, and NCCL takes only tensors on the rank's GPU: a term
+            # computed on the CPU (a count, a host-side statistic) would crash the epoch-end reduction
+            value = torch.as_tensor(value).detach().to(self.device)
+            self.log(f"train/{name}", value, batch_size=size, prog_bar=name == "loss", on_step=name == "loss",
+                     on_epoch=True, sync_dist=True)
 
     def accumulate_losses(self, terms: dict[str, torch.Tensor], size: int) -> None:
         """Adds a batch's loss terms (weighted by its `size` scenes) to the running epoch means in loss_history."""
