@@ -14,6 +14,7 @@ the mask losses or the class loss (`engine.data.Targets.ignore`), they never bec
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,20 @@ def eval_spec(rules: EvalRules) -> EvalSpec:
     return scannet_spec(min_region_size=rules.min_region_size)
 
 
+# what becomes of an instance of a room under a protocol
+_TARGET, _NO_TARGET, _IGNORED = 0, 1, 2  # a training target; background (no evaluated class); dropped: ignored
+_DENSE_IDS = 1 << 16  # instance ids below this are looked up in a table (64 KiB per room at most)
+
+
 class ProtocolTargets:
     """Ground-truth targets of a protocol: instances of the vocabulary's classes (class index labels), with the
     instances a masks protocol dropped marked ignored.
 
     kept: scene → instance names kept (masks unit); None keeps every instance (scenes / full units).
+
+    What becomes of each instance of a room (a target, no target, ignored) is decided once per room and kept
+    (O(instances) per room, keyed by scene name and a checksum of its labels); each call then spends O(points):
+    a sample no longer redoes one pass over the room's points per instance every epoch.
     """
 
     def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None) -> None:
@@ -134,45 +144,68 @@ class ProtocolTargets:
         ids, _ = class_vocabulary(rules)
         self.lookup = {int(sem): k for k, sem in enumerate(ids)}
         self.kept = None if kept is None else {k: frozenset(v) for k, v in kept.items()}
+        # (scene name, label checksum) → the fate of each instance id: a table over id + 1 (-1 → 0) when the ids
+        # are small (as in S3DIS and ScanNet), else the sorted ids (K,) and their fates (K,)
+        self._fates: dict[tuple[str, int], np.ndarray | tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, scene: Scene) -> Targets:
         """Returns the scene's targets; DataError when it has no labels (or a masks protocol does not list it)."""
         if scene.instance is None or scene.semantic is None:
             raise DataError(f"scene {scene.name}: no instance / semantic labels; fine-tuning needs labelled scenes")
-        width = max(int(scene.semantic.max(initial=0)) + 1, max(self.lookup) + 1)
+        sem = self.classes(scene.semantic)
+        key = (scene.name, zlib.crc32(np.ascontiguousarray(scene.semantic),
+                                      zlib.crc32(np.ascontiguousarray(scene.instance))))
+        if key not in self._fates:
+            ids, fates = self.instance_fates(scene, sem)
+            if not len(ids) or ids[-1] < _DENSE_IDS:
+                table = np.full((ids[-1] if len(ids) else 0) + 2, _NO_TARGET, dtype=np.int8)
+                table[ids + 1] = fates
+                self._fates[key] = table
+            else:
+                self._fates[key] = ids, fates
+        found = self._fates[key]
+        if isinstance(found, np.ndarray):
+            fate = found[np.maximum(scene.instance, -1) + 1]
+        else:
+            ids, fates = found
+            labelled = scene.instance >= 0
+            fate = np.full(scene.num_points, _NO_TARGET, dtype=np.int8)
+            fate[labelled] = fates[np.searchsorted(ids, scene.instance[labelled])]
+        instance = np.where(fate == _TARGET, scene.instance, -1)
+        return Targets(instance=instance, semantic=sem, ignore=fate == _IGNORED)
+
+    def classes(self, semantic: np.ndarray) -> np.ndarray:
+        """Returns (N,) int64 class indices of dataset semantic ids (-1: unlabelled or outside the vocabulary)."""
+        width = max(int(semantic.max(initial=0)) + 1, max(self.lookup) + 1)
         table = np.full(width + 1, -1, dtype=np.int64)
         for sem, k in self.lookup.items():
             table[sem] = k
-        sem = np.where(scene.semantic >= 0, table[np.clip(scene.semantic, 0, width)], -1)
-        instance = scene.instance.copy()
-        ignore = np.zeros(scene.num_points, dtype=bool)
-        ids = np.unique(instance[instance >= 0])
+        return np.where(semantic >= 0, table[np.clip(semantic, 0, width)], -1)
+
+    def instance_fates(self, scene: Scene, sem: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (the scene's sorted instance ids (K,), (K,) int8 what each becomes: _TARGET, _NO_TARGET or
+        _IGNORED); DataError when a masks protocol does not list the scene or names instances it lacks."""
+        labelled = scene.instance >= 0
+        ids, rows = np.unique(scene.instance[labelled], return_inverse=True)
+        # an instance whose points all lie outside the vocabulary is no target (ScanNet: walls, floors)
+        voted = np.bincount(rows[sem[labelled] >= 0], minlength=len(ids)) > 0
+        fates = np.where(voted, _TARGET, _NO_TARGET).astype(np.int8)
         if self.kept is not None:
             if scene.name not in self.kept:
                 raise DataError(f"scene {scene.name} is not in the protocol's frozen mask selection; "
                                 "it is not a training scene of this protocol")
             kept = self.kept[scene.name]
             names = scene.meta.get("instance_names")
-            present = {instance_name(scene, int(inst), names) for inst in ids}
-            if not kept <= present:
+            present = [instance_name(scene, int(inst), names) for inst in ids]
+            if not kept <= set(present):
                 raise DataError(f"scene {scene.name}: the frozen mask selection names instances it does not have "
-                                f"({sorted(kept - present)[:3]}); the split was frozen from another copy of the data: "
-                                "freeze it again from this one (bench.py protocols freeze) or use the original copy")
-            for inst in ids:
-                if instance_name(scene, int(inst), names) not in kept:
-                    members = instance == inst
-                    # only instances of evaluated classes are candidates; the rest are background anyway
-                    if (sem[members] >= 0).any():
-                        ignore |= members
-        # an instance whose majority class is outside the vocabulary is no target (ScanNet: walls, floors)
-        for inst in ids:
-            members = instance == inst
-            votes = sem[members]
-            votes = votes[votes >= 0]
-            if not len(votes):
-                instance[members] = -1
-        instance[ignore] = -1
-        return Targets(instance=instance, semantic=sem, ignore=ignore)
+                                f"({sorted(kept - set(present))[:3]}); the split was frozen from another copy of the "
+                                "data: freeze it again from this one (bench.py protocols freeze) or use the original "
+                                "copy")
+            # only instances of evaluated classes are candidates; the rest are background anyway
+            dropped = np.array([name not in kept for name in present], dtype=bool)
+            fates[dropped & voted] = _IGNORED
+        return ids, fates
 
     def describe(self) -> dict:
         """Returns {"kind": "protocol", "classes", "masks_unit"}."""
