@@ -341,6 +341,7 @@ def pseudo_labels_cmd(
         Path | None,
         typer.Option("--features", help="Backbone checkpoint whose per-point features join the affinities."),
     ] = None,
+    device: FeaturesDeviceOpt = "auto",
     workers: Annotated[int | None, typer.Option(
         "--workers", "-j", help="Scenes processed in parallel (default: the cores available).")] = None,
     shard: Annotated[str, typer.Option("--shard", help="Process shard i of n (job arrays): i/n.")] = "0/1",
@@ -378,7 +379,7 @@ def pseudo_labels_cmd(
     if features is not None:
         from freepoint_bench.engine.features import BackboneFeatures
 
-        features_fn = BackboneFeatures(features)
+        features_fn = BackboneFeatures(features, device=str(resolve_device(device)))
     shard_t = _parse_shard(shard)
     t0 = time.perf_counter()
     with _progress() as progress:
@@ -583,7 +584,7 @@ def predict_cmd(
     cache: CacheOpt = DEFAULT_CACHE,
     scene: ScenesOpt = None,
     split: SplitOpt = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    device: DeviceOpt = "auto",
     superpoints: Annotated[
         bool,
         typer.Option(
@@ -597,6 +598,7 @@ def predict_cmd(
     from freepoint_bench.geometry.superpoints import SuperpointConfig
     from freepoint_bench.models.inference import InferenceConfig
 
+    device = resolve_device(device)  # before any data is read: a GPU the machine lacks is one line
     store, names = _open_store(dataset, root, cache, scene)
     names = _select(store, names, split)
     with _progress() as progress:
@@ -647,6 +649,7 @@ def tune_cmd(
     features: Annotated[
         Path | None, typer.Option("--features", help="Backbone checkpoint: deep features join (and α_emb is tuned).")
     ] = None,
+    device: FeaturesDeviceOpt = "auto",
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for best.toml and plots.")] = Path("runs/tune"),
     cv: Annotated[
         str | None,
@@ -688,7 +691,7 @@ def tune_cmd(
     if features is not None:
         from freepoint_bench.engine.features import BackboneFeatures
 
-        features_fn = BackboneFeatures(features)
+        features_fn = BackboneFeatures(features, device=str(resolve_device(device)))
     from freepoint_bench.tuning.objective import evaluation_spec_for
 
     if cv is not None or folds is not None:
@@ -908,7 +911,8 @@ def finetune_cmd(
     elif method != "scratch":
         raise ConfigError(f"--method {method} needs --checkpoint (pretrain it with `bench.py pretrain --method "
                           f"{method}`), or use `bench.py run`, which pretrains what is missing")
-    opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, "cpu-small", None, None,
+    # scratch is built from the fine-tuning model's preset (harness.run.pretrain_config), never another one
+    opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, None, None, None,
                         None, force, given, runs)
     rows = []
     with _progress() as progress:
@@ -934,13 +938,17 @@ def run_cmd(
                              "instead of pretraining (repeatable; per fold: repeat the method).")] = None,
     preset: FtPresetOpt = None,
     overrides: FtSetOpt = None,
-    pretrain_preset: Annotated[str, typer.Option("--pretrain-preset", help="Pretraining preset.")] = "cpu-small",
+    pretrain_preset: Annotated[str | None, typer.Option(
+        "--pretrain-preset", help="Pretraining preset (default: the protocol's, the one its fine-tuning preset goes "
+                                  "with): cpu-small or paper.")] = None,
     pretrain_overrides: Annotated[list[str] | None, typer.Option(
         "--pretrain-set", help="Pretraining field: key=value (epochs1=3, ...).")] = None,
     pretrain_dataset: Annotated[str | None, typer.Option(
-        "--pretrain-dataset", help="Pretrain on this dataset (default: each protocol fold's own training scenes).")
+        "--pretrain-dataset", help="Pretrain on this dataset (default: the protocol's, scannet for the S3DIS ones; "
+                                   "train-scenes: each protocol fold's own training scenes).")
     ] = None,
-    pretrain_root: Annotated[Path | None, typer.Option("--pretrain-root", help="Its root folder.")] = None,
+    pretrain_root: Annotated[Path | None, typer.Option(
+        "--pretrain-root", help="Root folder of the pretraining dataset.")] = None,
     launcher: Annotated[str, typer.Option("--launcher", help="local (one after another) or slurm (submitit).")
                         ] = "local",
     shard_arg: Annotated[str | None, typer.Option("--shard", help="i/n: run only shard i of n (job arrays).")] = None,
@@ -952,7 +960,7 @@ def run_cmd(
     force: ForceOpt = False,
 ) -> None:
     """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
-    from freepoint_bench.harness.run import expand, resolve_checkpoint, run_task, shard, submit_slurm
+    from freepoint_bench.harness.run import check_tasks, expand, resolve_checkpoint, run_task, shard, submit_slurm
 
     given: dict[str, list[Path]] = {}
     for item in checkpoint or []:
@@ -969,6 +977,7 @@ def run_cmd(
         tasks = shard(tasks, *_parse_shard(shard_arg))
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
                         pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs)
+    check_tasks(tasks, opts)  # a cell that could not fine-tune is refused before the first one trains
     if launcher == "slurm":
         slurm = {"slurm_partition": partition, "timeout_min": time_min, "gpus_per_node": gpus}
         ids = [job.job_id for job in submit_slurm(tasks, opts, results / "slurm", slurm)]

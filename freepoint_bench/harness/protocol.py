@@ -7,7 +7,8 @@
 A protocol names the fine-tuning dataset, the scene groups it trains and evaluates on (S3DIS areas
 ``Area_N``, ScanNet rooms ``sceneXXXX``), the label unit (``masks``: a share of the training instance
 masks, ``scenes``: a share of the training rooms, ``full``: everything) and fraction, the selection seed,
-the split file and its sha256, the fine-tuning preset and the evaluation rules.
+the split file and its sha256, the fine-tuning preset, the evaluation rules, and the pretraining that goes with
+the fine-tuning preset (its preset and default dataset: the paper pretrains on ScanNet for the S3DIS protocols).
 
 Selection is a pure function of names and the seed: every candidate is ranked by
 ``sha256(f"{seed}\\0{scene}\\0{instance}")`` and the first ``max(1, round(fraction * n))`` are kept
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS_DIR = Path(__file__).resolve().parents[2] / "protocols"  # the repository's protocols/ folder
 SPLIT_VERSION = 1
+TRAIN_SCENES = "train-scenes"  # pretraining dataset meaning: each fold's own training scenes (their labels unused)
+# The pretraining recipe is left out of a protocol's hash: the hash says what a cell is fine-tuned and scored on,
+# and a result records the checkpoint it started from by its own hash (so the hashes of results written before
+# these fields existed still match).
+RECIPE_FIELDS = ("pretrain_preset", "pretrain_dataset", "pretrain_root")
 
 
 class EvalRules(BaseModel):
@@ -70,6 +76,11 @@ class ProtocolSpec(BaseModel):
     preset: str = "cpu-small"  # fine-tuning recipe (harness.finetune FINETUNE_PRESETS)
     overrides: dict[str, Any] = {}  # fields of the fine-tuning config set by the protocol
     eval: EvalRules = EvalRules()
+    # The pretraining that goes with the fine-tuning recipe (what `bench.py run` pretrains a method's checkpoint
+    # with when none is given). Not in content_hash: see RECIPE_FIELDS.
+    pretrain_preset: str | None = None  # pretraining preset (None: the preset the fine-tuning preset is built on)
+    pretrain_dataset: str = TRAIN_SCENES  # e.g. scannet (the paper's for S3DIS); train-scenes: each fold's own
+    pretrain_root: str | None = None  # default root of pretrain_dataset (relative paths: to the repository)
 
     @model_validator(mode="after")
     def _consistent(self) -> ProtocolSpec:
@@ -118,8 +129,9 @@ class ProtocolSpec(BaseModel):
         return sorted({g for f in range(self.num_folds) for g in self.fold_groups(f)[0]})
 
     def content_hash(self) -> str:
-        """Returns the sha256 of the spec's canonical JSON (recorded in every result)."""
-        return sha256_bytes(canonical_json(self.model_dump(mode="json")))
+        """Returns the sha256 of the spec's canonical JSON without the pretraining recipe (recorded in every
+        result, compared on resume)."""
+        return sha256_bytes(canonical_json(self.model_dump(mode="json", exclude=set(RECIPE_FIELDS))))
 
 
 # ---------------------------------------------------------------------------------------------- files

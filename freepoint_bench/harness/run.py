@@ -6,16 +6,21 @@
         run_task(task, opts)                    # local, one after another
 
 A method's checkpoint for a protocol fold comes from (in order) the user (`checkpoints={"freepoint": path}`),
-or a pretraining run of the method on the fold's training scenes (their labels unused, except by
-`supervised`, which needs its own labelled data), made once and reused by every protocol and seed that
-trains on the same scenes (runs/pretrain/<method>-<hash>/, resumable; its checkpoint lands in the
-checkpoints index). `scratch` is a seeded random initialisation per seed.
+or a pretraining run of the method, made once and reused by every protocol and seed that pretrains the same
+way (runs/pretrain/<method>-<hash>/, resumable; its checkpoint lands in the checkpoints index). The protocol
+names the recipe (`recipe`): the pretraining preset that goes with its fine-tuning preset and the dataset
+pretrained on (ScanNet for the S3DIS protocols, as the paper; `train-scenes`: the fold's own training scenes,
+their labels unused, which `supervised` cannot use: it needs labelled data of its own). `scratch` is a seeded
+random initialisation of the fine-tuning model itself, per seed. A checkpoint of another backbone architecture
+than the fine-tuning model's (a given one, or a pretraining preset the user named) is refused before anything
+trains (`check_recipe`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +29,12 @@ from typing import Any
 
 from freepoint_bench.atomic import open_lock, stable_hash
 from freepoint_bench.data.open import open_dataset
-from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.harness.cells import Cell, read_result, result_path, run_cell
-from freepoint_bench.harness.finetune import FinetuneConfig, class_vocabulary, finetune_config
+from freepoint_bench.harness.finetune import FINETUNE_PRESETS, FinetuneConfig, class_vocabulary, finetune_config
 from freepoint_bench.harness.protocol import (
     PROTOCOLS_DIR,
+    TRAIN_SCENES,
     ProtocolSpec,
     freeze_split,
     load_protocol,
@@ -64,10 +70,10 @@ class RunOptions:
     root: Path | None = None  # the fine-tuning data (default: the protocol's default_root)
     preset: str | None = None  # fine-tuning preset (default: the protocol's)
     overrides: dict[str, Any] = field(default_factory=dict)  # fine-tuning config fields
-    pretrain_preset: str = "cpu-small"
+    pretrain_preset: str | None = None  # pretraining preset (default: the protocol's recipe)
     pretrain_overrides: dict[str, Any] = field(default_factory=dict)
-    pretrain_dataset: str | None = None  # pretraining data (default: the protocol's own training scenes)
-    pretrain_root: Path | None = None
+    pretrain_dataset: str | None = None  # pretraining data (default: the protocol's; train-scenes: the fold's own)
+    pretrain_root: Path | None = None  # its root (default: the protocol's pretrain_root)
     given: dict[str, list[Path]] = field(default_factory=dict)  # method → checkpoint per fold (or one for all)
     force: bool = False
 
@@ -93,8 +99,129 @@ def protocol_root(spec: ProtocolSpec, root: Path | None) -> Path | None:
         return Path(root)
     if spec.default_root is None:
         raise ConfigError(f"protocol {spec.name} needs --root: point it at your copy of {spec.dataset}")
-    path = Path(spec.default_root)
+    return _repo_path(spec.default_root)
+
+
+def _repo_path(value: str) -> Path:
+    path = Path(value)
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+# ---------------------------------------------------------------------------------------------- the recipe
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the cells of a protocol train: the fine-tuning config and the pretraining that goes with it."""
+
+    finetune: FinetuneConfig
+    pretrain_preset: str  # the pretraining preset of every method but scratch
+    preset_given: bool  # the user named pretrain_preset (--pretrain-preset)
+    pretrain_dataset: str  # a dataset name, or TRAIN_SCENES (each fold's own training scenes)
+    pretrain_root: Path | None  # None for TRAIN_SCENES (and when nobody gave one)
+
+
+def recipe(spec: ProtocolSpec, opts: RunOptions) -> Recipe:
+    """Returns the recipe of a protocol's cells: the user's choices (opts) over the protocol's.
+
+    The pretraining preset is opts.pretrain_preset, else the protocol's pretrain_preset (unless opts.preset
+    replaces the protocol's fine-tuning preset), else the training preset the fine-tuning preset is built on;
+    the dataset opts.pretrain_dataset, else the protocol's (its pretrain_root is the default root)."""
+    finetune = cell_config(spec, opts)
+    if opts.pretrain_preset is not None:
+        preset = opts.pretrain_preset
+    elif opts.preset is None and spec.pretrain_preset is not None:
+        preset = spec.pretrain_preset
+    else:
+        preset = FINETUNE_PRESETS[opts.preset or spec.preset]["preset"]
+    dataset = opts.pretrain_dataset or spec.pretrain_dataset
+    root = opts.pretrain_root
+    if root is None and opts.pretrain_dataset is None and spec.pretrain_root is not None:
+        root = _repo_path(spec.pretrain_root)
+    return Recipe(finetune, preset, opts.pretrain_preset is not None, dataset,
+                  None if dataset == TRAIN_SCENES else root)
+
+
+def pretrain_config(method: str, rec: Recipe, opts: RunOptions, seed: int = 0) -> Any:
+    """Returns the pretraining config of `method` under a recipe. scratch: the fine-tuning model's own preset with
+    the training seed (its random initialisation); the others: the recipe's preset with opts.pretrain_overrides."""
+    impl = get_method(method)
+    if method == "scratch":
+        train = rec.finetune.train
+        return impl.default_config(train.name, **{**train.model_dump(exclude={"name"}), "seed": seed})
+    return impl.default_config(rec.pretrain_preset, **opts.pretrain_overrides)
+
+
+def backbone_architecture(train: Any) -> dict[str, Any]:
+    """Returns the architecture (checkpoint-metadata form, without the sparse backend, which a checkpoint may
+    change) of the backbone a TrainPreset builds."""
+    from freepoint_bench.engine.module import segmenter_config
+    from freepoint_bench.models.backbone import architecture_of
+
+    arch = architecture_of(segmenter_config(train).backbone)
+    arch.pop("backend")
+    return arch
+
+
+def architecture_differences(have: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+    """Returns "key=a here, b for fine-tuning" for every field of two backbone architectures that differs
+    (the sparse backend excepted)."""
+    return [f"{k}={have.get(k)!r} here, {want.get(k)!r} for fine-tuning" for k in sorted(set(have) | set(want))
+            if k != "backend" and have.get(k) != want.get(k)]
+
+
+@functools.lru_cache(maxsize=64)
+def _checkpoint_architecture(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
+    from freepoint_bench.engine.checkpoints import load_model
+
+    return load_model(path, part="backbone")[0].architecture()  # stamp: a rewritten file is read again
+
+
+def checkpoint_architecture(path: Path) -> dict[str, Any]:
+    """Returns the backbone architecture of a backbone or segmenter checkpoint (CheckpointError when unreadable)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        raise CheckpointError(f"checkpoint {path} does not exist; train or download it first") from None
+    return _checkpoint_architecture(str(path), (st.st_mtime_ns, st.st_size))
+
+
+def check_recipe(task: Task, spec: ProtocolSpec, opts: RunOptions) -> Recipe:
+    """Returns the task's recipe after refusing, before anything trains, what could not fine-tune: a given
+    checkpoint (CheckpointError) or a named pretraining preset (ConfigError) of another backbone architecture than
+    the fine-tuning model's, and a pretraining source that is missing or unusable (ConfigError)."""
+    rec = recipe(spec, opts)
+    want = backbone_architecture(rec.finetune.train)
+    model = f"protocol {spec.name}'s fine-tuning model (preset {rec.finetune.train.name})"
+    if task.method in opts.given:
+        for path in opts.given[task.method]:
+            diffs = architecture_differences(checkpoint_architecture(path), want)
+            if diffs:
+                raise CheckpointError(f"checkpoint {path} ({task.method}) holds another backbone than {model}: "
+                                      f"{'; '.join(diffs)}; give a checkpoint of that architecture, or change the "
+                                      "fine-tuning model (--preset / --set)")
+        return rec
+    if task.method == "scratch":
+        return rec  # built from the fine-tuning model's preset: always its architecture
+    diffs = architecture_differences(backbone_architecture(pretrain_config(task.method, rec, opts).train), want)
+    if diffs:
+        origin = "--pretrain-preset" if rec.preset_given else f"protocol {spec.name}'s pretrain_preset"
+        fix = "drop --pretrain-preset (the protocol's recipe agrees)" if rec.preset_given else \
+            "give pretraining and fine-tuning the same fields (--pretrain-set / --set)"
+        raise ConfigError(f"{task.method}: pretraining preset {rec.pretrain_preset} ({origin}) builds another backbone "
+                          f"than {model}: {'; '.join(diffs)}; {fix}")
+    if rec.pretrain_dataset == TRAIN_SCENES:
+        if task.method == "supervised":
+            raise ConfigError("supervised pretraining needs labelled data of its own: pass --pretrain-dataset / "
+                              "--pretrain-root (e.g. scannet) or --checkpoint supervised=PATH")
+        if opts.pretrain_root is not None:
+            raise ConfigError(f"--pretrain-root {opts.pretrain_root}: protocol {spec.name} pretrains on its own "
+                              "training scenes; name the dataset too (--pretrain-dataset scannet)")
+    elif rec.pretrain_root is None:
+        raise ConfigError(f"{task.method}: protocol {spec.name} pretrains on {rec.pretrain_dataset}: pass "
+                          f"--pretrain-root <your copy of {rec.pretrain_dataset}> (or --pretrain-dataset "
+                          f"{TRAIN_SCENES} for each fold's own training scenes, or --checkpoint {task.method}=PATH)")
+    return rec
 
 
 def open_protocol_data(spec: ProtocolSpec, opts: RunOptions,
@@ -130,21 +257,47 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def pretrain_checkpoint(method: str, store: Any, names: Sequence[str], opts: RunOptions, seed: int = 0,
+def check_tasks(tasks: Sequence[Task], opts: RunOptions) -> None:
+    """Refuses (check_recipe's one-line errors) the first task whose recipe could not fine-tune, before any runs."""
+    specs: dict[str, ProtocolSpec] = {}
+    for task in tasks:
+        if task.protocol not in specs:
+            specs[task.protocol] = load_protocol(task.protocol, opts.protocols_dir)
+        check_recipe(task, specs[task.protocol], opts)
+
+
+def pretraining_scenes(dataset: str, root: Path | None) -> list[str]:
+    """Returns the training-split scenes of a pretraining dataset found under root (listed, not prepared), as
+    `bench.py pretrain` trains on (ScanNet: the 1201 scans of scannetv2_train.txt); DataError when there are none."""
+    from freepoint_bench.data.readers import get_reader
+    from freepoint_bench.data.splits import scenes_in_split
+
+    if root is not None and dataset != "synthetic" and not Path(root).exists():
+        raise DataError(f"{root}: root of the pretraining dataset {dataset} does not exist; check --pretrain-root")
+    listed = get_reader(dataset).list_scenes(None if root is None else Path(root))
+    names = scenes_in_split(dataset, listed, "train", root)
+    if not names:
+        raise DataError(f"{root}: none of the {len(listed)} {dataset} scenes there is of the train split; check "
+                        "--pretrain-root")
+    return names
+
+
+def pretrain_run_dir(runs: Path, method: str, config: Any, names: Sequence[str], store_root: Path | str) -> Path:
+    """Returns the run folder of a pretraining: runs/pretrain/<method>-<hash of config, scenes and scene store>."""
+    key = stable_hash(method, config.model_dump(mode="json"), sorted(names), str(store_root), length=10)
+    return Path(runs) / "pretrain" / f"{method}-{key}"
+
+
+def pretrain_checkpoint(method: str, store: Any, names: Sequence[str], opts: RunOptions, config: Any,
                         progress: ProgressFn | None = None) -> Path:
-    """Returns the backbone checkpoint of `method` pretrained on `names` of `store` (made once, then reused)."""
+    """Returns the backbone checkpoint of `method` pretrained with `config` on `names` of `store` (made once,
+    then reused)."""
     impl = get_method(method)
-    overrides = dict(opts.pretrain_overrides)
-    if method == "scratch":
-        overrides["seed"] = seed  # scratch: one random initialisation per training seed
-    config = impl.default_config(opts.pretrain_preset, **overrides)
-    key = stable_hash(method, config.model_dump(mode="json"), sorted(names), str(getattr(store, "root", "")),
-                      length=10)
-    run_dir = opts.runs / "pretrain" / f"{method}-{key}"
+    run_dir = pretrain_run_dir(opts.runs, method, config, names, getattr(store, "root", ""))
     memo = (run_dir.resolve(), Path(opts.checkpoints).resolve())
     if memo in _PRETRAINED and _PRETRAINED[memo].is_file():
         return _PRETRAINED[memo]  # this process made or resumed it already (every seed and protocol reuses it)
-    with _exclusive(opts.runs / "pretrain" / f".{method}-{key}.lock"):
+    with _exclusive(run_dir.parent / f".{run_dir.name}.lock"):
         result = impl.pretrain(store, config, run_dir, names=sorted(names), resume=True,
                                checkpoints_dir=opts.checkpoints, progress=progress)
     _PRETRAINED[memo] = Path(result.backbone)
@@ -165,17 +318,17 @@ def fold_checkpoints(task: Task, spec: ProtocolSpec, store: Any, names: Sequence
             raise ConfigError(f"{len(given)} checkpoints given for {task.method}; protocol {spec.name} has "
                               f"{spec.num_folds} folds: give one, or one per fold")
         return tuple(given)
+    rec = check_recipe(task, spec, opts)
+    config = pretrain_config(task.method, rec, opts, seed=task.seed)
     out = []
     for f in range(spec.num_folds):
         train_groups, _ = spec.fold_groups(f)
-        if opts.pretrain_dataset is not None:
-            p_store, p_names = open_dataset(opts.pretrain_dataset, opts.pretrain_root, opts.cache)
-        elif task.method == "supervised":
-            raise ConfigError("supervised pretraining needs labelled data of its own: pass --pretrain-dataset / "
-                              "--pretrain-root (e.g. scannet) or --checkpoint supervised=PATH")
+        if rec.pretrain_dataset != TRAIN_SCENES:
+            p_names = pretraining_scenes(rec.pretrain_dataset, rec.pretrain_root)
+            p_store, p_names = open_dataset(rec.pretrain_dataset, rec.pretrain_root, opts.cache, names=p_names)
         else:
             p_store, p_names = store, scenes_of(names, train_groups)  # the fold's training rooms, labels unused
-        out.append(pretrain_checkpoint(task.method, p_store, p_names, opts, seed=task.seed, progress=progress))
+        out.append(pretrain_checkpoint(task.method, p_store, p_names, opts, config, progress=progress))
     return tuple(out)
 
 
@@ -200,7 +353,7 @@ def resolve_checkpoint(value: str | Path, checkpoints_dir: Path) -> Path:
 def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -> tuple[str, Path]:
     """Computes one task into the results store; returns (status, result path) as run_cell does."""
     spec = load_protocol(task.protocol, opts.protocols_dir)
-    config = cell_config(spec, opts)
+    config = check_recipe(task, spec, opts).finetune  # an architecture mismatch is refused before any data work
     store, names = open_protocol_data(spec, opts)
     ensure_split(spec, store, names, opts.protocols_dir)
     done = result_path(opts.results, spec.name, task.method, task.seed)

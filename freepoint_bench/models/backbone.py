@@ -157,17 +157,22 @@ class Res16UNet(nn.Module):
 
     def architecture(self) -> dict:
         """Returns a JSON-able description of this backbone for checkpoint metadata."""
-        spec = PRESETS[self.config.preset]
-        return {
-            "name": "Res16UNet",
-            "preset": self.config.preset,
-            "backend": self.config.backend,
-            "in_channels": self.config.in_channels,
-            "stem_kernel_size": self.config.stem_kernel_size,
-            "init_dim": spec.init_dim,
-            "layers": list(spec.layers),
-            "planes": list(spec.planes),
-        }
+        return architecture_of(self.config)
+
+
+def architecture_of(config: BackboneConfig) -> dict:
+    """Returns the architecture a Res16UNet built from `config` records (without building it)."""
+    spec = PRESETS[config.preset]
+    return {
+        "name": "Res16UNet",
+        "preset": config.preset,
+        "backend": config.backend,
+        "in_channels": config.in_channels,
+        "stem_kernel_size": config.stem_kernel_size,
+        "init_dim": spec.init_dim,
+        "layers": list(spec.layers),
+        "planes": list(spec.planes),
+    }
 
 
 def build_backbone(config: BackboneConfig | None = None, **overrides) -> Res16UNet:

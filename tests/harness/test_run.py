@@ -122,7 +122,7 @@ def test_checkpoints_of_another_architecture_or_that_saw_eval_scenes_are_refused
     other = Res16UNet(segmenter_config(get_preset("cpu-small", backbone="tiny")).backbone)
     wrong = save_model_checkpoint(tmp_path / "tiny.ckpt", other, {"method": "pointcontrast", "data": {}})
     opts.given = {"pointcontrast": [wrong]}
-    mismatch = r"preset='tiny' in the checkpoint, 'small' expected.*fine-tuning backbone"
+    mismatch = r"holds another backbone than .* preset='tiny' here, 'small' for fine-tuning"
     with pytest.raises(CheckpointError, match=mismatch):
         run_task(Task(spec.name, "pointcontrast", 0), opts)
     right = Res16UNet(segmenter_config(get_preset("cpu-small")).backbone)

@@ -1,0 +1,160 @@
+"""The recipe follows from the protocol: pretraining preset and dataset, scratch from the fine-tuning model, and
+a backbone of another architecture refused before anything trains."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from freepoint_bench.errors import CheckpointError, ConfigError
+from freepoint_bench.harness.protocol import PROTOCOLS_DIR, TRAIN_SCENES, available_protocols, load_protocol
+from freepoint_bench.harness.run import (
+    RunOptions,
+    Task,
+    backbone_architecture,
+    check_recipe,
+    check_tasks,
+    pretrain_config,
+    pretrain_run_dir,
+    recipe,
+)
+
+METHODS = ("freepoint", "pointcontrast", "csc", "depthcontrast", "supervised", "scratch")
+
+# content_hash() of every shipped protocol before the pretraining recipe joined ProtocolSpec: results written
+# then must still match on resume (run_task refuses a changed protocol)
+HASHES = {
+    "s3dis-10pct-masks": "0b0562b3f585b074599f810939e15ee066b9a0a9b3ab896487efdf5d391a7333",
+    "s3dis-10pct-scenes": "b37ba688238437a5e5880254a48e7351f95081fda9a6c3297ae877de5fb8fa89",
+    "s3dis-20pct-masks": "3dc37186202c9801ce17b17f83fd1dc04951d32623ca1592e74fdccf946178a6",
+    "s3dis-20pct-scenes": "1c5b0ea7d63839be75f5a372bcb4a3d962acc6f172775d6e671e2570c4bf55fb",
+    "s3dis-6fold-full": "e5f29325112020ad721f954157e0e11810d3dc0443166720ef4d30115febb775",
+    "s3dis-full": "6e8bf9a7626f57354fe505b15d3216c94625b51082e7c27ca56b5f90fe4e332d",
+    "scannet-dev-10pct-masks": "5f702334cf12cea83396a9bfbe2fe5749b7b94bb91da46db573d1a31e57c0765",
+    "scannet-dev-20pct-masks": "86333b32583c2e98c887dda4dd5118672d8b8f87a719f26e5d3c5e108f4b4d52",
+    "scannet-dev-full-masks": "5fd406ba69df42c160a3e4e5340bff3e637b51c41491d43b3491f795116c4283",
+    "synthetic-s3dis-20pct-masks": "15daf926a46d09cc6a936af541686a80e0c5caf2fe7b6dc57651ba96dab4734f",
+    "synthetic-s3dis-50pct-scenes": "adda3044013830b135153d6281fc04b19eb2be570a0c02ee5901f126629b9b57",
+}
+
+
+def test_protocol_hashes_are_those_results_were_written_with():
+    assert set(HASHES) <= set(available_protocols())
+    for name, digest in HASHES.items():
+        assert load_protocol(name).content_hash() == digest, name
+
+
+def test_the_recipe_is_left_out_of_the_hash(tmp_path):
+    text = (PROTOCOLS_DIR / "s3dis-10pct-masks.toml").read_text()
+    edited = text.replace('pretrain_dataset = "scannet"', 'pretrain_dataset = "train-scenes"')
+    assert edited != text
+    (tmp_path / "s3dis-10pct-masks.toml").write_text(edited)
+    spec = load_protocol("s3dis-10pct-masks", tmp_path)
+    assert spec.pretrain_dataset == TRAIN_SCENES and spec.content_hash() == HASHES["s3dis-10pct-masks"]
+    (tmp_path / "s3dis-10pct-masks.toml").write_text(text.replace("fraction = 0.1", "fraction = 0.15"))
+    assert load_protocol("s3dis-10pct-masks", tmp_path).content_hash() != HASHES["s3dis-10pct-masks"]
+
+
+def test_pretraining_run_folders_keep_their_names():
+    # the folder a finished pretraining lives in: the same config must find it again (values from before the
+    # recipe existed, when run.py hashed method, config, sorted scenes and the store folder itself)
+    names, store = ["Area_2/office_2", "Area_1/office_1"], "cache/s3dis-abc"
+    opts = RunOptions(runs="runs")
+    rec = recipe(load_protocol("synthetic-s3dis-50pct-scenes"), opts)
+    freepoint = pretrain_config("freepoint", rec, opts)
+    assert pretrain_run_dir("runs", "freepoint", freepoint, names, store).name == "freepoint-188ba49e1e"
+    scratch = pretrain_config("scratch", rec, opts, seed=2)  # today's cpu-small scratch, seed 2
+    assert pretrain_run_dir("runs", "scratch", scratch, names, store).name == "scratch-3555b800ca"
+
+
+def test_s3dis_protocols_pretrain_the_paper_model_on_scannet(tmp_path):
+    spec = load_protocol("s3dis-10pct-masks")
+    rec = recipe(spec, RunOptions())
+    assert (rec.pretrain_preset, rec.pretrain_dataset, rec.preset_given) == ("paper", "scannet", False)
+    opts = RunOptions(pretrain_root=tmp_path)
+    want = backbone_architecture(rec.finetune.train)
+    assert want["preset"] == "34C"
+    for method in METHODS:
+        if method == "scratch":
+            assert pretrain_config(method, rec, opts, seed=1).train.seed == 1
+        assert backbone_architecture(pretrain_config(method, rec, opts).train) == want, method
+        assert check_recipe(Task(spec.name, method, 0), spec, opts).pretrain_root == tmp_path
+    # the stand-ins keep pretraining cpu-small on their own training scenes
+    stand_in = recipe(load_protocol("synthetic-s3dis-20pct-masks"), RunOptions())
+    assert (stand_in.pretrain_preset, stand_in.pretrain_dataset) == ("cpu-small", TRAIN_SCENES)
+    # another fine-tuning preset takes its own pretraining preset along, not the protocol's
+    small = recipe(spec, RunOptions(preset="cpu-small"))
+    assert small.pretrain_preset == "cpu-small"
+    assert backbone_architecture(pretrain_config("scratch", small, opts).train)["preset"] == "small"
+
+
+def test_a_pretraining_preset_of_another_backbone_is_refused_in_one_line(tmp_path):
+    spec = load_protocol("s3dis-10pct-masks")
+    opts = RunOptions(pretrain_preset="cpu-small", pretrain_root=tmp_path)
+    for method in ("freepoint", "pointcontrast"):
+        with pytest.raises(ConfigError) as e:
+            check_recipe(Task(spec.name, method, 0), spec, opts)
+        msg = str(e.value)
+        assert "\n" not in msg and "preset='small' here, '34C' for fine-tuning" in msg and "--pretrain-preset" in msg
+    # scratch follows the fine-tuning model whatever the pretraining preset
+    assert check_recipe(Task(spec.name, "scratch", 0), spec, opts).pretrain_preset == "cpu-small"
+    # a pretraining field that changes the backbone is caught the same way
+    opts = RunOptions(pretrain_overrides={"stem_kernel_size": 3}, pretrain_root=tmp_path)
+    with pytest.raises(ConfigError, match="stem_kernel_size=3 here, 5 for fine-tuning"):
+        check_recipe(Task(spec.name, "csc", 0), spec, opts)
+
+
+def test_a_pretraining_source_that_cannot_be_used_is_refused(tmp_path):
+    spec = load_protocol("s3dis-10pct-masks")
+    with pytest.raises(ConfigError, match="pretrains on scannet: pass --pretrain-root"):
+        check_recipe(Task(spec.name, "freepoint", 0), spec, RunOptions())
+    own = RunOptions(pretrain_dataset=TRAIN_SCENES)
+    assert check_recipe(Task(spec.name, "freepoint", 0), spec, own).pretrain_root is None
+    with pytest.raises(ConfigError, match="supervised pretraining needs labelled data"):
+        check_recipe(Task(spec.name, "supervised", 0), spec, own)
+    stand_in = load_protocol("synthetic-s3dis-20pct-masks")
+    with pytest.raises(ConfigError, match="name the dataset too"):
+        check_recipe(Task(stand_in.name, "csc", 0), stand_in, RunOptions(pretrain_root=tmp_path))
+    # scratch pretrains nothing: no pretraining data needed
+    assert check_recipe(Task(spec.name, "scratch", 0), spec, RunOptions()).finetune.train.name == "paper"
+
+
+def test_a_given_checkpoint_of_another_backbone_is_refused_before_any_cell(tmp_path):
+    from freepoint_bench.engine.checkpoints import save_model_checkpoint
+    from freepoint_bench.engine.module import segmenter_config
+    from freepoint_bench.engine.presets import get_preset
+    from freepoint_bench.models.backbone import Res16UNet
+
+    small = Res16UNet(segmenter_config(get_preset("cpu-small")).backbone)
+    path = save_model_checkpoint(tmp_path / "small.ckpt", small, {"method": "pointcontrast", "data": {}})
+    opts = RunOptions(given={"pointcontrast": [path]}, pretrain_root=tmp_path)
+    tasks = [Task("synthetic-s3dis-20pct-masks", "pointcontrast", 0), Task("s3dis-10pct-masks", "pointcontrast", 0)]
+    check_tasks(tasks[:1], opts)  # cpu-small fine-tuning: the same backbone
+    with pytest.raises(CheckpointError) as e:
+        check_tasks(tasks, opts)
+    assert "\n" not in str(e.value) and "preset='small' here, '34C' for fine-tuning" in str(e.value)
+
+
+def test_run_refuses_a_mismatch_before_anything_trains(bench_cli, tmp_path, monkeypatch):
+    """The issue's new user: `run` on a paper protocol with a cpu-small pretraining. Before the recipe existed it
+    pretrained (hours on a cluster) and then failed to load the checkpoint; now it stops before any work."""
+    import freepoint_bench.harness.run as run
+
+    def trained(*args, **kwargs):
+        raise AssertionError("pretraining started")
+
+    monkeypatch.setattr(run, "pretrain_checkpoint", trained)
+    root = tmp_path / "s3dis"
+    for area in ("Area_1", "Area_2", "Area_3", "Area_4", "Area_5", "Area_6"):
+        (root / area / "office_1" / "Annotations").mkdir(parents=True)
+    protocols = tmp_path / "protocols"
+    (protocols / "splits").mkdir(parents=True)
+    shutil.copy(PROTOCOLS_DIR / "s3dis-10pct-masks.toml", protocols)
+    code, _, err = bench_cli("run", "--methods", "pointcontrast,scratch", "--protocols", "s3dis-10pct-masks",
+                             "--root", root, "--protocols-dir", protocols, "--pretrain-preset", "cpu-small",
+                             "--pretrain-dataset", "scannet", "--pretrain-root", tmp_path / "scannet",
+                             "--results", tmp_path / "results", "--runs", tmp_path / "runs",
+                             "--cache", tmp_path / "cache", "--checkpoints", tmp_path / "ckpt")
+    assert code == 2 and "pointcontrast: pretraining preset cpu-small (--pretrain-preset)" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
