@@ -53,6 +53,11 @@ RootOpt = Annotated[
 CacheOpt = Annotated[Path, typer.Option("--cache", help="Scene cache folder; one sub-folder per dataset and root.")]
 ScenesOpt = Annotated[list[str] | None, typer.Option("--scene", "-s", help="Only these scenes (repeatable).")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Only scenes of this split: train, val or test.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda when there is a GPU, else cpu), cpu, cuda or "
+                                                         "cuda:<index>.")]
+FeaturesDeviceOpt = Annotated[str, typer.Option(
+    "--device", help="Device of the --features backbone: auto (cuda when there is a GPU, else cpu), cpu, cuda or "
+                     "cuda:<index>.")]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -95,6 +100,14 @@ def _lazy_bar(progress: Progress, label: str):
         progress.update(task, completed=done, total=total, item=name)
 
     return cb
+
+
+def _device(name: str) -> str:
+    """Returns the torch device `--device name` means (auto: cuda when torch sees a GPU); ConfigError for a GPU
+    this machine lacks."""
+    from freepoint_bench.engine.devices import resolve_device
+
+    return str(resolve_device(name))
 
 
 def _select(store, wanted: list[str], split: str | None) -> list[str]:
@@ -373,13 +386,14 @@ def pseudo_labels_cmd(
     cfg = _pseudo_config(config, overrides, config_preset)
     sigmas = _floats(sigma, "--sigma") or list(cfg.sigmas)
     methods = _words(compare)
+    device = _device(device)  # before any data is read: a GPU the machine lacks is one line
     store, names = _open_store(dataset, root, cache, scene)
     names = _select(store, names, split)
     features_fn = None
     if features is not None:
         from freepoint_bench.engine.features import BackboneFeatures
 
-        features_fn = BackboneFeatures(features, device=str(resolve_device(device)))
+        features_fn = BackboneFeatures(features, device=device)
     shard_t = _parse_shard(shard)
     t0 = time.perf_counter()
     with _progress() as progress:
@@ -598,7 +612,7 @@ def predict_cmd(
     from freepoint_bench.geometry.superpoints import SuperpointConfig
     from freepoint_bench.models.inference import InferenceConfig
 
-    device = resolve_device(device)  # before any data is read: a GPU the machine lacks is one line
+    device = _device(device)  # before any data is read: a GPU the machine lacks is one line
     store, names = _open_store(dataset, root, cache, scene)
     names = _select(store, names, split)
     with _progress() as progress:
@@ -666,6 +680,7 @@ def tune_cmd(
     from freepoint_bench.tuning import TuneConfig, run_study, save_plots, write_best_config
 
     base = _pseudo_config(config, overrides, config_preset)
+    device = _device(device)  # before any data is read: a GPU the machine lacks is one line
     fields = dict(
         trials=trials,
         objective=objective,
@@ -691,7 +706,7 @@ def tune_cmd(
     if features is not None:
         from freepoint_bench.engine.features import BackboneFeatures
 
-        features_fn = BackboneFeatures(features, device=str(resolve_device(device)))
+        features_fn = BackboneFeatures(features, device=device)
     from freepoint_bench.tuning.objective import evaluation_spec_for
 
     if cv is not None or folds is not None:

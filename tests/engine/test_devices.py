@@ -52,3 +52,36 @@ def test_an_absent_gpu_index_or_an_unknown_name_is_refused(gpus):
     for name in ("tpu", "cuda:x", "", "mps"):
         with pytest.raises(ConfigError, match="not a device; choose auto, cpu, cuda"):
             resolve_device(name)
+
+
+@pytest.mark.parametrize("command", [
+    ["predict", "--checkpoint", "absent.ckpt", "--dataset", "synthetic", "--export-benchmark", "out"],
+    ["pseudo-labels", "--dataset", "synthetic", "--features", "absent.ckpt"],
+    ["tune", "--dataset", "synthetic", "--features", "absent.ckpt"],
+])
+def test_commands_refuse_a_cuda_device_the_machine_lacks_before_reading_anything(command, gpus, bench_cli, tmp_path,
+                                                                                  monkeypatch):
+    gpus(0)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = bench_cli(*command, "--device", "cuda", "--cache", tmp_path / "cache")
+    assert code == 2 and err.startswith("error: --device cuda: CUDA is not available"), err
+    assert not (tmp_path / "cache").exists()  # refused before any data was read
+
+
+def test_predict_runs_on_the_gpu_by_default_when_there_is_one(gpus, bench_cli, tmp_path, monkeypatch):
+    import freepoint_bench.engine.predict as engine_predict
+    from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_dataset
+
+    root = tmp_path / "synthetic"
+    write_synthetic_dataset(root, num_scenes=1, seed=0, config=SyntheticConfig(num_points=1000))
+    asked = []
+    monkeypatch.setattr(engine_predict, "predict", lambda *args, device, **kwargs: asked.append(device) or [])
+    gpus(1)
+    code, _, err = bench_cli("predict", "--checkpoint", tmp_path / "model.ckpt", "--dataset", "synthetic", "--root",
+                             root, "--cache", tmp_path / "cache", "--export-benchmark", tmp_path / "out")
+    assert code == 0, err
+    gpus(0)
+    code, _, err = bench_cli("predict", "--checkpoint", tmp_path / "model.ckpt", "--dataset", "synthetic", "--root",
+                             root, "--cache", tmp_path / "cache", "--export-benchmark", tmp_path / "out")
+    assert code == 0, err
+    assert asked == ["cuda", "cpu"]
