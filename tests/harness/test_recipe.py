@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_s3dis
 from freepoint_bench.errors import CheckpointError, ConfigError
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR, TRAIN_SCENES, available_protocols, load_protocol
 from freepoint_bench.harness.run import (
@@ -146,14 +147,13 @@ def test_run_refuses_a_mismatch_before_anything_trains(bench_cli, tmp_path, monk
 
     monkeypatch.setattr(run, "pretrain_checkpoint", trained)
     root = tmp_path / "s3dis"
-    for area in ("Area_1", "Area_2", "Area_3", "Area_4", "Area_5", "Area_6"):
-        (root / area / "office_1" / "Annotations").mkdir(parents=True)
+    write_synthetic_s3dis(root, 6, seed=1, config=SyntheticConfig(num_points=1500))  # one room per area
     protocols = tmp_path / "protocols"
     (protocols / "splits").mkdir(parents=True)
     shutil.copy(PROTOCOLS_DIR / "s3dis-10pct-masks.toml", protocols)
     code, _, err = bench_cli("run", "--methods", "pointcontrast,scratch", "--protocols", "s3dis-10pct-masks",
                              "--root", root, "--protocols-dir", protocols, "--pretrain-preset", "cpu-small",
-                             "--pretrain-dataset", "scannet", "--pretrain-root", tmp_path / "scannet",
+                             "--pretrain-root", tmp_path / "scannet",
                              "--results", tmp_path / "results", "--runs", tmp_path / "runs",
                              "--cache", tmp_path / "cache", "--checkpoints", tmp_path / "ckpt")
     assert code == 2 and "pointcontrast: pretraining preset cpu-small (--pretrain-preset)" in err
