@@ -866,6 +866,67 @@ def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overr
                       runs=runs)
 
 
+def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
+    """Prints the plan of `tasks` (harness.plan); typer.Exit(1) when a cell cannot run."""
+    from dataclasses import replace
+
+    from rich.markup import escape
+
+    from freepoint_bench.harness import plan as planning
+
+    machine = planning.detect_machine()
+    if elsewhere:
+        machine = replace(machine, checked=False)
+    if throughput is None and planning.DEFAULT_THROUGHPUT.is_file():
+        throughput = planning.DEFAULT_THROUGHPUT
+    table = planning.load_throughput(throughput) if throughput is not None else None
+    plan = planning.make_plan(tasks, opts, machine=machine, throughput=table)
+
+    def hours(h: float | None, steps: int) -> str:
+        return "-" if not steps else "?" if h is None else f"{h:.2f}"
+
+    cells = Table(title=f"plan: {len(plan.rows)} cells")
+    for col in ("protocol", "method", "seed", "starts from", "fine-tuning", "steps", "GPU-h", "status"):
+        cells.add_column(col, justify="right" if col in ("seed", "steps", "GPU-h") else "left")
+    for row in plan.rows:
+        status = "[red]can not run[/]" if row.problems else "finished" if row.finished else "ready"
+        cells.add_row(row.task.protocol, row.task.method, str(row.task.seed), row.start, row.finetune,
+                      str(row.steps or "-"), hours(row.gpu_hours, row.steps), status)
+    console.print(cells)
+    if plan.pretrainings:
+        pre = Table(title=f"pretraining runs: {len(plan.pretrainings)} (shared by the cells above)")
+        for col in ("method", "preset", "data", "scenes", "epochs", "batch", "steps", "GPU-h", "run folder"):
+            pre.add_column(col, justify="right" if col in ("scenes", "epochs", "batch", "steps", "GPU-h") else "left")
+        for p in plan.pretrainings:
+            state = "exists: resumed or reused" if p.exists else "new"
+            pre.add_row(p.method, p.preset, p.dataset, str(p.scenes), str(p.epochs), str(p.batch_size), str(p.steps),
+                        hours(p.gpu_hours, p.steps), f"{p.run_dir} ({state})")
+        console.print(pre)
+    for kind, lines in (("can not run", [(r, m) for r in plan.rows for m in r.problems]),
+                        ("note", [(r, m) for r in plan.rows for m in r.notes if not r.finished])):
+        by_line: dict[str, list[str]] = {}
+        for row, line in lines:
+            by_line.setdefault(line, []).append(f"{row.task.protocol}/{row.task.method}/{row.task.seed}")
+        for line, where in by_line.items():
+            cells_of = where[0] if len(where) == 1 else f"{len(where)} cells, e.g. {where[0]}"
+            head = f"[red]{kind}[/]" if kind == "can not run" else kind
+            console.print(f"{head} ({cells_of}): {escape(line)}", highlight=False, soft_wrap=True)
+    if elsewhere:
+        console.print("--launcher slurm: the compute nodes' CUDA, precision and sparse backends are not checked from "
+                      "here")
+    if table is None:
+        console.print("no throughput measured; GPU-hours unknown (the device check writes "
+                      f"{planning.DEFAULT_THROUGHPUT}; --throughput FILE reads another)")
+    else:
+        total, unknown = plan.total_gpu_hours()
+        console.print(f"estimate from {table.path} ({table.device}, measured {table.measured}): {total:.1f} GPU-hours"
+                      + (f" in all, {unknown} cell or pretraining steps not measured" if unknown else " in all"))
+    blocked = sum(bool(r.problems) for r in plan.rows)
+    if blocked:
+        console.print(f"[red]{blocked} of {len(plan.rows)} cells can not run[/]")
+        raise typer.Exit(1)
+
+
 FtPresetOpt = Annotated[str | None, typer.Option("--preset", help="Fine-tuning preset (default: the protocol's): "
                                                                    "cpu-small or paper.")]
 FtSetOpt = Annotated[list[str] | None, typer.Option("--set", help="Fine-tuning field: key=value (epochs=5, lr=…).")]
@@ -973,6 +1034,12 @@ def run_cmd(
     protocols_dir: ProtocolsDirOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
+    plan_only: Annotated[bool, typer.Option(
+        "--plan", help="Print every cell, what it loads or pretrains, its budget and what would stop it; train and "
+                       "prepare nothing (exit 1 when a cell cannot run).")] = False,
+    throughput: Annotated[Path | None, typer.Option(
+        "--throughput", help="Measured throughput table (JSON) for --plan's GPU-hours (default: "
+                             "benchmarks/device/throughput.json when present).")] = None,
 ) -> None:
     """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
     from freepoint_bench.harness.run import check_tasks, expand, resolve_checkpoint, run_task, shard, submit_slurm
@@ -992,6 +1059,9 @@ def run_cmd(
         tasks = shard(tasks, *_parse_shard(shard_arg))
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
                         pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs)
+    if plan_only:
+        _print_plan(tasks, opts, throughput, elsewhere=launcher == "slurm")
+        return
     check_tasks(tasks, opts)  # a cell that could not fine-tune is refused before the first one trains
     if launcher == "slurm":
         slurm = {"slurm_partition": partition, "timeout_min": time_min, "gpus_per_node": gpus}
