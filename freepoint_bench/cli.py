@@ -866,6 +866,17 @@ def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overr
                       runs=runs)
 
 
+SLURM_CPUS_PER_GPU = 8  # data-loading workers and pseudo-labelling processes per GPU job
+
+
+def _gigabytes(text: str) -> int:
+    """Returns the whole GB of a --mem value ("64", "64G", "64GB")."""
+    digits = text.strip().upper().removesuffix("B").removesuffix("G")
+    if not digits.isdigit() or int(digits) < 1:
+        raise ConfigError(f"--mem {text!r}: give whole gigabytes, e.g. 64 or 64G")
+    return int(digits)
+
+
 def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
     """Prints the plan of `tasks` (harness.plan); typer.Exit(1) when a cell cannot run."""
     from dataclasses import replace
@@ -1031,6 +1042,10 @@ def run_cmd(
     partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
     time_min: Annotated[int, typer.Option("--time", help="SLURM time limit per cell, minutes.")] = 24 * 60,
     gpus: Annotated[int, typer.Option("--gpus", help="SLURM GPUs per cell.")] = 1,
+    cpus_per_task: Annotated[int | None, typer.Option(
+        "--cpus-per-task", min=1, help="SLURM CPUs per job (default: 8 per GPU, for data loading and pseudo "
+                                       "labels).")] = None,
+    mem: Annotated[str, typer.Option("--mem", help="SLURM memory per job, in GB (64 or 64G).")] = "64G",
     protocols_dir: ProtocolsDirOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
@@ -1064,10 +1079,13 @@ def run_cmd(
         return
     check_tasks(tasks, opts)  # a cell that could not fine-tune is refused before the first one trains
     if launcher == "slurm":
-        slurm = {"slurm_partition": partition, "timeout_min": time_min, "gpus_per_node": gpus}
-        ids = [job.job_id for job in submit_slurm(tasks, opts, results / "slurm", slurm)]
-        console.print(f"submitted {len(ids)} jobs ({', '.join(ids[:5])}{' …' if len(ids) > 5 else ''}); logs in "
-                      f"{results / 'slurm'}; rerun `bench.py report` when they finish")
+        slurm = {"slurm_partition": partition, "timeout_min": time_min, "gpus_per_node": gpus,
+                 "cpus_per_task": cpus_per_task or SLURM_CPUS_PER_GPU * max(gpus, 1), "mem_gb": _gigabytes(mem)}
+        pre_jobs, cell_jobs = submit_slurm(tasks, opts, results / "slurm", slurm)
+        ids = [job.job_id for job in cell_jobs]
+        console.print(f"submitted {len(pre_jobs)} pretraining jobs and {len(ids)} cell jobs "
+                      f"({', '.join(ids[:5])}{' …' if len(ids) > 5 else ''}; a cell waits for its method's "
+                      f"pretraining: afterok); logs in {results / 'slurm'}; rerun `bench.py report` when they finish")
         return
     if launcher != "local":
         raise ConfigError(f"unknown launcher {launcher!r}; use local or slurm")

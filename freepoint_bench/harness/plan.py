@@ -141,6 +141,8 @@ def gpu_hours(steps: int, step_s: float | None) -> float | None:
 class Pretraining:
     """One pretraining run the plan needs (shared by every cell that pretrains the same way)."""
 
+    task: Task  # the first cell that needs it (with fold: what a pretraining job computes)
+    fold: int
     method: str
     preset: str
     dataset: str  # a dataset name, or TRAIN_SCENES
@@ -388,7 +390,7 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
             run_dir = pretrain_run_dir(opts.runs, task.method, config, names, store_root)
             if run_dir not in pretrainings:
                 epochs = _pretrain_epochs(config)
-                p = Pretraining(task.method, rec.pretrain_preset, rec.pretrain_dataset, len(names), epochs,
+                p = Pretraining(task, f, task.method, rec.pretrain_preset, rec.pretrain_dataset, len(names), epochs,
                                 config.train.batch_size, config.train.precision, run_dir, run_dir.is_dir())
                 p.steps = _steps(epochs, len(names), p.batch_size)
                 if throughput is not None:

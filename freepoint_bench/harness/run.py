@@ -318,18 +318,25 @@ def fold_checkpoints(task: Task, spec: ProtocolSpec, store: Any, names: Sequence
             raise ConfigError(f"{len(given)} checkpoints given for {task.method}; protocol {spec.name} has "
                               f"{spec.num_folds} folds: give one, or one per fold")
         return tuple(given)
+    return tuple(fold_checkpoint(task, spec, f, opts, store, names, progress) for f in range(spec.num_folds))
+
+
+def fold_checkpoint(task: Task, spec: ProtocolSpec, fold: int, opts: RunOptions, store: Any = None,
+                    names: Sequence[str] | None = None, progress: ProgressFn | None = None) -> Path:
+    """Returns the pretrained checkpoint of one fold of the task (pretraining it when it is not there yet).
+
+    store / names: the protocol's data, needed only when the recipe pretrains on the fold's own training scenes
+    (opened here when None)."""
     rec = check_recipe(task, spec, opts)
     config = pretrain_config(task.method, rec, opts, seed=task.seed)
-    out = []
-    for f in range(spec.num_folds):
-        train_groups, _ = spec.fold_groups(f)
-        if rec.pretrain_dataset != TRAIN_SCENES:
-            p_names = pretraining_scenes(rec.pretrain_dataset, rec.pretrain_root)
-            p_store, p_names = open_dataset(rec.pretrain_dataset, rec.pretrain_root, opts.cache, names=p_names)
-        else:
-            p_store, p_names = store, scenes_of(names, train_groups)  # the fold's training rooms, labels unused
-        out.append(pretrain_checkpoint(task.method, p_store, p_names, opts, config, progress=progress))
-    return tuple(out)
+    if rec.pretrain_dataset != TRAIN_SCENES:
+        p_names = pretraining_scenes(rec.pretrain_dataset, rec.pretrain_root)
+        p_store, p_names = open_dataset(rec.pretrain_dataset, rec.pretrain_root, opts.cache, names=p_names)
+    else:
+        if store is None or names is None:
+            store, names = open_protocol_data(spec, opts)
+        p_store, p_names = store, scenes_of(names, spec.fold_groups(fold)[0])  # the fold's training rooms, unlabelled
+    return pretrain_checkpoint(task.method, p_store, p_names, opts, config, progress=progress)
 
 
 def resolve_checkpoint(value: str | Path, checkpoints_dir: Path) -> Path:
@@ -376,12 +383,19 @@ def cell_config(spec: ProtocolSpec, opts: RunOptions) -> FinetuneConfig:
     return finetune_config(opts.preset or spec.preset, **{**spec.overrides, **opts.overrides})
 
 
-def submit_slurm(tasks: Sequence[Task], opts: RunOptions, folder: Path, slurm: Mapping[str, Any]) -> list[Any]:
-    """Returns the submitit jobs of one SLURM job per task (a job array); each computes its cell with run_task.
+def submit_slurm(tasks: Sequence[Task], opts: RunOptions, folder: Path,
+                 slurm: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """Returns the submitit jobs (pretraining jobs, cell jobs): first one job array of the pretraining runs the
+    cells need (harness.plan finds them; none is prepared or trained here), then one job per cell, in job arrays
+    grouped by the pretraining jobs they wait for (SLURM dependency afterok), so that no queued cell holds a GPU
+    while its method pretrains. A cell's job finds its checkpoint made and reuses it.
 
-    slurm: submitit parameters (slurm_partition, timeout_min, gpus_per_node, ...); "cluster" picks submitit's
-    executor ("slurm" by default when sbatch is found; "local" / "debug" run the jobs on this machine).
+    slurm: submitit parameters (slurm_partition, timeout_min, gpus_per_node, cpus_per_task, mem_gb, ...); "cluster"
+    picks submitit's executor ("slurm" by default when sbatch is found; "local" / "debug" run the jobs on this
+    machine). ConfigError, before anything is submitted, when a cell could not run (bench.py run --plan lists why).
     """
+    from freepoint_bench.harness.plan import Machine, make_plan
+
     try:
         import submitit
     except ImportError:
@@ -390,9 +404,35 @@ def submit_slurm(tasks: Sequence[Task], opts: RunOptions, folder: Path, slurm: M
     if executor.cluster != "slurm" and slurm.get("cluster") is None:
         raise ConfigError(f"--launcher slurm: no SLURM here (submitit found {executor.cluster!r}); run on a "
                           "cluster login node, or use --launcher local / --shard i/n")
+    # the compute nodes are not this machine: their CUDA and backends are theirs to have
+    plan = make_plan(tasks, opts, machine=Machine(cuda=False, bf16=False, backends=(), checked=False))
+    blocked = [(row.task, problem) for row in plan.rows for problem in row.problems]
+    if blocked:
+        task, problem = blocked[0]
+        raise ConfigError(f"{task.protocol} / {task.method} / seed {task.seed}: {problem} (nothing submitted; "
+                          "`bench.py run --plan` lists every cell's problems)")
     params = {k: v for k, v in slurm.items() if k != "cluster" and v is not None}
-    executor.update_parameters(name="freepoint-bench", **params)
-    return executor.map_array(_job, list(tasks), [opts] * len(tasks))
+    pre = plan.pretrainings
+    executor.update_parameters(name="freepoint-bench-pretrain", slurm_additional_parameters={}, **params)
+    pre_jobs = executor.map_array(_pretrain_job, [p.task for p in pre], [p.fold for p in pre],
+                                  [opts] * len(pre)) if pre else []
+    job_of = {p.run_dir: job.job_id for p, job in zip(pre, pre_jobs, strict=True)}
+    groups: dict[tuple[str, ...], list[Task]] = {}
+    for row in plan.rows:
+        if row.finished:
+            continue  # nothing to compute
+        waits = tuple(sorted({job_of[p.run_dir] for p in row.pretrainings}))
+        groups.setdefault(waits, []).append(row.task)
+    cell_jobs = []
+    for waits, group in sorted(groups.items()):
+        extra = {"dependency": "afterok:" + ":".join(waits)} if waits else {}
+        executor.update_parameters(name="freepoint-bench", slurm_additional_parameters=extra, **params)
+        cell_jobs += executor.map_array(_job, group, [opts] * len(group))
+    return list(pre_jobs), cell_jobs
+
+
+def _pretrain_job(task: Task, fold: int, opts: RunOptions) -> str:
+    return str(fold_checkpoint(task, load_protocol(task.protocol, opts.protocols_dir), fold, opts))
 
 
 def _job(task: Task, opts: RunOptions) -> str:

@@ -171,7 +171,8 @@ def test_slurm_launcher_runs_each_cell_as_a_submitit_job(workspace, tmp_path):
     halves = shard(tasks, 0, 2), shard(tasks, 1, 2)
     assert not set(halves[0]) & set(halves[1]) and sorted(halves[0] + halves[1], key=lambda t: t.seed) == tasks
     # submitit's debug executor runs the job function in this process: the same code path as on a cluster
-    jobs = submit_slurm(tasks[:1], opts, tmp_path / "slurm", {"cluster": "debug", "timeout_min": 5})
+    pre_jobs, jobs = submit_slurm(tasks[:1], opts, tmp_path / "slurm", {"cluster": "debug", "timeout_min": 5})
+    assert pre_jobs == []  # scratch pretrains nothing
     status, path = jobs[0].result().split(" ", 1)
     assert status == "done" and read_result(path)["seed"] == 3
 
