@@ -17,6 +17,7 @@ from freepoint_bench.models.losses import (
     mask_iou,
     mean_loss,
     normalise_scene,
+    soft_corners,
 )
 from freepoint_bench.models.matcher import hungarian_match_all, matching_cost
 from freepoint_bench.models.segmenter import SegmenterOutput
@@ -55,8 +56,8 @@ class SetCriterion:
     in the predictions' dtype.
 
     Host syncs per call: one transfer of every step's and scene's matching cost to the Hungarian solver (and
-    one upload of the matches), one per scene for the targets' corners, and one per step and scene for each
-    soft-corner selection of the weak Lbox term (matching and loss).
+    one upload of the matches), one per scene for the targets' corners, and one per step and scene for the
+    predicted masks' points of the weak Lbox term (its soft corners serve the matching and the loss).
     """
 
     def __init__(self, config: LossConfig | None = None, num_classes: int = 0) -> None:
@@ -79,9 +80,13 @@ class SetCriterion:
         logits = [[pred.masks[b].float()[:, batch.point_to_voxel[b]] for b in range(len(targets))] for pred in steps]
         objectness = [pred.objectness.float() for pred in steps]
         class_logits = [None if pred.class_logits is None else pred.class_logits.float() for pred in steps]
+        # the soft box corners of every query, once for the matching (detached) and the loss (matched rows)
+        soft = [[soft_corners(lg, scene.xyz, cfg.box_temperature) if cfg.box > 0 else None
+                 for lg, scene in zip(step, scenes, strict=True)] for step in logits]
         costs = [
             matching_cost(logits[s][b], scene.masks, scene.xyz, cfg, objectness[s][b],
-                          None if class_logits[s] is None else class_logits[s][b], scene.labels, scene.corners)
+                          None if class_logits[s] is None else class_logits[s][b], scene.labels, scene.corners,
+                          None if soft[s][b] is None else (soft[s][b][0].detach(), soft[s][b][1].detach()))
             for s in range(len(steps)) for b, scene in enumerate(scenes)
         ]
         matches = _to_device(hungarian_match_all(costs, [scene.nonempty for scene in scenes] * len(steps)),
@@ -90,14 +95,14 @@ class SetCriterion:
         last: dict[str, torch.Tensor] = {}
         for s in range(len(steps)):
             step_matches = matches[s * len(scenes) : (s + 1) * len(scenes)]
-            terms = self._step(logits[s], objectness[s], class_logits[s], scenes, step_matches)
+            terms = self._step(logits[s], objectness[s], class_logits[s], soft[s], scenes, step_matches)
             total = total + terms["weighted"]
             last = terms
         result = {"loss": total}
         result.update({k: v.detach() for k, v in last.items() if k != "weighted"})
         return result
 
-    def _step(self, logits, objectness, class_logits, scenes, matches) -> dict[str, torch.Tensor]:
+    def _step(self, logits, objectness, class_logits, soft, scenes, matches) -> dict[str, torch.Tensor]:
         cfg = self.config
         zero = objectness.new_zeros(())
         sums = {"dice": zero, "bce": zero, "mean": zero, "box": zero}
@@ -111,7 +116,8 @@ class SetCriterion:
                 sums["mean"] = sums["mean"] + mean_loss(ml, mt, scene.xyz).sum()
             if cfg.box > 0:
                 corners = (scene.corners[0][cols_t], scene.corners[1][cols_t])
-                sums["box"] = sums["box"] + box_loss(ml, mt, scene.xyz, cfg.box_temperature, corners).sum()
+                matched = (soft[b][0][rows_t], soft[b][1][rows_t])
+                sums["box"] = sums["box"] + box_loss(ml, mt, scene.xyz, cfg.box_temperature, corners, matched).sum()
             obj_target = torch.zeros_like(objectness[b])
             obj_target[rows_t] = mask_iou(ml, mt) if cfg.objectness_target == "iou" else 1.0
             obj_terms.append(F.binary_cross_entropy_with_logits(objectness[b], obj_target))

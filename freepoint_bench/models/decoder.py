@@ -80,16 +80,17 @@ class DecoderOutput:
 def fps(points: torch.Tensor, n: int) -> torch.Tensor:
     """Returns (n,) int64 indices of a farthest point sample of points (M, 3), starting at row 0.
 
-    When n > M every point is taken and the rest repeat the sample cyclically.
+    When n > M every point is taken and the rest repeat the sample cyclically. The running choice stays on the
+    device (a 0-d index tensor): reading it on the host would wait for the device once per query.
     """
     m = points.shape[0]
     k = min(n, m)
     chosen = torch.zeros(k, dtype=torch.long, device=points.device)
     dist = torch.full((m,), float("inf"), device=points.device, dtype=points.dtype)
-    last = 0
+    last = chosen[0]
     for i in range(1, k):
         dist = torch.minimum(dist, (points - points[last]).square().sum(1))
-        last = int(torch.argmax(dist))
+        last = torch.argmax(dist)
         chosen[i] = last
     if n > k:
         chosen = chosen[torch.arange(n, device=points.device) % k]
@@ -302,6 +303,7 @@ class QueryDecoder(nn.Module):
             pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)
             counts = torch.bincount(parent, minlength=n_keys).clamp(min=1)
             blocked = (pooled / counts) < self.config.attn_mask_threshold
-            # A query that would attend to nothing attends to everything (softmax over an empty set is NaN).
-            blocked[blocked.all(dim=1)] = False
+            # A query that would attend to nothing attends to everything (softmax over an empty set is NaN);
+            # a mask, not boolean indexing, which would wait for the device
+            blocked &= ~blocked.all(dim=1, keepdim=True)
         return blocked.repeat(self.config.num_heads, 1, 1)

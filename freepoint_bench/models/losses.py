@@ -147,11 +147,11 @@ def mean_loss(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor) -> 
 
 
 def box_loss(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float,
-             corners: Corners | None = None) -> torch.Tensor:
+             corners: Corners | None = None, soft: Corners | None = None) -> torch.Tensor:
     """Returns (K,) Lbox (eq. 6): distance of max corners plus distance of min corners; `corners` are the
-    targets' `hard_corners` when already known."""
+    targets' `hard_corners` and `soft` the predictions' `soft_corners` when already known."""
     hi, lo = hard_corners(target, xyz) if corners is None else corners
-    soft_hi, soft_lo = soft_corners(logits, xyz, temperature)
+    soft_hi, soft_lo = soft_corners(logits, xyz, temperature) if soft is None else soft
     return _norm(soft_hi - hi) + _norm(soft_lo - lo)
 
 
@@ -176,8 +176,8 @@ def pairwise_mean(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor)
 
 
 def pairwise_box(logits: torch.Tensor, target: torch.Tensor, xyz: torch.Tensor, temperature: float,
-                 corners: Corners | None = None) -> torch.Tensor:
-    """Returns (Q, T) Lbox of each prediction against each target (`corners`: see box_loss)."""
+                 corners: Corners | None = None, soft: Corners | None = None) -> torch.Tensor:
+    """Returns (Q, T) Lbox of each prediction against each target (`corners`, `soft`: see box_loss)."""
     hi, lo = hard_corners(target, xyz) if corners is None else corners
-    soft_hi, soft_lo = soft_corners(logits, xyz, temperature)
+    soft_hi, soft_lo = soft_corners(logits, xyz, temperature) if soft is None else soft
     return _norm(soft_hi[:, None] - hi[None]) + _norm(soft_lo[:, None] - lo[None])

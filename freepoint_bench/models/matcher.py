@@ -25,20 +25,22 @@ def matching_cost(
     class_logits: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     corners: Corners | None = None,
+    soft: Corners | None = None,
 ) -> torch.Tensor:
     """Returns the (Q, T) cost of pairing prediction q (mask logits (Q, N)) with target t (masks (T, N)).
 
     cost = bce * BCE + dice * Dice + mean * Lmean + box * Lbox + cls * (-p(class or object)),
     weak terms only when their weight is > 0; xyz (N, 3) are normalised scene coordinates; `corners` are the
-    targets' `hard_corners` when already known. Give float32 inputs (SetCriterion does): the products sum
-    per-point terms over all N points and overflow float16 above ~95k points.
+    targets' `hard_corners` and `soft` the predictions' `soft_corners` when already known. Give float32
+    inputs (SetCriterion does): the products sum per-point terms over all N points and overflow float16 above
+    ~95k points.
     """
     with torch.no_grad():
         cost = config.bce * pairwise_bce(logits, target) + config.dice * pairwise_dice(logits, target)
         if config.mean > 0:
             cost = cost + config.mean * pairwise_mean(logits, target, xyz)
         if config.box > 0:
-            cost = cost + config.box * pairwise_box(logits, target, xyz, config.box_temperature, corners)
+            cost = cost + config.box * pairwise_box(logits, target, xyz, config.box_temperature, corners, soft)
         if config.cls > 0:
             if class_logits is not None and labels is not None:
                 cost = cost - config.cls * class_logits.softmax(-1)[:, labels]
