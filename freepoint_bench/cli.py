@@ -855,15 +855,19 @@ def _print_cells(rows: list[tuple], title: str) -> None:
 
 
 def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
-                 pretrain_overrides, pretrain_dataset, pretrain_root, force, given=None, runs=Path("runs")):
+                 pretrain_overrides, pretrain_dataset, pretrain_root, force, given=None, runs=Path("runs"),
+                 eval_device=None):
+    from freepoint_bench.engine.devices import resolve_device
     from freepoint_bench.freepoint.config import parse_overrides
     from freepoint_bench.harness.run import RunOptions
 
+    if eval_device is not None:
+        resolve_device(eval_device, "--eval-device")  # refused before any cell trains; each cell resolves it again
     return RunOptions(results=results, checkpoints=checkpoints, cache=cache, protocols_dir=protocols_dir, root=root,
                       preset=preset, overrides=parse_overrides(overrides or []), pretrain_preset=pretrain_preset,
                       pretrain_overrides=parse_overrides(pretrain_overrides or []),
                       pretrain_dataset=pretrain_dataset, pretrain_root=pretrain_root, given=given or {}, force=force,
-                      runs=runs)
+                      runs=runs, eval_device=eval_device)
 
 
 SLURM_CPUS_PER_GPU = 8  # data-loading workers and pseudo-labelling processes per GPU job
@@ -945,6 +949,9 @@ SeedsOpt = Annotated[list[int] | None, typer.Option("--seeds", help="Training se
 ForceOpt = Annotated[bool, typer.Option("--force", help="Recompute finished cells (discards their results).")]
 CheckpointsDirOpt = Annotated[Path, typer.Option("--checkpoints", help="Checkpoints folder with index.json.")]
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Work folder of pretraining runs (runs/pretrain/...).")]
+EvalDeviceOpt = Annotated[str | None, typer.Option(
+    "--eval-device", help="Device the evaluation scenes are predicted on: auto, cpu, cuda, cuda:<i> (default: the "
+    "one fine-tuning trained on).")]
 
 
 def _seeds(seeds: list[int] | None, extra: list[str] | None = None) -> list[int]:
@@ -979,6 +986,7 @@ def finetune_cmd(
     protocols_dir: ProtocolsDirOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
+    eval_device: EvalDeviceOpt = None,
 ) -> None:
     """Fine-tune a pretrained backbone under a protocol, evaluate it, write result.json per seed."""
     from freepoint_bench.harness.run import Task, run_task
@@ -1000,7 +1008,7 @@ def finetune_cmd(
                           f"{method}`), or use `bench.py run`, which pretrains what is missing")
     # scratch is built from the fine-tuning model's preset (harness.run.pretrain_config), never another one
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, None, None, None,
-                        None, force, given, runs)
+                        None, force, given, runs, eval_device)
     rows = []
     with _progress() as progress:
         cb = _stage_bars(progress)
@@ -1049,6 +1057,7 @@ def run_cmd(
     protocols_dir: ProtocolsDirOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
+    eval_device: EvalDeviceOpt = None,
     plan_only: Annotated[bool, typer.Option(
         "--plan", help="Print every cell, what it loads or pretrains, its budget and what would stop it; train and "
                        "prepare nothing (exit 1 when a cell cannot run).")] = False,
@@ -1073,7 +1082,7 @@ def run_cmd(
     if shard_arg is not None:
         tasks = shard(tasks, *_parse_shard(shard_arg))
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
-                        pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs)
+                        pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs, eval_device)
     if plan_only:
         _print_plan(tasks, opts, throughput, elsewhere=launcher == "slurm")
         return

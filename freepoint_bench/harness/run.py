@@ -76,6 +76,7 @@ class RunOptions:
     pretrain_root: Path | None = None  # its root (default: the protocol's pretrain_root)
     given: dict[str, list[Path]] = field(default_factory=dict)  # method → checkpoint per fold (or one for all)
     force: bool = False
+    eval_device: str | None = None  # where cells predict their evaluation scenes (None: where each fold trained)
 
 
 def expand(methods: Sequence[str], protocols: Sequence[str], seeds: Sequence[int]) -> list[Task]:
@@ -375,7 +376,8 @@ def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -
         return "skipped", done  # before pretraining: a finished cell needs no checkpoint
     checkpoints = fold_checkpoints(task, spec, store, names, opts, progress)
     return run_cell(Cell(spec, task.method, task.seed, checkpoints), store, names, config, opts.results,
-                    protocols_dir=opts.protocols_dir, force=opts.force, progress=progress)
+                    protocols_dir=opts.protocols_dir, force=opts.force, progress=progress,
+                    eval_device=opts.eval_device)
 
 
 def cell_config(spec: ProtocolSpec, opts: RunOptions) -> FinetuneConfig:

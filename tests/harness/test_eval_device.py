@@ -99,3 +99,37 @@ def test_an_eval_device_the_machine_lacks_is_refused_before_training(opts, seen,
     with pytest.raises(ConfigError, match="^--eval-device cuda: CUDA is not available"):
         run_cell(cell, store, names, config, opts.results, protocols_dir=opts.protocols_dir, eval_device="cuda")
     assert not seen.fits
+
+
+def test_run_and_finetune_take_eval_device_through_to_the_cell(monkeypatch, bench_cli):
+    """--eval-device reaches run_cell from both commands; a GPU the machine lacks is refused before any work."""
+    from freepoint_bench.harness import run as run_module
+
+    seen = []
+
+    def fake_run_task(task, opts, progress=None):
+        seen.append(opts.eval_device)
+        raise ConfigError("cell reached")  # what the options were is all this test needs
+
+    monkeypatch.setattr(run_module, "run_task", fake_run_task)
+    code, out, err = bench_cli("finetune", "--protocol", PROTOCOL, "--method", "scratch", "--eval-device", "cpu")
+    assert "cell reached" in out + err
+    code, out, err = bench_cli("run", "--methods", "scratch", "--protocols", PROTOCOL, "--eval-device", "cpu")
+    assert "cell reached" in out + err
+    assert seen == ["cpu", "cpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = bench_cli("finetune", "--protocol", PROTOCOL, "--method", "scratch", "--eval-device", "cuda")
+    assert code == 2 and "--eval-device" in out + err and len(seen) == 2
+
+
+def test_run_task_hands_the_eval_device_to_run_cell(monkeypatch, tmp_path):
+    from freepoint_bench.harness import run as run_module
+
+    captured = {}
+    monkeypatch.setattr(run_module, "open_protocol_data", lambda spec, opts: (None, []))
+    monkeypatch.setattr(run_module, "ensure_split", lambda *a: None)
+    monkeypatch.setattr(run_module, "fold_checkpoints", lambda *a, **k: (None,))
+    monkeypatch.setattr(run_module, "run_cell", lambda *a, **k: captured.update(k) or ("done", tmp_path))
+    opts = RunOptions(results=tmp_path, eval_device="cuda:1")
+    run_module.run_task(run_module.Task(PROTOCOL, "scratch", 0), opts)
+    assert captured["eval_device"] == "cuda:1"
