@@ -126,7 +126,7 @@ def bench(method: str, preset: str, precision: str, store, names: list[str], ste
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: kilobytes
     return {
         "stage": "finetune" if method == "finetune" else "pretrain",
-        "method": method,
+        "method": None if method == "finetune" else method,  # the fine-tuning model is every method's (harness.plan)
         "preset": preset,
         "precision": used,
         "device": torch.cuda.get_device_name(0) if accelerator == "gpu" else "cpu",
@@ -138,9 +138,15 @@ def bench(method: str, preset: str, precision: str, store, names: list[str], ste
     }
 
 
+def document(rows: list[dict], data: Path) -> dict:
+    """Returns the throughput table of `rows` in the format harness.plan.load_throughput reads."""
+    return {"device": rows[0]["device"] if rows else "", "measured": datetime.date.today().isoformat(),
+            "data": str(data), "rows": rows}
+
+
 def _table(rows: list[dict]) -> None:
     header = ["stage", "method", "preset", "precision", "batch", "step s", "samples/s", "peak GB"]
-    body = [[r["stage"], r["method"], r["preset"], r["precision"], str(r["batch"]), f"{r['step_s']:.3f}",
+    body = [[r["stage"], r["method"] or "(any)", r["preset"], r["precision"], str(r["batch"]), f"{r['step_s']:.3f}",
              f"{r['samples_per_s']:.2f}", f"{r['peak_mem_gb']:.2f}"] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
@@ -177,8 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(bench(method, args.preset, precision, store, names, args.steps, args.warmup))
                 print(f"  {method} {precision}: {rows[-1]['step_s']:.3f} s/step", flush=True)
                 if args.out is not None:  # after every row: a run cut short keeps what it measured
-                    write_json(args.out, {"device": rows[0]["device"], "measured": datetime.date.today().isoformat(),
-                                          "data": str(args.data), "rows": rows})
+                    write_json(args.out, document(rows, args.data))
     print()
     _table(rows)
     if args.out is not None:

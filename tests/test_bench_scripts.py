@@ -58,3 +58,35 @@ def test_weights_digest_sees_one_ulp(tmp_path):
     model[1].num_batches_tracked += 1  # an integer buffer counts too
     save_checkpoint(tmp_path / "four.ckpt", model, {"method": "m"})
     assert rep.weights_digest(tmp_path / "four.ckpt") != rep.weights_digest(tmp_path / "three.ckpt")
+
+
+def test_throughput_rows_are_what_run_plan_reads(tmp_path):
+    """bench_throughput's document loads in harness.plan and answers its lookups (fine-tuning rows stand for every
+    method)."""
+    import json
+
+    import bench_throughput as tp
+
+    from freepoint_bench.harness.plan import gpu_hours, load_throughput
+
+    def row(method, step_s):
+        return {"stage": "finetune" if method == "finetune" else "pretrain",
+                "method": None if method == "finetune" else method, "preset": "paper", "precision": "16-mixed",
+                "device": "gpu", "batch": 4, "step_s": step_s, "samples_per_s": 4 / step_s, "peak_mem_gb": 1.0,
+                "steps": 3}
+
+    path = tmp_path / "throughput.json"
+    path.write_text(json.dumps(tp.document([row("freepoint", 0.5), row("finetune", 0.25)], tmp_path)))
+    table = load_throughput(path)
+    assert table.step_s("pretrain", "freepoint", "paper", "16-mixed") == 0.5
+    assert table.step_s("finetune", "csc", "paper", "16-mixed") == 0.25
+    assert table.step_s("pretrain", "csc", "paper", "16-mixed") is None
+    assert gpu_hours(7200, table.step_s("finetune", "scratch", "paper", "16-mixed")) == 0.5
+
+
+def test_device_confirm_script_runs_its_parity_check_on_cpu():
+    """benchmarks/device/confirm.py, the device call's checks, runs as a dry run here (native kernels on CPU)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "device"))
+    import confirm
+
+    assert confirm.main(["--checks", "parity"]) == 0
