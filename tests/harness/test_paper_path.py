@@ -3,10 +3,11 @@ and the `paper` preset (34C, 2 cm voxels), on tiny S3DIS- and ScanNet-layout tre
 
 Only the iteration budget is overridden: one epoch of every stage. An epoch costs what its rooms do (on a CPU the
 sparse convolutions and the decoder's per-scene work scale with the rooms, not the steps), so the rooms are tiny and
-the protocols are the README's 10% pair, one per label unit: the pinned split of s3dis-10pct-scenes names 20 rooms
-(s3dis-20pct-scenes 41, three times this test's time for the same wiring). What this catches is wiring: a default
-that picks the wrong preset or dataset, a method that cannot pretrain the paper model, a checkpoint that does not load
-into the fine-tuning model, a cell or a report that is not written."""
+the protocols are the README's 10% pair, one per label unit: the pinned split of s3dis-10pct-scenes names 20 rooms,
+and with the 20% pair (41 rooms pinned) each method would fine-tune on nearly four times the rooms for the same
+wiring. What this catches is wiring: a default that picks the wrong preset or dataset, a method that cannot pretrain
+the paper model, a checkpoint that does not load into the fine-tuning model, a cell or a report that is not
+written."""
 
 from __future__ import annotations
 
