@@ -330,7 +330,9 @@ def fold_checkpoint(task: Task, spec: ProtocolSpec, fold: int, opts: RunOptions,
     (opened here when None)."""
     rec = check_recipe(task, spec, opts)
     config = pretrain_config(task.method, rec, opts, seed=task.seed)
-    if rec.pretrain_dataset != TRAIN_SCENES:
+    # scratch reads no data (a seeded initialisation); it records the fold's training rooms as its scenes, so it
+    # never needs, nor opens, the protocol's pretraining dataset (which may not be given)
+    if rec.pretrain_dataset != TRAIN_SCENES and task.method != "scratch":
         p_names = pretraining_scenes(rec.pretrain_dataset, rec.pretrain_root)
         p_store, p_names = open_dataset(rec.pretrain_dataset, rec.pretrain_root, opts.cache, names=p_names)
     else:

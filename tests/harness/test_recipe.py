@@ -158,3 +158,30 @@ def test_run_refuses_a_mismatch_before_anything_trains(bench_cli, tmp_path, monk
                              "--cache", tmp_path / "cache", "--checkpoints", tmp_path / "ckpt")
     assert code == 2 and "pointcontrast: pretraining preset cpu-small (--pretrain-preset)" in err
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_scratch_on_a_paper_protocol_needs_no_pretraining_data(tmp_path, monkeypatch):
+    """The README's `finetune --protocol s3dis-... --method scratch --root R`: no --pretrain-root. scratch records the
+    fold's training rooms and never opens the protocol's pretraining dataset (it crashed with a TypeError listing
+    ScanNet scenes under a root of None)."""
+    import freepoint_bench.harness.run as run
+
+    root = tmp_path / "s3dis"
+    write_synthetic_s3dis(root, 6, seed=1, config=SyntheticConfig(num_points=1500))
+    protocols = tmp_path / "protocols"
+    (protocols / "splits").mkdir(parents=True)
+    shutil.copy(PROTOCOLS_DIR / "s3dis-10pct-masks.toml", protocols)
+    spec = load_protocol("s3dis-10pct-masks", protocols)
+    opts = RunOptions(root=root, cache=tmp_path / "cache", runs=tmp_path / "runs", checkpoints=tmp_path / "ckpt",
+                      protocols_dir=protocols)
+    seen = {}
+
+    def pretrained(method, store, names, opts, config, progress=None):
+        seen.update(method=method, names=sorted(names), store=store)
+        return tmp_path / "scratch.ckpt"
+
+    monkeypatch.setattr(run, "pretraining_scenes", lambda *a: pytest.fail("opened the pretraining dataset"))
+    monkeypatch.setattr(run, "pretrain_checkpoint", pretrained)
+    assert run.fold_checkpoint(Task(spec.name, "scratch", 3), spec, 0, opts) == tmp_path / "scratch.ckpt"
+    assert seen["method"] == "scratch" and seen["names"]
+    assert all(not name.startswith("Area_5/") for name in seen["names"])  # the fold's training rooms only
