@@ -3,7 +3,8 @@
     results/<protocol>/<method>/seed-<k>/result.json    the finished cell (schema in docs/results.md)
     results/<protocol>/<method>/seed-<k>/cell.json      what the cell is computed from (a resume must match)
     results/<protocol>/<method>/seed-<k>/work/fold-<f>/ Lightning's last.ckpt and logs of fold f's fine-tune,
-                                                        fold.json + predictions.npz once the fold is scored
+                                                        fold.json + predictions.npz once the fold is scored (its
+                                                        resume checkpoints are then deleted)
     results/<protocol>/<method>/seed-<k>/.lock          held while a process computes the cell
 
 A finished cell is skipped unless force; an interrupted one resumes from its last training checkpoint (and
@@ -72,6 +73,14 @@ class Cell:
 def result_path(results: str | Path, protocol: str, method: str, seed: int) -> Path:
     """Returns results/<protocol>/<method>/seed-<seed>/result.json."""
     return Path(results) / protocol / method / f"seed-{seed}" / RESULT_FILE
+
+
+def drop_resume_checkpoints(work: Path) -> None:
+    """Deletes a scored fold's Lightning resume checkpoints (work/lightning/*.ckpt): nothing reads them once
+    fold.json and predictions.npz are written, and at the paper preset each holds 34C with its AdamW state (~450 MB;
+    the README's 72 cells would keep ~33 GB). Its logs stay."""
+    for path in (work / "lightning").glob("*.ckpt"):
+        path.unlink(missing_ok=True)  # last.ckpt is a link to the newest epoch file: both go
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
@@ -257,6 +266,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
                             "losses": module.loss_summary()["loss_history"]}
                 save_npz(pred_file, **pack_predictions(preds))
                 write_json(fold_file, with_checksum(fold_doc))
+                drop_resume_checkpoints(work)
             folds.append(fold_doc)
             pooled.update(preds)
             train_seconds += fold_doc["train_seconds"]

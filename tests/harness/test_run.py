@@ -98,6 +98,9 @@ def test_finetune_resumes_an_interrupted_run(workspace):
     status, path = run_task(task, opts, progress=lambda s, d, t, i: epochs_seen.append(d) if "train" in s else None)
     assert status == "done" and read_result(path)["config"]["epochs"] == 3
     assert epochs_seen == [2, 3]  # only the missing epochs were trained
+    # a scored fold keeps no resume checkpoint (34C + AdamW: ~450 MB a cell at the paper preset), only its record
+    fold = cell_dir / "work" / "fold-0"
+    assert (fold / "fold.json").is_file() and not list((fold / "lightning").glob("*.ckpt"))
     # another process holding the cell computes it; this one reports it busy
     (cell_dir / "result.json").unlink()
     with cell_lock(cell_dir) as mine:
