@@ -36,6 +36,7 @@ from freepoint_bench.atomic import stable_hash
 from freepoint_bench.engine.checkpoints import code_version, environment, register_checkpoint, save_model_checkpoint
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Preset, Res16UNet
+from freepoint_bench.models.checkpoint import load_failure
 
 # the one place that knows ME's kernel-offset order (its backend feeds ME from the canonical layout with it)
 from freepoint_bench.models.sparse.minkowski_backend import _kernel_permutation
