@@ -634,6 +634,7 @@ def predict_cmd(
 
 @app.command("tune")
 def tune_cmd(
+    ctx: typer.Context,
     dataset: DatasetOpt,
     root: RootOpt = None,
     cache: CacheOpt = DEFAULT_CACHE,
@@ -692,11 +693,17 @@ def tune_cmd(
         tune_k1=tune_k1,
         tune_plane_distance=tune_plane,
     )
+    if tune_config is not None:
+        # the TOML's fields, then only the flags typed on the command line (a flag's default never overrides the
+        # file, and a typed value always does, --seed 0 and --trials 1 included)
+        params = {"study_name": "study", "tune_sigma_low": "tune_sigma", "tune_plane_distance": "tune_plane"}
+        # by name: typer ships its own copy of click's ParameterSource enum
+        typed = {k: v for k, v in fields.items()
+                 if getattr(ctx.get_parameter_source(params.get(k, k)), "name", None) == "COMMANDLINE"}
+        fields = {**TuneConfig.from_toml(tune_config).model_dump(), **typed}
     grid = _floats(sigma_grid, "--sigma-grid")
     if grid:
         fields.update(tune_sigma_low=True, sigma_low_grid=tuple(grid), sampler="grid", alphas=(), prune=False)
-    if tune_config is not None:
-        fields = {**TuneConfig.from_toml(tune_config).model_dump(), **{k: v for k, v in fields.items() if v}}
     tcfg = TuneConfig(**fields)
     ensure_dir(out)  # before the study: a study's trials must not be lost to an --out that cannot be written
     store, names = _open_store(dataset, root, cache, scene)
