@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Higher numbers may import lower ones (and their own layer), never the reverse.
 LAYERS = {
     "errors": 0,
+    "results": 0,  # the result record (DESIGN.md): harness writes it, report reads it
     "atomic": 0,
     "config": 0,
     "parallel": 0,
