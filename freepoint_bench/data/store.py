@@ -8,7 +8,7 @@
 Layout of `cache_dir`:
     index.json                 dataset, root, and per scene: file, split, num_points, num_instances
     scenes/<encoded name>.npz  xyz, rgb, [normals, semantic, instance], name, meta (JSON)
-Scene names are percent-encoded into file names (``Area_5/office_1`` → ``Area_5%2Foffice_1.npz``).
+Scene names are percent-encoded into file names (``Area_5/office_1`` → ``Area_5%2Foffice_1.npz``; data/names.py).
 Every file is written atomically, and the index after every scene, so an interrupted prepare resumes.
 """
 
@@ -22,11 +22,11 @@ import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
 
 import numpy as np
 
 from freepoint_bench.atomic import CHECKSUM_KEY, checksum_ok, save_npz, with_checksum, write_json
+from freepoint_bench.data.names import decode_name, encode_name
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 
@@ -41,17 +41,6 @@ _FLUSH_SECONDS = 2.0  # index writes during prepare: at most this often (a crash
 _FIX = "delete it and rerun `bench.py data prepare`"
 
 Progress = Callable[[int, int, str], None]
-
-
-def encode_name(name: str) -> str:
-    """Returns a file-name-safe, reversible encoding of a scene name (percent-encoding, no ``/``)."""
-    encoded = quote(name, safe="-_.~ ")
-    return "%2E" + encoded[1:] if encoded.startswith(".") else encoded  # no hidden files
-
-
-def decode_name(stem: str) -> str:
-    """Returns the scene name of an encoded file stem (inverse of encode_name)."""
-    return unquote(stem)
 
 
 def _json_default(obj: Any) -> Any:

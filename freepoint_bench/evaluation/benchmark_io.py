@@ -1,8 +1,9 @@
 """ScanNet benchmark submission format: `<dir>/<scene>.txt` listing `pred_mask/<scene>_<k>.txt label conf`.
 
 Each mask file holds one 0/1 line per point of the scene, in reader order. Paths in the scene file are
-relative to the submission folder. Scene names with '/' (S3DIS `Area_5/office_1`) are written with '__'
-(so a name that itself contains '__' does not round-trip).
+relative to the submission folder. Scene names are written by data/names.py's encode_name_underscored
+('/' as '__': S3DIS `Area_5/office_1` → `Area_5__office_1.txt`; ScanNet names as they are), which every
+name survives.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from freepoint_bench.atomic import write_bytes, write_text
+from freepoint_bench.data.names import decode_name_underscored, encode_name_underscored
 from freepoint_bench.errors import DataError
 from freepoint_bench.evaluation.instance_ap import APAccumulator, EvalResult, EvalSpec
 from freepoint_bench.evaluation.predictions import Predictions
@@ -22,23 +24,13 @@ MASK_DIR = "pred_mask"
 RESULT_FILE = "semantic_instance_evaluation.txt"  # what the benchmark script writes into the folder
 
 
-def _file_stem(scene_name: str) -> str:
-    return scene_name.replace("/", "__")
-
-
-def _scene_name(stem: str) -> str:
-    return stem.replace("__", "/")
-
-
 def write_predictions(pred_dir: str | os.PathLike, scene_name: str, preds: Predictions) -> Path:
     """Returns the scene file written (atomically, masks first) for `preds` in benchmark format.
 
     Confidences are written with 9 significant digits, so float32 scores (and their ties) read back exactly.
     """
     root = Path(pred_dir)
-    stem = _file_stem(scene_name)
-    if not stem or any(ch.isspace() for ch in stem):
-        raise DataError(f"scene name {scene_name!r}: the benchmark format needs a non-empty name without spaces")
+    stem = encode_name_underscored(scene_name)  # never holds whitespace, which separates a line's fields
     lines = []
     for k in range(len(preds)):
         rel = f"{MASK_DIR}/{stem}_{k:03d}.txt"
@@ -55,7 +47,7 @@ def list_prediction_scenes(pred_dir: str | os.PathLike) -> list[str]:
     root = Path(pred_dir)
     if not root.is_dir():
         raise DataError(f"{root}: predictions folder not found; pass the folder holding <scene>.txt files")
-    return sorted(_scene_name(p.stem) for p in root.glob("*.txt") if p.name != RESULT_FILE)
+    return sorted(decode_name_underscored(p.stem) for p in root.glob("*.txt") if p.name != RESULT_FILE)
 
 
 # Byte classes of a mask file, for reading it without a Python loop over lines.
@@ -183,7 +175,7 @@ def read_predictions(pred_dir: str | os.PathLike, scene_name: str, num_points: i
 
 def _read_scene(root: Path, scene_name: str, num_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (masks (K, N) bool, labels (K,) int64, confidences (K,) float64 as written) of one scene file."""
-    scene_file = root / f"{_file_stem(scene_name)}.txt"
+    scene_file = root / f"{encode_name_underscored(scene_name)}.txt"
     if not scene_file.is_file():
         raise DataError(f"{scene_file}: no predictions for scene {scene_name}; write one file per scene")
     root_abs = os.path.realpath(root)
