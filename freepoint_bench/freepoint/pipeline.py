@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from freepoint_bench.atomic import save_npz, stable_hash, write_json
+from freepoint_bench.data.names import encode_name_underscored
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.affinities import combine_affinities, multicut_costs, raw_affinities
@@ -326,13 +327,43 @@ def generate_pseudo_labels(
 SceneSource = Mapping[str, Scene] | Sequence[Scene] | Callable[[str], Scene] | Any
 
 
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("/", "__"))
-
-
 def label_path(out_dir: str | os.PathLike, scene_name: str, sigma: float) -> Path:
-    """Returns the npz path of scene `scene_name`'s labels at `sigma` under out_dir."""
-    return Path(out_dir) / _safe_name(scene_name) / f"sigma_{float(sigma):.4f}.npz"
+    """Returns the npz path of scene `scene_name`'s labels at `sigma` under out_dir (one folder a scene)."""
+    return Path(out_dir) / encode_name_underscored(scene_name) / f"sigma_{float(sigma):.4f}.npz"
+
+
+def _old_folder(out_dir: Path, scene_name: str) -> Path:
+    """Returns the folder labels of `scene_name` had before folder names were lossless (``a b`` → ``a_b``)."""
+    return out_dir / "".join(c if c.isalnum() or c in "-_." else "_" for c in scene_name.replace("/", "__"))
+
+
+def _scene_of(path: Path) -> str | None:
+    """Returns the scene name a label file records, None when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data["scene"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+
+
+def _old_files(out_dir: Path, scene_name: str) -> list[Path]:
+    """Returns the label files of `scene_name` still in its old folder (only names with characters that
+    collided changed folder: ``a b``, ``a~b``, ``a__b``; every S3DIS and ScanNet name kept its own)."""
+    old = _old_folder(out_dir, scene_name)
+    if old == label_path(out_dir, scene_name, 0.0).parent or not old.is_dir():
+        return []
+    # the old folder may be another scene's (`a_b`'s folder held `a b` too): each file records its scene
+    return [p for p in sorted(old.glob("sigma_*.npz")) if _scene_of(p) == scene_name]
+
+
+def _move_old_files(out_dir: Path, scene_name: str) -> None:
+    """Moves `scene_name`'s label files from its old folder into its own, so a cache written before keeps them."""
+    for path in _old_files(out_dir, scene_name):
+        new = label_path(out_dir, scene_name, 0.0).parent / path.name
+        if not new.exists():
+            new.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, new)
+            logger.info("%s: moved to %s (scene folders are named losslessly now)", path, new)
 
 
 def cache_key(scene: Scene, config: PseudoLabelConfig, sigma: float, features_key: str | None) -> str:
@@ -463,6 +494,7 @@ def run_pseudo_labels(
     todo: list[tuple[Scene, tuple[float, ...]]] = []  # scenes and the σ not yet cached (a kill can leave some)
     for name in mine:
         scene = load(name)
+        _move_old_files(out, scene.name)
         missing = tuple(s for s in sigmas_t if not _cached(label_path(out, scene.name, s),
                                                            cache_key(scene, config, s, fkey)))
         if not missing:
@@ -506,10 +538,16 @@ def load_pseudo_labels(out_dir: str | os.PathLike, scene_name: str, sigma: float
     """Returns the cached labels (N,) int64 of scene_name at sigma; DataError when missing or corrupt."""
     path = label_path(out_dir, scene_name, sigma)
     if not path.is_file():
+        if any(p.name == path.name for p in _old_files(Path(out_dir), scene_name)):
+            raise DataError(f"{path}: the labels of {scene_name} at sigma={sigma} are in the folder named before "
+                            "scene folders were lossless; rerun pseudo-labelling on this folder: it moves them")
         raise DataError(f"{path}: no pseudo labels for {scene_name} at sigma={sigma}; run pseudo-labelling first")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return np.asarray(data["labels"], dtype=np.int64)
+            labels, scene = np.asarray(data["labels"], dtype=np.int64), str(data["scene"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         msg = f"{path}: corrupt pseudo-label file ({exc}); delete it and rerun pseudo-labelling"
         raise DataError(msg) from None
+    if scene != scene_name:  # written when two names shared a folder (`a b` and `a_b`): another scene's labels
+        raise DataError(f"{path}: holds the labels of scene {scene!r}, not {scene_name!r}; rerun pseudo-labelling")
+    return labels

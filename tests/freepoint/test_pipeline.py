@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -217,6 +218,36 @@ def test_run_shards_and_workers(tmp_path, small_rooms):
         assert np.array_equal(a_labels, load_pseudo_labels(tmp_path / "b", name, 0.9))
     with pytest.raises(ConfigError):
         run_pseudo_labels(scenes, None, CFG, (0.9,), tmp_path, shard=(2, 2))
+
+
+def test_names_that_shared_a_folder_get_their_own(tmp_path, small_rooms):
+    # 'a b' and 'a_b' were both written to a_b/: each run overwrote the other's labels, and loading one
+    # scene could hand back the other's
+    scenes = [replace(small_rooms[0], name="a b"), replace(small_rooms[1], name="a_b")]
+    assert label_path(tmp_path, "a b", 0.9).parent != label_path(tmp_path, "a_b", 0.9).parent
+    assert run_pseudo_labels(scenes, None, CFG, (0.9,), tmp_path)["computed"] == 2
+    assert run_pseudo_labels(scenes, None, CFG, (0.9,), tmp_path)["cached"] == 2
+    ab, a_b = (load_pseudo_labels(tmp_path, s.name, 0.9) for s in scenes)
+    assert not np.array_equal(ab, a_b)  # two rooms, two labellings: not one file read twice
+    # a file holding another scene's labels (what the shared folder left behind) is refused, not returned
+    label_path(tmp_path, "a b", 0.9).replace(label_path(tmp_path, "a_b", 0.9))
+    with pytest.raises(DataError, match="holds the labels of scene 'a b', not 'a_b'"):
+        load_pseudo_labels(tmp_path, "a_b", 0.9)
+
+
+def test_labels_in_a_folder_named_before_are_moved_not_recomputed(tmp_path, small_rooms):
+    scene = replace(small_rooms[0], name="my scan")
+    run_pseudo_labels([scene], None, CFG, (0.9, 1.2), tmp_path)
+    old = tmp_path / "my_scan"  # the folder the lossy encoding gave 'my scan'
+    old.mkdir()
+    for sigma in (0.9, 1.2):
+        label_path(tmp_path, "my scan", sigma).replace(old / label_path(tmp_path, "my scan", sigma).name)
+    with pytest.raises(DataError, match="rerun pseudo-labelling on this folder: it moves them"):
+        load_pseudo_labels(tmp_path, "my scan", 0.9)
+    summary = run_pseudo_labels([scene], None, CFG, (0.9, 1.2), tmp_path)
+    assert summary["cached"] == 1 and summary["computed"] == 0
+    assert load_pseudo_labels(tmp_path, "my scan", 1.2).shape == (scene.num_points,)
+    assert not list(old.iterdir())
 
 
 def test_load_missing_or_corrupt(tmp_path):
