@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from freepoint_bench.errors import ConfigError, DataError, FreePointError
+from freepoint_bench.parallel import parse_shard, take_shard
 
 console = Console()
 err_console = Console(stderr=True)
@@ -308,16 +309,6 @@ def _words(values: list[str] | None) -> list[str]:
     return [w for v in values or [] for w in v.replace(",", " ").split()]
 
 
-def _parse_shard(shard: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard {shard!r}: write it as i/n, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise ConfigError(f"--shard {shard!r}: need 0 <= i < n")
-    return i, n
-
-
 def _pseudo_config(config: Path | None, overrides: list[str] | None, preset: str | None = None):
     from freepoint_bench.freepoint.config import PseudoLabelConfig
 
@@ -394,10 +385,10 @@ def pseudo_labels_cmd(
         from freepoint_bench.engine.features import BackboneFeatures
 
         features_fn = BackboneFeatures(features, device=device)
-    shard_t = _parse_shard(shard)
+    shard_t = parse_shard(shard)
     t0 = time.perf_counter()
     with _progress() as progress:
-        task = progress.add_task("pseudo labels", total=len(names[shard_t[0] :: shard_t[1]]), item="")
+        task = progress.add_task("pseudo labels", total=len(take_shard(names, *shard_t)), item="")
 
         def cb(record: dict) -> None:
             progress.update(task, advance=1, item=f"{record['scene']} ({record['status']})")
@@ -1073,7 +1064,7 @@ def run_cmd(
                              "benchmarks/device/throughput.json when present).")] = None,
 ) -> None:
     """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
-    from freepoint_bench.harness.run import check_tasks, expand, resolve_checkpoint, run_task, shard, submit_slurm
+    from freepoint_bench.harness.run import check_tasks, expand, resolve_checkpoint, run_task, submit_slurm
 
     given: dict[str, list[Path]] = {}
     for item in checkpoint or []:
@@ -1087,7 +1078,7 @@ def run_cmd(
                           "or drop the checkpoint")
     tasks = expand(_words([methods]), _words([protocols]), _seeds(seeds, ctx.args))
     if shard_arg is not None:
-        tasks = shard(tasks, *_parse_shard(shard_arg))
+        tasks = take_shard(tasks, *parse_shard(shard_arg))
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
                         pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs, eval_device)
     if plan_only:

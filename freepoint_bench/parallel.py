@@ -1,8 +1,9 @@
-"""How many processes and threads a run may use: the cores this process may run on, never more.
+"""How many processes and threads a run may use (the cores this process may run on, never more), and shards.
 
     cores = available_cores()              # CPU affinity (SLURM / taskset cpusets) and cgroup quota (containers)
     workers = process_workers(None, 40)    # default: one per core, at most one per task
     loader = loader_workers(4)             # DataLoader workers beside the training process
+    mine = take_shard(cells, *parse_shard("1/4"))  # job arrays: every 4th cell from the second
 
 Every process a pool starts limits its own thread pools to its share of the cores (`limit_threads`), so
 `workers x threads` never exceeds the cores.
@@ -13,7 +14,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
+
+from freepoint_bench.errors import ConfigError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +92,28 @@ def limit_threads(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(_threads)
+
+
+def _refuse_shard(written: str) -> ConfigError:
+    return ConfigError(f"shard {written}: write it as i/n with 0 <= i < n (e.g. --shard 0/4)")
+
+
+def _checked_shard(index: int, count: int) -> tuple[int, int]:
+    if count < 1 or not 0 <= index < count:
+        raise _refuse_shard(f"{index}/{count}")
+    return index, count
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Returns (i, n) of a shard written ``i/n``: shard i of n, 0 <= i < n (ConfigError otherwise)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise _refuse_shard(repr(text)) from None
+    return _checked_shard(index, count)
+
+
+def take_shard(items: Sequence[T], index: int, count: int) -> list[T]:
+    """Returns shard `index` of `count`: every count-th item from index (shards are disjoint; together, all items)."""
+    index, count = _checked_shard(index, count)
+    return list(items[index::count])

@@ -40,7 +40,7 @@ from freepoint_bench.geometry.neighbours import knn, knn_graph
 from freepoint_bench.geometry.planes import remove_planes
 from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count
 from freepoint_bench.geometry.superpoints import felzenszwalb, normal_weights
-from freepoint_bench.parallel import available_cores, limit_threads, process_workers
+from freepoint_bench.parallel import available_cores, limit_threads, process_workers, take_shard
 
 logger = logging.getLogger(__name__)
 
@@ -472,16 +472,14 @@ def run_pseudo_labels(
     per shard is written to out_dir.
     """
     sigmas_t = tuple(float(s) for s in (config.sigmas if sigmas is None else sigmas))
-    index, count = shard
-    if count < 1 or not 0 <= index < count:
-        raise ConfigError(f"shard {index}/{count} is invalid; use i/n with 0 <= i < n")
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1; got {workers}")
     load, known = _loader(store_or_scenes)
     all_names = sorted(known if names is None else names)
     if not all_names:
         raise DataError("run_pseudo_labels: no scene names given and the source lists none")
-    mine = all_names[index::count]
+    mine = take_shard(all_names, *shard)
+    index, count = shard
     out = Path(out_dir)
     fkey = _features_key(features_fn)
     records: list[dict[str, Any]] = []

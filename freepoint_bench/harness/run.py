@@ -2,7 +2,7 @@
 
     opts = RunOptions(results=Path("results"), checkpoints=Path("checkpoints"))
     cells = expand(["freepoint", "scratch"], ["s3dis-10pct-masks"], [0, 1, 2])
-    for task in shard(cells, 0, 1):
+    for task in take_shard(cells, 0, 1):          # parallel.take_shard: shard i of n for job arrays
         run_task(task, opts)                    # local, one after another
 
 A method's checkpoint for a protocol fold comes from (in order) the user (`checkpoints={"freepoint": path}`),
@@ -85,13 +85,6 @@ def expand(methods: Sequence[str], protocols: Sequence[str], seeds: Sequence[int
         raise ConfigError("give at least one method, one protocol and one seed")
     return sorted({Task(p, m, int(s)) for p in protocols for m in methods for s in seeds},
                   key=lambda t: (t.protocol, t.method, t.seed))
-
-
-def shard(tasks: Sequence[Task], index: int, count: int) -> list[Task]:
-    """Returns shard `index` of `count` (every count-th task from index): disjoint, and together all tasks."""
-    if count < 1 or not 0 <= index < count:
-        raise ConfigError(f"shard {index}/{count}: need 0 <= i < n")
-    return list(tasks[index::count])
 
 
 def protocol_root(spec: ProtocolSpec, root: Path | None) -> Path | None:

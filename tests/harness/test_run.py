@@ -164,14 +164,15 @@ def test_one_line_errors(bench_cli, workspace, tmp_path):
 
 
 def test_slurm_launcher_runs_each_cell_as_a_submitit_job(workspace, tmp_path):
-    from freepoint_bench.harness.run import expand, shard, submit_slurm
+    from freepoint_bench.harness.run import expand, submit_slurm
+    from freepoint_bench.parallel import take_shard
 
     ws = workspace
     opts = RunOptions(results=ws["results"], checkpoints=ws["checkpoints"], cache=ws["cache"], runs=ws["runs"],
                       protocols_dir=ws["protocols"], root=ws["root"],
                       overrides={"epochs": 1, "num_queries": 12, "batch_size": 5, "max_points": None})
     tasks = expand(["scratch"], ["synthetic-s3dis-50pct-scenes"], [3, 4])
-    halves = shard(tasks, 0, 2), shard(tasks, 1, 2)
+    halves = take_shard(tasks, 0, 2), take_shard(tasks, 1, 2)
     assert not set(halves[0]) & set(halves[1]) and sorted(halves[0] + halves[1], key=lambda t: t.seed) == tasks
     # submitit's debug executor runs the job function in this process: the same code path as on a cluster
     pre_jobs, jobs = submit_slurm(tasks[:1], opts, tmp_path / "slurm", {"cluster": "debug", "timeout_min": 5})
