@@ -27,8 +27,8 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from freepoint_bench.harness.cells import read_result  # noqa: E402
 from freepoint_bench.harness.run import RunOptions, Task, expand, run_task  # noqa: E402
+from freepoint_bench.results import read_result, result_path  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "scannet-dev"
 
@@ -70,7 +70,7 @@ def table(tasks: list[Task], opts: RunOptions) -> str:
     """Returns the Markdown table of the finished cells."""
     docs = {}
     for t in tasks:
-        path = opts.results / t.protocol / t.method / f"seed-{t.seed}" / "result.json"
+        path = result_path(opts.results, t.protocol, t.method, t.seed)
         if path.is_file():
             docs[t] = read_result(path)
     lines = ["| protocol | metric | " + " | ".join(sorted({t.method for t in tasks})) +
@@ -82,7 +82,7 @@ def table(tasks: list[Task], opts: RunOptions) -> str:
             row = [protocol, metric.upper()]
             per = {}
             for method in sorted({t.method for t in tasks}):
-                vals = [docs[Task(protocol, method, s)]["metrics"][metric] for s in seeds
+                vals = [docs[Task(protocol, method, s)].metrics[metric] for s in seeds
                         if Task(protocol, method, s) in docs]
                 per[method] = vals
                 row.append(f"{_fmt(vals)} (n={len(vals)})" if vals else "missing")
@@ -90,8 +90,8 @@ def table(tasks: list[Task], opts: RunOptions) -> str:
             if len(fp) == len(sc) == len(seeds) and len(seeds) > 1:
                 diff = np.array(fp) - np.array(sc)
                 p = stats.ttest_rel(fp, sc).pvalue
-                folds_fp = [f["metrics"][metric] for s in seeds for f in docs[Task(protocol, "freepoint", s)]["folds"]]
-                folds_sc = [f["metrics"][metric] for s in seeds for f in docs[Task(protocol, "scratch", s)]["folds"]]
+                folds_fp = [f["metrics"][metric] for s in seeds for f in docs[Task(protocol, "freepoint", s)].folds]
+                folds_sc = [f["metrics"][metric] for s in seeds for f in docs[Task(protocol, "scratch", s)].folds]
                 p2 = stats.ttest_rel(folds_fp, folds_sc).pvalue
                 row += [", ".join(f"{100 * d:+.2f}" for d in diff), f"p = {p:.3f}", f"p = {p2:.3f}"]
             else:
@@ -102,9 +102,9 @@ def table(tasks: list[Task], opts: RunOptions) -> str:
                  "| process peak RSS MiB |")
     lines.append("|---|---|---|---|---|---|")
     for t, d in sorted(docs.items(), key=lambda kv: (kv[0].protocol, kv[0].method, kv[0].seed)):
-        th = d["throughput"]
+        th = d.throughput
         lines.append(f"| {t.protocol} | {t.method} seed {t.seed} | {th['scenes_per_second']:.3f} | "
-                     f"{th['train_seconds']:.0f} | {d['wall_time_s']:.0f} | {th.get('peak_rss_mib', math.nan):.0f} |")
+                     f"{th['train_seconds']:.0f} | {d.wall_time_s:.0f} | {th.get('peak_rss_mib', math.nan):.0f} |")
     return "\n".join(lines)
 
 

@@ -422,11 +422,9 @@ def pseudo_labels_cmd(
             )
         _print_compare(rows, dataset, len(mine))
         if compare_json is not None:
-            from freepoint_bench.atomic import write_json
+            from freepoint_bench.results import write_compare
 
-            clean = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
-            doc = {"dataset": dataset, "num_scenes": len(mine), "class_agnostic": True, "rows": clean}
-            write_json(compare_json, doc)
+            write_compare(compare_json, rows, dataset, len(mine))
             console.print(f"wrote {compare_json}")
     if diagnose:
         from freepoint_bench.tuning.diagnose import diagnose_run
@@ -837,14 +835,14 @@ def _stage_bars(progress: Progress) -> Callable[[str, int, int, str], None]:
 
 
 def _print_cells(rows: list[tuple], title: str) -> None:
-    from freepoint_bench.harness.cells import read_result
+    from freepoint_bench.results import read_result
 
     table = Table(title=title)
     for col in ("protocol", "method", "seed", "status", "AP", "AP50", "AP25", "result"):
         table.add_column(col, justify="right" if col in ("AP", "AP50", "AP25", "seed") else "left")
     for task, status, path in rows:
         if status in ("done", "skipped"):
-            m = read_result(path)["metrics"]
+            m = read_result(path).metrics
             cells = [_fmt_pct(m["ap"]), _fmt_pct(m["ap50"]), _fmt_pct(m["ap25"])]
         else:
             cells = ["-", "-", "-"]

@@ -31,23 +31,26 @@ _REQUIRED = ("protocol", "protocol_hash", "split_sha256", "method", "seed", "met
 _RERUN = "delete it and rerun the cell with `bench.py run`"
 
 
-def cell_dir(results: str | os.PathLike, protocol: str, method: str, seed: int) -> Path:
+def cell_folder(results: str | os.PathLike, protocol: str, method: str, seed: int) -> Path:
     """Returns results/<protocol>/<method>/seed-<seed>, the folder of one cell of the results store."""
     return Path(results) / protocol / method / f"{SEED_PREFIX}{seed}"
 
 
 def result_path(results: str | os.PathLike, protocol: str, method: str, seed: int) -> Path:
     """Returns results/<protocol>/<method>/seed-<seed>/result.json."""
-    return cell_dir(results, protocol, method, seed) / RESULT_FILE
+    return cell_folder(results, protocol, method, seed) / RESULT_FILE
 
 
 def cell_of(folder: Path) -> tuple[str, str, int] | None:
     """Returns (protocol, method, seed) of a cell folder results/<protocol>/<method>/seed-<k>; None for another
     folder."""
-    seed = folder.name.removeprefix(SEED_PREFIX)
-    if not folder.name.startswith(SEED_PREFIX) or not seed.lstrip("-").isdigit():
+    if not folder.name.startswith(SEED_PREFIX):
         return None
-    return folder.parent.parent.name, folder.parent.name, int(seed)
+    try:
+        seed = int(folder.name.removeprefix(SEED_PREFIX))
+    except ValueError:
+        return None
+    return folder.parent.parent.name, folder.parent.name, seed
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,9 @@ def read_result(path: str | os.PathLike) -> ResultRecord:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         reason = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
-        raise DataError(f"{path}: unreadable result.json ({reason}); {_RERUN}") from None
+        raise DataError(f"{path}: corrupt result.json ({reason}); {_RERUN}") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: not a freepoint-bench result (not a JSON object); {_RERUN}")
+        raise DataError(f"{path}: corrupt result.json (not a JSON object); {_RERUN}")
     if not checksum_ok(data):
         raise DataError(f"{path}: damaged result.json (its content differs from its content_sha256); {_RERUN}")
     if "schema_version" not in data:

@@ -101,8 +101,8 @@ def _doc(**change) -> dict:
 
 # every refusal of the harness's and of the report's former read_result, and the type checks of the record
 REFUSALS = {
-    "not json": ("{not json", "unreadable result.json"),
-    "not an object": ("[1, 2]", "not a freepoint-bench result"),
+    "not json": ("{not json", "corrupt result.json (Expecting property name"),
+    "not an object": ("[1, 2]", "corrupt result.json (not a JSON object)"),
     "checksum": (None, "damaged result.json"),
     "no schema_version": (_doc(schema_version=...), "not a freepoint-bench result"),
     "other schema": (_doc(schema_version=2), "schema_version 2, this freepoint-bench reads 1"),

@@ -1,6 +1,6 @@
 """One benchmark cell (protocol × checkpoint × seed) computed into the results store, atomically and resumably.
 
-    results/<protocol>/<method>/seed-<k>/result.json    the finished cell (schema in docs/results.md)
+    results/<protocol>/<method>/seed-<k>/result.json    the finished cell (a ResultRecord of results.py)
     results/<protocol>/<method>/seed-<k>/cell.json      what the cell is computed from (a resume must match)
     results/<protocol>/<method>/seed-<k>/work/fold-<f>/ Lightning's last.ckpt and logs of fold f's fine-tune,
                                                         fold.json + predictions.npz once the fold is scored (its
@@ -48,11 +48,10 @@ from freepoint_bench.harness.finetune import (
     unpack_predictions,
 )
 from freepoint_bench.harness.protocol import ProtocolSpec, load_split, scenes_of, sha256_file
+from freepoint_bench.results import RESULT_FILE, ResultRecord, cell_folder, read_result, write_result
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-RESULT_FILE = "result.json"
 ProgressFn = Callable[[str, int, int, str], None]
 
 
@@ -67,12 +66,7 @@ class Cell:
 
     def dir(self, results: str | Path) -> Path:
         """Returns the cell's folder in the results store."""
-        return Path(results) / self.protocol.name / self.method / f"seed-{self.seed}"
-
-
-def result_path(results: str | Path, protocol: str, method: str, seed: int) -> Path:
-    """Returns results/<protocol>/<method>/seed-<seed>/result.json."""
-    return Path(results) / protocol / method / f"seed-{seed}" / RESULT_FILE
+        return cell_folder(results, self.protocol.name, self.method, self.seed)
 
 
 def drop_resume_checkpoints(work: Path) -> None:
@@ -81,21 +75,6 @@ def drop_resume_checkpoints(work: Path) -> None:
     the README's 72 cells would keep ~33 GB). Its logs stay."""
     for path in (work / "lightning").glob("*.ckpt"):
         path.unlink(missing_ok=True)  # last.ckpt is a link to the newest epoch file: both go
-
-
-def read_result(path: str | Path) -> dict[str, Any]:
-    """Returns a result.json; DataError naming the file when it is unreadable or not a result."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable result ({e}); delete it and rerun the cell") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "metrics" not in doc:
-        raise DataError(f"{path}: not a freepoint-bench result (schema {SCHEMA_VERSION}); delete it and rerun the cell")
-    if not checksum_ok(doc):
-        raise DataError(f"{path}: damaged result (its content differs from its content_sha256); delete it and rerun "
-                        "the cell")
-    return doc
 
 
 @contextlib.contextmanager
@@ -272,36 +251,35 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
             train_seconds += fold_doc["train_seconds"]
             train_steps += len(fold_doc["train_scenes"]) * fold_doc["epochs"]
         metrics = _metrics(score(store, pooled, spec_eval).to_dict()) if spec.num_folds > 1 else folds[0]["metrics"]
-        result = {
-            "schema_version": SCHEMA_VERSION,
-            "protocol": spec.name,
-            "protocol_hash": record["protocol_hash"],
-            "dataset": spec.dataset,
-            "unit": spec.unit,
-            "fraction": spec.fraction,
-            "split_sha256": split_sha,
-            "method": cell.method,
-            "seed": cell.seed,
-            "checkpoint": ckpts[0] if len(ckpts) == 1 else {**ckpts[0], "per_fold": ckpts},
-            "preset": config.train.name,
-            "config": record["config"],
-            "metrics": metrics,
-            "folds": [{k: v for k, v in fd.items() if k not in ("train_scenes",)} for fd in folds],
-            "eval_scenes": sorted(pooled),
-            "num_train_scenes": sum(len(fd["train_scenes"]) for fd in folds),
-            "num_train_masks": None if folds[0]["num_train_masks"] is None
+        result = ResultRecord(
+            protocol=spec.name,
+            protocol_hash=record["protocol_hash"],
+            dataset=spec.dataset,
+            unit=spec.unit,
+            fraction=spec.fraction,
+            split_sha256=split_sha,
+            method=cell.method,
+            seed=cell.seed,
+            checkpoint=ckpts[0] if len(ckpts) == 1 else {**ckpts[0], "per_fold": ckpts},
+            preset=config.train.name,
+            config=record["config"],
+            metrics=metrics,
+            folds=[{k: v for k, v in fd.items() if k not in ("train_scenes",)} for fd in folds],
+            eval_scenes=tuple(sorted(pooled)),
+            num_train_scenes=sum(len(fd["train_scenes"]) for fd in folds),
+            num_train_masks=None if folds[0]["num_train_masks"] is None
             else sum(fd["num_train_masks"] for fd in folds),
-            "num_masks_total": split.get("candidates") if spec.unit == "masks" else None,
-            "throughput": {"train_scene_epochs": train_steps, "train_seconds": train_seconds,
-                           "scenes_per_second": train_steps / train_seconds if train_seconds > 0 else None,
-                           # the process's peak so far (it may include earlier cells or pretraining)
-                           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
-            "code_version": code_version(),
-            "environment": environment(),
-            "wall_time_s": time.perf_counter() - t0,
-            "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        }
-        write_json(out, with_checksum(result))
+            num_masks_total=split.get("candidates") if spec.unit == "masks" else None,
+            throughput={"train_scene_epochs": train_steps, "train_seconds": train_seconds,
+                        "scenes_per_second": train_steps / train_seconds if train_seconds > 0 else None,
+                        # the process's peak so far (it may include earlier cells or pretraining)
+                        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024},
+            code_version=code_version(),
+            environment=environment(),
+            wall_time_s=time.perf_counter() - t0,
+            finished=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        )
+        write_result(out, result)
         return "done", out
 
 

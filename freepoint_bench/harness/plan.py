@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
-from freepoint_bench.harness.cells import fold_data, result_path
+from freepoint_bench.harness.cells import fold_data
 from freepoint_bench.harness.protocol import (
     TRAIN_SCENES,
     ProtocolSpec,
@@ -56,6 +56,7 @@ from freepoint_bench.harness.run import (
     protocol_root,
     recipe,
 )
+from freepoint_bench.results import result_path
 
 DEFAULT_THROUGHPUT = REPO_ROOT / "benchmarks" / "device" / "throughput.json"
 STAGES = ("pretrain", "finetune")

@@ -30,7 +30,7 @@ from typing import Any
 from freepoint_bench.atomic import open_lock, stable_hash
 from freepoint_bench.data.open import open_dataset
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
-from freepoint_bench.harness.cells import Cell, read_result, result_path, run_cell
+from freepoint_bench.harness.cells import Cell, run_cell
 from freepoint_bench.harness.finetune import FINETUNE_PRESETS, FinetuneConfig, class_vocabulary, finetune_config
 from freepoint_bench.harness.protocol import (
     PROTOCOLS_DIR,
@@ -42,6 +42,7 @@ from freepoint_bench.harness.protocol import (
     split_path,
 )
 from freepoint_bench.pretext.base import get_method
+from freepoint_bench.results import read_result, result_path
 
 log = logging.getLogger(__name__)
 
@@ -363,8 +364,8 @@ def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -
     if done.is_file() and not opts.force:
         finished = read_result(done)  # a damaged result is an error, not a finished cell
         changed = [what for what, old, new in (
-            ("protocol", finished.get("protocol_hash"), spec.content_hash()),
-            ("fine-tuning config", finished.get("config"), config.model_dump(mode="json"))) if old != new]
+            ("protocol", finished.protocol_hash, spec.content_hash()),
+            ("fine-tuning config", finished.config, config.model_dump(mode="json"))) if old != new]
         if changed:
             raise ConfigError(f"{done}: finished with another {' and '.join(changed)}; pass --force to recompute it, "
                               "or write to another --results folder")

@@ -44,7 +44,7 @@ def test_two_runs_on_one_store(workspace):
         assert proc.returncode == 0, (ws["tmp"] / "err0.txt").read_text()[-2000:]
         outputs.append(out)
     from freepoint_bench.engine.checkpoints import read_index
-    from freepoint_bench.harness.cells import read_result
+    from freepoint_bench.results import read_result
 
     cells = sorted(ws["results"].glob("*/*/seed-*"))
     assert len(cells) == 4
@@ -168,7 +168,7 @@ def test_full_disk_or_read_only_output(workspace, capsys, monkeypatch):
         outcomes[f"{target} ({how})"] = "one-line error, earlier results intact"
     code, err = cli(capsys, finetune(ws, 1))  # space again: the run completes
     assert code == 0, err
-    from freepoint_bench.harness.cells import read_result
+    from freepoint_bench.results import read_result
 
     assert read_result(ws["results"] / "synthetic-s3dis-50pct-scenes" / "scratch" / "seed-1" / "result.json")
     json.loads((ws["checkpoints"] / "index.json").read_text())

@@ -10,9 +10,10 @@ import pytest
 
 from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_s3dis
 from freepoint_bench.errors import CheckpointError, DataError
-from freepoint_bench.harness.cells import Cell, cell_lock, read_result, run_cell
+from freepoint_bench.harness.cells import Cell, cell_lock, run_cell
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR, group_of, load_protocol
 from freepoint_bench.harness.run import RunOptions, Task, cell_config, open_protocol_data, run_task
+from freepoint_bench.results import ResultRecord, read_result, write_result
 
 pytestmark = pytest.mark.slow
 
@@ -57,16 +58,16 @@ def test_run_two_methods_two_protocols_two_seeds(bench_cli, workspace):
     for path in results:
         doc = read_result(path)
         protocol, method, seed = path.parts[-4], path.parts[-3], int(path.parts[-2].split("-")[1])
-        assert (doc["protocol"], doc["method"], doc["seed"]) == (protocol, method, seed)
-        assert doc["protocol_hash"] == load_protocol(protocol, ws["protocols"]).content_hash()
-        assert len(doc["split_sha256"]) == 64 and len(doc["checkpoint"]["sha256"]) == 64
-        assert set(doc["metrics"]) == {"ap", "ap50", "ap25", "per_class"} and len(doc["metrics"]["per_class"]) == 13
-        assert all(group_of(s) == "Area_5" for s in doc["eval_scenes"])
-        for fold in doc["folds"]:
-            assert fold["eval_scenes"] == doc["eval_scenes"]
+        assert (doc.protocol, doc.method, doc.seed) == (protocol, method, seed)
+        assert doc.protocol_hash == load_protocol(protocol, ws["protocols"]).content_hash()
+        assert len(doc.split_sha256) == 64 and len(doc.checkpoint["sha256"]) == 64
+        assert set(doc.metrics) == {"ap", "ap50", "ap25", "per_class"} and len(doc.metrics["per_class"]) == 13
+        assert all(group_of(s) == "Area_5" for s in doc.eval_scenes)
+        for fold in doc.folds:
+            assert fold["eval_scenes"] == list(doc.eval_scenes)
         train = json.loads((path.parent / "work" / "fold-0" / "fold.json").read_text())["train_scenes"]
         assert train and not any(group_of(s) == "Area_5" for s in train)  # Area 5 is never trained on
-        hashes.setdefault(protocol, set()).add(doc["split_sha256"])
+        hashes.setdefault(protocol, set()).add(doc.split_sha256)
     assert all(len(v) == 1 for v in hashes.values())  # every cell of a protocol trained on the same split
     # a second run finds every cell finished and computes nothing
     code, out, _ = bench_cli(*args)
@@ -96,7 +97,7 @@ def test_finetune_resumes_an_interrupted_run(workspace):
     assert (cell_dir / "work" / "fold-0" / "lightning" / "last.ckpt").is_file()
     epochs_seen = []
     status, path = run_task(task, opts, progress=lambda s, d, t, i: epochs_seen.append(d) if "train" in s else None)
-    assert status == "done" and read_result(path)["config"]["epochs"] == 3
+    assert status == "done" and read_result(path).config["epochs"] == 3
     assert epochs_seen == [2, 3]  # only the missing epochs were trained
     # a scored fold keeps no resume checkpoint (34C + AdamW: ~450 MB a cell at the paper preset), only its record
     fold = cell_dir / "work" / "fold-0"
@@ -154,9 +155,10 @@ def test_one_line_errors(bench_cli, workspace, tmp_path):
     opts = RunOptions(results=ws["results"], cache=ws["cache"], protocols_dir=ws["protocols"], root=ws["root"])
     done = ws["results"] / spec.name / "scratch" / "seed-0" / "result.json"
     done.parent.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps({"schema_version": 1, "metrics": {}, "protocol_hash": spec.content_hash(),
-                                "config": cell_config(spec, RunOptions(overrides={"epochs": 99})).model_dump(
-                                    mode="json")}))
+    write_result(done, ResultRecord(spec.name, spec.content_hash(), "0" * 64, "scratch", 0,
+                                    {"ap": None, "ap50": None, "ap25": None},
+                                    config=cell_config(spec, RunOptions(overrides={"epochs": 99})).model_dump(
+                                        mode="json")))
     from freepoint_bench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="finished with another fine-tuning config"):
@@ -178,7 +180,7 @@ def test_slurm_launcher_runs_each_cell_as_a_submitit_job(workspace, tmp_path):
     pre_jobs, jobs = submit_slurm(tasks[:1], opts, tmp_path / "slurm", {"cluster": "debug", "timeout_min": 5})
     assert pre_jobs == []  # scratch pretrains nothing
     status, path = jobs[0].result().split(" ", 1)
-    assert status == "done" and read_result(path)["seed"] == 3
+    assert status == "done" and read_result(path).seed == 3
 
 
 def test_checkpoint_given_by_index_id(workspace, tmp_path):
