@@ -1,4 +1,4 @@
-"""The leaderboard as data: cells (mean ± sd over seeds, Δ vs scratch with a paired t-test), notes, quoted rows.
+"""The leaderboard as data: entries (mean ± sd over seeds, Δ vs scratch with a paired t-test), notes, quoted rows.
 
 Everything here is a plain function of the results store; the renderers (render.py) only format it.
 Values stay fractions 0..1 here; the renderers show percent.
@@ -15,7 +15,8 @@ from scipy import stats
 
 from freepoint_bench.atomic import stable_hash
 from freepoint_bench.report.paper import QuotedRow, finetune_reference
-from freepoint_bench.report.store import METRICS, ResultsStore, RunResult
+from freepoint_bench.report.store import ResultsStore
+from freepoint_bench.results import METRICS, ResultRecord
 
 BASELINE = "scratch"
 ALPHA = 0.05  # significance level of one star; two stars at ALPHA / 5
@@ -25,7 +26,7 @@ ZERO_SPREAD = 1e-9  # sd of paired differences (fractions) below this counts as 
 
 @dataclass(frozen=True)
 class Paired:
-    """Δ of a cell against the scratch cell of its protocol, over the seeds both have."""
+    """Δ of an entry against the scratch entry of its protocol, over the seeds both have."""
 
     delta: float  # mean of (method - scratch) over the paired seeds, fraction
     p: float  # two-sided paired t-test; NaN when fewer than 2 pairs
@@ -41,7 +42,7 @@ class Paired:
 
 @dataclass(frozen=True)
 class MetricStat:
-    """One metric of one cell: its values per seed (NaN dropped), mean and sample sd (NaN when n < 2)."""
+    """One metric of one entry: its values per seed (NaN dropped), mean and sample sd (NaN when n < 2)."""
 
     values: dict[int, float]
     paired: Paired | None = None
@@ -60,11 +61,12 @@ class MetricStat:
 
 
 @dataclass
-class Cell:
-    """One (protocol, method) cell: status ok | partial | missing | conflict, its seeds and metrics.
+class Entry:
+    """One leaderboard entry, a method on a protocol over its seeds (the harness's cells of that protocol and method):
+    status ok | partial | missing | conflict, its seeds and metrics.
 
-    A conflict cell holds runs that disagree on protocol_hash or split_sha256; it is never averaged and
-    `reason` says which seeds carry which hash. A partial cell lacks seeds that other cells of its
+    A conflict entry holds runs that disagree on protocol_hash or split_sha256; it is never averaged and
+    `reason` says which seeds carry which hash. A partial entry lacks seeds that other entries of its
     protocol have (or that are still running).
     """
 
@@ -98,22 +100,22 @@ class ProtocolInfo:
 
 @dataclass
 class Leaderboard:
-    """Rows (methods) × columns (protocols × metrics) of cells, the best cells per column, notes, quoted rows."""
+    """Rows (methods) × columns (protocols × metrics) of entries, the best entries per column, notes, quoted rows."""
 
     protocols: list[ProtocolInfo]
     methods: list[str]
-    cells: dict[tuple[str, str], Cell]
-    best: dict[tuple[str, str], set[str]]  # (protocol, metric) -> methods with the best mean among complete cells
+    entries: dict[tuple[str, str], Entry]
+    best: dict[tuple[str, str], set[str]]  # (protocol, metric) -> methods with the best mean among complete entries
     references: dict[str, list[QuotedRow]]  # protocol -> the paper's rows of that setting
     notes: list[str]
     classes: list[str]
 
-    def cell(self, protocol: str, method: str) -> Cell:
-        return self.cells[(protocol, method)]
+    def entry(self, protocol: str, method: str) -> Entry:
+        return self.entries[(protocol, method)]
 
     @property
     def seeds(self) -> list[int]:
-        return sorted({s for c in self.cells.values() for s in c.seeds})
+        return sorted({s for c in self.entries.values() for s in c.seeds})
 
 
 def short(h: str) -> str:
@@ -125,7 +127,7 @@ def _seed_list(seeds: list[int]) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, sorted(seeds)))
 
 
-def _disagreement(runs: list[RunResult], key: str) -> str:
+def _disagreement(runs: list[ResultRecord], key: str) -> str:
     """Returns '' when the runs agree on `key`, else which seeds carry which value."""
     groups: dict[str, list[int]] = defaultdict(list)
     for r in runs:
@@ -156,30 +158,31 @@ def paired_test(method: dict[int, float], baseline: dict[int, float]) -> Paired 
     return Paired(float(d.mean()), float(2 * stats.t.sf(abs(t), df=n - 1)), n)
 
 
-def _stat(runs: list[RunResult], metric: str) -> MetricStat:
-    return MetricStat({r.seed: r.metrics[metric] for r in runs if not math.isnan(r.metrics[metric])})
+def _stat(runs: list[ResultRecord], metric: str) -> MetricStat:
+    return MetricStat({r.seed: r.scores[metric] for r in runs if not math.isnan(r.scores[metric])})
 
 
-def _class_stat(runs: list[RunResult], name: str) -> MetricStat:
+def _class_stat(runs: list[ResultRecord], name: str) -> MetricStat:
     values = {}
     for r in runs:
-        v = r.per_class.get(name, {}).get("ap", math.nan)
+        v = r.class_scores.get(name, {}).get("ap", math.nan)
         if not math.isnan(v):
             values[r.seed] = v
     return MetricStat(values)
 
 
-def _build_cell(protocol: str, method: str, runs: list[RunResult], expected: list[int], running: list[int]) -> Cell:
+def _build_entry(protocol: str, method: str, runs: list[ResultRecord], expected: list[int],
+                 running: list[int]) -> Entry:
     if not runs:
         reason = f"no finished run; {_seed_list(running)} unfinished" if running else "not run"
-        return Cell(protocol, method, "missing", expected=expected, reason=reason)
+        return Entry(protocol, method, "missing", expected=expected, reason=reason)
     seeds = sorted(r.seed for r in runs)
     conflicts = [d for d in (_disagreement(runs, "protocol_hash"), _disagreement(runs, "split_sha256")) if d]
     if conflicts:
-        return Cell(
+        return Entry(
             protocol, method, "conflict", seeds=seeds, expected=expected, reason="not averaged: " + "; ".join(conflicts)
         )
-    classes = sorted({c for r in runs for c in r.per_class})
+    classes = sorted({c for r in runs for c in r.class_scores})
     status, reason = "ok", ""
     lacking = sorted(set(expected) - set(seeds))
     if lacking:
@@ -188,7 +191,7 @@ def _build_cell(protocol: str, method: str, runs: list[RunResult], expected: lis
         reason = f"{len(seeds)} of {len(expected)} seeds; {_seed_list(lacking)} " + (
             "unfinished" if unfinished == lacking else "missing"
         )
-    return Cell(
+    return Entry(
         protocol,
         method,
         status,
@@ -202,78 +205,78 @@ def _build_cell(protocol: str, method: str, runs: list[RunResult], expected: lis
     )
 
 
-def _add_deltas(cell: Cell, base: Cell | None) -> None:
-    if cell.method == BASELINE or not cell.has_values:
+def _add_deltas(entry: Entry, base: Entry | None) -> None:
+    if entry.method == BASELINE or not entry.has_values:
         return
     if base is None or base.status == "missing":
-        cell.delta_note = "no Δ: scratch not run in this protocol"
+        entry.delta_note = "no Δ: scratch not run in this protocol"
         return
     if base.status == "conflict":
-        cell.delta_note = "no Δ: scratch cell not averaged (hash conflict)"
+        entry.delta_note = "no Δ: scratch entry not averaged (hash conflict)"
         return
     for key in ("protocol_hash", "split_sha256"):
-        if getattr(cell, key) != getattr(base, key):
-            cell.delta_note = (
-                f"no Δ: {key} {short(getattr(cell, key))} differs from scratch's {short(getattr(base, key))}"
+        if getattr(entry, key) != getattr(base, key):
+            entry.delta_note = (
+                f"no Δ: {key} {short(getattr(entry, key))} differs from scratch's {short(getattr(base, key))}"
             )
             return
-    for m, stat in cell.metrics.items():
-        cell.metrics[m] = MetricStat(stat.values, paired_test(stat.values, base.metrics[m].values))
-    if not any(s.paired for s in cell.metrics.values()):
-        cell.delta_note = f"no Δ: no seed in common with scratch ({_seed_list(base.seeds)})"
+    for m, stat in entry.metrics.items():
+        entry.metrics[m] = MetricStat(stat.values, paired_test(stat.values, base.metrics[m].values))
+    if not any(s.paired for s in entry.metrics.values()):
+        entry.delta_note = f"no Δ: no seed in common with scratch ({_seed_list(base.seeds)})"
 
 
 def build_leaderboard(store: ResultsStore) -> Leaderboard:
-    """Returns the leaderboard of a results store (see Cell for the statuses and the Δ rules)."""
-    by_cell: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    """Returns the leaderboard of a results store (see Entry for the statuses and the Δ rules)."""
+    by_entry: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
     for r in store.runs:
-        by_cell[(r.protocol, r.method)].append(r)
+        by_entry[(r.protocol, r.method)].append(r)
     running: dict[tuple[str, str], list[int]] = defaultdict(list)
     for protocol, method, seed in store.unfinished:
         running[(protocol, method)].append(seed)
     protocols = store.protocols()
     methods = store.methods()
-    cells: dict[tuple[str, str], Cell] = {}
+    entries: dict[tuple[str, str], Entry] = {}
     notes: list[str] = []
     infos: list[ProtocolInfo] = []
     references: dict[str, list[QuotedRow]] = {}
     for p in protocols:
         expected = sorted(
-            {r.seed for m in methods for r in by_cell.get((p, m), [])} | {s for m in methods for s in running[(p, m)]}
+            {r.seed for m in methods for r in by_entry.get((p, m), [])} | {s for m in methods for s in running[(p, m)]}
         )
         for m in methods:
-            cells[(p, m)] = _build_cell(
-                p, m, sorted(by_cell.get((p, m), []), key=lambda r: r.seed), expected, running[(p, m)]
+            entries[(p, m)] = _build_entry(
+                p, m, sorted(by_entry.get((p, m), []), key=lambda r: r.seed), expected, running[(p, m)]
             )
         for m in methods:
-            _add_deltas(cells[(p, m)], cells.get((p, BASELINE)))
-        first = next(r for m in methods for r in by_cell.get((p, m), []))
-        infos.append(ProtocolInfo(p, first.dataset, first.unit, first.fraction, first.eval_scenes))
+            _add_deltas(entries[(p, m)], entries.get((p, BASELINE)))
+        first = next(r for m in methods for r in by_entry.get((p, m), []))
+        infos.append(ProtocolInfo(p, first.dataset, first.unit, first.fraction, tuple(sorted(first.eval_scenes))))
         references[p] = finetune_reference(p)
-        versions = {c.protocol_hash for c in (cells[(p, m)] for m in methods) if c.has_values}
+        versions = {c.protocol_hash for c in (entries[(p, m)] for m in methods) if c.has_values}
         if len(versions) > 1:
             parts = [
-                f"{short(h)}: {', '.join(m for m in methods if cells[(p, m)].protocol_hash == h)}"
+                f"{short(h)}: {', '.join(m for m in methods if entries[(p, m)].protocol_hash == h)}"
                 for h in sorted(versions)
             ]
             notes.append(f"{p}: the methods ran different versions of the protocol ({'; '.join(parts)})")
     # the other way round too: seeds of methods that never finished a run anywhere
     for protocol, method, _seed in store.unfinished:
-        if (protocol, method) not in cells:
+        if (protocol, method) not in entries:
             notes.append(f"{protocol}/{method}: only unfinished runs")
     best: dict[tuple[str, str], set[str]] = {}
     for p in protocols:
         for metric in METRICS:
-            complete = {m: cells[(p, m)].metrics[metric].mean for m in methods if cells[(p, m)].status == "ok"}
+            complete = {m: entries[(p, m)].metrics[metric].mean for m in methods if entries[(p, m)].status == "ok"}
             complete = {m: v for m, v in complete.items() if not math.isnan(v)}
             if complete:
                 top = max(complete.values())
                 best[(p, metric)] = {m for m, v in complete.items() if v == top}
-    for c in cells.values():
+    for c in entries.values():
         if c.status == "conflict":
             notes.append(f"{c.protocol}/{c.method}: {c.reason}")
-    classes = sorted({name for c in cells.values() for name in c.per_class})
-    return Leaderboard(infos, methods, cells, best, references, sorted(set(notes), key=notes.index), classes)
+    classes = sorted({name for c in entries.values() for name in c.per_class})
+    return Leaderboard(infos, methods, entries, best, references, sorted(set(notes), key=notes.index), classes)
 
 
 def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple, dict[str, list[tuple]]]:
@@ -281,7 +284,7 @@ def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple, dict
 
     Protocols share a panel when they score the same scenes with the same unit (S3DIS Area 5 at 10 and 20%
     of the masks; not the 6-fold protocol, not synthetic rooms in S3DIS's layout). A protocol of unit "full"
-    is the fraction-1.0 point of every unit on its scenes. Only cells with values count; points sorted by fraction.
+    is the fraction-1.0 point of every unit on its scenes. Only entries with values count; points sorted by fraction.
     """
     units: dict[tuple, set[str]] = defaultdict(set)
     for p in board.protocols:
@@ -293,7 +296,7 @@ def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple, dict
         targets = sorted(units[group]) if p.unit == "full" else [p.unit]
         for unit in targets or ["full"]:
             for m in board.methods:
-                c = board.cell(p.name, m)
+                c = board.entry(p.name, m)
                 if c.has_values and c.metrics[metric].n:
                     s = c.metrics[metric]
                     curves[(p.dataset, unit, len(p.eval_scenes), p.eval_scenes)][m].append(

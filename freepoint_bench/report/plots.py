@@ -50,13 +50,13 @@ def label_efficiency_png(board: Leaderboard, metric: str = "ap") -> bytes | None
 
 def per_class_heatmap_png(board: Leaderboard) -> bytes | None:
     """Returns a PNG heatmap of per-class AP (rows: protocol / method, columns: classes); None without classes."""
-    rows = [(p.name, m) for p in board.protocols for m in board.methods if board.cell(p.name, m).has_values]
+    rows = [(p.name, m) for p in board.protocols for m in board.methods if board.entry(p.name, m).has_values]
     if not rows or not board.classes:
         return None
     grid = np.full((len(rows), len(board.classes)), np.nan)
     for i, (p, m) in enumerate(rows):
         for j, name in enumerate(board.classes):
-            stat = board.cell(p, m).per_class.get(name)
+            stat = board.entry(p, m).per_class.get(name)
             if stat is not None and stat.n:
                 grid[i, j] = 100 * stat.mean
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(board.classes), 1.2 + 0.35 * len(rows)))

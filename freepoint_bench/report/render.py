@@ -22,11 +22,11 @@ from rich.text import Text
 
 from freepoint_bench.atomic import write_bytes, write_text
 from freepoint_bench.errors import ConfigError
-from freepoint_bench.report.leaderboard import ALPHA, BASELINE, Cell, Leaderboard, MetricStat
+from freepoint_bench.report.leaderboard import ALPHA, BASELINE, Entry, Leaderboard, MetricStat
 from freepoint_bench.report.paper import UNSUPERVISED, QuotedRow
 from freepoint_bench.report.plots import label_efficiency_png, per_class_heatmap_png
-from freepoint_bench.report.store import METRICS
 from freepoint_bench.report.unsupervised import EvalRow
+from freepoint_bench.results import METRICS
 
 FORMATS: tuple[str, ...] = ("terminal", "md", "csv", "html", "latex")
 LABELS = {"ap": "AP", "ap50": "AP50", "ap25": "AP25"}
@@ -65,7 +65,7 @@ def parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-# ------------------------------------------------------------------------------------------ cell text
+# ------------------------------------------------------------------------------------------ entry text
 
 
 def pct(x: float | None) -> str:
@@ -85,13 +85,13 @@ def mean_sd(stat: MetricStat) -> str:
     return pct(stat.mean) if stat.n < 2 else f"{pct(stat.mean)} ± {pct(stat.sd)}"
 
 
-def n_text(cell: Cell, stat: MetricStat) -> str:
-    """Returns 'n=3', or 'n=2/3' for a partial cell."""
-    return f"n={stat.n}" + (f"/{len(cell.expected)}" if cell.status == "partial" else "")
+def n_text(entry: Entry, stat: MetricStat) -> str:
+    """Returns 'n=3', or 'n=2/3' for a partial entry."""
+    return f"n={stat.n}" + (f"/{len(entry.expected)}" if entry.status == "partial" else "")
 
 
-def delta_text(cell: Cell, stat: MetricStat) -> str:
-    """Returns 'Δ +5.8*' (paired n added when it differs from the cell's n), '' without a Δ."""
+def delta_text(entry: Entry, stat: MetricStat) -> str:
+    """Returns 'Δ +5.8*' (paired n added when it differs from the entry's n), '' without a Δ."""
     if stat.paired is None:
         return ""
     d = stat.paired
@@ -99,18 +99,18 @@ def delta_text(cell: Cell, stat: MetricStat) -> str:
     return f"Δ {100 * d.delta:+.1f}{d.stars}{extra}"
 
 
-def status_text(cell: Cell) -> str:
-    """Returns the text of a cell without values: 'missing' or 'conflict: not averaged'."""
-    return "missing" if cell.status == "missing" else "conflict: not averaged †"
+def status_text(entry: Entry) -> str:
+    """Returns the text of an entry without values: 'missing' or 'conflict: not averaged'."""
+    return "missing" if entry.status == "missing" else "conflict: not averaged †"
 
 
-def cell_text(cell: Cell, metric: str) -> tuple[str, str]:
+def entry_text(entry: Entry, metric: str) -> tuple[str, str]:
     """Returns (main, detail): 'mean ± sd' and 'n=3 · Δ +5.8*' (partial marked), or a status and ''."""
-    if not cell.has_values:
-        return status_text(cell), ""
-    stat = cell.metrics[metric]
-    detail = n_text(cell, stat) + (" partial" if cell.status == "partial" else "")
-    d = delta_text(cell, stat)
+    if not entry.has_values:
+        return status_text(entry), ""
+    stat = entry.metrics[metric]
+    detail = n_text(entry, stat) + (" partial" if entry.status == "partial" else "")
+    d = delta_text(entry, stat)
     return mean_sd(stat), detail + (f" · {d}" if d else "")
 
 
@@ -128,12 +128,12 @@ def footnote(board: Leaderboard) -> str:
     )
 
 
-def cell_notes(board: Leaderboard) -> list[str]:
-    """Returns the notes: hash conflicts and protocol versions, partial cells, cells without a Δ."""
+def entry_notes(board: Leaderboard) -> list[str]:
+    """Returns the notes: hash conflicts and protocol versions, partial entries, entries without a Δ."""
     notes = list(board.notes)
     for p in board.protocols:
         for m in board.methods:
-            c = board.cell(p.name, m)
+            c = board.entry(p.name, m)
             if c.status == "partial":
                 notes.append(f"{p.name}/{m}: partial, {c.reason}")
             if c.delta_note:
@@ -159,12 +159,12 @@ def _ref_rows(board: Leaderboard) -> list[tuple[str, dict[str, QuotedRow]]]:
     return [(label, by_label[label]) for label in order]
 
 
-def _class_cells(board: Leaderboard) -> list[tuple[str, str, Cell]]:
+def _class_entries(board: Leaderboard) -> list[tuple[str, str, Entry]]:
     return [
-        (p.name, m, board.cell(p.name, m))
+        (p.name, m, board.entry(p.name, m))
         for p in board.protocols
         for m in board.methods
-        if board.cell(p.name, m).has_values and board.cell(p.name, m).per_class
+        if board.entry(p.name, m).has_values and board.entry(p.name, m).per_class
     ]
 
 
@@ -186,10 +186,10 @@ def to_terminal(report: Report) -> Group:
         for metric in METRICS:
             table.add_column(LABELS[metric], justify="right")
         for m in board.methods:
-            c = board.cell(p.name, m)
+            c = board.entry(p.name, m)
             row = [m]
             for metric in METRICS:
-                main, detail = cell_text(c, metric)
+                main, detail = entry_text(c, metric)
                 style = "bold" if _is_best(board, p.name, metric, m) else ("red" if c.status == "conflict" else "")
                 text = Text(main, style=style)
                 if detail:
@@ -207,7 +207,7 @@ def to_terminal(report: Report) -> Group:
                 )
         parts.append(table)
     parts.append(Text(footnote(board), style="dim"))
-    notes = cell_notes(board)
+    notes = entry_notes(board)
     if notes:
         parts.append(Text("notes:\n" + "\n".join(f"  • {n}" for n in notes), style="yellow"))
     if report.evaluations:
@@ -255,8 +255,8 @@ def _md_table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
 
 
 def _plain_cell(board: Leaderboard, protocol: str, method: str, metric: str, bold: tuple[str, str]) -> str:
-    c = board.cell(protocol, method)
-    main, detail = cell_text(c, metric)
+    c = board.entry(protocol, method)
+    main, detail = entry_text(c, metric)
     if _is_best(board, protocol, metric, method):
         main = f"{bold[0]}{main}{bold[1]}"
     return f"{main} ({detail})" if detail else main
@@ -285,7 +285,7 @@ def to_markdown(report: Report) -> str:
     sources = sorted({f"{r.source}: {r.setting}" for refs in board.references.values() for r in refs})
     if sources:
         lines += ["Quoted paper rows: " + "; ".join(sources) + ".", ""]
-    notes = cell_notes(board)
+    notes = entry_notes(board)
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += _md_per_class(board)
@@ -298,7 +298,7 @@ def to_markdown(report: Report) -> str:
 
 
 def _md_per_class(board: Leaderboard) -> list[str]:
-    cells = _class_cells(board)
+    cells = _class_entries(board)
     if not cells:
         return []
     rows = [[f"{p} / {m}"] + [_class_text(c, name) for name in board.classes] for p, m, c in cells]
@@ -309,8 +309,8 @@ def _md_per_class(board: Leaderboard) -> list[str]:
     )
 
 
-def _class_text(cell: Cell, name: str) -> str:
-    stat = cell.per_class.get(name)
+def _class_text(entry: Entry, name: str) -> str:
+    stat = entry.per_class.get(name)
     return "—" if stat is None else mean_sd(stat)
 
 
@@ -346,7 +346,7 @@ def leaderboard_frame(board: Leaderboard) -> pd.DataFrame:
     records = []
     for p in board.protocols:
         for m in board.methods:
-            c = board.cell(p.name, m)
+            c = board.entry(p.name, m)
             for metric in METRICS:
                 stat = c.metrics.get(metric, MetricStat({}))
                 paired = stat.paired
@@ -412,7 +412,7 @@ def reference_frame(board: Leaderboard) -> pd.DataFrame:
 def per_class_frame(board: Leaderboard) -> pd.DataFrame:
     """Returns one row per (protocol, method, class): n, mean and sd of the class's AP in percent."""
     records = []
-    for p, m, c in _class_cells(board):
+    for p, m, c in _class_entries(board):
         for name in board.classes:
             stat = c.per_class.get(name, MetricStat({}))
             records.append(
@@ -494,7 +494,7 @@ def tex_escape(s: str) -> str:
 
 
 def _tex_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> str:
-    c = board.cell(protocol, method)
+    c = board.entry(protocol, method)
     if c.status == "missing":
         return "--"
     if c.status == "conflict":
@@ -578,8 +578,8 @@ def _h(s: object) -> str:
 
 
 def _html_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> str:
-    c = board.cell(protocol, method)
-    main, detail = cell_text(c, metric)
+    c = board.entry(protocol, method)
+    main, detail = entry_text(c, metric)
     classes = [c.status] + (["best"] if _is_best(board, protocol, metric, method) else [])
     d = f'<span class="d">{_h(detail)}</span>' if detail else ""
     return f'<td class="{" ".join(classes)}"><span class="v">{_h(main)}</span>{d}</td>'
@@ -621,10 +621,10 @@ def to_html(report: Report) -> str:
     sources = sorted({f"{r.source}: {r.setting}" for refs in board.references.values() for r in refs})
     if sources:
         out.append(f'<p class="key">Quoted paper rows: {_h("; ".join(sources))}.</p>')
-    notes = cell_notes(board)
+    notes = entry_notes(board)
     if notes:
         out.append('<h2>Notes</h2><ul class="notes">' + "".join(f"<li>{_h(n)}</li>" for n in notes) + "</ul>")
-    cells = _class_cells(board)
+    cells = _class_entries(board)
     if cells:
         out.append('<h2>Per-class AP (mean ± sd over seeds, percent)</h2><table id="per-class"><thead><tr>')
         out.append(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from freepoint_bench.errors import DataError
-from freepoint_bench.report.store import METRICS
+from freepoint_bench.results import METRICS, compare_rows
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,13 @@ def read_evaluation(path: str | os.PathLike) -> list[EvalRow]:
         raise DataError(
             f"{path}: unreadable evaluation JSON ({reason}); rewrite it with `bench.py evaluate --json`"
         ) from None
-    if isinstance(data, dict) and isinstance(data.get("rows"), list):  # --compare-json
+    compared = compare_rows(data)
+    if compared is not None:  # --compare-json
         rows = []
-        for i, row in enumerate(data["rows"]):
+        for i, row in enumerate(compared):
             if not isinstance(row, dict) or not isinstance(row.get("method"), str):
                 raise DataError(f"{path}: rows[{i}] has no method name; rewrite it with `--compare-json`")
-            rows.append(
-                _row({**row, "num_scenes": data.get("num_scenes"), "dataset": data.get("dataset")}, row["method"], path)
-            )
+            rows.append(_row(row, row["method"], path))
         return rows
     if not isinstance(data, dict):
         raise DataError(

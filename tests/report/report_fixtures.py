@@ -169,7 +169,7 @@ STATUS = {
     ("s3dis-20pct-masks", "pointcontrast"): "missing",
     ("s3dis-20pct-masks", "csc"): "missing",
 }
-# best mean per column among complete cells: csc's AP25 59.0 is higher but partial
+# best mean per column among complete entries: csc's AP25 59.0 is higher but partial
 BEST = {
     ("s3dis-10pct-masks", "ap"): "freepoint",
     ("s3dis-10pct-masks", "ap50"): "freepoint",

@@ -37,19 +37,19 @@ def test_store_lists_runs_and_unfinished_seeds(tmp_path):
 
 
 def test_statuses(board):
-    assert {(c.protocol, c.method): c.status for c in board.cells.values()} == STATUS
+    assert {(c.protocol, c.method): c.status for c in board.entries.values()} == STATUS
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss occurred")  # scipy on the zero-spread differences
 @pytest.mark.parametrize("metric", ["ap", "ap50", "ap25"])
 def test_means_sd_and_paired_tests_match_independent_computations(board, metric):
     for (protocol, method), status in STATUS.items():
-        cell = board.cell(protocol, method)
+        entry = board.entry(protocol, method)
         if status not in ("ok", "partial"):
-            assert not cell.metrics
+            assert not entry.metrics
             continue
         values = _values(protocol, method, metric)
-        stat = cell.metrics[metric]
+        stat = entry.metrics[metric]
         assert stat.n == len(values)
         assert stat.mean == pytest.approx(statistics.mean(values.values()), abs=1e-12)
         assert stat.sd == pytest.approx(statistics.stdev(values.values()), abs=1e-12)
@@ -71,41 +71,41 @@ def test_means_sd_and_paired_tests_match_independent_computations(board, metric)
 
 
 def test_significance_marks(board):
-    ap = {m: board.cell("s3dis-10pct-masks", m).metrics["ap"].paired for m in ("freepoint", "pointcontrast", "csc")}
+    ap = {m: board.entry("s3dis-10pct-masks", m).metrics["ap"].paired for m in ("freepoint", "pointcontrast", "csc")}
     assert ap["freepoint"].p == pytest.approx(0.009132611386275455) and ap["freepoint"].stars == "**"
     assert ap["pointcontrast"].p == pytest.approx(0.0351, abs=1e-4) and ap["pointcontrast"].stars == "*"
     assert ap["csc"].p == pytest.approx(0.2951672353008665) and ap["csc"].stars == ""
     # constant differences of +5 (float noise aside): zero spread, p = 0
-    assert board.cell("s3dis-10pct-masks", "freepoint").metrics["ap50"].paired.stars == "**"
+    assert board.entry("s3dis-10pct-masks", "freepoint").metrics["ap50"].paired.stars == "**"
 
 
-def test_best_per_column_among_complete_cells(board):
+def test_best_per_column_among_complete_entries(board):
     assert {k: sorted(v) for k, v in board.best.items()} == {k: [v] for k, v in BEST.items()}
-    csc = board.cell("s3dis-10pct-masks", "csc").metrics["ap25"].mean
-    assert csc > board.cell("s3dis-10pct-masks", "freepoint").metrics["ap25"].mean  # higher, but partial
+    csc = board.entry("s3dis-10pct-masks", "csc").metrics["ap25"].mean
+    assert csc > board.entry("s3dis-10pct-masks", "freepoint").metrics["ap25"].mean  # higher, but partial
 
 
 def test_mismatched_protocol_hash_is_never_averaged_and_says_why(board):
-    cell = board.cell("s3dis-20pct-masks", "freepoint")
-    assert cell.status == "conflict" and cell.seeds == [0, 1]
-    assert cell.reason == "not averaged: " + CONFLICT_REASON
+    entry = board.entry("s3dis-20pct-masks", "freepoint")
+    assert entry.status == "conflict" and entry.seeds == [0, 1]
+    assert entry.reason == "not averaged: " + CONFLICT_REASON
     assert any(CONFLICT_REASON in n for n in board.notes)
 
 
-def test_mismatched_split_is_refused_within_a_cell_and_against_scratch(tmp_path):
+def test_mismatched_split_is_refused_within_an_entry_and_against_scratch(tmp_path):
     root = write_store(tmp_path / "results")
     path = root / "s3dis-10pct-masks" / "csc" / "seed-1" / "result.json"
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "split_sha256": "f" * 64}))
-    cell = build_leaderboard(load_results(root)).cell("s3dis-10pct-masks", "csc")
-    assert cell.status == "conflict" and not cell.metrics
-    assert "split_sha256 differs (seed 0 → 111111111111; seed 1 → ffffffffffff)" in cell.reason
+    entry = build_leaderboard(load_results(root)).entry("s3dis-10pct-masks", "csc")
+    assert entry.status == "conflict" and not entry.metrics
+    assert "split_sha256 differs (seed 0 → 111111111111; seed 1 → ffffffffffff)" in entry.reason
     # both seeds on another split: averaged, but no Δ against scratch (another selection of labels)
     other = root / "s3dis-10pct-masks" / "csc" / "seed-0" / "result.json"
     other.write_text(json.dumps({**json.loads(other.read_text()), "split_sha256": "f" * 64}))
-    cell = build_leaderboard(load_results(root)).cell("s3dis-10pct-masks", "csc")
-    assert cell.status == "partial" and all(s.paired is None for s in cell.metrics.values())
-    assert cell.delta_note == "no Δ: split_sha256 ffffffffffff differs from scratch's 111111111111"
+    entry = build_leaderboard(load_results(root)).entry("s3dis-10pct-masks", "csc")
+    assert entry.status == "partial" and all(s.paired is None for s in entry.metrics.values())
+    assert entry.delta_note == "no Δ: split_sha256 ffffffffffff differs from scratch's 111111111111"
 
 
 def test_no_delta_without_scratch(tmp_path):
@@ -114,12 +114,12 @@ def test_no_delta_without_scratch(tmp_path):
         (root / "s3dis-10pct-masks" / "scratch" / f"seed-{seed}" / "result.json").unlink()
     shutil.rmtree(root / "s3dis-10pct-masks" / "scratch" / "seed-2")
     board = build_leaderboard(load_results(root))
-    scratch, fp = board.cell("s3dis-10pct-masks", "scratch"), board.cell("s3dis-10pct-masks", "freepoint")
+    scratch, fp = board.entry("s3dis-10pct-masks", "scratch"), board.entry("s3dis-10pct-masks", "freepoint")
     assert scratch.status == "missing" and scratch.reason == "no finished run; seeds 0, 1 unfinished"
     assert fp.status == "ok" and all(s.paired is None for s in fp.metrics.values())
     assert fp.delta_note == "no Δ: scratch not run in this protocol"
     shutil.rmtree(root / "s3dis-10pct-masks" / "scratch")
-    assert build_leaderboard(load_results(root)).cell("s3dis-10pct-masks", "scratch").reason == "not run"
+    assert build_leaderboard(load_results(root)).entry("s3dis-10pct-masks", "scratch").reason == "not run"
 
 
 def test_paper_rows_are_quoted_apart(board):
@@ -129,7 +129,7 @@ def test_paper_rows_are_quoted_apart(board):
     scratch = next(r for r in FINETUNE["s3dis-10pct-scenes"] if r.method == "scratch")
     assert (scratch.ap, scratch.ap50, scratch.ap25, scratch.source) == (30.1, 41.2, 52.2, "Table 3")
     # our statistics see only our runs
-    assert board.cell("s3dis-10pct-masks", "freepoint").metrics["ap"].n == 3
+    assert board.entry("s3dis-10pct-masks", "freepoint").metrics["ap"].n == 3
 
 
 def test_paper_rows_only_beside_the_protocols_that_reproduce_them(tmp_path):
@@ -145,7 +145,7 @@ def test_paper_rows_only_beside_the_protocols_that_reproduce_them(tmp_path):
 
 
 def test_per_class_means_skip_absent_classes(board):
-    table = board.cell("s3dis-10pct-masks", "freepoint").per_class["table"]
+    table = board.entry("s3dis-10pct-masks", "freepoint").per_class["table"]
     assert table.values == {0: 0.20, 2: 0.30}
     assert table.mean == pytest.approx(0.25) and table.sd == pytest.approx(statistics.stdev([0.2, 0.3]))
     assert board.classes == ["chair", "table"]
@@ -157,7 +157,7 @@ def test_label_efficiency_points(board):
     (panel,) = curves.values()
     scratch = panel["scratch"]
     assert [(f, round(100 * m, 6), n) for f, m, _, n in scratch] == [(0.1, 32.0, 3), (0.2, 41.0, 2)]
-    assert [p[0] for p in panel["freepoint"]] == [0.1]  # the conflict cell has no point
+    assert [p[0] for p in panel["freepoint"]] == [0.1]  # the conflict entry has no point
 
 
 def test_label_efficiency_panels_by_evaluated_scenes(tmp_path):
@@ -251,5 +251,5 @@ def test_null_metric_counts_as_missing_not_zero(tmp_path):
     doc = json.loads(path.read_text())
     doc["metrics"]["ap"] = None
     path.write_text(json.dumps(doc))
-    stat = build_leaderboard(load_results(root)).cell("s3dis-10pct-masks", "scratch").metrics["ap"]
+    stat = build_leaderboard(load_results(root)).entry("s3dis-10pct-masks", "scratch").metrics["ap"]
     assert stat.values == {0: 0.30, 1: 0.32} and stat.mean == pytest.approx(0.31)
