@@ -25,6 +25,10 @@ from freepoint_bench.data.scene import Scene
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR
 
+# the splits a run freezes into the source tree (git-ignored: `make demo` leaves some): a test's copy of the
+# protocols folder takes only the shipped ones
+SHIPPED_ONLY = shutil.ignore_patterns("*-masks.json", "*-masks.json.sha256", "synthetic-*")
+
 README_METHODS = ("freepoint", "pointcontrast", "csc", "depthcontrast", "supervised", "scratch")
 PROTOCOLS = ("s3dis-10pct-masks", "s3dis-10pct-scenes")  # of the README's four: masks and scenes, 10%
 SCANS = ("scene0000_00", "scene0001_00")  # both of ScanNet's train split, which pretraining reads
@@ -84,7 +88,7 @@ def workspace(tmp_path, monkeypatch):
     report/ land where the README puts them) with a private protocols folder, into which the masks protocol freezes
     its split. Afterwards the checkpoints (~0.15-0.5 GB each, 10 GB in all) are deleted; logs and JSONs stay."""
     protocols = tmp_path / "protocols"
-    shutil.copytree(PROTOCOLS_DIR / "splits", protocols / "splits")
+    shutil.copytree(PROTOCOLS_DIR / "splits", protocols / "splits", ignore=SHIPPED_ONLY)
     for name in PROTOCOLS:
         shutil.copy(PROTOCOLS_DIR / f"{name}.toml", protocols)
     monkeypatch.chdir(tmp_path)
