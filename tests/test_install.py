@@ -65,7 +65,11 @@ def test_core_dependencies_hold_no_cpu_only_build():
     assert not any("+cpu" in str(r.specifier) for r in core)
     # the CUDA builds are not core either: a CPU machine must not be sent the CUDA wheels
     assert not {n for n in names if n.startswith("spconv") or n.startswith("open3d")}
-    assert "torch" in names and "submitit" in names
+    assert "torch" in names
+    # submitit is imported only by --launcher slurm: an extra (slurm), in the cuda and dev ones too
+    assert "submitit" not in names
+    extras = _project()["optional-dependencies"]
+    assert all("submitit" in _names(extras[e]) for e in ("slurm", "cuda", "dev"))
 
 
 def test_cpu_and_cuda_extras_name_one_build_each():

@@ -397,7 +397,7 @@ def submit_slurm(tasks: Sequence[Task], opts: RunOptions, folder: Path,
     try:
         import submitit
     except ImportError:
-        raise ConfigError("--launcher slurm needs submitit: pip install submitit") from None
+        raise ConfigError("--launcher slurm needs submitit: pip install -e '.[slurm]' (or submitit)") from None
     executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm.get("cluster"))
     if executor.cluster != "slurm" and slurm.get("cluster") is None:
         raise ConfigError(f"--launcher slurm: no SLURM here (submitit found {executor.cluster!r}); run on a "
