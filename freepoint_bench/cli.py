@@ -746,10 +746,14 @@ ProtocolsDirOpt = Annotated[
     Path | None, typer.Option("--protocols-dir", help="Protocols folder (default: the repository's protocols/).")
 ]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Results store: <results>/<protocol>/<method>/seed-<k>/.")]
+SplitsOpt = Annotated[Path | None, typer.Option(
+    "--splits", help="Folder of the splits frozen from your data, <protocol>.json (default: <results>/splits; "
+    "the shipped, pinned splits are read from the protocols folder).")]
+DEFAULT_SPLITS = Path("results") / "splits"  # beside the default results store
 
 
 @protocols_app.command("list")
-def protocols_list(protocols_dir: ProtocolsDirOpt = None) -> None:
+def protocols_list(protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None) -> None:
     """Table of the protocols: dataset, unit, fraction, folds, preset, split state."""
     from freepoint_bench.harness.protocol import available_protocols, load_protocol, split_path
 
@@ -759,7 +763,7 @@ def protocols_list(protocols_dir: ProtocolsDirOpt = None) -> None:
         table.add_column(col)
     for name in available_protocols(protocols_dir):
         spec = load_protocol(name, protocols_dir)
-        path = split_path(spec, protocols_dir)
+        path = split_path(spec, protocols_dir, splits or DEFAULT_SPLITS)
         state = "-" if path is None else ("pinned" if spec.split_sha256 else "frozen") if path.is_file() else \
             "not frozen"
         groups = f"{spec.num_folds}-fold" if spec.folds else \
@@ -770,7 +774,7 @@ def protocols_list(protocols_dir: ProtocolsDirOpt = None) -> None:
 
 @protocols_app.command("show")
 def protocols_show(name: Annotated[str, typer.Argument(help="Protocol name.")],
-                   protocols_dir: ProtocolsDirOpt = None) -> None:
+                   protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None) -> None:
     """Every field of a protocol, its hash, and its split file's state."""
     import json as _json
 
@@ -779,9 +783,9 @@ def protocols_show(name: Annotated[str, typer.Argument(help="Protocol name.")],
     spec = load_protocol(name, protocols_dir)
     console.print(_json.dumps(spec.model_dump(mode="json"), indent=2))
     console.print(f"protocol hash {spec.content_hash()}")
-    path = split_path(spec, protocols_dir)
+    path = split_path(spec, protocols_dir, splits or DEFAULT_SPLITS)
     if path is not None and path.is_file():
-        doc, sha = load_split(spec, protocols_dir)
+        doc, sha = load_split(spec, protocols_dir, splits or DEFAULT_SPLITS)
         kept = len(doc.get("train_scenes", [])) or doc.get("num_masks")
         console.print(f"split {path}: sha256 {sha}, {kept} of {doc.get('candidates')} {spec.unit} kept")
     elif path is not None:
@@ -794,15 +798,17 @@ def protocols_freeze(
     root: RootOpt = None,
     cache: CacheOpt = DEFAULT_CACHE,
     protocols_dir: ProtocolsDirOpt = None,
+    splits: SplitsOpt = None,
 ) -> None:
-    """Write a protocol's split file once (masks: from your copy of the data) and print its sha256."""
+    """Write a protocol's split file once (masks: from your copy of the data) into --splits and print its sha256
+    (a pinned split is checked against the shipped file, which is never written)."""
     from freepoint_bench.harness.finetune import class_vocabulary
     from freepoint_bench.harness.protocol import freeze_split, load_protocol
     from freepoint_bench.harness.run import RunOptions
 
     spec = load_protocol(name, protocols_dir)
     if spec.unit == "scenes" and root is None and spec.room_list is not None:
-        path, sha = freeze_split(spec, protocols_dir=protocols_dir)
+        path, sha = freeze_split(spec, protocols_dir=protocols_dir, splits_dir=splits or DEFAULT_SPLITS)
     else:
         store, names = _open_protocol(spec, RunOptions(root=root, cache=cache))
         ids, vocab = class_vocabulary(spec.eval)
@@ -810,9 +816,9 @@ def protocols_freeze(
             task = progress.add_task(f"freeze {name}", total=None, item="")
             path, sha = freeze_split(
                 spec, names=names, store=store, class_names=dict(zip(ids, vocab, strict=True)),
-                protocols_dir=protocols_dir,
+                protocols_dir=protocols_dir, splits_dir=splits or DEFAULT_SPLITS,
                 progress=lambda done, total, scene: progress.update(task, completed=done, total=total, item=scene))
-    console.print(f"wrote {path}\nsha256 {sha}")
+    console.print(f"{'matches the shipped' if spec.split_sha256 else 'wrote'} {path}\nsha256 {sha}")
 
 
 def _open_protocol(spec, opts):
@@ -852,7 +858,7 @@ def _print_cells(rows: list[tuple], title: str) -> None:
 
 def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
                  pretrain_overrides, pretrain_dataset, pretrain_root, force, given=None, runs=Path("runs"),
-                 eval_device=None):
+                 eval_device=None, splits=None):
     from freepoint_bench.engine.devices import resolve_device
     from freepoint_bench.freepoint.config import parse_overrides
     from freepoint_bench.harness.run import RunOptions
@@ -863,7 +869,7 @@ def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overr
                       preset=preset, overrides=parse_overrides(overrides or []), pretrain_preset=pretrain_preset,
                       pretrain_overrides=parse_overrides(pretrain_overrides or []),
                       pretrain_dataset=pretrain_dataset, pretrain_root=pretrain_root, given=given or {}, force=force,
-                      runs=runs, eval_device=eval_device)
+                      runs=runs, eval_device=eval_device, splits=splits)
 
 
 SLURM_CPUS_PER_GPU = 8  # data-loading workers and pseudo-labelling processes per GPU job
@@ -980,6 +986,7 @@ def finetune_cmd(
     preset: FtPresetOpt = None,
     overrides: FtSetOpt = None,
     protocols_dir: ProtocolsDirOpt = None,
+    splits: SplitsOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
     eval_device: EvalDeviceOpt = None,
@@ -1004,7 +1011,7 @@ def finetune_cmd(
                           f"{method}`), or use `bench.py run`, which pretrains what is missing")
     # scratch is built from the fine-tuning model's preset (harness.run.pretrain_config), never another one
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, None, None, None,
-                        None, force, given, runs, eval_device)
+                        None, force, given, runs, eval_device, splits)
     rows = []
     with _progress() as progress:
         cb = _stage_bars(progress)
@@ -1051,6 +1058,7 @@ def run_cmd(
                                        "labels).")] = None,
     mem: Annotated[str, typer.Option("--mem", help="SLURM memory per job, in GB (64 or 64G).")] = "64G",
     protocols_dir: ProtocolsDirOpt = None,
+    splits: SplitsOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
     eval_device: EvalDeviceOpt = None,
@@ -1078,7 +1086,7 @@ def run_cmd(
     if shard_arg is not None:
         tasks = take_shard(tasks, *parse_shard(shard_arg))
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
-                        pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs, eval_device)
+                        pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs, eval_device, splits)
     if plan_only:
         _print_plan(tasks, opts, throughput, elsewhere=launcher == "slurm")
         return

@@ -173,13 +173,13 @@ def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
 
 
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,
-             protocols_dir: str | Path | None = None, force: bool = False,
+             protocols_dir: str | Path | None = None, splits_dir: str | Path | None = None, force: bool = False,
              progress: ProgressFn | None = None, eval_device: str | None = None) -> tuple[str, Path]:
     """Computes one cell into the results store; returns (status, result path).
 
     status: "done" (computed now), "skipped" (already finished), "busy" (another process holds its lock).
     eval_device: where the evaluation scenes are predicted (auto, cpu, cuda, cuda:<i>); None: on the device
-    each fold trained on.
+    each fold trained on. protocols_dir / splits_dir: where the split file is read (protocol.load_split).
     """
     spec = cell.protocol
     # a GPU this machine lacks is refused before anything trains
@@ -196,7 +196,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
         if out.is_file() and not force:
             read_result(out)  # a damaged result is an error, not a finished cell
             return "skipped", out
-        split, split_sha = load_split(spec, protocols_dir)
+        split, split_sha = load_split(spec, protocols_dir, splits_dir)
         ckpts = [_checkpoint_info(p, cell.method) for p in cell.checkpoints]
         record = _cell_record(cell, config, split_sha, ckpts)
         record_file = cell_dir / "cell.json"

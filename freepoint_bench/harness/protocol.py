@@ -1,8 +1,8 @@
 """Fine-tuning protocols: declarative specs (TOML under protocols/), deterministic label selection, split files.
 
     spec = load_protocol("s3dis-10pct-masks")            # protocols/s3dis-10pct-masks.toml, validated
-    split = load_split(spec)                             # the frozen selection; ConfigError on a hash mismatch
-    split = freeze_split(spec, store)                    # masks protocols: realise the selection from data
+    path, sha = freeze_split(spec, names=..., store=..., class_names=..., splits_dir="results/splits")
+    split, sha = load_split(spec, splits_dir="results/splits")  # ConfigError on a hash mismatch
 
 A protocol names the fine-tuning dataset, the scene groups it trains and evaluates on (S3DIS areas
 ``Area_N``, ScanNet rooms ``sceneXXXX``), the label unit (``masks``: a share of the training instance
@@ -14,6 +14,12 @@ Selection is a pure function of names and the seed: every candidate is ranked by
 ``sha256(f"{seed}\\0{scene}\\0{instance}")`` and the first ``max(1, round(fraction * n))`` are kept
 (per class for masks, so every class keeps at least one mask). File order, machine and library versions
 cannot change it.
+
+Where split files live: the protocols folder ships the pinned splits (``split_sha256``: the scenes protocols'
+committed room choices) and is only read. A split frozen from a user's copy of the data (masks protocols, the
+synthetic stand-ins) is written to and read from a user folder, ``<results>/splits/<protocol>.json`` by default
+(``--splits``), never into the protocols folder (an installed package's is site-packages). A split an older
+version froze into the protocols folder is still read when the user folder has none, so finished results match.
 """
 
 from __future__ import annotations
@@ -69,7 +75,9 @@ class ProtocolSpec(BaseModel):
     unit: Literal["masks", "scenes", "full"]
     fraction: float = Field(1.0, gt=0, le=1)  # share of the unit kept
     selection_seed: int = Field(0, ge=0)  # seeds the selection (not the training)
-    split_file: str | None = None  # relative to the protocols folder; scenes: committed, masks: frozen from data
+    # relative to the protocols folder: the shipped split file (pinned by split_sha256); an unpinned protocol's is
+    # frozen from the data into the user's splits folder instead, as <name>.json (see split_path)
+    split_file: str | None = None
     split_sha256: str | None = None  # pinned hash of the split file (scenes protocols)
     room_list: str | None = None  # scenes protocols: the dataset's room names (relative to the protocols folder)
     expected_eval_scenes: int | None = Field(None, ge=1)  # e.g. 68 rooms in S3DIS Area 5 (warned when fewer)
@@ -102,7 +110,7 @@ class ProtocolSpec(BaseModel):
             raise ValueError(f"unit {self.unit!r} needs a split_file")
         for key in ("split_file", "room_list"):
             value = getattr(self, key)
-            # freezing writes the split file: a path leaving the protocols folder would write anywhere
+            # the shipped files are read from here: a path leaving the protocols folder would read anywhere
             if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts or not value.strip()):
                 raise ValueError(f"{key} {value!r} must be a path inside the protocols folder (relative, no '..')")
         return self
@@ -191,15 +199,36 @@ def load_protocol(name_or_path: str | Path, protocols_dir: str | Path | None = N
 
 
 def protocol_folder(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> Path:
-    """Returns the folder the protocol's relative paths (split file) are resolved against."""
+    """Returns the folder the protocol's relative paths (split file, room list) are resolved against."""
     return Path(protocols_dir) if protocols_dir is not None else PROTOCOLS_DIR
 
 
-def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> Path | None:
-    """Returns the protocol's split file path (None for unit 'full')."""
+def shipped_split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> Path | None:
+    """Returns the protocol's split_file in the protocols folder (read-only; None for unit 'full')."""
     if spec.split_file is None:
         return None
     return protocol_folder(spec, protocols_dir) / spec.split_file
+
+
+def frozen_split_path(spec: ProtocolSpec, splits_dir: str | Path) -> Path:
+    """Returns where a split frozen from the user's data lives: ``<splits_dir>/<protocol>.json``."""
+    return Path(splits_dir) / f"{spec.name}.json"
+
+
+def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
+               splits_dir: str | Path | None = None) -> Path | None:
+    """Returns the split file a protocol reads (None for unit 'full').
+
+    Pinned (split_sha256): always the shipped file. Otherwise the split frozen into `splits_dir`; when that is
+    not there but an older version froze one into the protocols folder, that one (so finished results keep
+    matching); else where it will be frozen. Without `splits_dir` only the protocols folder is looked in."""
+    shipped = shipped_split_path(spec, protocols_dir)
+    if shipped is None or spec.split_sha256 is not None or splits_dir is None:
+        return shipped
+    frozen = frozen_split_path(spec, splits_dir)
+    if not frozen.is_file() and shipped.is_file():
+        return shipped
+    return frozen
 
 
 # ---------------------------------------------------------------------------------------------- scene groups
@@ -317,17 +346,26 @@ def write_split(path: str | Path, document: dict[str, Any]) -> str:
     return digest
 
 
-def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None) -> tuple[dict[str, Any], str]:
-    """Returns (split document, sha256) of a protocol's split file, checked against the pinned hash
-    (``split_sha256`` in the TOML, else the ``.sha256`` sidecar `freeze` wrote). ConfigError when missing,
-    unreadable, of another protocol or of another hash; ({}, "") for unit 'full'."""
-    path = split_path(spec, protocols_dir)
+_TOLD_OLD: set[Path] = set()  # old-place splits already logged (a run loads the split once per cell)
+
+
+def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
+               splits_dir: str | Path | None = None) -> tuple[dict[str, Any], str]:
+    """Returns (split document, sha256) of a protocol's split file (split_path says which), checked against the
+    pinned hash (``split_sha256`` in the TOML, else the ``.sha256`` sidecar `freeze` wrote). ConfigError when
+    missing, unreadable, of another protocol or of another hash; ({}, "") for unit 'full'."""
+    path = split_path(spec, protocols_dir, splits_dir)
     if path is None:
         return {}, ""
     if not path.is_file():
         how = ("restore it from the repository" if spec.split_sha256 is not None
                else "run `bench.py protocols freeze " + spec.name + " --root <your copy>`")
         raise ConfigError(f"{path}: split file of protocol {spec.name} is missing; {how}")
+    if splits_dir is not None and spec.split_sha256 is None and path == shipped_split_path(spec, protocols_dir) \
+            and path not in _TOLD_OLD:
+        _TOLD_OLD.add(path)
+        log.warning("protocol %s: reading the split an older version froze into the protocols folder (%s); new "
+                    "splits are frozen into %s", spec.name, path, frozen_split_path(spec, splits_dir))
     data = path.read_bytes()
     digest = sha256_bytes(data)
     pinned, source = spec.split_sha256, f"protocol {spec.name}"
@@ -416,16 +454,22 @@ def read_room_list(path: str | Path) -> list[str]:
 
 def freeze_split(spec: ProtocolSpec, *, names: Sequence[str] | None = None, store: Any = None,
                  class_names: Mapping[int, str] | None = None, protocols_dir: str | Path | None = None,
-                 progress: Any = None) -> tuple[Path, str]:
-    """Realises a protocol's selection and writes its split file (+ ``.sha256``); returns (path, sha256).
+                 splits_dir: str | Path | None = None, progress: Any = None) -> tuple[Path, str]:
+    """Realises a protocol's selection and writes it to ``<splits_dir>/<protocol>.json`` (+ ``.sha256``); returns
+    (path, sha256).
 
     scenes: from `names` (the data's scene names) or, when None, the protocol's `room_list` file;
     masks: from the labelled training scenes of `store` among `names` (class_names: semantic id → name).
-    A protocol with a pinned split_sha256 must reproduce it (ConfigError otherwise): its split is fixed.
+    A protocol with a pinned split_sha256 must reproduce it (ConfigError otherwise): its split is the shipped file,
+    which is only checked, never written (the path returned is the shipped one).
     """
-    path = split_path(spec, protocols_dir)
-    if path is None:
+    shipped = shipped_split_path(spec, protocols_dir)
+    if shipped is None:
         raise ConfigError(f"protocol {spec.name} keeps every label (unit 'full'): there is no split to freeze")
+    if spec.split_sha256 is None and splits_dir is None:
+        raise ConfigError(f"protocol {spec.name}: a split frozen from your data goes into a splits folder "
+                          "(--splits, default <results>/splits), never into the protocols folder; give one")
+    target = None if spec.split_sha256 is not None or splits_dir is None else frozen_split_path(spec, splits_dir)
     if spec.unit == "scenes":
         if names is None:
             if spec.room_list is None:
@@ -442,4 +486,6 @@ def freeze_split(spec: ProtocolSpec, *, names: Sequence[str] | None = None, stor
         raise ConfigError(f"protocol {spec.name}: the selection realised here (sha256 {sha256_bytes(data)[:12]}…) "
                           f"differs from the pinned split {spec.split_sha256[:12]}…; the data differ from the "
                           "release the split was made from")
-    return path, write_split(path, document)
+    if target is None:  # pinned: the shipped file is the split (its bytes checked above, never written)
+        return shipped, sha256_bytes(data)
+    return target, write_split(target, document)

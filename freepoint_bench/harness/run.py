@@ -68,6 +68,7 @@ class RunOptions:
     cache: Path = Path("cache")
     runs: Path = Path("runs")
     protocols_dir: Path | None = None
+    splits: Path | None = None  # splits frozen from the data (default: <results>/splits; see splits_dir)
     root: Path | None = None  # the fine-tuning data (default: the protocol's default_root)
     preset: str | None = None  # fine-tuning preset (default: the protocol's)
     overrides: dict[str, Any] = field(default_factory=dict)  # fine-tuning config fields
@@ -78,6 +79,12 @@ class RunOptions:
     given: dict[str, list[Path]] = field(default_factory=dict)  # method → checkpoint per fold (or one for all)
     force: bool = False
     eval_device: str | None = None  # where cells predict their evaluation scenes (None: where each fold trained)
+
+    @property
+    def splits_dir(self) -> Path:
+        """Returns the folder of the splits frozen from the user's data: `splits`, else ``<results>/splits``
+        (beside the results that record their sha256; never the protocols folder, which ships read-only files)."""
+        return self.splits if self.splits is not None else self.results / "splits"
 
 
 def expand(methods: Sequence[str], protocols: Sequence[str], seeds: Sequence[int]) -> list[Task]:
@@ -229,17 +236,18 @@ def open_protocol_data(spec: ProtocolSpec, opts: RunOptions,
     return open_dataset(spec.dataset, root, opts.cache, progress=progress)
 
 
-def ensure_split(spec: ProtocolSpec, store: Any, names: Sequence[str], protocols_dir: Path | None) -> None:
-    """Freezes a protocol's split from the data when it is not frozen yet and not pinned (masks protocols and the
-    synthetic stand-ins); a pinned split file must exist (load_split refuses it otherwise)."""
-    path = split_path(spec, protocols_dir)
+def ensure_split(spec: ProtocolSpec, store: Any, names: Sequence[str], protocols_dir: Path | None,
+                 splits_dir: Path) -> None:
+    """Freezes a protocol's split from the data into `splits_dir` when it is not frozen yet and not pinned (masks
+    protocols and the synthetic stand-ins); a pinned split file must exist (load_split refuses it otherwise)."""
+    path = split_path(spec, protocols_dir, splits_dir)
     if path is None or path.is_file() or spec.split_sha256 is not None:
         return
     log.warning("protocol %s: no frozen split yet; freezing it from this copy of the data into %s "
                 "(every result records its sha256)", spec.name, path)
     ids, vocab = class_vocabulary(spec.eval)
     freeze_split(spec, names=list(names), store=store, class_names=dict(zip(ids, vocab, strict=True)),
-                 protocols_dir=protocols_dir)
+                 protocols_dir=protocols_dir, splits_dir=splits_dir)
 
 
 @contextlib.contextmanager
@@ -359,7 +367,7 @@ def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -
     spec = load_protocol(task.protocol, opts.protocols_dir)
     config = check_recipe(task, spec, opts).finetune  # an architecture mismatch is refused before any data work
     store, names = open_protocol_data(spec, opts)
-    ensure_split(spec, store, names, opts.protocols_dir)
+    ensure_split(spec, store, names, opts.protocols_dir, opts.splits_dir)
     done = result_path(opts.results, spec.name, task.method, task.seed)
     if done.is_file() and not opts.force:
         finished = read_result(done)  # a damaged result is an error, not a finished cell
@@ -372,7 +380,7 @@ def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -
         return "skipped", done  # before pretraining: a finished cell needs no checkpoint
     checkpoints = fold_checkpoints(task, spec, store, names, opts, progress)
     return run_cell(Cell(spec, task.method, task.seed, checkpoints), store, names, config, opts.results,
-                    protocols_dir=opts.protocols_dir, force=opts.force, progress=progress,
+                    protocols_dir=opts.protocols_dir, splits_dir=opts.splits_dir, force=opts.force, progress=progress,
                     eval_device=opts.eval_device)
 
 

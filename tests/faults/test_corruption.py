@@ -237,11 +237,12 @@ def test_split_file(prepared, tmp_path):
     protocols = private_protocols(tmp_path / "protocols")
     spec = load_protocol("synthetic-s3dis-50pct-scenes", protocols)
     _, _, names = prepared
-    path, _ = freeze_split(spec, names=names, protocols_dir=protocols)
-    want = load_split(spec, protocols)
-    check_damage("split .json", path, lambda: load_split(spec, protocols), lambda v: v == want, ConfigError)
+    splits = tmp_path / "splits"
+    path, _ = freeze_split(spec, names=names, protocols_dir=protocols, splits_dir=splits)
+    want = load_split(spec, protocols, splits)
+    check_damage("split .json", path, lambda: load_split(spec, protocols, splits), lambda v: v == want, ConfigError)
     sidecar = Path(str(path) + ".sha256")
-    check_damage("split .sha256 sidecar", sidecar, lambda: load_split(spec, protocols), lambda v: v == want,
+    check_damage("split .sha256 sidecar", sidecar, lambda: load_split(spec, protocols, splits), lambda v: v == want,
                  ConfigError, count=8)
 
 

@@ -74,14 +74,14 @@ def _cell(opts):
     """Returns (a random-initialisation cell of PROTOCOL, store, names, its fine-tuning config)."""
     spec = load_protocol(PROTOCOL, opts.protocols_dir)
     store, names = open_protocol_data(spec, opts)
-    ensure_split(spec, store, names, opts.protocols_dir)
+    ensure_split(spec, store, names, opts.protocols_dir, opts.splits_dir)
     return Cell(spec, "scratch", 0, (None,)), store, names, cell_config(spec, opts)
 
 
 def test_the_evaluation_runs_on_the_trainers_device_not_where_teardown_left_the_module(opts, seen):
     cell, store, names, config = _cell(opts)
     with pytest.raises(Predicted):
-        run_cell(cell, store, names, config, opts.results, protocols_dir=opts.protocols_dir)
+        run_cell(cell, store, names, config, opts.results, protocols_dir=opts.protocols_dir, splits_dir=opts.splits_dir)
     assert len(seen.fits) == 1
     assert seen.where == {"input": TRAINED_ON, "weights": TRAINED_ON}
 
@@ -89,7 +89,8 @@ def test_the_evaluation_runs_on_the_trainers_device_not_where_teardown_left_the_
 def test_an_explicit_eval_device_overrides_the_trainers(opts, seen):
     cell, store, names, config = _cell(opts)
     with pytest.raises(Predicted):
-        run_cell(cell, store, names, config, opts.results, protocols_dir=opts.protocols_dir, eval_device="cpu")
+        run_cell(cell, store, names, config, opts.results, protocols_dir=opts.protocols_dir, splits_dir=opts.splits_dir,
+                 eval_device="cpu")
     assert seen.where == {"input": torch.device("cpu"), "weights": torch.device("cpu")}
 
 
@@ -97,7 +98,8 @@ def test_an_eval_device_the_machine_lacks_is_refused_before_training(opts, seen,
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cell, store, names, config = _cell(opts)
     with pytest.raises(ConfigError, match="^--eval-device cuda: CUDA is not available"):
-        run_cell(cell, store, names, config, opts.results, protocols_dir=opts.protocols_dir, eval_device="cuda")
+        run_cell(cell, store, names, config, opts.results, protocols_dir=opts.protocols_dir, splits_dir=opts.splits_dir,
+                 eval_device="cuda")
     assert not seen.fits
 
 

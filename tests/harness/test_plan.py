@@ -15,8 +15,8 @@ from freepoint_bench.harness.plan import Machine, load_throughput, make_plan
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR, read_room_list
 from freepoint_bench.harness.run import RunOptions, Task, expand
 
-# the splits a run freezes into the source tree (git-ignored: `make demo` leaves some): a test's copy of the
-# protocols folder takes only the shipped ones
+# splits older versions froze into the source tree (git-ignored; a checkout may still hold some): a test's copy
+# of the protocols folder takes only the shipped ones
 SHIPPED_ONLY = shutil.ignore_patterns("*-masks.json", "*-masks.json.sha256", "synthetic-*")
 
 README_METHODS = "freepoint,pointcontrast,csc,depthcontrast,supervised,scratch"
@@ -182,7 +182,8 @@ def test_a_given_checkpoint_that_saw_evaluation_scenes_is_a_problem(ws, tmp_path
     backbone = Res16UNet(segmenter_config(get_preset("cpu-small")).backbone)
     leaky = save_model_checkpoint(tmp_path / "leaky.ckpt", backbone, {
         "method": "supervised", "data": {"scenes": ["Area_1/office_1", "Area_5/office_5"]}})
-    opts = RunOptions(root=root, protocols_dir=ws["protocols"], given={"supervised": [leaky]})
+    opts = RunOptions(root=root, protocols_dir=ws["protocols"], given={"supervised": [leaky]},
+                      results=tmp_path / "results")  # its splits folder: none frozen yet
     row = make_plan(expand(["supervised"], ["synthetic-s3dis-20pct-masks"], [0]), opts, machine=CPU).rows[0]
     assert row.start == f"checkpoint {leaky}"
     assert len(row.problems) == 1 and "pretrained (supervised) on 1 of the protocol's evaluation scenes" in \

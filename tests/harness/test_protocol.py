@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from freepoint_bench.harness.protocol import (
     read_room_list,
     select_masks,
     select_scenes,
+    split_document,
+    split_path,
+    write_split,
 )
 
 SHIPPED = ["s3dis-10pct-masks", "s3dis-20pct-masks", "s3dis-10pct-scenes", "s3dis-20pct-scenes", "s3dis-full",
@@ -140,24 +144,73 @@ def _room(name: str, classes: list[int], seed: int) -> Scene:
                  semantic=sem, instance=inst, meta={"dataset": "s3dis", "instance_names": names})
 
 
-def test_freeze_masks_from_data_writes_a_verifiable_split(tmp_path):
+MASKS_TOML = ('dataset = "s3dis"\nunit = "masks"\nfraction = 0.5\ntrain_groups = ["Area_1"]\neval_groups = ["Area_5"]\n'
+              'split_file = "splits/p.json"\n')
+CLASSES = {7: "table", 8: "chair", 9: "sofa"}
+
+
+def _masks_protocol(tmp_path: Path):
+    """Returns (protocols folder holding protocol p, its spec, a store of three rooms, their names)."""
     folder = tmp_path / "protocols"
-    folder.mkdir()
-    (folder / "p.toml").write_text(
-        'dataset = "s3dis"\nunit = "masks"\nfraction = 0.5\ntrain_groups = ["Area_1"]\neval_groups = ["Area_5"]\n'
-        'split_file = "splits/p.json"\n')
-    spec = load_protocol("p", folder)
+    (folder / "splits").mkdir(parents=True)
+    (folder / "p.toml").write_text(MASKS_TOML)
     scenes = [_room("Area_1/a", [7, 7, 8, 8], 0), _room("Area_1/b", [7, 8, 9], 1), _room("Area_5/c", [7], 2)]
-    names = [s.name for s in scenes]
-    _, sha = freeze_split(spec, names=names, store=_Store(scenes), class_names={7: "table", 8: "chair", 9: "sofa"},
-                          protocols_dir=folder)
-    doc, sha2 = load_split(spec, folder)
+    return folder, load_protocol("p", folder), _Store(scenes), [s.name for s in scenes]
+
+
+def test_freeze_masks_from_data_writes_a_verifiable_split_into_the_user_folder(tmp_path, read_only, contents):
+    folder, spec, store, names = _masks_protocol(tmp_path)
+    splits = tmp_path / "results" / "splits"
+    with read_only(folder) as before:  # the protocols folder ships files; freezing never writes there
+        path, sha = freeze_split(spec, names=names, store=store, class_names=CLASSES, protocols_dir=folder,
+                                 splits_dir=splits)
+    assert contents(folder) == before
+    assert path == splits / "p.json" and (splits / "p.json.sha256").read_text().strip() == sha
+    assert split_path(spec, folder, splits) == path
+    doc, sha2 = load_split(spec, folder, splits)
     assert sha == sha2
     assert set(doc["masks"]) == {"Area_1/a", "Area_1/b"}  # Area 5 never a candidate
     kept = [i for v in doc["masks"].values() for i in v]
     assert len(kept) == 2 + 2 + 1  # 3 tables -> 2, 3 chairs -> 2, 1 sofa -> 1
     assert doc["per_class_candidates"] == {"chair": 3, "sofa": 1, "table": 3}
     # freezing again from the data in another order gives the same bytes
-    _, sha3 = freeze_split(spec, names=names[::-1], store=_Store(scenes),
-                           class_names={7: "table", 8: "chair", 9: "sofa"}, protocols_dir=folder)
+    _, sha3 = freeze_split(spec, names=names[::-1], store=store, class_names=CLASSES, protocols_dir=folder,
+                           splits_dir=splits)
     assert sha3 == sha
+
+
+def test_freezing_without_a_user_folder_is_refused(tmp_path, contents):
+    folder, spec, store, names = _masks_protocol(tmp_path)
+    with pytest.raises(ConfigError, match="never into the protocols folder"):
+        freeze_split(spec, names=names, store=store, class_names=CLASSES, protocols_dir=folder)
+    assert contents(folder) == {"p.toml": MASKS_TOML.encode()}
+
+
+def test_a_pinned_split_is_read_from_the_shipped_folder_and_never_written(tmp_path, read_only, contents):
+    folder = _copy_protocols(tmp_path, "s3dis-10pct-scenes")
+    spec = load_protocol("s3dis-10pct-scenes", folder)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "s3dis-10pct-scenes.json").write_text("{}")  # a user file of that name does not replace the pin
+    assert split_path(spec, folder, splits) == folder / "splits" / "s3dis-10pct-scenes.json"
+    assert load_split(spec, folder, splits)[1] == spec.split_sha256
+    with read_only(folder) as before:
+        path, sha = freeze_split(spec, protocols_dir=folder, splits_dir=splits)  # from the committed room list
+    assert (path, sha) == (folder / "splits" / "s3dis-10pct-scenes.json", spec.split_sha256)
+    assert contents(folder) == before and contents(splits) == {"s3dis-10pct-scenes.json": b"{}"}
+
+
+def test_a_split_an_older_version_froze_into_the_protocols_folder_is_still_read(tmp_path, caplog):
+    folder, spec, store, names = _masks_protocol(tmp_path)
+    splits = tmp_path / "results" / "splits"
+    old = folder / "splits" / "p.json"
+    old_sha = write_split(old, split_document(spec, {"candidates": 1, "masks": {"Area_1/a": ["c7_0"]}}))
+    with caplog.at_level(logging.WARNING, "freepoint_bench.harness.protocol"):
+        doc, sha = load_split(spec, folder, splits)
+    assert sha == old_sha and doc["masks"] == {"Area_1/a": ["c7_0"]}  # finished results keep matching
+    assert f"new splits are frozen into {splits / 'p.json'}" in caplog.text and str(old) in caplog.text
+    # once a split is frozen into the user folder, that one is read
+    path, new_sha = freeze_split(spec, names=names, store=store, class_names=CLASSES, protocols_dir=folder,
+                                 splits_dir=splits)
+    assert new_sha != old_sha and load_split(spec, folder, splits)[1] == new_sha
+    assert old.is_file()  # the old file is left where it is
