@@ -11,7 +11,7 @@ import pytest
 from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_s3dis
 from freepoint_bench.errors import CheckpointError, DataError
 from freepoint_bench.harness.cells import Cell, cell_lock, run_cell
-from freepoint_bench.harness.protocol import PROTOCOLS_DIR, group_of, load_protocol
+from freepoint_bench.harness.protocol import PROTOCOLS_DIR, group_of, load_protocol, sha256_file
 from freepoint_bench.harness.run import RunOptions, Task, cell_config, open_protocol_data, run_task
 from freepoint_bench.results import ResultRecord, read_result, write_result
 
@@ -31,7 +31,8 @@ def s3dis_root(tmp_path_factory):
 
 @pytest.fixture()
 def workspace(tmp_path, s3dis_root):
-    """A private protocols folder (freezing writes split files there) and output folders."""
+    """A private protocols folder (a stand-in for the shipped one: runs freeze splits into <results>/splits) and
+    output folders."""
     protocols = tmp_path / "protocols"
     (protocols / "splits").mkdir(parents=True)
     for name in PROTOCOLS:
@@ -45,13 +46,17 @@ def where(ws) -> list:
             "--checkpoints", ws["checkpoints"], "--runs", ws["runs"], "--cache", ws["cache"]]
 
 
-def test_run_two_methods_two_protocols_two_seeds(bench_cli, workspace):
+def test_run_two_methods_two_protocols_two_seeds(bench_cli, workspace, read_only, contents):
     ws = workspace
     args = ["run", "--methods", "freepoint,scratch", "--protocols", ",".join(PROTOCOLS), "--seeds", "0", "1",
             *where(ws), *FT, "--pretrain-set", "epochs1=1", "--pretrain-set", "epochs2=1",
             "--pretrain-set", "num_queries=12", "--pretrain-set", "max_points=null"]
-    code, out, err = bench_cli(*args)
+    with read_only(ws["protocols"]) as before:  # the splits are frozen from the data beside the results
+        code, out, err = bench_cli(*args)
     assert code == 0, err
+    assert contents(ws["protocols"]) == before
+    splits = ws["results"] / "splits"
+    assert sorted(contents(splits)) == sorted(f"{p}.json{s}" for p in PROTOCOLS for s in ("", ".sha256"))
     results = sorted(ws["results"].glob("*/*/seed-*/result.json"))
     assert len(results) == 8
     hashes = {}
@@ -69,6 +74,7 @@ def test_run_two_methods_two_protocols_two_seeds(bench_cli, workspace):
         assert train and not any(group_of(s) == "Area_5" for s in train)  # Area 5 is never trained on
         hashes.setdefault(protocol, set()).add(doc.split_sha256)
     assert all(len(v) == 1 for v in hashes.values())  # every cell of a protocol trained on the same split
+    assert hashes == {p: {sha256_file(splits / f"{p}.json")} for p in PROTOCOLS}
     # a second run finds every cell finished and computes nothing
     code, out, _ = bench_cli(*args)
     assert code == 0 and out.count("skipped") == 8
@@ -92,12 +98,15 @@ def test_finetune_resumes_an_interrupted_run(workspace):
 
     with pytest.raises(Killed):
         run_task(task, opts, progress=interrupt)
+    split = ws["results"] / "splits" / f"{task.protocol}.json"  # frozen by the first try
+    frozen = split.read_bytes()
     cell_dir = ws["results"] / task.protocol / "scratch" / "seed-0"
     assert not (cell_dir / "result.json").exists()
     assert (cell_dir / "work" / "fold-0" / "lightning" / "last.ckpt").is_file()
     epochs_seen = []
     status, path = run_task(task, opts, progress=lambda s, d, t, i: epochs_seen.append(d) if "train" in s else None)
     assert status == "done" and read_result(path).config["epochs"] == 3
+    assert split.read_bytes() == frozen and read_result(path).split_sha256 == sha256_file(split)  # read back
     assert epochs_seen == [2, 3]  # only the missing epochs were trained
     # a scored fold keeps no resume checkpoint (34C + AdamW: ~450 MB a cell at the paper preset), only its record
     fold = cell_dir / "work" / "fold-0"
