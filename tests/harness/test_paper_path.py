@@ -25,8 +25,8 @@ from freepoint_bench.data.scene import Scene
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR
 
-# the splits a run freezes into the source tree (git-ignored: `make demo` leaves some): a test's copy of the
-# protocols folder takes only the shipped ones
+# splits older versions froze into the source tree (git-ignored; a checkout may still hold some): a test's copy
+# of the protocols folder takes only the shipped ones
 SHIPPED_ONLY = shutil.ignore_patterns("*-masks.json", "*-masks.json.sha256", "synthetic-*")
 
 README_METHODS = ("freepoint", "pointcontrast", "csc", "depthcontrast", "supervised", "scratch")
@@ -85,8 +85,9 @@ def scannet_tree(root: Path, points: int) -> Path:
 @pytest.fixture()
 def workspace(tmp_path, monkeypatch):
     """The README's setting in tmp_path (also the working directory: results/, checkpoints/, cache/, runs/ and
-    report/ land where the README puts them) with a private protocols folder, into which the masks protocol freezes
-    its split. Afterwards the checkpoints (~0.15-0.5 GB each, 10 GB in all) are deleted; logs and JSONs stay."""
+    report/ land where the README puts them; the masks protocol freezes its split into results/splits) with a
+    private copy of the shipped protocols. Afterwards the checkpoints (~0.15-0.5 GB each, 10 GB in all) are
+    deleted; logs and JSONs stay."""
     protocols = tmp_path / "protocols"
     shutil.copytree(PROTOCOLS_DIR / "splits", protocols / "splits", ignore=SHIPPED_ONLY)
     for name in PROTOCOLS:
