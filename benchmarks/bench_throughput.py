@@ -1,9 +1,12 @@
-"""Training throughput per method: step time, samples/s and peak memory of real training steps, as a table and as
-the throughput file `bench.py run --plan` reads to estimate GPU-hours.
+"""Training throughput per method: step time, samples/s and peak memory of real training steps.
+
+Printed as a table and, with --out, written as the throughput file `bench.py run --plan` reads for GPU-hours.
 
     .venv/bin/python benchmarks/bench_throughput.py [--data ../shared/data/scannet-dev] [--preset paper]
         [--methods freepoint pointcontrast csc depthcontrast supervised finetune]
-        [--precisions 32-true 16-mixed bf16-mixed] [--steps 5] [--warmup 2] [--out throughput.json]
+        [--precisions 16-mixed bf16-mixed 32-true] [--steps 5] [--warmup 2] [--out throughput.json]
+
+Defaults: the paper preset at those three precisions on CUDA; cpu-small at 32-true on a CPU (`make bench`).
 
 Every row is `--steps` optimiser steps (after `--warmup` untimed ones, which hold spconv's first-call setup) of a
 Lightning Trainer on one device, through the same module and data module a run uses: each baseline's own
@@ -159,9 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="ScanNet npy scans (default: the dev scans)")
     parser.add_argument("--scenes", type=int, default=8, help="scenes the loaders draw from")
-    parser.add_argument("--preset", default="paper", help="training preset of every method (paper, cpu-small)")
+    cuda = torch.cuda.is_available()
+    parser.add_argument("--preset", default="paper" if cuda else "cpu-small",
+                        help="training preset of every method (default: paper on CUDA, cpu-small on a CPU)")
     parser.add_argument("--methods", nargs="*", default=METHODS, help=f"of {' '.join(METHODS)}")
-    parser.add_argument("--precisions", nargs="*", default=["16-mixed", "bf16-mixed", "32-true"])
+    # on a CPU every precision runs as 32-true (mixed precision is CUDA's here): one row per method is the table
+    parser.add_argument("--precisions", nargs="*",
+                        default=["16-mixed", "bf16-mixed", "32-true"] if cuda else ["32-true"])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as a throughput JSON here")
