@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from stores import MemoryStore
 
 from baselines.supervised import resolve_classes
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
@@ -25,27 +26,13 @@ RANK_DEVICE = torch.device("meta")
 SMALL = {"train.batch_size": 1, "train.voxel_size_m": 0.1}  # one step in a second or two
 
 
-class Store:
-    def __init__(self, scenes):
-        self.scenes = {s.name: s for s in scenes}
-
-    def names(self, split=None):
-        return sorted(self.scenes)
-
-    def load(self, name):
-        return self.scenes[name]
-
-    def info(self, name):
-        return {"dataset": "synthetic"}
-
-
 @pytest.fixture(scope="module")
 def store():
     config = SyntheticConfig(num_points=2000)
-    return Store([generate_room(seed, config, name=f"synth_{seed:04d}") for seed in (0, 1)])
+    return MemoryStore([generate_room(seed, config, name=f"synth_{seed:04d}") for seed in (0, 1)])
 
 
-def _pretext(name: str, store: Store):
+def _pretext(name: str, store: MemoryStore):
     """Returns (module, datamodule) of pretext method `name` on the store's scenes, cpu-small preset."""
     method, names = get_method(name), store.names()
     config = method.default_config("cpu-small", epochs=1, **SMALL)
@@ -54,7 +41,7 @@ def _pretext(name: str, store: Store):
     return method.build_module(config), method.build_data(store, names, config)
 
 
-def _segmenter(num_classes: int, store: Store):
+def _segmenter(num_classes: int, store: MemoryStore):
     """Returns (SegmenterModule, datamodule): FreePoint's pretraining (class-agnostic) or a fine-tuning one."""
     preset = get_preset("cpu-small", num_queries=8, batch_size=1, voxel_size_m=0.1)
     targets = GroundTruthTargets(class_agnostic=num_classes == 0)

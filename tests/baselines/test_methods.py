@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
+from stores import MemoryStore
 
 from baselines._pairs import PairDataset, collate_pairs
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
@@ -23,20 +24,6 @@ from freepoint_bench.pretext.base import PretextMethod, get_method
 METHODS = ["pointcontrast", "csc", "depthcontrast"]
 
 
-class Store:
-    def __init__(self, scenes):
-        self.scenes = {s.name: s for s in scenes}
-
-    def names(self, split=None):
-        return sorted(self.scenes)
-
-    def load(self, name):
-        return self.scenes[name]
-
-    def info(self, name):
-        return {"dataset": "synthetic"}
-
-
 class CountEpochs(Callback):
     def __init__(self):
         self.epochs = 0
@@ -48,7 +35,7 @@ class CountEpochs(Callback):
 @pytest.fixture(scope="module")
 def store():
     cfg = SyntheticConfig(num_points=3000)
-    return Store([generate_room(seed, cfg, name=f"synth_{seed:04d}") for seed in (0, 1)])
+    return MemoryStore([generate_room(seed, cfg, name=f"synth_{seed:04d}") for seed in (0, 1)])
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from stores import MemoryStore
 
 from baselines.supervised import (
     SemanticDataset,
@@ -31,26 +32,10 @@ NO_AUGMENT = {"augment.rotate_z": False, "augment.flip_xy": False, "augment.jitt
               "augment.color_jitter": 0.0, "augment.scale_min": 1.0, "augment.scale_max": 1.0}
 
 
-class Store:
-    """An in-memory store with the SceneStore reading API; `dataset` is what data_description records."""
-
-    def __init__(self, scenes: list[Scene], dataset: str = "synthetic") -> None:
-        self.scenes, self.dataset = {s.name: s for s in scenes}, dataset
-
-    def names(self, split=None):
-        return sorted(self.scenes)
-
-    def load(self, name):
-        return self.scenes[name]
-
-    def info(self, name):
-        return {"dataset": self.dataset}
-
-
 @pytest.fixture(scope="module")
-def synthetic() -> Store:
+def synthetic() -> MemoryStore:
     config = SyntheticConfig(num_points=3000)
-    return Store([generate_room(seed, config, name=f"synth_{seed:04d}") for seed in (0, 1)])
+    return MemoryStore([generate_room(seed, config, name=f"synth_{seed:04d}") for seed in (0, 1)])
 
 
 def split_room(name: str, seed: int) -> Scene:
@@ -161,7 +146,7 @@ def test_supervised_one_epoch_on_two_synthetic_scenes(tmp_path, synthetic):
 
 
 def test_supervised_loss_falls_and_the_probe_beats_a_constant(tmp_path):
-    store = Store([split_room("a", 0), split_room("b", 1), split_room("held", 2)], dataset="boxes")
+    store = MemoryStore([split_room("a", 0), split_room("b", 1), split_room("held", 2)], dataset="boxes")
     method = get_method("supervised")
     cfg = method.default_config("cpu-small", epochs=8, voxel_size_m=0.1, batch_size=2, **{"optim.lr": 0.05},
                                 **{"optim.schedule": "constant"}, **NO_AUGMENT)
@@ -184,7 +169,7 @@ def test_supervised_refuses_unlabelled_scenes_and_bad_config(tmp_path):
                  rgb=np.full((500, 3), 0.5, dtype=np.float32))
     method = get_method("supervised")
     with pytest.raises(DataError, match="bare: no semantic labels"):
-        method.pretrain(Store([bare]), method.default_config("cpu-small", epochs=1), tmp_path / "run",
+        method.pretrain(MemoryStore([bare]), method.default_config("cpu-small", epochs=1), tmp_path / "run",
                         checkpoints_dir=tmp_path / "ck")
     assert method.default_config("cpu-small", epochs1=3).epochs == 3  # the CLI's --epochs1
     with pytest.raises(ConfigError, match="unknown training preset"):

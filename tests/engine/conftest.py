@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stores import MemoryStore
 
 from freepoint_bench.data.scene import Scene
 
@@ -32,30 +33,9 @@ def box_room(seed: int, num_boxes: int = 3, points_per_box: int = 400, floor_poi
     )
 
 
-class DictStore:
-    """A minimal in-memory scene store with the SceneStore reading API."""
-
-    def __init__(self, scenes: list[Scene]) -> None:
-        self.scenes = {s.name: s for s in scenes}
-        self.loads = 0
-
-    def names(self, split: str | None = None) -> list[str]:
-        return sorted(self.scenes)
-
-    def load(self, name: str) -> Scene:
-        self.loads += 1
-        return self.scenes[name]
-
-    def info(self, name: str) -> dict:
-        return {"dataset": "boxes", "split": "train"}
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.scenes
-
-
 @pytest.fixture
-def rooms() -> DictStore:
-    return DictStore([box_room(0, num_boxes=3), box_room(1, num_boxes=2, points_per_box=700)])
+def rooms() -> MemoryStore:
+    return MemoryStore([box_room(0, num_boxes=3), box_room(1, num_boxes=2, points_per_box=700)], dataset="boxes")
 
 
 @pytest.fixture
@@ -66,5 +46,5 @@ def make_room():
 
 @pytest.fixture
 def store_of():
-    """The DictStore class."""
-    return DictStore
+    """Returns a store of the given scenes (tests/stores.py's MemoryStore, dataset "boxes")."""
+    return lambda scenes: MemoryStore(scenes, dataset="boxes")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
+from stores import MemoryStore
 
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.checkpoints import load_model
@@ -48,20 +49,6 @@ def room(seed: int) -> Scene:
     return Scene(name=f"room{seed}", xyz=xyz, rgb=rgb, meta={"dataset": "boxes"})
 
 
-class Store:
-    def __init__(self, scenes):
-        self.scenes = {s.name: s for s in scenes}
-
-    def names(self, split=None):
-        return sorted(self.scenes)
-
-    def load(self, name):
-        return self.scenes[name]
-
-    def info(self, name):
-        return {"dataset": "boxes"}
-
-
 class CountEpochs(Callback):
     def __init__(self):
         self.epochs = 0
@@ -84,7 +71,7 @@ class Interrupt(Callback):
 
 @pytest.fixture(scope="module")
 def store():
-    return Store([room(0), room(1)])
+    return MemoryStore([room(0), room(1)], dataset="boxes")
 
 
 @pytest.fixture(scope="module")
