@@ -81,22 +81,19 @@ def _module_and_data(method: str, preset: str, precision: str, store, names: lis
     """Returns (module, datamodule, train preset) of one method at `preset` and `precision`."""
     from freepoint_bench.engine.data import GroundTruthTargets, SceneDataModule
     from freepoint_bench.engine.module import SegmenterModule
-    from freepoint_bench.harness.finetune import ProtocolTargets, finetune_config
+    from freepoint_bench.harness.finetune import ProtocolTargets, class_vocabulary, finetune_config
     from freepoint_bench.harness.protocol import EvalRules
+    from freepoint_bench.pretext.base import get_method
 
     if method == "finetune":
         config = finetune_config(preset, precision=precision)
-        module = SegmenterModule(config.train, config.loss, num_classes=18)
-        targets = ProtocolTargets(EvalRules(classes="scannet"))
-        return module, SceneDataModule(store, names, targets, config.train), config.train
+        rules = EvalRules(classes="scannet")
+        module = SegmenterModule(config.train, config.loss, num_classes=len(class_vocabulary(rules)[0]))
+        return module, SceneDataModule(store, names, ProtocolTargets(rules), config.train), config.train
     if method == "freepoint":
-        from freepoint_bench.pretext.base import get_method
-
         config = get_method("freepoint").default_config(preset, precision=precision)
         module = SegmenterModule(config.train, config.loss)
         return module, SceneDataModule(store, names, GroundTruthTargets(), config.train), config.train
-    from freepoint_bench.pretext.base import get_method
-
     impl = get_method(method)
     config = impl.default_config(preset, precision=precision)
     if method == "supervised":  # its classes are resolved from the data before training, as its pretrain does
