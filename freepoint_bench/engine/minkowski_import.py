@@ -30,16 +30,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from freepoint_bench.atomic import stable_hash
+from freepoint_bench.config import validated
 from freepoint_bench.engine.checkpoints import code_version, environment, register_checkpoint, save_model_checkpoint
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Preset, Res16UNet
 from freepoint_bench.models.checkpoint import load_failure
 
 # the one place that knows ME's kernel-offset order (its backend feeds ME from the canonical layout with it)
-from freepoint_bench.models.sparse.minkowski_backend import _kernel_permutation
+from freepoint_bench.models.sparse.minkowski_backend import kernel_permutation
 
 HEAD_PREFIX = "final."  # ME Res16UNet's last 1x1 conv: a head, not part of the backbone
 WRAPPER_PREFIX = "module."  # DistributedDataParallel's prefix in saved state dicts
@@ -65,11 +66,7 @@ class MinkowskiImportConfig(BaseModel):
 
 def import_config(**fields: Any) -> MinkowskiImportConfig:
     """Returns a validated MinkowskiImportConfig; ConfigError (one line) for a bad field."""
-    try:
-        return MinkowskiImportConfig(**fields)
-    except ValidationError as e:
-        text = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid import settings: {text}") from None
+    return validated(MinkowskiImportConfig, fields, "import settings")
 
 
 def read_scene_list(path: str | Path) -> tuple[str, ...]:
@@ -170,7 +167,7 @@ def to_canonical(kernel: torch.Tensor, kernel_size: int, c_in: int, c_out: int) 
     if tuple(kernel.shape) != (volume, c_in, c_out):
         return None
     flat = torch.empty_like(kernel)
-    flat[_kernel_permutation(kernel_size)] = kernel  # ME row r holds canonical offset perm[r]
+    flat[kernel_permutation(kernel_size)] = kernel  # ME row r holds canonical offset perm[r]
     return flat.reshape(kernel_size, kernel_size, kernel_size, c_in, c_out).contiguous()
 
 

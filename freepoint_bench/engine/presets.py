@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from freepoint_bench.config import apply_overrides, validated
 from freepoint_bench.errors import ConfigError
 
 
@@ -139,21 +140,9 @@ PRESETS: dict[str, dict] = {
 
 
 def make_preset(base: dict, overrides: dict | None = None) -> TrainPreset:
-    """Returns a TrainPreset from a dict plus overrides; dotted keys address nested fields."""
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for key, value in (overrides or {}).items():
-        head, _, tail = key.partition(".")
-        if tail:
-            data.setdefault(head, {})
-            if not isinstance(data[head], dict):
-                data[head] = data[head].model_dump()
-            data[head][tail] = value
-        else:
-            data[key] = value
-    try:
-        return TrainPreset(**data)
-    except Exception as e:  # pydantic's ValidationError → one readable line
-        raise ConfigError(f"invalid training preset: {_one_line(e)}") from None
+    """Returns a TrainPreset from a dict plus overrides; dotted keys address nested fields, unknown keys refused."""
+    data = apply_overrides(base, overrides or {}, TrainPreset, "training preset")
+    return validated(TrainPreset, data, "training preset")
 
 
 def get_preset(name: str, **overrides) -> TrainPreset:
@@ -162,10 +151,3 @@ def get_preset(name: str, **overrides) -> TrainPreset:
         raise ConfigError(f"unknown training preset {name!r}; choose one of {sorted(PRESETS)}")
     return make_preset(PRESETS[name], overrides)
 
-
-def _one_line(e: Exception) -> str:
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        parts = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors()]
-        return "; ".join(parts)
-    return str(e)

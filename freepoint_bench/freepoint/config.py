@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from freepoint_bench.atomic import write_text
+from freepoint_bench.config import parse_overrides, validation_message
 from freepoint_bench.errors import ConfigError
 
 SolverName = Literal["gaec", "gaec-kl", "rama"]
@@ -119,7 +120,7 @@ class PseudoLabelConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid pseudo-label config: {_describe(exc)}") from None
+            raise ConfigError(f"invalid pseudo-label config: {validation_message(exc)}") from None
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
@@ -197,27 +198,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """Returns {key: value} of "key=value" strings, values parsed as TOML (bare words kept as text)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = str(pair).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {pair!r} is not key=value (e.g. sigma_low=0.8)")
-        try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            # bare words such as solver=gaec-kl; none / null unset an optional field (TOML has no null)
-            value = None if raw.strip().lower() in ("none", "null") else raw.strip()
-        out[key.strip()] = value
-    return out
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(parts)

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
+from freepoint_bench.config import validation_message
 from freepoint_bench.engine.checkpoints import (
     code_version,
     data_description,
@@ -42,7 +43,7 @@ from freepoint_bench.engine.checkpoints import (
 )
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
-from freepoint_bench.engine.presets import TrainPreset, _one_line, get_preset
+from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
@@ -190,7 +191,7 @@ class FreePointPretext:
         except ConfigError:
             raise
         except Exception as e:
-            raise ConfigError(f"invalid loss config {groups['loss']}: {_one_line(e)}") from None
+            raise ConfigError(f"invalid loss config {groups['loss']}: {validation_message(e)}") from None
         return FreePointConfig(train=train, pseudo=pseudo, loss=loss)
 
     def pretrain(

@@ -29,6 +29,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from freepoint_bench.atomic import atomic_path, ensure_dir, write_text
+from freepoint_bench.config import validation_message
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import EvalSpec
@@ -82,8 +83,7 @@ class TuneConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            parts = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError(f"invalid tuning config: {'; '.join(parts)}") from None
+            raise ConfigError(f"invalid tuning config: {validation_message(exc)}") from None
 
     @model_validator(mode="after")
     def _check(self) -> TuneConfig:

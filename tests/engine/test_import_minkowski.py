@@ -292,9 +292,9 @@ def test_kernel_rows_match_minkowski_043_released_weights(k):
     # versions enumerate a kernel's offsets the same way, so one permutation serves both: ME row r holds the
     # canonical weight[kx, ky, kz] whose offset (models.sparse.base: o - (K-1)/2 for odd K, o for K = 2) is
     # 0.4.3's offset of row r.
-    from freepoint_bench.models.sparse.minkowski_backend import _kernel_permutation
+    from freepoint_bench.models.sparse.minkowski_backend import kernel_permutation
 
-    perm = _kernel_permutation(k)
+    perm = kernel_permutation(k)
     centre = 0 if k % 2 == 0 else (k - 1) // 2
     for row, offset in enumerate(_me043_hypercube_offsets(k)):
         p = int(perm[row])

@@ -28,7 +28,7 @@ def _import_minkowski():
     return ME
 
 
-def _kernel_permutation(kernel_size: int) -> torch.Tensor:
+def kernel_permutation(kernel_size: int) -> torch.Tensor:
     """Returns, for each of MinkowskiEngine's K^3 kernel rows, the flat canonical (kx, ky, kz) index.
 
     MinkowskiEngine enumerates kernel offsets with x fastest (row r = ix + K*iy + K*K*iz); the
@@ -49,7 +49,7 @@ class _MinkowskiConv(SparseConv):
         super().__init__(c_in, c_out, kernel_size)
         del native.kernel  # the canonical parameter is the only stored copy
         self.native = native
-        self.register_buffer("_perm", _kernel_permutation(kernel_size), persistent=False)
+        self.register_buffer("_perm", kernel_permutation(kernel_size), persistent=False)
 
     def forward(self, t: SparseTensorLike) -> SparseTensorLike:
         flat = self.weight.reshape(self.kernel_size**3, self.c_in, self.c_out)

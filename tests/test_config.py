@@ -1,0 +1,67 @@
+"""The one override function and the one validation message (freepoint_bench.config)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from freepoint_bench.config import apply_overrides, field_paths, parse_overrides, validated, validation_message
+from freepoint_bench.engine.presets import get_preset
+from freepoint_bench.errors import ConfigError
+
+
+class Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    a: int = 1
+    b: float = Field(0.5, gt=0)
+
+
+class Outer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    x: str = "s"
+    inner: Inner = Inner()
+
+
+def test_parse_overrides_types_values_as_toml_and_keeps_bare_words():
+    assert parse_overrides(["a=1", "b=0.5", "c=true", "d=gaec-kl", "e=none", " f = [1, 2] "]) == {
+        "a": 1, "b": 0.5, "c": True, "d": "gaec-kl", "e": None, "f": [1, 2]}
+    with pytest.raises(ConfigError, match="not key=value"):
+        parse_overrides(["novalue"])
+
+
+def test_apply_overrides_sets_dotted_keys_without_touching_the_base():
+    base = {"x": "s", "inner": Inner(a=2)}
+    data = apply_overrides(base, {"inner.b": 2.0, "x": "t"}, Outer, "outer")
+    assert data == {"x": "t", "inner": {"a": 2, "b": 2.0}}
+    assert base["inner"] == Inner(a=2)  # the caller's base is unchanged
+    assert validated(Outer, data, "outer") == Outer(x="t", inner=Inner(a=2, b=2.0))
+
+
+@pytest.mark.parametrize("key", ["y", "inner.c", "x.a", "inner.a.b"])
+def test_apply_overrides_refuses_unknown_keys_naming_the_known_ones(key):
+    with pytest.raises(ConfigError) as exc:
+        apply_overrides({}, {key: 1}, Outer, "outer")
+    assert str(exc.value) == f"unknown outer field {key!r}; known: inner.a, inner.b, x"
+
+
+def test_refused_keys_name_why():
+    with pytest.raises(ConfigError, match="'x' is not used here: nothing reads it"):
+        apply_overrides({}, {"x": "t"}, Outer, "outer", refused={"x": "nothing reads it"})
+
+
+def test_validation_message_is_one_line_with_the_path_and_the_value():
+    with pytest.raises(ConfigError) as exc:
+        validated(Outer, {"inner": {"b": -1}}, "outer")
+    assert str(exc.value) == "invalid outer: inner.b: Input should be greater than 0 (got -1)"
+    assert "\n" not in validation_message(ValueError("plain")) and validation_message(ValueError("plain")) == "plain"
+
+
+def test_field_paths_expand_nested_models():
+    assert field_paths(Outer) == ["inner.a", "inner.b", "x"]
+
+
+def test_training_preset_overrides_go_through_it():
+    with pytest.raises(ConfigError, match="unknown training preset field 'augment.spin'; known: .*augment.rotate_z"):
+        get_preset("cpu-small", **{"augment.spin": True})
+    with pytest.raises(ConfigError, match=r"invalid training preset: lr: Input should be greater than 0 \(got -1\)"):
+        get_preset("cpu-small", lr=-1)
