@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pytorch_lightning as pl  # noqa: E402
+from table import print_table  # noqa: E402
 
 from freepoint_bench.atomic import write_json  # noqa: E402
 from freepoint_bench.data.open import open_dataset  # noqa: E402
@@ -144,15 +145,11 @@ def document(rows: list[dict], data: Path) -> dict:
             "data": str(data), "rows": rows}
 
 
-def _table(rows: list[dict]) -> None:
+def print_rows(rows: list[dict]) -> None:
     header = ["stage", "method", "preset", "precision", "batch", "step s", "samples/s", "peak GB"]
     body = [[r["stage"], r["method"] or "(any)", r["preset"], r["precision"], str(r["batch"]), f"{r['step_s']:.3f}",
              f"{r['samples_per_s']:.2f}", f"{r['peak_mem_gb']:.2f}"] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for line in body:
-        print("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)))
+    print_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
                 if args.out is not None:  # after every row: a run cut short keeps what it measured
                     write_json(args.out, document(rows, args.data))
     print()
-    _table(rows)
+    print_rows(rows)
     if args.out is not None:
         print(f"\nwrote {args.out}")
 

@@ -30,6 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from table import print_table  # noqa: E402
+
 from freepoint_bench.data.scene import Scene  # noqa: E402
 from freepoint_bench.engine.data import GroundTruthTargets, collate, make_sample  # noqa: E402
 from freepoint_bench.engine.module import SegmenterModule  # noqa: E402
@@ -123,17 +125,13 @@ def bench(preset_name: str, backend: str, scenes: list[Scene], steps: int, warmu
     }
 
 
-def _table(rows: list[dict]) -> None:
+def print_rows(rows: list[dict]) -> None:
     header = ["preset", "backend", "device", "precision", "batch", "voxels/scene", "prep ms/scene", "step s",
               "scenes/s", "peak MB"]
     body = [[r["preset"], r["backend"], r["device"], r["precision"], str(r["batch"]), f"{r['voxels']:,}",
              f"{r['prep_ms']:.0f}", f"{r['step_s']:.2f}", f"{r['scenes_per_s']:.2f}", f"{r['peak_mb']:,.0f}"]
             for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for line in body:
-        print("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)))
+    print_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     precisions = args.precisions or [None]
     rows = [bench(p, b, scenes, args.steps, args.warmup, device, precision)
             for p in presets for b in backends for precision in precisions]
-    _table(rows)
+    print_rows(rows)
 
 
 if __name__ == "__main__":
