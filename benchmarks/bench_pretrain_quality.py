@@ -6,7 +6,8 @@
 
 Pretrains FreePoint (`bench.py pretrain`) on the scans of rooms 0000-0002 of the ScanNet dev scans (7 scans;
 the three scene0000_* scans are one room, so rooms, not scans, are held out), predicts with the step-1 and
-the step-2 segmenter on the scans of rooms 0003-0005 (6 scans; `--fold b` swaps the two), writes FreePoint's
+the step-2 segmenter on the scans of rooms 0003-0005 (6 scans; `--fold b` swaps the two; the two folds of rooms
+are read from protocols/scannet-dev-full-masks.toml), writes FreePoint's
 own pseudo masks (σ_low = base masks, σ_high) for those same scans, and scores all four class-agnostically
 with the ScanNet rules (`bench.py evaluate --class-agnostic`). The paper's claim (§4, Table 1) is that the
 trained segmenter beats its base masks: 4.1 / 7.9 / 21.0 → 10.7 / 21.4 / 37.8 AP / AP50 / AP25 on ScanNet
@@ -38,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,13 +46,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data" / "scannet-dev"
-TRAIN = ["scene0000_00", "scene0000_01", "scene0000_02", "scene0001_00", "scene0001_01", "scene0002_00",
-         "scene0002_01"]
-HELD_OUT = ["scene0003_00", "scene0003_01", "scene0003_02", "scene0004_00", "scene0005_00", "scene0005_01"]
-# Two-fold cross-validation by rooms: fold "a" trains on rooms 0000-0002 and scores rooms 0003-0005, fold "b"
-# the reverse, so every scan is scored once by a segmenter that never saw its room.
-FOLDS = {"a": (TRAIN, HELD_OUT, "0000-0002", "0003-0005"), "b": (HELD_OUT, TRAIN, "0003-0005", "0000-0002")}
+sys.path.insert(0, str(ROOT))
+
+from devscans import DATA, Fold, bench, dev_data, list_scans, room_folds, scene_args  # noqa: E402
+
+FOLDS = ("a", "b")  # two-fold cross-validation by rooms, as protocols/scannet-dev-* declare it (devscans.room_folds)
 
 
 def run_dir(fold: str, base: Path | None = None) -> Path:
@@ -62,55 +60,25 @@ def run_dir(fold: str, base: Path | None = None) -> Path:
     return base if fold == "a" else base.with_name(f"{base.name}-{fold}")
 
 
-def bench(*args: str) -> None:
-    """Runs one `bench.py` command, echoing it; exits with its status when it fails."""
-    cmd = [sys.executable, str(ROOT / "bench.py"), *args]
-    print("$ bench.py " + " ".join(args), flush=True)
-    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-    if done.returncode:
-        sys.exit(f"command failed with status {done.returncode}: {' '.join(cmd)}")
-
-
-def dev_data(data: Path | None) -> Path | None:
-    """Returns the VoteNet-npy scans to use: `data`, or DATA when None; None (after printing why) when the
-    default is absent, so `make bench` skips cleanly without ../shared; exits when `data` is missing."""
-    if data is None and not DATA.is_dir():
-        print(f"skipped: the ScanNet dev scans are not at {DATA}; pass --data DIR (VoteNet npy layout)")
-        return None
-    data = data or DATA
-    if not data.is_dir():
-        sys.exit(f"{data}: ScanNet dev scans not found; pass --data DIR (VoteNet npy layout)")
-    return data
-
-
-def pseudo_labels(data: Path, names: list[str], out: Path) -> None:
-    """Generates (or reuses, the cache is per scene) FreePoint's pseudo labels of `names` under `out`."""
-    bench("pseudo-labels", "--dataset", "scannet-npy", "--root", str(data), *scenes(names), "--out", str(out))
-
-
-def scenes(names: list[str]) -> list[str]:
-    return [a for n in names for a in ("--scene", n)]
-
-
 def predictions_per_scene(pred_dir: Path) -> float:
     counts = [len(f.read_text().splitlines()) for f in pred_dir.glob("*.txt")]
     return sum(counts) / max(len(counts), 1)
 
 
-def run_fold(fold: str, args, out: Path, overrides: list[str]) -> tuple[list[tuple[str, Path]], float]:
+def run_fold(fold: Fold, args, out: Path, overrides: list[str]) -> tuple[list[tuple[str, Path]], float]:
     """Pretrains on the fold's training rooms (`pretrain --set` each of overrides) and writes the benchmark-format
     predictions of every row for its held-out rooms under `out`; returns ([(row label, prediction folder)],
     training seconds)."""
     data = ["--dataset", "scannet-npy", "--root", str(args.data)]
-    train, held_out, _, _ = FOLDS[fold]
+    train, held_out = fold.train, fold.held_out
     t0 = time.perf_counter()
     sets = [a for o in overrides for a in ("--set", o)]
-    bench("pretrain", "--method", "freepoint", *data, *scenes(train), "--preset", args.preset,
+    bench("pretrain", "--method", "freepoint", *data, *scene_args(train), "--preset", args.preset,
           "--epochs1", str(args.epochs1), "--epochs2", str(args.epochs2), *sets,
           "--out", str(out / "run"), "--checkpoints", str(out / "checkpoints"), "--resume")
     train_s = time.perf_counter() - t0
     rows: list[tuple[str, Path]] = []
-    bench("pseudo-labels", *data, *scenes(held_out), "--out", str(out / "pseudo-held-out"),
+    bench("pseudo-labels", *data, *scene_args(held_out), "--out", str(out / "pseudo-held-out"),
           "--export-benchmark", str(out / "pred-pseudo"))
     rows += [("base masks (σ_low)", out / "pred-pseudo" / "sigma-0.9"),
              ("pseudo masks σ_high", out / "pred-pseudo" / "sigma-1.2")]
@@ -121,7 +89,7 @@ def run_fold(fold: str, args, out: Path, overrides: list[str]) -> tuple[list[tup
             if predicted(pred, ckpt, held_out):
                 print(f"  {pred}: up to date (every scan predicted after {ckpt} was written)", flush=True)
             else:
-                bench("predict", *data, *scenes(held_out), "--checkpoint", str(ckpt), "--export-benchmark",
+                bench("predict", *data, *scene_args(held_out), "--checkpoint", str(ckpt), "--export-benchmark",
                       str(pred), "--device", args.device, *(["--superpoints"] if pooled else []))
             rows.append((f"segmenter after step {step}" + (" + superpoints" if pooled else ""), pred))
     return rows, train_s
@@ -153,7 +121,7 @@ def merged(folds: list[list[tuple[str, Path]]], out: Path) -> list[tuple[str, Pa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=None, help=f"VoteNet-npy scans (default: {DATA})")
-    ap.add_argument("--fold", choices=[*sorted(FOLDS), "both"], default="a",
+    ap.add_argument("--fold", choices=[*FOLDS, "both"], default="a",
                     help="a: train rooms 0000-0002, score 0003-0005 (default); b: the reverse; both: a and b, "
                          "scored together on all 13 scans (each by the fold that did not train on its room)")
     ap.add_argument("--out", type=Path, default=None,
@@ -171,6 +139,7 @@ def main() -> None:
     args.data = dev_data(args.data)
     if args.data is None:  # `make bench` on a machine without ../shared
         return
+    args.folds = room_folds(list_scans(args.data))
     seeds = parse_seeds(args.seeds)
     if any(o.split("=", 1)[0].strip() in ("seed", "train.seed") for o in args.overrides):
         sys.exit("--set seed=N: pass the training seeds with --seeds N[,M...] instead")
@@ -210,25 +179,27 @@ def seed_rows(args, seed: int) -> list[tuple[str, str, list[tuple[str, Path]]]]:
     head = f"FreePoint {args.preset}, {args.epochs1} + {args.epochs2} epochs, training seed {seed}"
     if args.fold == "both":
         out = seed_dir(args.out, seed)
-        done = {f: run_fold(f, args, run_dir(f, out), overrides) for f in ("a", "b")}
+        done = {f: run_fold(args.folds[f], args, run_dir(f, out), overrides) for f in FOLDS}
         rows = merged([done["a"][0], done["b"][0]], run_dir("cv", out))
         train_s = sum(t for _, t in done.values())
-        pooled = (f"{head}, both folds: on the 7 scans of rooms 0000-0002 (fold a) and the 6 of rooms 0003-0005 "
-                  f"(fold b), {train_s:.0f} s of training and pseudo labels in this call (a resumed fold counts what "
-                  f"was left); class-agnostic AP on all {len(TRAIN) + len(HELD_OUT)} scans, each scored by the fold "
-                  f"that held its room out")
-        return [*[(f"fold {f}", fold_title(head, f, done[f][1]), done[f][0]) for f in ("a", "b")],
+        scored = sum(len(f.held_out) for f in args.folds.values())
+        a, b = args.folds["a"], args.folds["b"]
+        pooled = (f"{head}, both folds: on the {len(a.train)} scans of rooms {' '.join(a.train_rooms)} (fold a) "
+                  f"and the {len(b.train)} of rooms {' '.join(b.train_rooms)} (fold b), {train_s:.0f} s of training "
+                  f"and pseudo labels in this call (a resumed fold counts what was left); class-agnostic AP on all "
+                  f"{scored} scans, each scored by the fold that held its room out")
+        return [*[(f"fold {f}", fold_title(head, f, args.folds[f], done[f][1]), done[f][0]) for f in FOLDS],
                 ("both folds", pooled, rows)]
     # one fold: --out is the run folder itself (seed N: OUT-seedN); by default runs/pretrain-quality[-seedN][-b]
     out = seed_dir(args.out, seed) if args.out else run_dir(args.fold, seed_dir(None, seed))
-    rows, train_s = run_fold(args.fold, args, out, overrides)
-    return [(f"fold {args.fold}", fold_title(head, args.fold, train_s), rows)]
+    rows, train_s = run_fold(args.folds[args.fold], args, out, overrides)
+    return [(f"fold {args.fold}", fold_title(head, args.fold, args.folds[args.fold], train_s), rows)]
 
 
-def fold_title(head: str, fold: str, train_s: float) -> str:
-    train, held_out, train_rooms, held_rooms = FOLDS[fold]
-    return (f"{head}, fold {fold}: on {len(train)} scans (rooms {train_rooms}, {train_s:.0f} s incl. pseudo "
-            f"labels); class-agnostic AP on {len(held_out)} held-out scans (rooms {held_rooms})")
+def fold_title(head: str, name: str, fold: Fold, train_s: float) -> str:
+    return (f"{head}, fold {name}: on {len(fold.train)} scans (rooms {' '.join(fold.train_rooms)}, {train_s:.0f} s "
+            f"incl. pseudo labels); class-agnostic AP on {len(fold.held_out)} held-out scans (rooms "
+            f"{' '.join(fold.held_rooms)})")
 
 
 def evaluate_rows(args, rows: list[tuple[str, Path]], what: str) -> list[tuple[str, dict, float]]:

@@ -29,11 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devscans import bench, dev_data, scene_args  # noqa: E402
+
 from freepoint_bench.engine.checkpoints import environment  # noqa: E402
 from freepoint_bench.models.checkpoint import load_checkpoint  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pretrain_quality import bench, dev_data, scenes  # noqa: E402
 
 SCANS = ["scene0000_00", "scene0001_00"]
 
@@ -60,7 +59,7 @@ def weights_digest(ckpt: Path) -> str:
 
 
 def pretrain(data: Path, out: Path, epochs1: int, epochs2: int) -> None:
-    bench("pretrain", "--method", "freepoint", "--dataset", "scannet-npy", "--root", str(data), *scenes(SCANS),
+    bench("pretrain", "--method", "freepoint", "--dataset", "scannet-npy", "--root", str(data), *scene_args(SCANS),
           "--preset", "cpu-small", "--epochs1", str(epochs1), "--epochs2", str(epochs2), "--out", str(out / "run"),
           "--checkpoints", str(out / "checkpoints"), "--overwrite")
 

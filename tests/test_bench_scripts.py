@@ -1,4 +1,5 @@
-"""The bookkeeping of the benchmark scripts whose output the README quotes: seeds, reuse of predictions, digests."""
+"""The benchmark tools' bookkeeping: seeds, reuse of predictions, digests, the throughput file, the dev scans' folds
+from protocols/, the shared table printer."""
 
 from __future__ import annotations
 
@@ -90,3 +91,33 @@ def test_device_confirm_script_runs_its_parity_check_on_cpu():
     import confirm
 
     assert confirm.main(["--checks", "parity"]) == 0
+
+
+def test_dev_scan_folds_are_the_protocols(tmp_path):
+    """The dev-scan tools' two folds of rooms are read from protocols/ (scannet-dev-full-masks), not written again:
+    fold a trains on the protocol's first group list and scores its second; another protocol file, other folds."""
+    import devscans
+
+    names = [f"scene000{r}_0{k}" for r in range(6) for k in range(2)]
+    folds = devscans.room_folds(names)
+    assert folds["a"].train_rooms == ["scene0000", "scene0001", "scene0002"]
+    assert folds["a"].held_out == folds["b"].train == [n for n in names if n[5:9] in ("0003", "0004", "0005")]
+    assert sorted(folds["a"].train + folds["a"].held_out) == sorted(names)
+    spec = (Path(__file__).resolve().parents[1] / "protocols" / "scannet-dev-full-masks.toml").read_text()
+    moved = spec.replace('folds = [["scene0000", "scene0001", "scene0002"], ["scene0003", "scene0004", "scene0005"]]',
+                         'folds = [["scene0000"], ["scene0001", "scene0002", "scene0003", "scene0004", "scene0005"]]')
+    assert moved != spec
+    (tmp_path / "other.toml").write_text(moved)
+    other = devscans.room_folds(names, str(tmp_path / "other.toml"))
+    assert other["a"].train == ["scene0000_00", "scene0000_01"] and len(other["a"].held_out) == 10
+    with pytest.raises(SystemExit, match="no scans of rooms"):
+        devscans.room_folds(["scene0000_00"])
+
+
+def test_table_lines_up_columns_and_refuses_a_short_row():
+    from table import format_table
+
+    assert format_table(["scan", "s"], [["a", "0.51"], ["longer", 2]]).splitlines() == [
+        "scan    s   ", "------  ----", "a       0.51", "longer  2   "]
+    with pytest.raises(ValueError, match="1 cells for 2 columns"):
+        format_table(["scan", "s"], [["a"]])
