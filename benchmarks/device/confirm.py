@@ -49,7 +49,7 @@ def check_parity() -> str:
     import spconv.pytorch as spconv
 
     from freepoint_bench.models.sparse import get_backend
-    from freepoint_bench.models.sparse.spconv_backend import _SpconvConv
+    from freepoint_bench.models.sparse.spconv_backend import SpconvConv
 
     backend = get_backend("spconv")
     g = torch.Generator().manual_seed(0)
@@ -61,7 +61,7 @@ def check_parity() -> str:
         cases.append((f"subm k{k}", [backend.subm_conv(8, 16, k, f"s{k}")]))
     for k in (1, 2, 3, 5):
         for stride in (1, 2):
-            conv = _SpconvConv(spconv.SparseConv3d(8, 16, k, stride=stride, bias=False, indice_key=f"c{k}{stride}"),
+            conv = SpconvConv(spconv.SparseConv3d(8, 16, k, stride=stride, bias=False, indice_key=f"c{k}{stride}"),
                                8, 16, k)
             cases.append((f"conv k{k} s{stride}", [conv]))
     cases.append(("down/up", [backend.down_conv(8, 16, "d"), backend.up_conv(16, 8, "d")]))

@@ -182,13 +182,13 @@ def test_spconv_native_strided_conv_equals_the_torch_path(kernel, stride):
     """Regular (non-submanifold) convolutions, strided and not, then the backbone's inverse conv back up."""
     import spconv.pytorch as spconv
 
-    from freepoint_bench.models.sparse.spconv_backend import _SpconvConv
+    from freepoint_bench.models.sparse.spconv_backend import SpconvConv
 
     backend = get_backend("spconv")
     torch.manual_seed(10 * kernel + stride)
     coords = _random_sites(10, 160, seed=7)
     feats = torch.randn(len(coords), 3, dtype=torch.float64)
-    conv = _SpconvConv(spconv.SparseConv3d(3, 5, kernel, stride=stride, bias=False, indice_key=f"c{kernel}"),
+    conv = SpconvConv(spconv.SparseConv3d(3, 5, kernel, stride=stride, bias=False, indice_key=f"c{kernel}"),
                        3, 5, kernel).double()
     layers = [conv, backend.subm_conv(5, 4, 3, "mid").double()]
     _assert_same_paths(_native_and_torch_paths(layers, coords, feats))
@@ -219,10 +219,10 @@ def test_small_backbone_native_path_equals_the_torch_path():
 
 
 def _force_native(model, native):
-    from freepoint_bench.models.sparse.spconv_backend import _SpconvConv
+    from freepoint_bench.models.sparse.spconv_backend import SpconvConv
 
     for m in model.modules():
-        if isinstance(m, _SpconvConv):
+        if isinstance(m, SpconvConv):
             if native is None:
                 m.__dict__.pop("forward", None)
             else:

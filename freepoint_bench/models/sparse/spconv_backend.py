@@ -34,7 +34,7 @@ def _import_spconv():
     return spconv
 
 
-class _SpconvConv(SparseConv):
+class SpconvConv(SparseConv):
     """A spconv layer fed from the canonical weight (kx, ky, kz, c_in, c_out).
 
     On CUDA the native spconv module runs with the weight permuted to its (c_out, kx, ky, kz, c_in)
@@ -170,15 +170,15 @@ class SpconvBackend(SparseBackend):
             raise ConfigError(f"submanifold kernel size {kernel_size}: spconv supports odd sizes only (1, 3, 5, ...); "
                               "set stem_kernel_size to an odd value")
         native = self._spconv.SubMConv3d(c_in, c_out, kernel_size, bias=False, indice_key=f"subm_{key}_k{kernel_size}")
-        return _SpconvConv(native, c_in, c_out, kernel_size)
+        return SpconvConv(native, c_in, c_out, kernel_size)
 
     def down_conv(self, c_in: int, c_out: int, key: str) -> SparseConv:
         native = self._spconv.SparseConv3d(c_in, c_out, 2, stride=2, bias=False, indice_key=f"down_{key}")
-        return _SpconvConv(native, c_in, c_out, 2)
+        return SpconvConv(native, c_in, c_out, 2)
 
     def up_conv(self, c_in: int, c_out: int, key: str) -> SparseConv:
         native = self._spconv.SparseInverseConv3d(c_in, c_out, 2, bias=False, indice_key=f"down_{key}")
-        return _SpconvConv(native, c_in, c_out, 2)
+        return SpconvConv(native, c_in, c_out, 2)
 
     def features(self, t: SparseTensorLike) -> torch.Tensor:
         return t.features
