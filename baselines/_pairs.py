@@ -50,6 +50,7 @@ from freepoint_bench.data.readers.scannet_frames import (
 )
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.data.store import encode_name
+from freepoint_bench.data.transforms import voxel_mean
 from freepoint_bench.data.views import ViewConfig, ViewPair, frame_view_pair, same_view_pair, scene_view_pair
 from freepoint_bench.engine.data import EpochSampler, make_sample
 from freepoint_bench.engine.presets import TrainPreset
@@ -60,12 +61,6 @@ from freepoint_bench.pretext.base import ProgressFn
 log = logging.getLogger(__name__)
 
 Mode = Literal["scene", "same"]  # scene: two crops (PointContrast, CSC); same: one crop twice (DepthContrast)
-
-
-def _voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
-    counts = np.maximum(np.bincount(inverse, minlength=num_voxels), 1)
-    return np.stack([np.bincount(inverse, weights=values[:, c], minlength=num_voxels) / counts
-                     for c in range(values.shape[1])], axis=1)
 
 
 def voxel_matches(pair: ViewPair, inverse_a: np.ndarray, inverse_b: np.ndarray,
@@ -97,7 +92,7 @@ def pair_sample(name: str, pair: ViewPair, preset: TrainPreset, rng: np.random.G
         out[f"{key}_coords"], out[f"{key}_feats"] = sample["coords"], feats
         inverses.append(sample["inverse"])
         if key == "a":
-            origin = _voxel_mean(view.origin, sample["inverse"], len(sample["coords"])) / preset.voxel_size_m
+            origin = voxel_mean(view.origin, sample["inverse"], len(sample["coords"])) / preset.voxel_size_m
     matches = voxel_matches(pair, inverses[0], inverses[1], rng)
     out["matches"] = matches
     out["match_origin"] = origin[matches[:, 0]].astype(np.float32)

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from baselines._train import STAGE, BackboneModule, OptimConfig, TrainedPretext
 from freepoint_bench.data.classes import S3DIS_CLASSES
+from freepoint_bench.data.transforms import voxel_majority
 from freepoint_bench.engine.checkpoints import code_version, data_description, input_metadata, input_preset
 from freepoint_bench.engine.data import EpochSampler, batch_to_device, collate, make_sample
 from freepoint_bench.engine.module import segmenter_config
@@ -141,15 +142,7 @@ def point_classes(semantic: np.ndarray, lookup: np.ndarray) -> np.ndarray:
 def voxel_labels(labels: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
     """Returns (M,) int64 the most frequent label of each voxel's labelled points (ties: the smallest label),
     -1 for voxels holding no labelled point. labels: (N,) int64, -1 = ignore; inverse: (N,) voxel per point."""
-    out = np.full(num_voxels, IGNORE, dtype=np.int64)
-    keep = labels >= 0
-    if not keep.any():
-        return out
-    width = int(labels[keep].max()) + 1
-    counts = np.bincount(inverse[keep] * width + labels[keep], minlength=num_voxels * width).reshape(num_voxels, width)
-    has = counts.sum(axis=1) > 0
-    out[has] = counts[has].argmax(axis=1)  # argmax returns the first (smallest) label among ties
-    return out
+    return voxel_majority(labels, inverse, num_voxels, count_unlabelled=False)
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -9,7 +9,7 @@ import numpy as np
 
 from freepoint_bench.errors import ConfigError, DataError
 
-__all__ = ["augment", "normalize_xyz", "random_view_pair", "voxelize"]
+__all__ = ["augment", "normalize_xyz", "random_view_pair", "voxel_majority", "voxel_mean", "voxelize"]
 
 
 def voxelize(xyz: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -28,6 +28,8 @@ def voxelize(xyz: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray
         raise ConfigError(f"voxelize: voxel_size must be a positive number of metres, got {voxel_size!r}")
     if len(xyz) == 0:
         return np.zeros((0, 3), np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if not np.isfinite(xyz).all():
+        raise DataError("voxelize: xyz has non-finite values; clean the scene before voxelising")
     grid = np.floor(xyz.astype(np.float64) / float(voxel_size)).astype(np.int64)
     if np.abs(grid).max() >= 2**31 - 1:
         raise ConfigError(
@@ -46,6 +48,43 @@ def voxelize(xyz: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray
     coords = grid[index].astype(np.int32)
     return coords, index.astype(np.int64), inverse.astype(np.int64)
 
+
+
+def voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
+    """Returns (M, C) float32: the mean of `values` (N, C) over the points of each voxel (`inverse` (N,) from
+    `voxelize`); 0 for a voxel with no point. Sums in float64, so the mean does not depend on point order."""
+    values = np.asarray(values)
+    counts = np.bincount(inverse, minlength=num_voxels).astype(np.float64)
+    out = np.empty((num_voxels, values.shape[1]), dtype=np.float64)
+    for j in range(values.shape[1]):
+        out[:, j] = np.bincount(inverse, weights=values[:, j], minlength=num_voxels)
+    return (out / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+
+
+def voxel_majority(
+    labels: np.ndarray, inverse: np.ndarray, num_voxels: int, count_unlabelled: bool = True
+) -> np.ndarray:
+    """Returns (M,) int64, the most frequent label of each voxel's points (ties: the smallest label).
+
+    labels: (N,) int64, -1 = unlabelled; inverse: (N,) voxel per point (from `voxelize`). With count_unlabelled
+    (instance targets) -1 competes like any label, so a voxel mostly of unlabelled points is unlabelled; without
+    (semantic targets) only labelled points vote and a voxel is -1 only when none of its points is labelled."""
+    labels = np.asarray(labels, dtype=np.int64)
+    inverse = np.asarray(inverse, dtype=np.int64)
+    keep = labels >= -1 if count_unlabelled else labels >= 0
+    out = np.full(num_voxels, -1, dtype=np.int64)
+    if not keep.any():
+        return out
+    shifted = labels[keep] + 1  # -1 → 0
+    width = int(shifted.max()) + 1
+    uniq, counts = np.unique(inverse[keep] * width + shifted, return_counts=True)
+    vox, lab = uniq // width, uniq % width
+    order = np.lexsort((lab, -counts, vox))  # per voxel: most votes first, then the smallest label
+    vox, lab = vox[order], lab[order]
+    first = np.ones(len(vox), dtype=bool)
+    first[1:] = vox[1:] != vox[:-1]
+    out[vox[first]] = lab[first] - 1
+    return out
 
 def rotation_z(angle: float) -> np.ndarray:
     """Returns the (3, 3) float64 matrix of a rotation by `angle` radians about the z axis."""

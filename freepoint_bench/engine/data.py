@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from freepoint_bench.data.scene import Scene
-from freepoint_bench.data.transforms import augment, normalize_xyz, voxelize
+from freepoint_bench.data.transforms import augment, normalize_xyz, voxel_majority, voxel_mean, voxelize
 from freepoint_bench.engine.presets import AugmentConfig, TrainPreset
 from freepoint_bench.errors import DataError
 from freepoint_bench.freepoint.pipeline import load_pseudo_labels
@@ -148,31 +148,6 @@ def augment_points(
     )
 
 
-def _voxel_mean(values: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
-    counts = np.bincount(inverse, minlength=num_voxels).astype(np.float64)
-    out = np.empty((num_voxels, values.shape[1]), dtype=np.float64)
-    for j in range(values.shape[1]):
-        out[:, j] = np.bincount(inverse, weights=values[:, j], minlength=num_voxels)
-    return (out / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
-
-
-def _voxel_majority(labels: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
-    """Returns (M,) int64 the most frequent label per voxel (-1 counts as a label; ties → smallest)."""
-    shifted = labels + 1  # -1 → 0
-    width = int(shifted.max()) + 1
-    pair = inverse.astype(np.int64) * width + shifted
-    uniq, counts = np.unique(pair, return_counts=True)
-    vox, lab = uniq // width, uniq % width
-    # stable sort by (voxel, -count): the first row of each voxel is its majority label
-    order = np.lexsort((lab, -counts, vox))
-    vox, lab = vox[order], lab[order]
-    first = np.ones(len(vox), dtype=bool)
-    first[1:] = vox[1:] != vox[:-1]
-    out = np.full(num_voxels, 0, dtype=np.int64)
-    out[vox[first]] = lab[first]
-    return out - 1
-
-
 def feature_channels(preset: TrainPreset) -> int:
     """Returns C, the number of input feature channels a preset produces (3 rgb + 3 xyz if enabled)."""
     return 6 if preset.use_xyz_features else 3
@@ -201,9 +176,9 @@ def make_sample(
     norm = normalize_xyz(xyz, preset.position_scale_m)  # (N', 3) the xyz input features, [-0.5, 0.5] per box
     coords, _, inverse = voxelize(xyz, preset.voxel_size_m)
     num_voxels = len(coords)
-    feats = [_voxel_mean(rgb, inverse, num_voxels) - 0.5]
+    feats = [voxel_mean(rgb, inverse, num_voxels) - 0.5]
     if preset.use_xyz_features:
-        feats.append(_voxel_mean(norm, inverse, num_voxels))
+        feats.append(voxel_mean(norm, inverse, num_voxels))
     sample: dict[str, Any] = {
         "name": scene.name,
         "coords": coords.astype(np.int32),
@@ -219,7 +194,7 @@ def make_sample(
     ignored = None if targets.ignore is None else targets.ignore[point_index]
     if ignored is not None:
         inst = np.where(ignored, -1, inst)
-    vox_label = _voxel_majority(inst, inverse, num_voxels)
+    vox_label = voxel_majority(inst, inverse, num_voxels)
     ids, sizes = np.unique(vox_label[vox_label >= 0], return_counts=True)
     ids = ids[sizes >= preset.min_instance_voxels]
     masks = vox_label[None, :] == ids[:, None]  # (K, M) bool

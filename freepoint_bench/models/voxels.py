@@ -1,4 +1,4 @@
-"""Voxel batches for the segmenter: voxelisation with a point->voxel map, row matching between levels."""
+"""Voxel batches for the segmenter (voxelised by data.transforms.voxelize), row matching between levels."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from freepoint_bench.data.transforms import voxel_mean, voxelize
 from freepoint_bench.errors import DataError
 
 
@@ -43,21 +44,6 @@ class SparseBatch:
         )
 
 
-def voxelize(xyz: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (voxel coords (M, 3) int32 >= 0, point_to_voxel (N,) int64) for points xyz (N, 3) in metres."""
-    xyz = np.asarray(xyz)
-    if xyz.ndim != 2 or xyz.shape[1] != 3 or len(xyz) == 0:
-        raise DataError(f"voxelize: xyz must be a non-empty (N, 3) array, got shape {xyz.shape}")
-    if not np.isfinite(xyz).all():
-        raise DataError("voxelize: xyz has non-finite values; clean the scene before voxelising")
-    if voxel_size <= 0:
-        raise DataError(f"voxelize: voxel_size must be > 0 metres, got {voxel_size}")
-    grid = np.floor(xyz / voxel_size).astype(np.int64)
-    grid -= grid.min(axis=0)
-    coords, point_to_voxel = np.unique(grid, axis=0, return_inverse=True)
-    return coords.astype(np.int32), point_to_voxel.reshape(-1).astype(np.int64)
-
-
 def collate(xyz: list[np.ndarray], feats: list[np.ndarray], voxel_size: float) -> SparseBatch:
     """Returns a SparseBatch of scenes (xyz (N_b, 3) metres, feats (N_b, C)), features averaged per voxel."""
     if len(xyz) != len(feats) or not xyz:
@@ -67,12 +53,12 @@ def collate(xyz: list[np.ndarray], feats: list[np.ndarray], voxel_size: float) -
         f = np.asarray(f, dtype=np.float32)
         if f.ndim != 2 or len(f) != len(x):
             raise DataError(f"collate: scene {b} has {len(x)} points but feats of shape {f.shape}")
-        coords, inverse = voxelize(x, voxel_size)
-        sums = np.zeros((len(coords), f.shape[1]), dtype=np.float64)
-        np.add.at(sums, inverse, f)
-        counts = np.bincount(inverse, minlength=len(coords))[:, None]
+        coords, _, inverse = voxelize(x, voxel_size)
+        if len(coords) == 0:
+            raise DataError(f"collate: scene {b} has no points; drop empty scenes before batching")
+        coords = coords - coords.min(axis=0)  # backends take non-negative coordinates
         all_coords.append(np.concatenate([np.full((len(coords), 1), b, np.int32), coords], axis=1))
-        all_feats.append((sums / counts).astype(np.float32))
+        all_feats.append(voxel_mean(f, inverse, len(coords)))
         p2v.append(torch.from_numpy(inverse))
         pxyz.append(torch.from_numpy(np.asarray(x, dtype=np.float32)))
     return SparseBatch(

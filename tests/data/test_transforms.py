@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from freepoint_bench.data.transforms import augment, normalize_xyz, random_view_pair, voxelize
+from freepoint_bench.data.transforms import (
+    augment,
+    normalize_xyz,
+    random_view_pair,
+    voxel_majority,
+    voxel_mean,
+    voxelize,
+)
 from freepoint_bench.errors import ConfigError, DataError
 
 
@@ -125,3 +132,35 @@ def test_normalize_xyz_fixed_scale():
     np.testing.assert_allclose(normalize_xyz(xyz, 4.0), [[-0.25, -0.125, -0.0625], [0.25, 0.125, 0.0625]])
     with pytest.raises(DataError, match="scale"):
         normalize_xyz(xyz, 0.0)
+
+
+@pytest.mark.parametrize("count_unlabelled", [True, False])
+def test_voxel_majority_brute_force(count_unlabelled):
+    rng = np.random.default_rng(3)
+    inverse = rng.integers(0, 20, 500)
+    labels = rng.integers(-1, 4, 500)
+    labels[inverse == 7] = -1  # a voxel of unlabelled points only
+    got = voxel_majority(labels, inverse, 21, count_unlabelled=count_unlabelled)
+    assert got[20] == -1 and got[7] == -1  # an empty voxel, an all-unlabelled one
+    for v in range(20):
+        sel = labels[inverse == v]
+        sel = sel if count_unlabelled else sel[sel >= 0]
+        if len(sel) == 0:
+            continue
+        values, counts = np.unique(sel, return_counts=True)
+        assert got[v] == values[counts == counts.max()].min()
+
+
+def test_voxel_mean_brute_force_and_empty_voxels():
+    rng = np.random.default_rng(4)
+    inverse = rng.integers(0, 10, 200)
+    values = rng.normal(size=(200, 3))
+    got = voxel_mean(values, inverse, 11)
+    assert got.dtype == np.float32 and got[10].tolist() == [0.0, 0.0, 0.0]
+    for v in range(10):
+        np.testing.assert_allclose(got[v], values[inverse == v].mean(axis=0), rtol=1e-5)
+
+
+def test_voxelize_refuses_non_finite_coordinates():
+    with pytest.raises(DataError, match="non-finite"):
+        voxelize(np.array([[0.0, 0.0, np.nan]]), 0.1)

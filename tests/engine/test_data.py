@@ -14,7 +14,6 @@ from freepoint_bench.engine.data import (
     SceneDataModule,
     SceneDataset,
     Targets,
-    _voxel_majority,
     collate,
     crop_points,
     feature_channels,
@@ -37,19 +36,6 @@ class ArrayTargets:
 
     def describe(self) -> dict:
         return {"kind": "test"}
-
-
-def test_voxel_majority_brute_force():
-    rng = np.random.default_rng(3)
-    inverse = rng.integers(0, 20, 500)
-    labels = rng.integers(-1, 4, 500)
-    got = _voxel_majority(labels, inverse, 20)
-    for v in range(20):
-        sel = labels[inverse == v]
-        if len(sel) == 0:
-            continue
-        values, counts = np.unique(sel, return_counts=True)
-        assert got[v] == values[counts == counts.max()].min()
 
 
 def test_sample_without_augmentation_matches_independent_voxelisation(make_room):

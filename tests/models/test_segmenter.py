@@ -21,7 +21,7 @@ from freepoint_bench.models.decoder import (
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.models.segmenter import TINY, InstanceSegmenter, SegmenterConfig, SegmenterOutput
-from freepoint_bench.models.voxels import collate, voxelize
+from freepoint_bench.models.voxels import collate
 
 BOXES = [
     ((0.5, 0.5, 0.2), (0.3, 0.3, 0.4)),
@@ -46,14 +46,16 @@ def _scene(seed: int = 0, n_floor: int = 300, n_box: int = 150):
     return xyz, rgb, inst
 
 
-def test_voxelize_maps_every_point_to_its_voxel():
+def test_collate_maps_every_point_to_its_voxel_with_non_negative_coords_and_mean_features():
     xyz = np.array([[0.01, 0.01, 0.01], [0.04, 0.02, 0.0], [0.12, 0.0, 0.0], [-0.1, 0.0, 0.0]], np.float32)
-    coords, p2v = voxelize(xyz, 0.05)
+    feats = np.array([[1.0], [3.0], [5.0], [7.0]], np.float32)
+    batch = collate([xyz, xyz], [feats, feats], 0.05)
+    coords, p2v = batch.coords[batch.coords[:, 0] == 1, 1:].numpy(), batch.point_to_voxel[1].numpy()
     assert coords.min() == 0 and len(coords) == 3
     assert p2v[0] == p2v[1] and len({p2v[0], p2v[2], p2v[3]}) == 3
-    np.testing.assert_array_equal(
-        coords[p2v], np.floor(xyz / 0.05).astype(int) - np.floor(xyz / 0.05).min(0).astype(int)
-    )
+    grid = np.floor(xyz.astype(np.float64) / 0.05).astype(int)  # divided in float64, as data.transforms.voxelize
+    np.testing.assert_array_equal(coords[p2v], grid - grid.min(0))
+    assert batch.feats[batch.coords[:, 0] == 1][p2v].flatten().tolist() == [2.0, 2.0, 5.0, 7.0]
 
 
 def test_fps_spreads_and_repeats_when_short():
