@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from freepoint_bench.data import catalogue
 from freepoint_bench.errors import ConfigError, DataError, FreePointError
 from freepoint_bench.parallel import parse_shard, take_shard
 
@@ -45,7 +46,7 @@ app.add_typer(data_app, name="data")
 DEFAULT_CACHE = Path("cache")
 
 DatasetOpt = Annotated[
-    str, typer.Option("--dataset", "-d", help="Dataset: s3dis, scannet, scannet-npy, ply or synthetic.")
+    str, typer.Option("--dataset", "-d", help=f"Dataset: {catalogue.or_list(catalogue.names())}.")
 ]
 RootOpt = Annotated[
     Path | None,

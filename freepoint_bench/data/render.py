@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from plyfile import PlyData, PlyElement  # noqa: E402
 
 from freepoint_bench.atomic import atomic_path  # noqa: E402
-from freepoint_bench.data.classes import S3DIS_CLASSES  # noqa: E402
+from freepoint_bench.data import catalogue  # noqa: E402
 from freepoint_bench.data.scene import Scene  # noqa: E402
 from freepoint_bench.errors import ConfigError, DataError  # noqa: E402
 
@@ -170,17 +170,19 @@ def render_scene(
     if title is None:
         title = f"{scene.name} ({'labels' if labels is not None else color_by})"
     fig.suptitle(title, fontsize=12)
-    if color_by == "semantic" and labels is None and scene.meta.get("dataset") in ("s3dis", "synthetic"):
-        _semantic_legend(fig, scene.semantic)
+    entry = catalogue.find(scene.meta.get("dataset"))
+    if color_by == "semantic" and labels is None and entry is not None and entry.classes is not None \
+            and entry.classes.semantic_names is not None:
+        _semantic_legend(fig, scene.semantic, entry.classes.semantic_names)
     return _save(fig, out_png)
 
 
-def _semantic_legend(fig, semantic: np.ndarray) -> None:
+def _semantic_legend(fig, semantic: np.ndarray, names: tuple[str, ...]) -> None:
     from matplotlib.patches import Patch
 
-    ids = [i for i in np.unique(semantic) if 0 <= i < len(S3DIS_CLASSES)]
+    ids = [i for i in np.unique(semantic) if 0 <= i < len(names)]
     colors = label_colors(np.array(ids, dtype=np.int64))
-    handles = [Patch(color=c, label=S3DIS_CLASSES[i]) for i, c in zip(ids, colors, strict=True)]
+    handles = [Patch(color=c, label=names[i]) for i, c in zip(ids, colors, strict=True)]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
 
 

@@ -1,29 +1,42 @@
 """Train / val / test membership of scenes; rooms, not scans, are the unit of a split.
 
-- s3dis: Area 5 is val (the paper's evaluation area), every other area train.
-- scannet, scannet-npy: a user's split file ``scene_splits.txt`` (lines ``<scene> <train|val|test>``) in the
-  data root or its parent when there is one; else the official ``scannetv2_train.txt`` /
-  ``scannetv2_val.txt`` lists, searched in the data root, its parent, then the copy shipped in
-  ``freepoint_bench/data/splits/``. ScanNet scans (``sceneXXXX_YY``) in no list follow the other scans of
-  their room, else are test scans (ScanNet's hidden test set); scans with other names (a user's own
-  exports in the VoteNet layout) in no list are test scans too, with one warning per data root. Lists
-  that overlap (a scan or room in both) are reported and replaced by the packaged official lists, so a
-  held-out room never leaks into training; a user split file that puts one room in two splits is an error.
-- synthetic: decided by ``freepoint_bench.data.synthetic.split_of_synthetic`` (train if it is absent).
-- ply: train (users' own scans carry no benchmark split).
+Which rule a dataset follows is its catalogue entry's (`freepoint_bench.data.catalogue`); the rules are here:
+
+- `s3dis_split`: Area 5 is val (the paper's evaluation area), every other area train.
+- `scannet_split` (scannet, scannet-npy): a user's split file ``scene_splits.txt`` (lines
+  ``<scene> <train|val|test>``) in the data root or its parent when there is one; else the official
+  ``scannetv2_train.txt`` / ``scannetv2_val.txt`` lists, searched in the data root, its parent, then the copy
+  shipped in ``freepoint_bench/data/splits/``. ScanNet scans (``sceneXXXX_YY``) in no list follow the other scans
+  of their room, else are test scans (ScanNet's hidden test set); scans with other names (a user's own exports
+  in the VoteNet layout) in no list are test scans too, with one warning per data root. Lists that overlap (a
+  scan or room in both) are reported and replaced by the packaged official lists, so a held-out room never leaks
+  into training; a user split file that puts one room in two splits is an error.
+- synthetic: ``freepoint_bench.data.synthetic.split_of_synthetic``; ply: every scene train (users' own scans
+  carry no benchmark split).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
-import re
 from pathlib import Path
 
+from freepoint_bench.data import catalogue
+from freepoint_bench.data.catalogue import room_of
 from freepoint_bench.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SPLITS",
+    "find_scannet_lists",
+    "find_user_split_file",
+    "room_of",
+    "s3dis_split",
+    "scannet_split",
+    "scenes_in_split",
+    "split_of",
+]
 
 SPLITS = ("train", "val", "test")
 S3DIS_VAL_AREA = 5  # §4: S3DIS Area 5 is the evaluation area
@@ -31,44 +44,19 @@ SCANNET_LISTS = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt"}
 USER_SPLIT_FILE = "scene_splits.txt"  # a user's own split: one "<scene> <train|val|test>" per line
 PACKAGED_LISTS = Path(__file__).with_name("splits")
 
-_SCAN_RE = re.compile(r"^(scene\d{4})_\d{2}$")
-_AREA_RE = re.compile(r"^Area_(\d+)(?:/|$)")
-
-
-def room_of(scene_name: str) -> str:
-    """Returns the room of a scan: ``scene0000_01`` → ``scene0000``; any other name is its own room."""
-    match = _SCAN_RE.match(scene_name)
-    return match[1] if match else scene_name
-
-
-def _canonical(dataset: str) -> str:
-    return dataset.strip().lower().replace("_", "-")
-
 
 def split_of(dataset: str, scene_name: str, root: Path | None = None) -> str:
     """Returns "train", "val" or "test" for `scene_name` of `dataset` (root: where split lists may be)."""
-    key = _canonical(dataset)
-    if key == "s3dis":
-        match = _AREA_RE.match(scene_name)
-        if match is None:
-            raise DataError(
-                f"S3DIS scene name {scene_name!r} does not start with Area_N; expected Area_N/<room>"
-            )
-        return "val" if int(match[1]) == S3DIS_VAL_AREA else "train"
-    if key in ("scannet", "scannet-npy"):
-        return _scannet_split(scene_name, root)
-    if key == "synthetic":
-        try:
-            module = importlib.import_module("freepoint_bench.data.synthetic")
-        except ImportError:
-            return "train"
-        decide = getattr(module, "split_of_synthetic", None)
-        return decide(scene_name) if decide is not None else "train"
-    if key == "ply":
-        return "train"
-    raise ConfigError(
-        f"no split rule for dataset {dataset!r}; known: s3dis, scannet, scannet-npy, synthetic, ply"
-    )
+    return catalogue.get(dataset).split_of(scene_name, root)
+
+
+def s3dis_split(scene_name: str, root: Path | None = None) -> str:
+    """Returns "val" for the rooms of S3DIS Area 5, "train" for the others; DataError for a name not Area_N/..."""
+    del root  # the areas are the split
+    match = catalogue.S3DIS_AREA.match(scene_name)
+    if match is None:
+        raise DataError(f"S3DIS scene name {scene_name!r} does not start with Area_N; expected Area_N/<room>")
+    return "val" if int(match[2]) == S3DIS_VAL_AREA else "train"
 
 
 def scenes_in_split(dataset: str, names: list[str], split: str, root: Path | None = None) -> list[str]:
@@ -98,7 +86,8 @@ def find_user_split_file(root: Path | None) -> Path | None:
     return None
 
 
-def _scannet_split(scene_name: str, root: Path | None) -> str:
+def scannet_split(scene_name: str, root: Path | None = None) -> str:
+    """Returns the split of a ScanNet scan (or a user's export in a ScanNet layout); see the module's docstring."""
     user = find_user_split_file(root)
     if user is not None:
         membership = _load_user_split(str(user), user.stat().st_mtime)
@@ -111,7 +100,7 @@ def _scannet_split(scene_name: str, root: Path | None) -> str:
     room = room_of(scene_name)
     if room in membership:
         return membership[room]
-    if not _SCAN_RE.match(scene_name):
+    if room == scene_name:  # not a ScanNet scan name
         _warn_unlisted(str(root), scene_name, where)
     return "test"
 

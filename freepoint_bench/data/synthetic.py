@@ -1,7 +1,7 @@
 """Procedurally generated indoor rooms labelled like S3DIS, and the "synthetic" dataset built from them.
 
     scene = generate_room(seed=3)                       # one room, fully determined by the seed
-    reader = get_reader("synthetic")                    # the dataset: synth_0000, synth_0001, ...
+    reader = catalogue.get("synthetic").open_reader()   # the dataset: synth_0000, synth_0001, ...
     write_synthetic_s3dis(root, num_rooms=6, seed=0)    # the same rooms in the raw S3DIS layout
 
 A room is an axis-aligned box (x in [0, L], y in [0, W], z in [0, H], metres) with a floor, four walls and
@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_SEED",
     "SyntheticConfig",
     "SyntheticReader",
+    "cache_key",
     "generate_room",
     "read_dataset_settings",
     "scene_name",
@@ -691,8 +692,9 @@ def _index_of(name: str) -> int:
     return int(match[1])
 
 
-def split_of_synthetic(name: str) -> str:
+def split_of_synthetic(name: str, root: Path | None = None) -> str:
     """Returns "val" for every 4th synthetic scene (index % 4 == 3, i.e. 25 %), "train" for the others."""
+    del root  # the split depends on the index only, whatever the dataset's settings
     return "val" if _index_of(name) % VAL_EVERY == VAL_EVERY - 1 else "train"
 
 
@@ -722,6 +724,13 @@ def read_dataset_settings(root: Path | None) -> tuple[int, int, SyntheticConfig]
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{path}: {problems}; fix the value or delete it for the default") from exc
     return num_scenes, seed, config
+
+
+def cache_key(root: Path | None) -> list:
+    """Returns what the scene cache of the dataset in `root` is keyed by: its settings (an edited synthetic.toml
+    means new scenes), not where they are written."""
+    num_scenes, seed, config = read_dataset_settings(None if root is None else Path(root))
+    return [num_scenes, seed, config.model_dump()]
 
 
 class SyntheticReader:
@@ -809,11 +818,3 @@ def write_synthetic_s3dis(
             progress(i + 1, names[-1])
     return names
 
-
-def _register() -> None:
-    from freepoint_bench.data.readers import register_reader
-
-    register_reader(SyntheticReader())
-
-
-_register()

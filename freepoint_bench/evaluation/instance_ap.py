@@ -35,13 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from freepoint_bench.data.classes import (
-    S3DIS_CLASS_ID,
-    S3DIS_CLASSES,
-    S3DIS_STRUCTURE,
-    SCANNET_INSTANCE_IDS,
-    SCANNET_INSTANCE_NAMES,
-)
+from freepoint_bench.data import catalogue
+from freepoint_bench.data.catalogue import S3DIS_VOCABULARY, SCANNET_VOCABULARY, Vocabulary
+from freepoint_bench.data.classes import S3DIS_STRUCTURE
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation.predictions import Predictions
 
@@ -83,9 +79,15 @@ class EvalSpec:
         return ("object",) if self.class_agnostic else self.class_names
 
 
+def vocabulary_spec(vocab: Vocabulary, class_agnostic: bool = False, min_region_size: int = 100) -> EvalSpec:
+    """Returns the spec of a class vocabulary: its classes, less its agnostic_void ones when class-agnostic."""
+    ids, names = vocab.evaluated(class_agnostic)
+    return EvalSpec(ids, names, class_agnostic, min_region_size, vocab.name)
+
+
 def scannet_spec(class_agnostic: bool = False, min_region_size: int = 100) -> EvalSpec:
     """Returns the ScanNet v2 benchmark spec: the 18 NYU40 instance classes, the rest void."""
-    return EvalSpec(SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES, class_agnostic, min_region_size, "scannet")
+    return vocabulary_spec(SCANNET_VOCABULARY, class_agnostic, min_region_size)
 
 
 def s3dis_spec(
@@ -96,29 +98,29 @@ def s3dis_spec(
 ) -> EvalSpec:
     """Returns the S3DIS spec: the 13 classes (ids 0..12); clutter and/or structure
     (ceiling, floor, wall, beam, column) optionally void, e.g. to score class-agnostic object masks."""
-    names = [
-        c
-        for c in S3DIS_CLASSES
+    vocab = S3DIS_VOCABULARY
+    kept = [
+        (i, c)
+        for i, c in zip(vocab.class_ids, vocab.class_names, strict=True)
         if not (clutter_void and c == "clutter") and not (structure_void and c in S3DIS_STRUCTURE)
     ]
-    return EvalSpec(tuple(S3DIS_CLASS_ID[c] for c in names), tuple(names), class_agnostic, min_region_size, "s3dis")
+    return EvalSpec(tuple(i for i, _ in kept), tuple(c for _, c in kept), class_agnostic, min_region_size,
+                    vocab.name)
 
 
 def dataset_spec(dataset: str, class_agnostic: bool = False, min_region_size: int = 100) -> EvalSpec:
-    """Returns the spec the scenes of `dataset` are scored with (scannet, scannet-npy, s3dis, synthetic).
+    """Returns the spec the scenes of `dataset` are scored with: its catalogue entry's class vocabulary.
 
     ScanNet: the benchmark's 18 instance classes, the rest void. S3DIS and the synthetic rooms (labelled
     like S3DIS): the 13 classes; class-agnostic, structure (ceiling, floor, wall, beam, column) and clutter
     are void, so every other instance is one "object" to find.
     """
-    key = dataset.strip().lower().replace("_", "-")
-    if key in ("scannet", "scannet-npy"):
-        return scannet_spec(class_agnostic, min_region_size)
-    if key in ("s3dis", "synthetic"):
-        return s3dis_spec(class_agnostic, class_agnostic, class_agnostic, min_region_size)
-    raise ConfigError(
-        f"dataset {dataset!r} has no ground truth to evaluate; use scannet, scannet-npy, s3dis or synthetic"
-    )
+    entry = catalogue.find(dataset)
+    if entry is None or entry.classes is None:
+        what = "unknown dataset" if entry is None else "dataset"
+        usable = catalogue.or_list(catalogue.evaluable())
+        raise ConfigError(f"{what} {dataset!r} has no ground truth to evaluate; use {usable}")
+    return vocabulary_spec(entry.classes, class_agnostic, min_region_size)
 
 
 @dataclass

@@ -23,11 +23,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from freepoint_bench.data.classes import (
-    S3DIS_CLASSES,
-    SCANNET_INSTANCE_IDS,
-    SCANNET_INSTANCE_NAMES,
-)
+from freepoint_bench.data import catalogue
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.checkpoints import load_model
 from freepoint_bench.engine.data import SceneDataModule, Targets, collate, make_sample
@@ -36,7 +32,7 @@ from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.evaluation import EvalResult, EvalSpec, Predictions, evaluate
-from freepoint_bench.evaluation.instance_ap import s3dis_spec, scannet_spec
+from freepoint_bench.evaluation.instance_ap import vocabulary_spec
 from freepoint_bench.harness.protocol import EvalRules, instance_name
 from freepoint_bench.models.checkpoint import load_into
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
@@ -110,17 +106,15 @@ def finetune_config(preset: str = "cpu-small", **overrides: Any) -> FinetuneConf
 
 
 def class_vocabulary(rules: EvalRules) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """Returns (dataset semantic ids, names) of the classes a protocol trains and scores, in class-index order."""
-    if rules.classes == "s3dis":
-        return tuple(range(len(S3DIS_CLASSES))), S3DIS_CLASSES
-    return SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES
+    """Returns (dataset semantic ids, names) of the classes a protocol trains and scores, in class-index order (the
+    catalogue's vocabulary the rules name)."""
+    vocab = catalogue.vocabulary(rules.classes)
+    return vocab.class_ids, vocab.class_names
 
 
 def eval_spec(rules: EvalRules) -> EvalSpec:
     """Returns the evaluator spec of a protocol's rules (semantic mode, every class of the vocabulary)."""
-    if rules.classes == "s3dis":
-        return s3dis_spec(min_region_size=rules.min_region_size)
-    return scannet_spec(min_region_size=rules.min_region_size)
+    return vocabulary_spec(catalogue.vocabulary(rules.classes), min_region_size=rules.min_region_size)
 
 
 # what becomes of an instance of a room under a protocol

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freepoint_bench.data import catalogue
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.harness.cells import fold_data
 from freepoint_bench.harness.protocol import (
@@ -208,11 +209,10 @@ def _one_line(e: Exception) -> str:
 
 
 def _list_scenes(dataset: str, root: Path | None) -> list[str]:
-    from freepoint_bench.data.readers import get_reader
-
-    if root is not None and dataset != "synthetic" and not Path(root).exists():
+    entry = catalogue.get(dataset)
+    if root is not None and entry.needs_root and not Path(root).exists():
         raise DataError(f"{root}: data root does not exist")
-    return get_reader(dataset).list_scenes(None if root is None else Path(root))
+    return entry.open_reader().list_scenes(None if root is None else Path(root))
 
 
 def _protocol_data(name: str, opts: RunOptions) -> _ProtocolData:
@@ -253,11 +253,11 @@ def _fold_scenes(data: _ProtocolData, fold: int) -> tuple[list[str], list[str]]:
         fd = fold_data(spec, names, data.split, fold)
         return fd.train, fd.eval
     train_groups, eval_groups = spec.fold_groups(fold)  # a split still to freeze: the groups must be there
-    missing = [g for g in [*eval_groups, *train_groups] if not scenes_of(names, [g])]
+    missing = [g for g in [*eval_groups, *train_groups] if not scenes_of(names, [g], spec.dataset)]
     if missing:
         raise DataError(f"protocol {spec.name}: the data hold no scene of the groups {missing}; point --root at a "
                         "complete copy")
-    return scenes_of(names, train_groups), scenes_of(names, eval_groups)
+    return scenes_of(names, train_groups, spec.dataset), scenes_of(names, eval_groups, spec.dataset)
 
 
 def _steps(epochs: int, scenes: int, batch_size: int) -> int:
@@ -385,7 +385,7 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
                 continue
         for f in range(len(folds)):
             if rec.pretrain_dataset == TRAIN_SCENES:  # every training scene of the fold, labels unused
-                names, store_root = scenes_of(data.names, spec.fold_groups(f)[0]), data.store_root
+                names, store_root = scenes_of(data.names, spec.fold_groups(f)[0], spec.dataset), data.store_root
             else:
                 names, store_root = pretrain_data[key]
             run_dir = pretrain_run_dir(opts.runs, task.method, config, names, store_root)

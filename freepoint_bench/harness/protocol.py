@@ -27,16 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from freepoint_bench.atomic import write_text
+from freepoint_bench.data import catalogue
 from freepoint_bench.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,14 @@ class EvalRules(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    classes: Literal["s3dis", "scannet"] = "s3dis"  # class vocabulary: S3DIS's 13, ScanNet's 18 instance classes
+    classes: str = "s3dis"  # a catalogue class vocabulary: s3dis (S3DIS's 13), scannet (ScanNet's 18 instance classes)
     min_region_size: int = Field(100, ge=1)  # GT instances / predictions below this many points are dropped
+
+    @field_validator("classes")
+    @classmethod
+    def _known_vocabulary(cls, value: str) -> str:
+        catalogue.vocabulary(value)  # ConfigError naming the vocabularies there are
+        return value
 
 
 class ProtocolSpec(BaseModel):
@@ -66,7 +72,7 @@ class ProtocolSpec(BaseModel):
 
     name: str
     description: str = ""
-    dataset: str  # reader name: s3dis, scannet-npy, scannet, synthetic
+    dataset: str  # a catalogue dataset: s3dis, scannet-npy, scannet, synthetic
     default_root: str | None = None  # used when no --root is given (relative paths: to the repository)
     train_groups: list[str] = []  # scene groups trained on (Area_N for S3DIS, sceneXXXX rooms for ScanNet)
     eval_groups: list[str] = []  # scene groups evaluated on (never trained on)
@@ -233,24 +239,17 @@ def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
 
 # ---------------------------------------------------------------------------------------------- scene groups
 
-_AREA_RE = re.compile(r"^(Area_\d+)/")
-_SCAN_RE = re.compile(r"^(scene\d{4})_\d{2}$")
+def group_of(scene_name: str, dataset: str | None = None) -> str:
+    """Returns the scene group of a name (the catalogue's rule: ``Area_N`` for S3DIS's ``Area_N/room``,
+    ``sceneXXXX`` for ScanNet scans ``sceneXXXX_YY``, else the name itself): under `dataset`'s rule when given,
+    else under the rule of the first catalogue entry matching the name."""
+    return catalogue.group_of(scene_name, dataset)
 
 
-def group_of(scene_name: str) -> str:
-    """Returns the scene group of a name: ``Area_N`` for S3DIS (``Area_N/room``), ``sceneXXXX`` for ScanNet
-    scans (``sceneXXXX_YY``), else the name itself (every other scan is its own group)."""
-    m = _AREA_RE.match(scene_name)
-    if m:
-        return m[1]
-    m = _SCAN_RE.match(scene_name)
-    return m[1] if m else scene_name
-
-
-def scenes_of(names: Iterable[str], groups: Iterable[str]) -> list[str]:
-    """Returns the sorted names whose group is in `groups`."""
+def scenes_of(names: Iterable[str], groups: Iterable[str], dataset: str | None = None) -> list[str]:
+    """Returns the sorted names whose group (group_of, under `dataset`'s rule when given) is in `groups`."""
     wanted = set(groups)
-    return sorted(n for n in names if group_of(n) in wanted)
+    return sorted(n for n in names if group_of(n, dataset) in wanted)
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -322,7 +321,8 @@ def instance_name(scene: Any, inst: int, names: Sequence[str] | None = None) -> 
         if not 0 <= inst < len(names):
             raise DataError(f"scene {scene.name}: instance {inst} has no recorded name; re-prepare the scene cache")
         return str(names[inst])
-    if scene.meta.get("dataset") == "s3dis":
+    entry = catalogue.find(scene.meta.get("dataset"))
+    if entry is not None and entry.instance_names:
         raise DataError(f"scene {scene.name}: cached by an older version without instance names; delete the "
                         "scene cache folder and rerun `bench.py data prepare`")
     return str(inst)
@@ -409,7 +409,7 @@ def scenes_split(spec: ProtocolSpec, candidates: Sequence[str]) -> dict[str, Any
     """Returns the selection of a scenes protocol over `candidates` (the training groups' scene names)."""
     if spec.unit != "scenes":
         raise ConfigError(f"protocol {spec.name} selects {spec.unit}, not scenes")
-    pool = scenes_of(candidates, spec.all_train_groups)
+    pool = scenes_of(candidates, spec.all_train_groups, spec.dataset)
     if not pool:
         raise DataError(f"protocol {spec.name}: no scenes of the training groups {spec.all_train_groups}")
     return {"candidates": len(pool), "train_scenes": select_scenes(pool, spec.fraction, spec.selection_seed)}
@@ -420,7 +420,7 @@ def masks_split(spec: ProtocolSpec, store: Any, candidates: Sequence[str], class
     """Returns the selection of a masks protocol: every training scene's kept instance names (per class)."""
     if spec.unit != "masks":
         raise ConfigError(f"protocol {spec.name} selects {spec.unit}, not masks")
-    pool = scenes_of(candidates, spec.all_train_groups)
+    pool = scenes_of(candidates, spec.all_train_groups, spec.dataset)
     if not pool:
         raise DataError(f"protocol {spec.name}: no scenes of the training groups {spec.all_train_groups}")
     table = {}

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from freepoint_bench.atomic import open_lock, stable_hash
+from freepoint_bench.data import catalogue
 from freepoint_bench.data.open import open_dataset
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.harness.cells import Cell, run_cell
@@ -230,7 +231,7 @@ def open_protocol_data(spec: ProtocolSpec, opts: RunOptions,
                        progress: Callable[[int, int, str], None] | None = None) -> tuple[Any, list[str]]:
     """Returns (store, scene names) of the protocol's dataset (prepared into the cache when missing)."""
     root = protocol_root(spec, opts.root)
-    if spec.dataset != "synthetic" and not root.exists():
+    if catalogue.get(spec.dataset).needs_root and not root.exists():
         raise DataError(f"{root}: data root of protocol {spec.name} does not exist; pass --root <your copy of "
                         f"{spec.dataset}>")
     return open_dataset(spec.dataset, root, opts.cache, progress=progress)
@@ -272,12 +273,12 @@ def check_tasks(tasks: Sequence[Task], opts: RunOptions) -> None:
 def pretraining_scenes(dataset: str, root: Path | None) -> list[str]:
     """Returns the training-split scenes of a pretraining dataset found under root (listed, not prepared), as
     `bench.py pretrain` trains on (ScanNet: the 1201 scans of scannetv2_train.txt); DataError when there are none."""
-    from freepoint_bench.data.readers import get_reader
     from freepoint_bench.data.splits import scenes_in_split
 
-    if root is not None and dataset != "synthetic" and not Path(root).exists():
+    entry = catalogue.get(dataset)
+    if root is not None and entry.needs_root and not Path(root).exists():
         raise DataError(f"{root}: root of the pretraining dataset {dataset} does not exist; check --pretrain-root")
-    listed = get_reader(dataset).list_scenes(None if root is None else Path(root))
+    listed = entry.open_reader().list_scenes(None if root is None else Path(root))
     names = scenes_in_split(dataset, listed, "train", root)
     if not names:
         raise DataError(f"{root}: none of the {len(listed)} {dataset} scenes there is of the train split; check "
@@ -340,7 +341,8 @@ def fold_checkpoint(task: Task, spec: ProtocolSpec, fold: int, opts: RunOptions,
     else:
         if store is None or names is None:
             store, names = open_protocol_data(spec, opts)
-        p_store, p_names = store, scenes_of(names, spec.fold_groups(fold)[0])  # the fold's training rooms, unlabelled
+        # the fold's training rooms, unlabelled
+        p_store, p_names = store, scenes_of(names, spec.fold_groups(fold)[0], spec.dataset)
     return pretrain_checkpoint(task.method, p_store, p_names, opts, config, progress=progress)
 
 

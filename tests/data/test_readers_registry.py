@@ -1,15 +1,15 @@
-"""Reader registry: names, options, errors, and the lazily imported synthetic dataset."""
+"""Readers by dataset name (the catalogue's entries): names, options, errors, the lazily imported modules."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from freepoint_bench.data import readers
-from freepoint_bench.data.readers import Reader, get_reader, known_datasets, register_reader
-from freepoint_bench.data.scene import Scene
+from freepoint_bench.data import catalogue
+from freepoint_bench.data.catalogue import Dataset
+from freepoint_bench.data.readers import Reader, get_reader, known_datasets
 from freepoint_bench.errors import ConfigError
 
 
@@ -22,7 +22,7 @@ def test_builtin_readers_are_registered_under_their_names():
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown dataset 'kitti'; known datasets: .*s3dis.*scannet"):
+    with pytest.raises(ConfigError, match="unknown dataset 'kitti'; known datasets: .*scannet.*s3dis"):
         get_reader("kitti")
 
 
@@ -33,38 +33,29 @@ def test_options_build_a_new_reader_and_bad_options_are_config_errors():
         get_reader("scannet", colour=True)
 
 
-class _Toy:
-    name = "toy"
-
-    def list_scenes(self, root):
-        return ["only"]
-
-    def read_scene(self, root, name):
-        return Scene(name=name, xyz=np.zeros((1, 3)), rgb=np.zeros((1, 3)))
-
-
-def test_register_reader_and_lazy_import(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_READERS", dict(readers._READERS))
-    register_reader(_Toy())
-    assert get_reader("toy").list_scenes(tmp_path) == ["only"]
-    with pytest.raises(TypeError, match="not a Reader"):
-        register_reader(object())
-
-    # A module that registers itself on import, found only when its dataset is asked for.
-    (tmp_path / "fake_rooms_module.py").write_text(
-        "from freepoint_bench.data.readers import register_reader\n"
-        "class R:\n"
-        "    name = 'fake-rooms'\n"
-        "    def list_scenes(self, root): return ['r0']\n"
-        "    def read_scene(self, root, name): raise NotImplementedError\n"
-        "register_reader(R())\n"
+def test_a_reader_module_is_imported_only_when_its_dataset_is_opened():
+    code = (
+        "import sys\n"
+        "from freepoint_bench.data import catalogue\n"
+        "assert 'freepoint_bench.data.synthetic' not in sys.modules\n"
+        "assert 'freepoint_bench.data.readers.s3dis' not in sys.modules\n"
+        "catalogue.get('synthetic').open_reader()\n"
+        "assert 'freepoint_bench.data.synthetic' in sys.modules\n"
+        "assert 'freepoint_bench.data.readers.s3dis' not in sys.modules\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(
-        readers, "_LAZY_MODULES", {"fake-rooms": "fake_rooms_module", "gone": "no_such_mod_x"}
-    )
-    monkeypatch.delitem(sys.modules, "fake_rooms_module", raising=False)
-    assert "fake_rooms_module" not in sys.modules
-    assert get_reader("fake-rooms").list_scenes(tmp_path) == ["r0"]
-    with pytest.raises(ConfigError, match="needs module no_such_mod_x"):
-        get_reader("gone")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_reader_that_fails_to_import_or_is_no_reader_is_named():
+    broken = Dataset("broken-x", catalogue.lazy("no_such_mod_x:Reader"), "a reader that is not installed")
+    not_a_reader = Dataset("not-a-reader-x", object, "a factory of something else")
+    for entry in (broken, not_a_reader):
+        catalogue.register(entry)
+    try:
+        with pytest.raises(ConfigError, match="no_such_mod_x:Reader failed to import"):
+            get_reader("broken-x")
+        with pytest.raises(TypeError, match="not a Reader"):
+            get_reader("not-a-reader-x")
+    finally:
+        for entry in (broken, not_a_reader):
+            catalogue.unregister(entry.name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -142,19 +140,16 @@ def test_bad_user_split_files_are_refused_with_the_line(tmp_path, text, message)
         split_of("scannet-npy", "kitchen", tmp_path)
 
 
-def test_synthetic_asks_the_synthetic_module(monkeypatch):
-    fake = types.ModuleType("freepoint_bench.data.synthetic")
-    fake.split_of_synthetic = lambda name: "val" if name.endswith("7") else "train"
-    monkeypatch.setitem(sys.modules, "freepoint_bench.data.synthetic", fake)
-    assert split_of("synthetic", "room_0007", None) == "val"
-    assert scenes_in_split("synthetic", ["room_0006", "room_0007"], "train", None) == ["room_0006"]
-    monkeypatch.setitem(sys.modules, "freepoint_bench.data.synthetic", types.ModuleType("x"))
-    assert split_of("synthetic", "room_0007", None) == "train"
+def test_synthetic_follows_its_catalogue_entry():
+    assert split_of("synthetic", "synth_0007", None) == "val"
+    assert scenes_in_split("synthetic", ["synth_0006", "synth_0007"], "train", None) == ["synth_0006"]
+    with pytest.raises(DataError, match="not a synthetic scene name"):
+        split_of("synthetic", "room_0007", None)
 
 
 def test_ply_is_train_and_bad_names_are_config_errors():
     assert split_of("ply", "my_scan", None) == "train"
-    with pytest.raises(ConfigError, match="no split rule for dataset 'kitti'"):
+    with pytest.raises(ConfigError, match="unknown dataset 'kitti'; known datasets: scannet, "):
         split_of("kitti", "x", None)
     with pytest.raises(ConfigError, match="unknown split 'dev'"):
         scenes_in_split("ply", ["a"], "dev", None)
