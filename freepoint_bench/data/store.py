@@ -257,7 +257,7 @@ def prepare(
                     scene = scene.with_(name=name)
                 try:
                     split = split_of(reader.name, name, root)
-                except ConfigError:  # a user-registered dataset without a split rule
+                except ConfigError:  # a reader of no catalogue entry (no split rule)
                     split = None
                 store.save(scene, split=split, write_index=False)
                 logger.debug("cached %s (%d points)", name, scene.num_points)

@@ -19,7 +19,6 @@ import csv
 import functools
 import json
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,6 @@ from freepoint_bench.errors import DataError
 logger = logging.getLogger(__name__)
 
 LABELS_TSV = "scannetv2-labels.combined.tsv"
-SCENE_RE = re.compile(r"^scene\d{4}_\d{2}$")
 _LAYOUT = "<root>/scans/sceneXXXX_YY/sceneXXXX_YY_vh_clean_2.ply (+ .segs.json, .aggregation.json)"
 
 
