@@ -27,6 +27,7 @@ from freepoint_bench.data.classes import (
     S3DIS_STRUCTURE,
     SCANNET_INSTANCE_IDS,
     SCANNET_INSTANCE_NAMES,
+    SCANNET_SEMANTIC_IDS,
 )
 from freepoint_bench.errors import ConfigError
 
@@ -79,15 +80,20 @@ class Vocabulary:
     class_ids: the dataset's semantic ids of the classes (every other id is void), class_names: one per id.
     agnostic_void: classes void when class-agnostic masks are scored (S3DIS: structure and clutter, so every other
     instance is one "object" to find). semantic_names: the name of every semantic id the scenes carry, indexed by
-    id, when the vocabulary covers them all (picture legends); None when it does not (ScanNet's NYU40 ids)."""
+    id, when the vocabulary covers them all (picture legends); None when it does not (ScanNet's NYU40 ids).
+    segmentation_ids: the semantic ids semantic segmentation trains on, in class order (ScanNet's benchmark: the
+    instance classes, wall and floor); default: class_ids."""
 
     name: str
     class_ids: tuple[int, ...]
     class_names: tuple[str, ...]
     agnostic_void: tuple[str, ...] = ()
     semantic_names: tuple[str, ...] | None = None
+    segmentation_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.segmentation_ids:
+            object.__setattr__(self, "segmentation_ids", tuple(self.class_ids))
         if len(self.class_ids) != len(self.class_names) or not self.class_ids:
             raise ConfigError(f"vocabulary {self.name!r} needs one name per class id and at least one class")
         unknown = sorted(set(self.agnostic_void) - set(self.class_names))
@@ -111,7 +117,9 @@ S3DIS_VOCABULARY = Vocabulary(
     agnostic_void=(*S3DIS_STRUCTURE, "clutter"),
     semantic_names=S3DIS_CLASSES,
 )
-SCANNET_VOCABULARY = Vocabulary("scannet", SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES)
+SCANNET_VOCABULARY = Vocabulary(
+    "scannet", SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES, segmentation_ids=SCANNET_SEMANTIC_IDS
+)
 
 
 def lazy(target: str) -> Callable[..., Any]:

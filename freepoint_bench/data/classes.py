@@ -19,6 +19,9 @@ SCANNET_INSTANCE_NAMES: tuple[str, ...] = (
     "bathtub", "otherfurniture",
 )
 NYU40_WALL, NYU40_FLOOR = 1, 2
+# NYU40 ids of the 20 classes of ScanNet's semantic-segmentation benchmark: the 18 instance classes, wall and floor
+# (what ScanNet semantic segmentation, and the PointContrast / CSC fine-tuning, trains on).
+SCANNET_SEMANTIC_IDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
 
 # The label id written for class-agnostic predictions ("object") in benchmark-format files.
 # Class-agnostic evaluation ignores prediction labels, so any id works; 1 keeps files readable.
