@@ -10,7 +10,7 @@ ShapeContext partitions (8: 2 radial shells [r1, r2), [r2, ∞) x 4 angular bins
 partition with only that partition's points as negatives (logits of the others masked out, the positive kept);
 the scene's loss is the mean over partitions, the batch's the mean over scenes. world_space=True (the launch
 script's data.world_space) partitions in the scene's pre-augmentation frame, False in view a's voxel frame.
-views.source = "frames" (with views.frames_root) trains on RGB-D frame pairs as the original (baselines._pairs);
+views.source = "frames" (with views.frames_root) trains on RGB-D frame pairs as the original (baselines.pairs);
 world_space then partitions in world coordinates.
 """
 
@@ -21,11 +21,11 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from baselines._pairs import PairModule, PairPretext
-from baselines._train import OptimConfig, sample_rows
 from baselines.losses import partitioned_info_nce, shape_context_partitions, shape_context_partitions_fast
+from baselines.pairs import PairModule, PairPretext
 from freepoint_bench.data.views import PairViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.pretext.training import OptimConfig, sample_rows
 
 
 class CSCConfig(BaseModel):
@@ -55,7 +55,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class CSCModule(PairModule):
-    """Partitioned PointInfoNCE training of the backbone on batches of baselines._pairs.collate_pairs."""
+    """Partitioned PointInfoNCE training of the backbone on batches of baselines.pairs.collate_pairs."""
 
     def __init__(self, config: CSCConfig | dict) -> None:
         config = config if isinstance(config, CSCConfig) else CSCConfig(**config)

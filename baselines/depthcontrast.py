@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from baselines._pairs import PairPretext
-from baselines._train import BackboneModule, OptimConfig
 from baselines.losses import KeyQueue, moco_info_nce, momentum_update
+from baselines.pairs import PairPretext
 from freepoint_bench.data.views import ViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.pretext.training import BackboneModule, OptimConfig
 
 
 class DepthContrastConfig(BaseModel):

@@ -7,7 +7,7 @@
 
 Each step samples `num_pairs` matched voxels of the batch's view pairs (data.views: by default MSC-style crops of
 the reconstructed scans; with views.source = "frames" and views.frames_root, the original's RGB-D frame pairs 25
-frames apart with >= 30% overlap at 5 cm, see baselines._pairs), takes the backbone's L2-
+frames apart with >= 30% overlap at 5 cm, see baselines.pairs), takes the backbone's L2-
 normalised output features of both ends and applies PointInfoNCE at temperature τ: every other sampled point
 of the batch is a negative. Input is geometry-only by default (the rgb channels zeroed, use_rgb=True keeps
 them); the backbone is FreePoint's for the same TrainPreset, so it loads into the same fine-tuning model.
@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from baselines._pairs import PairModule, PairPretext
-from baselines._train import OptimConfig, sample_rows
 from baselines.losses import point_info_nce
+from baselines.pairs import PairModule, PairPretext
 from freepoint_bench.data.views import PairViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.pretext.training import OptimConfig, sample_rows
 
 
 class PointContrastConfig(BaseModel):
@@ -51,7 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class PointContrastModule(PairModule):
-    """PointInfoNCE training of the backbone on batches of baselines._pairs.collate_pairs."""
+    """PointInfoNCE training of the backbone on batches of baselines.pairs.collate_pairs."""
 
     def __init__(self, config: PointContrastConfig | dict) -> None:
         config = config if isinstance(config, PointContrastConfig) else PointContrastConfig(**config)

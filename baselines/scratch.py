@@ -18,10 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from baselines._train import build_backbone, publish_backbone
 from freepoint_bench.atomic import write_json
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.pretext.base import PretrainResult, ProgressFn
+from freepoint_bench.pretext.runs import publish_backbone
+from freepoint_bench.pretext.training import build_backbone
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ A run directory holds:
     out_dir/run.json                    the config (with the resolved classes) and the labelled scenes trained on
     out_dir/train/lightning/last.ckpt   Lightning's resume point of an interrupted run
     out_dir/train/logs/                 CSV loss logs
-    out_dir/train/backbone.ckpt         the trained backbone, out_dir/train/done.json its losses (baselines._train)
+    out_dir/train/backbone.ckpt         the trained backbone, out_dir/train/done.json its losses (pretext.training)
     out_dir/train/segmentation.ckpt     backbone + head (what semantic_probe reads)
 """
 
@@ -39,7 +39,6 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from baselines._train import STAGE, BackboneModule, OptimConfig, TrainedPretext
 from freepoint_bench.data.classes import S3DIS_CLASSES
 from freepoint_bench.data.transforms import voxel_majority
 from freepoint_bench.engine.checkpoints import code_version, data_description, input_metadata, input_preset
@@ -51,6 +50,7 @@ from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
 from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint
 from freepoint_bench.parallel import loader_workers
 from freepoint_bench.pretext.base import PretrainResult
+from freepoint_bench.pretext.training import STAGE, BackboneModule, OptimConfig, TrainedPretext
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""The LightningModule of segmenter training: forward, Hungarian matching, eq. 7 loss, AdamW + schedule.
+"""The LightningModules of training: LossTrackingModule, the base every training module shares (loss logging,
+per-scene epoch means over all ranks, the loss history in Lightning's checkpoints, per-epoch progress), and
+SegmenterModule, segmenter training on it: forward, Hungarian matching, eq. 7 loss, AdamW + schedule.
 
 Schedule (per optimiser step, documented because the paper gives none): `onecycle` (Mask3D's choice) warms
 the LR up from lr/25 to `lr` over the first `onecycle_pct_start` of the steps and anneals it with a cosine
@@ -68,37 +70,24 @@ def segmenter_from_preset(preset: TrainPreset, num_classes: int = 0) -> Instance
     return build_segmenter(segmenter_config(preset, num_classes))
 
 
-class SegmenterModule(pl.LightningModule):
-    """Trains a Mask3D-style segmenter on batches of `engine.data.collate` (voxel masks + point data)."""
+class LossTrackingModule(pl.LightningModule):
+    """A LightningModule that logs its loss terms and keeps their per-scene epoch means over all ranks.
 
-    def __init__(self, preset: TrainPreset | dict, loss: LossConfig | dict, num_classes: int = 0) -> None:
+    A subclass's training_step returns `self.record(terms, size)`: every term is logged (train/<name>) and added
+    to the running epoch means in `loss_history`, which Lightning's checkpoints carry (a resumed run keeps the
+    whole history; each checkpoint also records the sha256 a resume checks). `loss_summary` gives the metrics a
+    finished stage records; `progress_callback` reports each epoch's loss.
+    """
+
+    def __init__(self) -> None:
         super().__init__()
-        preset = preset if isinstance(preset, TrainPreset) else TrainPreset(**preset)
-        loss = loss if isinstance(loss, LossConfig) else LossConfig(**loss)
-        # plain types only: Lightning's checkpoints then load with weights_only
-        self.save_hyperparameters(
-            {"preset": preset.model_dump(mode="json"), "loss": loss.model_dump(mode="json"),
-             "num_classes": num_classes}
-        )
-        self.preset, self.loss_config, self.num_classes = preset, loss, num_classes
-        torch.manual_seed(preset.seed)
-        self.segmenter = segmenter_from_preset(preset, num_classes)
-        self.criterion = SetCriterion(loss, num_classes=num_classes)
-        self.loss_history: list[dict[str, float]] = []  # per epoch: {"epoch", "loss", <term>: mean}
+        self.loss_history: list[dict[str, float]] = []  # per epoch: {"epoch", "loss", <term>: mean per scene}
         self._sums: dict[str, float] = {}
         self._scenes = 0.0
 
-    # -------------------------------------------------------------------------------- training
-
-    def forward(self, batch: dict[str, Any]) -> SegmenterOutput:
-        """Returns the segmenter's outputs for a collated batch."""
-        return self.segmenter(batch["batch"])
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """Returns the eq. 7 loss of one batch (and logs every term)."""
-        outputs = self(batch)
-        terms = self.criterion(outputs, batch["targets"], batch["batch"])
-        size = len(batch["names"])
+    def record(self, terms: dict[str, torch.Tensor], size: int) -> torch.Tensor:
+        """Returns terms["loss"] after logging every term and adding it (weighted by `size` scenes) to the
+        running epoch means over all ranks."""
         self.log_terms(terms, size)
         self.accumulate_losses(terms, size)
         return terms["loss"]
@@ -150,6 +139,65 @@ class SegmenterModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.loss_history = [dict(h) for h in checkpoint.get(HISTORY_KEY, [])]
 
+    def loss_summary(self) -> dict[str, Any]:
+        """Returns {"loss_first_epoch", "loss_last_epoch", "final_losses", "loss_history"} of the run."""
+        if not self.loss_history:
+            return {"loss_first_epoch": math.nan, "loss_last_epoch": math.nan, "final_losses": {},
+                    "loss_history": []}
+        return {
+            "loss_first_epoch": self.loss_history[0]["loss"],
+            "loss_last_epoch": self.loss_history[-1]["loss"],
+            "final_losses": {k: v for k, v in self.loss_history[-1].items() if k != "epoch"},
+            "loss_history": [h["loss"] for h in self.loss_history],
+        }
+
+    def progress_callback(self, progress: Callable[[str, int, int, str], None], stage: str,
+                          epochs: int) -> Callback:
+        """Returns a callback reporting progress(stage, epoch, epochs, "loss x.xxxx") after each epoch."""
+        return EpochProgress(progress, stage, epochs)
+
+
+class EpochProgress(Callback):
+    """Reports progress(stage, epoch, epochs, "loss x.xxxx") after each epoch of a LossTrackingModule (rank 0)."""
+
+    def __init__(self, progress: Callable[[str, int, int, str], None], stage: str, epochs: int) -> None:
+        self.progress, self.stage, self.epochs = progress, stage, epochs
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and isinstance(pl_module, LossTrackingModule):
+            loss = pl_module.epoch_losses().get("loss", math.nan)
+            self.progress(self.stage, trainer.current_epoch + 1, self.epochs, f"loss {loss:.4f}")
+
+
+class SegmenterModule(LossTrackingModule):
+    """Trains a Mask3D-style segmenter on batches of `engine.data.collate` (voxel masks + point data)."""
+
+    def __init__(self, preset: TrainPreset | dict, loss: LossConfig | dict, num_classes: int = 0) -> None:
+        super().__init__()
+        preset = preset if isinstance(preset, TrainPreset) else TrainPreset(**preset)
+        loss = loss if isinstance(loss, LossConfig) else LossConfig(**loss)
+        # plain types only: Lightning's checkpoints then load with weights_only
+        self.save_hyperparameters(
+            {"preset": preset.model_dump(mode="json"), "loss": loss.model_dump(mode="json"),
+             "num_classes": num_classes}
+        )
+        self.preset, self.loss_config, self.num_classes = preset, loss, num_classes
+        torch.manual_seed(preset.seed)
+        self.segmenter = segmenter_from_preset(preset, num_classes)
+        self.criterion = SetCriterion(loss, num_classes=num_classes)
+
+    # -------------------------------------------------------------------------------- training
+
+    def forward(self, batch: dict[str, Any]) -> SegmenterOutput:
+        """Returns the segmenter's outputs for a collated batch."""
+        return self.segmenter(batch["batch"])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Returns the eq. 7 loss of one batch (and logs every term)."""
+        outputs = self(batch)
+        terms = self.criterion(outputs, batch["targets"], batch["batch"])
+        return self.record(terms, len(batch["names"]))
+
     def configure_optimizers(self) -> Any:
         """Returns AdamW and the preset's per-step schedule (see the module docstring)."""
         p = self.preset
@@ -167,18 +215,6 @@ class SegmenterModule(pl.LightningModule):
 
     # -------------------------------------------------------------------------------- helpers
 
-    def loss_summary(self) -> dict[str, Any]:
-        """Returns {"loss_first_epoch", "loss_last_epoch", "final_losses", "loss_history"} of the run."""
-        if not self.loss_history:
-            return {"loss_first_epoch": math.nan, "loss_last_epoch": math.nan, "final_losses": {},
-                    "loss_history": []}
-        return {
-            "loss_first_epoch": self.loss_history[0]["loss"],
-            "loss_last_epoch": self.loss_history[-1]["loss"],
-            "final_losses": {k: v for k, v in self.loss_history[-1].items() if k != "epoch"},
-            "loss_history": [h["loss"] for h in self.loss_history],
-        }
-
     def architecture(self) -> dict[str, Any]:
         """Returns the segmenter's architecture description (recorded in checkpoints)."""
         return self.segmenter.architecture()
@@ -189,18 +225,3 @@ class SegmenterModule(pl.LightningModule):
         if meta.get("part", "segmenter") != "segmenter":
             raise CheckpointError(f"{path}: holds a {meta.get('part')!r}, not a full segmenter")
         load_into(self.segmenter, state, meta, path=path)
-
-    def progress_callback(self, progress: Callable[[str, int, int, str], None], stage: str,
-                          epochs: int) -> Callback:
-        """Returns a callback reporting progress(stage, epoch, epochs, "loss x.xxx") after each epoch."""
-        return _EpochProgress(progress, stage, epochs)
-
-
-class _EpochProgress(Callback):
-    def __init__(self, progress: Callable[[str, int, int, str], None], stage: str, epochs: int) -> None:
-        self.progress, self.stage, self.epochs = progress, stage, epochs
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero and isinstance(pl_module, SegmenterModule):
-            loss = pl_module.epoch_losses().get("loss", math.nan)
-            self.progress(self.stage, trainer.current_epoch + 1, self.epochs, f"loss {loss:.4f}")

@@ -7,7 +7,9 @@
 
 Step 1 trains on the over-segmented σ_low masks for `epochs1` epochs; step 2 starts from step 1's
 weights and trains on the under-segmented σ_high masks for `epochs2` epochs (§3.3 "Two-step training
-strategy", §4). Each step has its own AdamW + schedule. A run directory holds:
+strategy", §4). Each step has its own AdamW + schedule. The run folder, its resume check, the provenance and
+the publishing are the shared framework's (pretext.runs), each step one train_stage (pretext.training). A run
+directory holds:
 
     out_dir/run.json                 the config and scene list (a resume must match it)
     out_dir/pseudo-labels/           cached pseudo labels (unless label_dir is given), with ready-<key>.json:
@@ -22,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,27 +34,21 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.config import validation_message
-from freepoint_bench.engine.checkpoints import (
-    code_version,
-    data_description,
-    environment,
-    input_metadata,
-    publish_checkpoints,
-    save_model_checkpoint,
-)
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.presets import TrainPreset, get_preset
-from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
+from freepoint_bench.engine.trainer import check_devices
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.pipeline import run_pseudo_labels
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.pretext.base import PretrainResult, ProgressFn
+from freepoint_bench.pretext.runs import checkpoint_metadata, prepare_run, publish, run_record
+from freepoint_bench.pretext.training import train_stage
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
+STEPS = ("step1", "step2")  # the run folder's stage subfolders
 
 
 class FreePointConfig(BaseModel):
@@ -231,7 +226,6 @@ class FreePointPretext:
             raise ConfigError("no scenes to pretrain on; check the split or the --scene selection")
         devices = check_devices(devices, nodes)  # before hours of pseudo-labelling, not after
         label_dir = Path(label_dir) if label_dir is not None else out_dir / "pseudo-labels"
-        run = {"method": self.name, "config": config.model_dump(mode="json"), "scenes": names}
         # Under DDP every rank runs this function (under srun all at once; Lightning's own launcher starts the
         # other local ranks at rank 0's first fit); only global rank 0 owns the run directory and the files and
         # computes the pseudo labels, the others wait for them (cache_pseudo_labels). DDP broadcasts rank 0's
@@ -240,12 +234,8 @@ class FreePointPretext:
         is_zero = rank == 0
 
         def prepare() -> None:
-            versions = self._check_run_dir(out_dir, run, resume, overwrite)
-            # every start and resume adds its code version (not compared: a resume may run newer code, it
-            # is warned about and recorded, since finished steps keep the weights the older code trained)
-            # with the environment (packages, CPU SIMD level, GPU): runs reproduce bit for bit in one only
-            write_json(out_dir / RUN_FILE, {**run, CODE_VERSIONS: [*versions, {**code_version(),
-                                                                             "environment": environment()}]})
+            # every start and resume adds its code version and environment to run.json (pretext.runs.prepare_run)
+            prepare_run(out_dir, run_record(self.name, config, names), resume, overwrite, stages=STEPS)
 
         # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes)
         sigmas = config.pseudo.sigmas
@@ -254,161 +244,25 @@ class FreePointPretext:
 
         step_metrics: dict[str, dict] = {}
         init: Path | None = None
-        module: SegmenterModule | None = None
-        steps = ((1, sigmas[0], config.train.epochs1), (2, sigmas[1], config.train.epochs2))
-        for step, sigma, epochs in steps:
-            step_dir = out_dir / f"step{step}"
-            weights = step_dir / "segmenter.ckpt"
-            done_file = step_dir / "done.json"
-            if resume and done_file.is_file() and weights.is_file():
-                step_metrics[f"step{step}"] = _read_json(done_file)
-                log.info("step %d already finished in %s; skipping it", step, step_dir)
-                init = weights
-                continue
+        for stage, sigma, epochs in zip(STEPS, sigmas, (config.train.epochs1, config.train.epochs2), strict=True):
             module = SegmenterModule(config.train, config.loss)
             if init is not None and is_zero:
                 module.load_segmenter_weights(init)
-            provider = PseudoLabelTargets(label_dir, sigma)
-            datamodule = SceneDataModule(store, names, provider, config.train)
-            ckpt = last_checkpoint(step_dir) if resume else None
-            if ckpt is not None:
-                log.info("step %d: resuming from %s", step, ckpt)
-            extra = list(callbacks or [])
-            if progress is not None:
-                extra.append(module.progress_callback(progress, f"step{step}", epochs))
-            trainer = make_trainer(config.train, step_dir, epochs, devices=devices, nodes=nodes,
-                                   enable_progress_bar=enable_progress_bar, callbacks=extra)
-            fit(trainer, module, datamodule, ckpt_path=ckpt)
-            metrics = {
-                "sigma": sigma,
-                "epochs": epochs,
-                "scenes": len(datamodule.train_set) if datamodule.train_set is not None else None,
-                **module.loss_summary(),
-            }
-            if trainer.is_global_zero:
-                meta = self._metadata(store, names, config, module, {f"step{step}": metrics}, label_dir)
-                save_model_checkpoint(weights, module.segmenter, meta)
-                write_json(done_file, metrics)
-            step_metrics[f"step{step}"] = metrics
-            init = weights
+            datamodule = SceneDataModule(store, names, PseudoLabelTargets(label_dir, sigma), config.train)
+            meta = checkpoint_metadata(self.name, store, names, config, config.train, module.segmenter,
+                                       data_extra={"pseudo_labels": str(label_dir)})
 
-        if module is None:  # both steps were already done: rebuild the final model from step 2's weights
-            module = SegmenterModule(config.train, config.loss)
-            module.load_segmenter_weights(init)
-        return self._publish(store, names, config, module, step_metrics, label_dir, Path(checkpoints_dir),
-                             write=is_zero)
+            def recorded(trainer: Any, sigma: float = sigma, epochs: int = epochs,
+                         datamodule: SceneDataModule = datamodule) -> dict[str, Any]:
+                train_set = datamodule.train_set
+                return {"sigma": sigma, "epochs": epochs, "scenes": len(train_set) if train_set is not None else None}
 
-    # ------------------------------------------------------------------------------------------ helpers
-
-    def _check_run_dir(self, out_dir: Path, run: dict, resume: bool, overwrite: bool) -> list[dict]:
-        """Returns the code versions recorded by the earlier starts of the run being resumed ([] otherwise)."""
-        run_file = out_dir / RUN_FILE
-        if not run_file.is_file():
-            return []
-        if resume:
-            old = _read_json(run_file)
-            versions = list(old.pop(CODE_VERSIONS, []))
-            diffs = _differences(old, run)
-            if diffs:
-                raise ConfigError(
-                    f"{run_file}: cannot resume, the run was started with different settings: "
-                    + "; ".join(diffs) + ". Use the original settings, or overwrite / another out dir"
-                )
-            now = code_version()
-            earlier = {(v.get("git_commit"), v.get("git_dirty")) for v in versions}
-            if versions and (earlier != {(now["git_commit"], now["git_dirty"])} or now["git_dirty"]):
-                shown = ", ".join(f"{(c or 'unknown')[:10]}{' (dirty)' if d else ''}" for c, d in sorted(
-                    earlier, key=str))
-                log.warning("%s: resuming a run started with code %s using code %s%s; its finished steps keep "
-                            "the weights the earlier code trained (overwrite to train everything with this code)",
-                            run_file, shown, (now["git_commit"] or "unknown")[:10],
-                            " (dirty)" if now["git_dirty"] else "")
-            changed = _environment_changes([v["environment"] for v in versions if "environment" in v], environment())
-            if changed:
-                log.warning("%s: resuming in another environment (%s); finished steps keep the weights trained "
-                            "there, and runs reproduce bit for bit only in one environment", run_file, changed)
-            return versions
-        if not overwrite:
-            raise ConfigError(
-                f"{out_dir} already holds a pretraining run; pass resume (--resume) to continue it, "
-                "overwrite (--overwrite) to start again, or choose another out dir"
-            )
-        for sub in ("step1", "step2"):
-            shutil.rmtree(out_dir / sub, ignore_errors=True)
-        run_file.unlink()
-        return []
-
-    def _metadata(self, store: Any, names: list[str], config: FreePointConfig, module: SegmenterModule,
-                  metrics: dict, label_dir: Path) -> dict:
-        return {
-            "method": self.name,
-            "config": config.model_dump(mode="json"),
-            "data": {**data_description(store, names), "pseudo_labels": str(label_dir)},
-            "architecture": module.architecture(),
-            "backend": config.train.backend,
-            "input": input_metadata(config.train),
-            "metrics": metrics,
-            "code_version": code_version(),
-            "environment": environment(),
-        }
-
-    def _publish(self, store: Any, names: list[str], config: FreePointConfig, module: SegmenterModule,
-                 metrics: dict, label_dir: Path, checkpoints_dir: Path, write: bool = True) -> PretrainResult:
-        meta = self._metadata(store, names, config, module, metrics, label_dir)
-        digest = stable_hash(meta["config"], meta["data"], length=10)
-        run_id = f"{self.name}-{meta['data']['dataset']}-{digest}"
-        meta["id"] = run_id
-        backbone = checkpoints_dir / f"{run_id}-backbone.ckpt"
-        segmenter = checkpoints_dir / f"{run_id}-segmenter.ckpt"
-        parts = {"backbone": (backbone, module.segmenter.backbone), "segmenter": (segmenter, module.segmenter)}
-        if write:
-            meta, written = publish_checkpoints(checkpoints_dir, run_id, meta, parts)
-            log.info("%s %s and %s", "wrote" if written else "kept", backbone, segmenter)
-        return PretrainResult(method=self.name, backbone=backbone, segmenter=segmenter, metadata=meta)
+            step_metrics[stage] = train_stage(
+                module, datamodule, out_dir / stage, epochs, meta, resume=resume, devices=devices, nodes=nodes,
+                progress=progress, stage=stage, enable_progress_bar=enable_progress_bar,
+                callbacks=list(callbacks or []), part="segmenter", stage_metrics=recorded)
+            init = out_dir / stage / "segmenter.ckpt"
+        parts = {"backbone": module.segmenter.backbone, "segmenter": module.segmenter}
+        return publish({**meta, "metrics": step_metrics}, parts, Path(checkpoints_dir), write=is_zero)
 
 
-CODE_VERSIONS = "code_versions"  # run.json: the code version of every start and resume of the run
-
-
-def _environment_changes(earlier: list[dict], now: dict) -> str:
-    """Returns "key: old -> new, ..." of what differs between the last of the earlier environments and now
-    (the platform string aside: a kernel update does not change floating point); "" when nothing does."""
-    if not earlier:
-        return ""
-
-    def flat(env: dict) -> dict:
-        return {**{k: v for k, v in env.items() if k not in ("packages", "platform")}, **env.get("packages", {})}
-
-    old, new = flat(earlier[-1]), flat(now)
-    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new))
-                     if old.get(k) != new.get(k))
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: unreadable run record ({e}); delete the run dir to restart") from None
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
-def _differences(old: dict, new: dict) -> list[str]:
-    """Returns "field: old → new" for every differing dotted field (scene lists summarised)."""
-    diffs = []
-    if old.get("scenes") != new.get("scenes"):
-        a, b = set(old.get("scenes", [])), set(new.get("scenes", []))
-        diffs.append(f"scenes: {len(a - b)} removed, {len(b - a)} added")
-    fo = _flatten({k: v for k, v in old.items() if k != "scenes"})
-    fn = _flatten({k: v for k, v in new.items() if k != "scenes"})
-    for key in sorted(set(fo) | set(fn)):
-        if fo.get(key, "<unset>") != fn.get(key, "<unset>"):
-            diffs.append(f"{key}: {fo.get(key, '<unset>')!r} → {fn.get(key, '<unset>')!r}")
-    return diffs

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._pairs import PairDataset
 from baselines.depthcontrast import DepthContrastModule, projection_head
+from baselines.pairs import PairDataset
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.pretext.base import get_method
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
 
-import baselines._pairs as pairs_module
-from baselines._pairs import FramePairDataset, PairDataModule, frame_index
+import baselines.pairs as pairs_module
+from baselines.pairs import FramePairDataset, PairDataModule, frame_index
 from freepoint_bench.data.readers.ply import write_ply
 from freepoint_bench.data.readers.scannet_frames import read_frames, write_frame_folder, write_sens
 from freepoint_bench.data.scene import Scene

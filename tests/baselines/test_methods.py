@@ -11,7 +11,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from stores import MemoryStore
 
-from baselines._pairs import PairDataset, collate_pairs
+from baselines.pairs import PairDataset, collate_pairs
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
 from freepoint_bench.data.views import ViewConfig
 from freepoint_bench.engine.checkpoints import load_model, read_index

@@ -183,7 +183,7 @@ def test_interrupted_run_resumes_from_last_ckpt(tmp_path, store, method, finishe
 
 
 def test_resume_with_other_code_warns_and_records_each_version(tmp_path, store, method, monkeypatch, caplog):
-    import freepoint_bench.pretext.freepoint as fp
+    import freepoint_bench.pretext.runs as fp  # the run folder and provenance of every pretext method
 
     config = method.default_config("cpu-small", **{**FAST, "epochs1": 1})
     monkeypatch.setattr(fp, "code_version", lambda: {"version": "0", "git_commit": "a" * 40, "git_dirty": False})
@@ -205,7 +205,7 @@ def test_resume_with_other_code_warns_and_records_each_version(tmp_path, store, 
 
 
 def test_resume_in_another_environment_warns_and_records_it(tmp_path, store, method, monkeypatch, caplog):
-    import freepoint_bench.pretext.freepoint as fp
+    import freepoint_bench.pretext.runs as fp  # the run folder and provenance of every pretext method
 
     config = method.default_config("cpu-small", **{**FAST, "epochs1": 1})
     env = {"python": "3.11.9", "platform": "Linux-a", "cpu_capability": "AVX2", "torch_threads": 2, "cuda": None,

@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from baselines._train import BackboneModule, TrainedPretext
 from freepoint_bench.atomic import write_json
 from freepoint_bench.data.readers.scannet_frames import (
     FrameRef,
@@ -57,6 +56,7 @@ from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.parallel import available_cores, limit_threads, loader_workers, process_workers
 from freepoint_bench.pretext.base import ProgressFn
+from freepoint_bench.pretext.training import BackboneModule, TrainedPretext
 
 log = logging.getLogger(__name__)
 

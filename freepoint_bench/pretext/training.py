@@ -1,29 +1,28 @@
-"""Training plumbing shared by the baselines that train a backbone (pointcontrast, csc, depthcontrast, ...).
+"""Training a pretext method's backbone: the config, the module, a stage and the method, shared by every method.
 
     config = make_config(PointContrastConfig, "cpu-small", PRESETS, overrides)   # routed, validated overrides
-    prepare_run(out_dir, run_record(name, config, names), resume=..., overwrite=...)   # run.json, resume check
-    metrics = train_stage(module, datamodule, config.train, out_dir / "train", config.epochs, resume=...)
+    prepare_run(out_dir, run_record(name, config, names), resume=..., overwrite=...)   # pretext.runs
+    metrics = train_stage(module, datamodule, out_dir / "train", config.epochs, meta, resume=...)
     result = publish_backbone(name, store, names, config, config.train, module.backbone, metrics, checkpoints_dir)
 
-A run directory holds:
+TrainedPretext does all of that for a method that trains a BackboneModule in one stage: a method subclasses it
+with its config class, presets, module (build_module) and data (build_data). A run folder holds:
 
     out_dir/run.json                the method, its config and the scene list (a resume must match them)
     out_dir/train/lightning/        Lightning's last.ckpt (resume point of an interrupted run)
     out_dir/train/logs/             CSV loss logs
     out_dir/train/backbone.ckpt     the trained backbone, out_dir/train/done.json its metrics (a finished run)
-    out_dir/frames/                 cached frame-pair index per scene (PointContrast / CSC with views.source frames)
 
-The published checkpoint follows the checkpoint contract: the backbone FreePoint builds from the same
-TrainPreset (engine.module.segmenter_config(preset).backbone), saved with save_model_checkpoint and listed in
-checkpoints_dir/index.json under `<method>-<dataset>-<hash>`.
+A method with more stages (FreePoint's two steps) calls train_stage once per stage, each in its own folder. The
+published checkpoint follows the checkpoint contract: the backbone FreePoint builds from the same TrainPreset
+(engine.module.segmenter_config(preset).backbone), saved with save_model_checkpoint and listed in
+checkpoints_dir/index.json under `<method>-<dataset>-<hash>` (pretext.runs.publish).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,26 +34,18 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
-from freepoint_bench.engine.checkpoints import (
-    code_version,
-    data_description,
-    environment,
-    input_metadata,
-    publish_checkpoints,
-    save_model_checkpoint,
-)
-from freepoint_bench.engine.module import SegmenterModule, segmenter_config
+from freepoint_bench.engine.checkpoints import save_model_checkpoint
+from freepoint_bench.engine.module import EpochProgress, LossTrackingModule, segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError
 from freepoint_bench.models.backbone import Res16UNet
 from freepoint_bench.models.checkpoint import load_checkpoint, load_into
 from freepoint_bench.pretext.base import PretrainResult, ProgressFn
-from freepoint_bench.pretext.freepoint import CODE_VERSIONS, _differences, _environment_changes
+from freepoint_bench.pretext.runs import checkpoint_metadata, prepare_run, publish_backbone, read_json, run_record
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
 STAGE = "train"
 
 
@@ -83,8 +74,9 @@ class OptimConfig(BaseModel):
     def build(self, params: Any, total_steps: int) -> Any:
         """Returns Lightning's optimizer (and per-step scheduler) config over `params` for a run of total_steps."""
         if self.optimizer == "sgd":
-            optimizer = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, dampening=self.dampening,
-                                        weight_decay=self.weight_decay)
+            optimizer = torch.optim.SGD(
+                params, lr=self.lr, momentum=self.momentum, dampening=self.dampening, weight_decay=self.weight_decay
+            )
         else:
             optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.schedule == "constant":
@@ -113,12 +105,14 @@ def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], ove
     """
     if preset not in presets:
         raise ConfigError(f"unknown training preset {preset!r}; choose one of {sorted(presets)}")
-    groups = {k for k, f in cls.model_fields.items() if isinstance(f.annotation, type)
-              and issubclass(f.annotation, BaseModel)}
+    groups = {
+        k for k, f in cls.model_fields.items() if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
+    }
     base = presets[preset]
     # a sub-config starts from the field's own default (e.g. DepthContrast's OptimConfig), train from the preset
-    values: dict[str, Any] = {g: {**({} if g == "train" else cls.model_fields[g].default.model_dump()),
-                                  **base.get(g, {})} for g in groups}
+    values: dict[str, Any] = {
+        g: {**({} if g == "train" else cls.model_fields[g].default.model_dump()), **base.get(g, {})} for g in groups
+    }
     values.update({k: v for k, v in base.items() if k not in groups})
     train_fields = set(TrainPreset.model_fields)
     for key, value in overrides.items():
@@ -132,56 +126,15 @@ def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], ove
             values["train"][key] = value
         else:
             known = sorted(set(cls.model_fields) - groups)
-            raise ConfigError(f"unknown {cls.__name__} field {key!r}; use one of {known}, a training preset field, "
-                              f"or {', '.join(sorted(g + '.<field>' for g in groups))}")
+            raise ConfigError(
+                f"unknown {cls.__name__} field {key!r}; use one of {known}, a training preset field, "
+                f"or {', '.join(sorted(g + '.<field>' for g in groups))}"
+            )
     train = get_preset(preset, **values.pop("train"))
     try:
         return cls(train=train, **values)
     except ValidationError as e:
         raise ConfigError(f"invalid {cls.__name__}: {_one_line(e)}") from None
-
-
-# ---------------------------------------------------------------------------------------------- run directory
-
-
-def run_record(method: str, config: BaseModel, names: Sequence[str]) -> dict[str, Any]:
-    """Returns the run.json content that a resume must match: method, config (model_dump) and scenes."""
-    return {"method": method, "config": config.model_dump(mode="json"), "scenes": sorted(names)}
-
-
-def prepare_run(out_dir: Path, run: dict[str, Any], resume: bool, overwrite: bool) -> None:
-    """Checks `out_dir` against `run` and (re)writes its run.json with this start's code version.
-
-    A directory with another run's run.json needs resume=True (and then the same method, config and scenes:
-    ConfigError naming the differing fields) or overwrite=True (which deletes the old run's state). Only rank
-    0 touches the directory (DDP runs this on every rank).
-    """
-    if rank_zero_only.rank != 0:
-        return
-    run_file = out_dir / RUN_FILE
-    versions: list[dict] = []
-    if run_file.is_file():
-        if resume:
-            try:
-                old = json.loads(run_file.read_text())
-            except (OSError, ValueError) as e:
-                raise ConfigError(f"{run_file}: unreadable run record ({e}); delete the run dir to restart") from None
-            versions = list(old.pop(CODE_VERSIONS, []))
-            diffs = _differences(old, run)
-            if diffs:
-                raise ConfigError(f"{run_file}: cannot resume, the run was started with different settings: "
-                                  + "; ".join(diffs) + ". Use the original settings, or overwrite / another out dir")
-            changed = _environment_changes([v["environment"] for v in versions if "environment" in v], environment())
-            if changed:
-                log.warning("%s: resuming in another environment (%s); runs reproduce bit for bit only in one",
-                            run_file, changed)
-        elif overwrite:
-            shutil.rmtree(out_dir / STAGE, ignore_errors=True)
-            run_file.unlink()
-        else:
-            raise ConfigError(f"{out_dir} already holds a pretraining run; pass resume (--resume) to continue it, "
-                              "overwrite (--overwrite) to start again, or choose another out dir")
-    write_json(run_file, {**run, CODE_VERSIONS: [*versions, {**code_version(), "environment": environment()}]})
 
 
 # ---------------------------------------------------------------------------------------------- the module
@@ -193,11 +146,11 @@ def build_backbone(preset: TrainPreset) -> Res16UNet:
     return Res16UNet(segmenter_config(preset).backbone)
 
 
-class BackboneModule(pl.LightningModule):
-    """A LightningModule training `self.backbone` (plus any heads a subclass adds) with an OptimConfig.
+class BackboneModule(LossTrackingModule):
+    """A LossTrackingModule training `self.backbone` (plus any heads a subclass adds) with an OptimConfig.
 
-    Subclasses compute their loss terms in training_step and pass them to `record` (logs them and keeps the
-    per-scene epoch means over all ranks in `loss_history`, saved in Lightning's checkpoints for resumes).
+    Subclasses compute their loss terms in training_step and return `self.record(terms, size)` (logs them and keeps
+    the per-scene epoch means over all ranks in `loss_history`, saved in Lightning's checkpoints for resumes).
     """
 
     def __init__(self, preset: TrainPreset, optim: OptimConfig, hparams: dict[str, Any]) -> None:
@@ -205,26 +158,6 @@ class BackboneModule(pl.LightningModule):
         self.save_hyperparameters(hparams)  # plain types: Lightning's checkpoints load with weights_only
         self.preset, self.optim = preset, optim
         self.backbone = build_backbone(preset)
-        self.loss_history: list[dict[str, float]] = []  # per epoch: {"epoch", "loss", <term>: mean per scene}
-        self._sums: dict[str, float] = {}
-        self._scenes = 0.0
-
-    def record(self, terms: dict[str, torch.Tensor], size: int) -> torch.Tensor:
-        """Returns terms["loss"] after logging every term and adding it (weighted by `size` scenes) to the
-        running epoch means over all ranks."""
-        self.log_terms(terms, size)
-        self.accumulate_losses(terms, size)
-        return terms["loss"]
-
-    # the logging, the running epoch means (accumulation, reset), the history in Lightning's checkpoints and its
-    # summary are the segmenter's (the same attributes: loss_history, _sums, _scenes)
-    log_terms = SegmenterModule.log_terms
-    epoch_losses = SegmenterModule.epoch_losses
-    accumulate_losses = SegmenterModule.accumulate_losses
-    on_train_epoch_start = SegmenterModule.on_train_epoch_start
-    on_save_checkpoint = SegmenterModule.on_save_checkpoint
-    on_load_checkpoint = SegmenterModule.on_load_checkpoint
-    loss_summary = SegmenterModule.loss_summary
 
     def trainable_parameters(self) -> Any:
         """Returns the parameters the optimiser updates (default: all; MoCo leaves its key encoder out)."""
@@ -235,23 +168,11 @@ class BackboneModule(pl.LightningModule):
         return self.optim.build(self.trainable_parameters(), int(self.trainer.estimated_stepping_batches))
 
 
-class EpochProgress(Callback):
-    """Reports progress(stage, epoch, epochs, "loss x.xxxx") after each epoch (rank 0 only)."""
-
-    def __init__(self, progress: ProgressFn, stage: str, epochs: int) -> None:
-        self.progress, self.stage, self.epochs = progress, stage, epochs
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero and isinstance(pl_module, BackboneModule):
-            loss = pl_module.epoch_losses().get("loss", math.nan)
-            self.progress(self.stage, trainer.current_epoch + 1, self.epochs, f"loss {loss:.4f}")
-
-
 # ---------------------------------------------------------------------------------------------- training
 
 
 def train_stage(
-    module: BackboneModule,
+    module: LossTrackingModule,
     datamodule: pl.LightningDataModule,
     stage_dir: Path,
     epochs: int,
@@ -264,78 +185,50 @@ def train_stage(
     stage: str = STAGE,
     enable_progress_bar: bool = False,
     callbacks: Sequence[Callback] = (),
+    part: str = "backbone",
+    stage_metrics: Callable[[pl.Trainer], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Returns the metrics of training `module` for `epochs` epochs in `stage_dir`.
+    """Returns the metrics of training `module` (with `module.preset`) for `epochs` epochs in `stage_dir`.
 
-    A finished stage (resume=True, done.json and backbone.ckpt present) is not trained again: its backbone
-    weights are loaded into `module` and its recorded metrics returned. An interrupted one resumes from its
-    last.ckpt. Rank 0 writes stage_dir/backbone.ckpt (with `meta` plus the metrics) and done.json.
+    A finished stage (resume=True, done.json and <part>.ckpt present) is not trained again: its weights are loaded
+    into `module.<part>` and its recorded metrics returned. An interrupted one resumes from its last.ckpt. Rank 0
+    writes stage_dir/<part>.ckpt (module.<part>: "backbone", or FreePoint's "segmenter", with `meta` plus
+    {"metrics": {stage: metrics}}) and done.json. The metrics: stage_metrics(trainer) (default: epochs and optimiser
+    steps), then the module's loss_summary.
     """
     devices = check_devices(devices, nodes)
-    weights, done_file = stage_dir / "backbone.ckpt", stage_dir / "done.json"
+    weights, done_file = stage_dir / f"{part}.ckpt", stage_dir / "done.json"
     if resume and done_file.is_file() and weights.is_file():
         state, saved = load_checkpoint(weights)
-        if saved.get("part") != "backbone":
-            raise CheckpointError(f"{weights}: holds a {saved.get('part')!r}, not a backbone; delete the run dir")
-        load_into(module.backbone, state, saved, path=weights)
+        if saved.get("part") != part:
+            raise CheckpointError(f"{weights}: holds a {saved.get('part')!r}, not a {part}; delete the run dir")
+        load_into(getattr(module, part), state, saved, path=weights)
         log.info("%s already finished; skipping its training", stage_dir)
-        return json.loads(done_file.read_text())
+        return read_json(done_file)
     ckpt = last_checkpoint(stage_dir) if resume else None
     if ckpt is not None:
         log.info("resuming from %s", ckpt)
     extra = list(callbacks)
     if progress is not None:
         extra.append(EpochProgress(progress, stage, epochs))
-    trainer = make_trainer(module.preset, stage_dir, epochs, devices=devices, nodes=nodes,
-                           enable_progress_bar=enable_progress_bar, callbacks=extra)
+    trainer = make_trainer(
+        module.preset,
+        stage_dir,
+        epochs,
+        devices=devices,
+        nodes=nodes,
+        enable_progress_bar=enable_progress_bar,
+        callbacks=extra,
+    )
     fit(trainer, module, datamodule, ckpt_path=ckpt)
-    metrics = {"epochs": epochs, "steps": int(trainer.global_step), **module.loss_summary()}
+    first = (
+        stage_metrics(trainer) if stage_metrics is not None else {"epochs": epochs, "steps": int(trainer.global_step)}
+    )
+    metrics = {**first, **module.loss_summary()}
     if trainer.is_global_zero:
-        save_model_checkpoint(weights, module.backbone, {**meta, "metrics": {stage: metrics}})
+        save_model_checkpoint(weights, getattr(module, part), {**meta, "metrics": {stage: metrics}})
         write_json(done_file, metrics)
     return metrics
-
-
-def publish_backbone(
-    method: str,
-    store: Any,
-    names: Sequence[str],
-    config: BaseModel,
-    preset: TrainPreset,
-    backbone: Res16UNet,
-    metrics: dict[str, Any],
-    checkpoints_dir: Path,
-    input_extra: dict[str, Any] | None = None,
-    write: bool = True,
-) -> PretrainResult:
-    """Returns the PretrainResult of `backbone`, written (write=True) to checkpoints_dir/<id>-backbone.ckpt with
-    the contract's metadata and registered in checkpoints_dir/index.json; id = <method>-<dataset>-<hash>.
-
-    input_extra: what the method feeds differently from engine.data.make_sample (e.g. {"rgb": "zeroed"})."""
-    meta = checkpoint_metadata(method, store, names, config, preset, backbone, input_extra)
-    meta["metrics"] = metrics
-    run_id = f"{method}-{meta['data']['dataset']}-{stable_hash(meta['config'], meta['data'], length=10)}"
-    meta["id"] = run_id
-    path = Path(checkpoints_dir) / f"{run_id}-backbone.ckpt"
-    if write:
-        meta, written = publish_checkpoints(checkpoints_dir, run_id, meta, {"backbone": (path, backbone)})
-        log.info("%s %s", "wrote" if written else "kept", path)
-    return PretrainResult(method=method, backbone=path, metadata=meta)
-
-
-def checkpoint_metadata(method: str, store: Any, names: Sequence[str], config: BaseModel, preset: TrainPreset,
-                        backbone: Res16UNet, input_extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Returns the contract's checkpoint metadata (all but "metrics" and "id") of a backbone trained on `names`."""
-    return {
-        "method": method,
-        "config": config.model_dump(mode="json"),
-        "data": data_description(store, sorted(names)),
-        "architecture": backbone.architecture(),
-        "backend": preset.backend,
-        "input": {**input_metadata(preset), **(input_extra or {})},
-        "code_version": code_version(),
-        "environment": environment(),
-    }
 
 
 # ---------------------------------------------------------------------------------------------- the method
@@ -366,8 +259,16 @@ class TrainedPretext:
         """Returns the datamodule of `names`."""
         raise NotImplementedError
 
-    def build_run_data(self, store: Any, names: list[str], config: Any, out_dir: Path, *,
-                       workers: int | None = None, progress: ProgressFn | None = None) -> pl.LightningDataModule:
+    def build_run_data(
+        self,
+        store: Any,
+        names: list[str],
+        config: Any,
+        out_dir: Path,
+        *,
+        workers: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> pl.LightningDataModule:
         """Returns the datamodule of `names` for the run in out_dir (default: build_data; a method that derives
         data worth keeping, as the frame-pair index, keeps it under out_dir, computed by `workers` processes
         (None: one per core) and reported to `progress`)."""
@@ -396,7 +297,7 @@ class TrainedPretext:
     ) -> PretrainResult:
         """Returns the backbone checkpoint after training on `store`'s scenes (`names`, default: its train split).
 
-        out_dir: the run directory (module docstring of baselines._train); resume / overwrite as FreePoint's
+        out_dir: the run directory (this module's docstring); resume / overwrite as FreePoint's
         (a resume needs the recorded config and scenes; a finished run only republishes its backbone).
         checkpoints_dir: where `<id>-backbone.ckpt` and index.json go. devices / nodes: Lightning's (DDP when
         more than one). label_workers: processes for the data a method derives before training (the frame-pair
@@ -411,15 +312,37 @@ class TrainedPretext:
         devices = check_devices(devices, nodes)
         prepare_run(out_dir, run_record(self.name, config, names), resume, overwrite)
         module = self.build_module(config)
-        meta = checkpoint_metadata(self.name, store, names, config, config.train, module.backbone,
-                                   self.input_extra(config))
-        data = self.build_run_data(store, names, config, out_dir, workers=unused.get("label_workers"),
-                                   progress=progress)
-        metrics = train_stage(module, data, out_dir / STAGE, config.epochs, meta,
-                              resume=resume, devices=devices, nodes=nodes, progress=progress,
-                              enable_progress_bar=enable_progress_bar, callbacks=list(callbacks or []))
-        return publish_backbone(self.name, store, names, config, config.train, module.backbone, {STAGE: metrics},
-                                Path(checkpoints_dir), self.input_extra(config), write=rank_zero_only.rank == 0)
+        meta = checkpoint_metadata(
+            self.name, store, names, config, config.train, module.backbone, self.input_extra(config)
+        )
+        data = self.build_run_data(
+            store, names, config, out_dir, workers=unused.get("label_workers"), progress=progress
+        )
+        metrics = train_stage(
+            module,
+            data,
+            out_dir / STAGE,
+            config.epochs,
+            meta,
+            resume=resume,
+            devices=devices,
+            nodes=nodes,
+            progress=progress,
+            enable_progress_bar=enable_progress_bar,
+            callbacks=list(callbacks or []),
+        )
+        return publish_backbone(
+            self.name,
+            store,
+            names,
+            config,
+            config.train,
+            module.backbone,
+            {STAGE: metrics},
+            Path(checkpoints_dir),
+            self.input_extra(config),
+            write=rank_zero_only.rank == 0,
+        )
 
 
 def sample_rows(count: int, limit: int, seed: int, step: int, rank: int, device: torch.device | str) -> torch.Tensor:
