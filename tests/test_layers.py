@@ -80,3 +80,62 @@ def test_baselines_do_not_import_the_cli():
     for path in sorted((ROOT / "baselines").rglob("*.py")):
         for imported in _imports(path):
             assert not imported.startswith("freepoint_bench.cli"), f"{path} imports the CLI"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _package(module_path: str) -> tuple[str, ...]:
+    """Returns the package a module belongs to: freepoint_bench.<top> (a subpackage or a top-level module) or
+    baselines."""
+    parts = module_path.split(".")
+    return tuple(parts[:2]) if parts[0] == "freepoint_bench" else tuple(parts[:1])
+
+
+def _private_imports(module: str, path: Path) -> list[str]:
+    """Returns "module imports target.name" for each import of another package's private name or private module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [(node.module, [a.name for a in node.names])]
+        elif isinstance(node, ast.Import):
+            targets = [(a.name, []) for a in node.names]
+        else:
+            continue
+        for target, names in targets:
+            if target.split(".")[0] not in ("freepoint_bench", "baselines") or _package(target) == _package(module):
+                continue
+            if any(_private(part) for part in target.split(".")):
+                found.append(f"{module} imports {target} (a private module)")
+            found.extend(f"{module} imports {target}.{name}" for name in names if _private(name))
+    return found
+
+
+def test_no_module_imports_another_packages_private_names():
+    """DESIGN.md "one owner per concept": a name another package needs is public (no leading underscore), in a
+    module whose name has none either."""
+    violations = []
+    for top in ("freepoint_bench", "baselines"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            violations.extend(_private_imports(module, path))
+    assert not violations, "\n".join(violations)
+
+
+def test_the_private_import_rule_sees_names_and_private_modules(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from freepoint_bench.engine.presets import _one_line, get_preset\n"
+        "from freepoint_bench.pretext._train import build\n"
+        "import freepoint_bench.models._impl\n"
+        "from freepoint_bench.harness.run import _own\n"
+        "from freepoint_bench.atomic import __all__\n"
+        "from . import _relative\n"
+    )
+    assert _private_imports("freepoint_bench.harness.cells", source) == [
+        "freepoint_bench.harness.cells imports freepoint_bench.engine.presets._one_line",
+        "freepoint_bench.harness.cells imports freepoint_bench.pretext._train (a private module)",
+        "freepoint_bench.harness.cells imports freepoint_bench.models._impl (a private module)",
+    ]
+    assert _private_imports("baselines.csc", source)[-1] == "baselines.csc imports freepoint_bench.harness.run._own"

@@ -227,7 +227,7 @@ def _majority(index: np.ndarray, groups: int, semantic: np.ndarray) -> np.ndarra
     return np.where(votes.max(axis=1) > 0, sem_vals[votes.argmax(axis=1)], -1)
 
 
-def _gt_instances(semantic: np.ndarray, instance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gt_instances(semantic: np.ndarray, instance: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (point → instance index or -1, class id of each instance, size of each instance).
 
     Instances are numbered in increasing id order; an instance's class is the majority semantic id of its
@@ -252,7 +252,7 @@ def _match_scene(
             f"scene {name}: predictions cover {masks.shape[1]} points but the scene has {n}; "
             "masks must follow the scene's point order"
         )
-    inst_index, inst_cls, sizes = _gt_instances(semantic, instance)
+    inst_index, inst_cls, sizes = gt_instances(semantic, instance)
     # GT instances of evaluated classes (small ones included: they matter for the ignore rule). As in the
     # benchmark's label*1000+id encoding, every point takes its instance's class: void = in no such instance
     # (unannotated, no instance, or an instance of a class that is not evaluated).

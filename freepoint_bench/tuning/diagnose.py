@@ -22,7 +22,7 @@ import numpy as np
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import DataError
 from freepoint_bench.evaluation import EvalSpec
-from freepoint_bench.evaluation.instance_ap import _gt_instances
+from freepoint_bench.evaluation.instance_ap import gt_instances
 from freepoint_bench.freepoint.pipeline import load_pseudo_labels
 from freepoint_bench.tuning.objective import evaluation_spec_for
 
@@ -95,7 +95,7 @@ def diagnose_labels(
             f"diagnose: semantic {semantic.shape}, instance {instance.shape} and labels {labels.shape} must "
             "all be (N,) for one scene"
         )
-    inst_index, inst_cls, sizes = _gt_instances(semantic, instance)
+    inst_index, inst_cls, sizes = gt_instances(semantic, instance)
     is_object = np.isin(inst_cls, list(class_ids)) & (sizes >= min_region_size)
     object_of = np.full(len(sizes), -1, np.int64)
     object_of[is_object] = np.arange(int(is_object.sum()))
