@@ -71,10 +71,18 @@ def test_throughput_rows_are_what_run_plan_reads(tmp_path):
     from freepoint_bench.harness.plan import gpu_hours, load_throughput
 
     def row(method, step_s):
-        return {"stage": "finetune" if method == "finetune" else "pretrain",
-                "method": None if method == "finetune" else method, "preset": "paper", "precision": "16-mixed",
-                "device": "gpu", "batch": 4, "step_s": step_s, "samples_per_s": 4 / step_s, "peak_mem_gb": 1.0,
-                "steps": 3}
+        return {
+            "stage": "finetune" if method == "finetune" else "pretrain",
+            "method": None if method == "finetune" else method,
+            "preset": "paper",
+            "precision": "16-mixed",
+            "device": "gpu",
+            "batch": 4,
+            "step_s": step_s,
+            "samples_per_s": 4 / step_s,
+            "peak_mem_gb": 1.0,
+            "steps": 3,
+        }
 
     path = tmp_path / "throughput.json"
     path.write_text(json.dumps(tp.document([row("freepoint", 0.5), row("finetune", 0.25)], tmp_path)))
@@ -104,8 +112,10 @@ def test_dev_scan_folds_are_the_protocols(tmp_path):
     assert folds["a"].held_out == folds["b"].train == [n for n in names if n[5:9] in ("0003", "0004", "0005")]
     assert sorted(folds["a"].train + folds["a"].held_out) == sorted(names)
     spec = (Path(__file__).resolve().parents[1] / "protocols" / "scannet-dev-full-masks.toml").read_text()
-    moved = spec.replace('folds = [["scene0000", "scene0001", "scene0002"], ["scene0003", "scene0004", "scene0005"]]',
-                         'folds = [["scene0000"], ["scene0001", "scene0002", "scene0003", "scene0004", "scene0005"]]')
+    moved = spec.replace(
+        'folds = [["scene0000", "scene0001", "scene0002"], ["scene0003", "scene0004", "scene0005"]]',
+        'folds = [["scene0000"], ["scene0001", "scene0002", "scene0003", "scene0004", "scene0005"]]',
+    )
     assert moved != spec
     (tmp_path / "other.toml").write_text(moved)
     other = devscans.room_folds(names, str(tmp_path / "other.toml"))
@@ -118,6 +128,83 @@ def test_table_lines_up_columns_and_refuses_a_short_row():
     from table import format_table
 
     assert format_table(["scan", "s"], [["a", "0.51"], ["longer", 2]]).splitlines() == [
-        "scan    s   ", "------  ----", "a       0.51", "longer  2   "]
+        "scan    s   ",
+        "------  ----",
+        "a       0.51",
+        "longer  2   ",
+    ]
     with pytest.raises(ValueError, match="1 cells for 2 columns"):
         format_table(["scan", "s"], [["a"]])
+
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "scannet-dev"
+
+
+def one_dev_scan(tmp_path: Path) -> Path:
+    """A copy of the first dev scan (VoteNet npy layout) in a folder of its own; skips without ../shared."""
+    if not DEV.is_dir():
+        pytest.skip(f"the ScanNet dev scans are not at {DEV}")
+    folder = tmp_path / "scannet-dev"
+    folder.mkdir()
+    for f in DEV.iterdir():
+        if f.name.startswith("scene0000_00_") or not f.name.startswith("scene"):
+            (folder / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
+QUICK = {  # each kept tool that runs in seconds at these sizes: its arguments and a line its table must print
+    "bench_synthetic": (["--sizes", "2000", "--seeds", "1"], "object share"),
+    "bench_evaluator": (["--scenes", "2", "--preds", "5", "--points", "20000"], "evaluate (class-agnostic)"),
+    "bench_models": (["--points", "4000", "--repeats", "1", "--backends", "spconv"], "fwd+bwd s"),
+    "bench_host_syncs": (["--points", "3000", "--scenes", "1", "--queries", "8"], "syncs"),
+    "bench_training": (
+        ["--points", "3000", "--scenes", "2", "--steps", "1", "--warmup", "0", "--backends", "spconv"],
+        "scenes/s",
+    ),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(QUICK))
+def test_tool_prints_its_table_in_a_quick_mode(tool, tmp_path):
+    import subprocess
+
+    args, header = QUICK[tool]
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / f"{tool}.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert header in done.stdout
+
+
+def test_pseudolabel_tool_scores_its_quality_table(tmp_path, capsys):
+    """bench_pseudolabels' three tables on one dev scan (at a3b384f its quality table died in evaluate())."""
+    import bench_pseudolabels as pl
+
+    data = one_dev_scan(tmp_path)
+    argv = sys.argv
+    sys.argv = [
+        "bench_pseudolabels.py",
+        "--data",
+        str(data),
+        "--fullres",
+        str(tmp_path / "none"),
+        "--repeats",
+        "1",
+        "--methods",
+        "dbscan",
+    ]
+    try:
+        pl.main()
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr().out
+    assert "Per-stage seconds" in out and "Multicut backends" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("FreePoint σ_low", "dbscan"))]
+    assert len(rows) == 2
+    ap50 = float(rows[0][4])  # "FreePoint σ_low (0.9) AP AP50 ..."
+    assert 0.0 <= ap50 <= 100.0
