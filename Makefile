@@ -102,8 +102,13 @@ test-faults-long: setup
 lint: setup
 	$(VENV)/bin/ruff check freepoint_bench baselines tests benchmarks bench.py
 
+# The benchmark tools at their defaults, each printing its table (benchmarks/README.md: what each measures, its
+# command and runtime): about 10 minutes on 2 CPU cores. Longer settings are the tools' flags. By hand:
+# bench_pretrain_quality.py (a FreePoint pretraining of 60 + 10 epochs, tens of minutes) and the GPU check. Finished
+# experiments are not here: docs/studies/ has their findings.
+BENCH_TOOLS := synthetic evaluator host_syncs models throughput pseudolabels reproducibility superpoints training
 bench: setup
-	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@for t in $(BENCH_TOOLS); do echo "== benchmarks/bench_$$t.py"; $(PY) benchmarks/bench_$$t.py || exit 1; done
 
 # .gpu/ for a lent GPU machine (no network there): wheels, spconv's CUDA kit, rama_py, dev scans, pseudo labels;
 # then run `bash benchmarks/device/check.sh` there with .gpu carried (see that script).

@@ -17,7 +17,7 @@ B = `bench.py evaluate --dataset scannet-npy`. Reported: median wall time of `--
 system CPU, peak resident memory (the child's own VmHWM), the speed-up A / B in wall time and in CPU time
 (user + system: the fairer figure on a shared, busy machine), and AP / AP50 / AP25 of
 both, which must agree to 1e-9 (exit status 1 if they do not). The figures and the machine they were
-measured on are in docs/evaluator-speed.md.
+measured on are in docs/studies/evaluator-speed.md.
 """
 
 from __future__ import annotations
