@@ -53,7 +53,7 @@ class TrainPreset(BaseModel):
     spatial_scale: float = Field(1.5, gt=0)  # its Fourier scale (models.decoder.DecoderConfig.spatial_scale)
     spatial_relative: bool = False  # each query shapes its own relative-position template (DecoderConfig)
     # Scale-consistent positions for crop training (models.decoder.DecoderConfig; also the xyz input features):
-    # off in both presets, no better held out (README, "Does it learn?", bench_learning_curve.py figures).
+    # off in both presets, no better held out (README, "Does it learn?", docs/studies/learning-curve.md).
     position_scale_m: float | None = Field(None, gt=0)  # positions / this length, metres (None: scene box, Mask3D)
     voxels_per_query: float | None = Field(None, gt=0)  # queries grow with the scene (None: num_queries, Mask3D)
     # -- data
@@ -88,7 +88,7 @@ PRESETS: dict[str, dict] = {
     # A small model on coarse voxels: trains in minutes on a CPU; for tests, demos and the CPU benchmark.
     "cpu-small": dict(
         name="cpu-small",
-        # twice tiny's widths: fitting two dev scans' σ_low masks for 30 steps (benchmarks/bench_overfit.py,
+        # twice tiny's widths: fitting two dev scans' σ_low masks for 30 steps (docs/studies/overfit.md,
         # "fixed sample"), the mean best IoU per target reached 0.37 (tiny: 0.27)
         backbone="small",
         # More queries than pseudo masks: the held-out dev scans' σ_low masks number 42.5 per scan
@@ -108,13 +108,13 @@ PRESETS: dict[str, dict] = {
         # 0.02 and at 0.1, 0.001-0.002 at 0.3.
         bn_momentum=0.3,
         # Queries start from their voxels' features (zero-initialised ones collapsed onto one shared mask in
-        # early synthetic runs); on two dev scans the difference is small: benchmarks/bench_overfit.py "fixed
+        # early synthetic runs); on two dev scans the difference is small: docs/studies/overfit.md "fixed
         # sample" best IoU per target 0.37 vs 0.35 with zero queries.
         query_features=True,
         voxel_size_m=0.05,
         # Random crops of 20k points (a disc in xy around a random point, ~40% of a 50k-point dev scan) give
         # the three training rooms more variety and halve the step time: held-out AP / AP50 / AP25 at steps
-        # 100 / 200 / 300 of benchmarks/bench_learning_curve.py 0.3/2.6/30.3, 2.4/9.1/35.1, 1.7/5.8/30.4 (whole
+        # 100 / 200 / 300 of docs/studies/learning-curve.md 0.3/2.6/30.3, 2.4/9.1/35.1, 1.7/5.8/30.4 (whole
         # scans: 0.1/0.5/19.4, 0.4/2.4/27.8, 0.2/1.0/22.5; 10k-point crops: AP50 3.1 / 1.5 / 3.0).
         max_points=20_000,
         max_loss_points=20_000,
@@ -123,14 +123,14 @@ PRESETS: dict[str, dict] = {
         epochs1=10,
         epochs2=2,
         # Local first masks (models.decoder spatial prior): fitting two dev scans for 30 steps
-        # (benchmarks/bench_overfit.py), the mean best IoU per target reached 0.37 with the prior and 0.000
+        # (docs/studies/overfit.md), the mean best IoU per target reached 0.37 with the prior and 0.000
         # without (training Dice 0.52 vs 0.97: no mask forms).
         spatial_prior=True,
         spatial_scale=1.5,  # width ~10% of the scene; a narrower prior was not better in early probes
-        # Each query shapes its own relative-position template: benchmarks/bench_overfit.py, best IoU per target
+        # Each query shapes its own relative-position template: docs/studies/overfit.md, best IoU per target
         # 0.37 vs 0.25 with the fixed blob on a fixed sample; under full augmentation Dice 0.81 vs 0.88.
         spatial_relative=True,
-        lr=3e-3,  # benchmarks/bench_overfit.py, full augmentation: 1e-3 left Dice at 0.86 (3e-3: 0.81)
+        lr=3e-3,  # docs/studies/overfit.md, full augmentation: 1e-3 left Dice at 0.86 (3e-3: 0.81)
         accelerator="cpu",
         precision="32-true",
     ),
