@@ -26,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # their size, segments under 30 points dropped. σ_high 0.8 is ours (the defaults' ratio 1.2 / 0.9).
     # The normal affinity is |Cos| (the description's plain normals carry no sign): with the defaults'
     # centre-oriented Cos the preset scored AP50 1.6 / 2.5 / 1.4 (seeds 0-2) on the dev scans, with |Cos|
-    # 6.0 / 4.5 / 3.0, where an independent plain version (benchmarks/plain_reference.py) gets 5.3 / 4.1 / 5.2.
+    # 6.0 / 4.5 / 3.0, where an independent plain version (docs/studies/pseudo-labels.md) gets 5.3 / 4.1 / 5.2.
     "plain": {
         "plane_distance_threshold": 0.03,
         "plane_min_fraction": 0.05,
