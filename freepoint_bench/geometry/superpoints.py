@@ -28,7 +28,7 @@ class SuperpointConfig(BaseModel):
     k: int = Field(8, ge=1)  # kNN graph degree
     normal_k: int = Field(16, ge=3)  # neighbours of each normal estimate
     # FH's t, in units of 1 - |cos|: larger gives fewer, larger pieces (ScanNet's segmentator: 0.01 on
-    # meshes). 0.05: 283 pieces per held-out 50k-point dev scan (248-412; benchmarks/bench_learning_curve.py
+    # meshes). 0.05: 283 pieces per held-out 50k-point dev scan (248-412; docs/studies/learning-curve.md
     # prints the count); chosen over 0.01 by a scratch probe, not a committed measurement.
     threshold: float = Field(0.05, gt=0)
     min_size: int = Field(30, ge=1)  # smaller pieces merge into a neighbour (points)
