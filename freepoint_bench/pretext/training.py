@@ -29,11 +29,12 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
+from freepoint_bench.config import validated
 from freepoint_bench.engine.checkpoints import save_model_checkpoint
 from freepoint_bench.engine.module import EpochProgress, LossTrackingModule, segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
@@ -91,10 +92,6 @@ class OptimConfig(BaseModel):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def _one_line(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
-
-
 def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], overrides: dict[str, Any]) -> Any:
     """Returns a validated `cls` for training preset `preset` (cpu-small / paper) with `overrides` applied.
 
@@ -131,10 +128,7 @@ def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], ove
                 f"or {', '.join(sorted(g + '.<field>' for g in groups))}"
             )
     train = get_preset(preset, **values.pop("train"))
-    try:
-        return cls(train=train, **values)
-    except ValidationError as e:
-        raise ConfigError(f"invalid {cls.__name__}: {_one_line(e)}") from None
+    return validated(cls, {"train": train, **values}, cls.__name__)
 
 
 # ---------------------------------------------------------------------------------------------- the module
