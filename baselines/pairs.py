@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,7 +53,7 @@ from freepoint_bench.data.views import ViewConfig, ViewPair, frame_view_pair, sa
 from freepoint_bench.engine.data import EpochSampler, make_sample
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import ConfigError, DataError
-from freepoint_bench.parallel import available_cores, limit_threads, loader_workers, process_workers
+from freepoint_bench.parallel import loader_workers, map_unordered
 from freepoint_bench.pretext.base import ProgressFn
 from freepoint_bench.pretext.training import BackboneModule, TrainedPretext
 
@@ -183,10 +182,6 @@ def scene_frames(name: str, views: Any, index_dir: Path | None = None) -> SceneF
     return SceneFrames(name, str(path), tuple(refs), tuple(pairs))
 
 
-def _select_scene_frames(name: str, views: Any, index_dir: Path | None) -> SceneFrames:
-    return scene_frames(name, views, index_dir)  # a pool worker's task (module level: picklable)
-
-
 def frame_index(names: Sequence[str], views: Any, index_dir: Path | None = None, *, workers: int | None = 1,
                 progress: ProgressFn | None = None) -> list[SceneFrames]:
     """Returns scene_frames of every scene with at least one pair, in `names` order (one warning names those
@@ -216,19 +211,9 @@ def frame_index(names: Sequence[str], views: Any, index_dir: Path | None = None,
         if progress is not None:
             progress("frame pairs", len(found), len(names), scene.name)
 
-    workers = process_workers(workers, len(todo))
-    if todo and workers == 1:
-        for name in todo:
-            done(scene_frames(name, views, index_dir))
-    elif todo:
-        # spawn, as the pseudo-label pool (a forked child inherits the parent's thread pools mid-state)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=limit_threads, initargs=(max(1, available_cores() // workers),)) as pool:
-            pending = {pool.submit(_select_scene_frames, name, views, index_dir) for name in todo}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    done(future.result())
+    work = partial(scene_frames, views=views, index_dir=index_dir)
+    for scene in map_unordered(work, todo, workers, label=lambda name: f"scene {name!r}"):
+        done(scene)
     scenes = [found[name] for name in names]
     empty = [s.name for s in scenes if not s.pairs]
     if len(empty) == len(scenes):

@@ -4,6 +4,8 @@
     workers = process_workers(None, 40)    # default: one per core, at most one per task
     loader = loader_workers(4)             # DataLoader workers beside the training process
     mine = take_shard(cells, *parse_shard("1/4"))  # job arrays: every 4th cell from the second
+    for out in map_unordered(work, items, workers=4, label=str):   # a spawn pool over items, results as they finish
+        ...
 
 Every process a pool starts limits its own thread pools to its share of the cores (`limit_threads`), so
 `workers x threads` never exceeds the cores.
@@ -11,16 +13,21 @@ Every process a pool starts limits its own thread pools to its share of the core
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TypeVar
 
 from freepoint_bench.errors import ConfigError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,57 @@ def limit_threads(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(_threads)
+
+
+def map_unordered(fn: Callable[[T], R], items: Iterable[T], workers: int | None = 1, *,
+                  label: Callable[[T], str] = str, in_flight: int | None = None) -> Iterator[R]:
+    """Yields fn(item) for every item, in the order they finish, computed by `workers` processes.
+
+    workers: as process_workers (None: one per available core; never more than the cores, nor than the items when
+    `items` has a length); 1 runs every item here, in order, with no pool. The pool starts its processes with spawn,
+    not fork (a forked child inherits the parent's OpenMP / torch thread pools mid-state and can hang forever, seen
+    in open3d's RANSAC), each limited to its share of the threads (limit_threads), and holds at most `in_flight`
+    items at a time (default 2 x workers; `items` is read lazily). fn and the items must be picklable (fn at module
+    level; functools.partial for fixed arguments). A failing item raises its own exception, with a note naming it
+    (label(item)), after the items in flight finish; the ones not started are dropped. A worker that dies names the
+    items it may have held.
+    """
+    workers = process_workers(workers, len(items) if isinstance(items, Sized) else None)
+    if workers == 1:
+        for item in items:
+            try:
+                result = fn(item)
+            except Exception as exc:
+                exc.add_note(f"while working on {label(item)}")
+                raise
+            yield result
+        return
+    limit = max(1, in_flight or 2 * workers)
+    todo = iter(items)
+    pending: dict[Future, T] = {}
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=limit_threads, initargs=(max(1, available_cores() // workers),))
+    try:
+        while True:
+            for item in itertools.islice(todo, limit - len(pending)):
+                pending[pool.submit(fn, item)] = item
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    held = ", ".join(label(i) for i in [item, *pending])
+                    exc.add_note(f"a worker process died while the pool held {held}")
+                    raise
+                except Exception as exc:
+                    exc.add_note(f"while working on {label(item)}")
+                    raise
+                yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _refuse_shard(written: str) -> ConfigError:

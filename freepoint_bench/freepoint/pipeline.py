@@ -14,14 +14,13 @@ half per trial (`tuning.graph.GraphCache`).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from freepoint_bench.geometry.neighbours import knn, knn_graph
 from freepoint_bench.geometry.planes import remove_planes
 from freepoint_bench.geometry.sampling import farthest_point_sample, fps_count
 from freepoint_bench.geometry.superpoints import felzenszwalb, normal_weights
-from freepoint_bench.parallel import available_cores, limit_threads, process_workers, take_shard
+from freepoint_bench.parallel import map_unordered, take_shard
 
 logger = logging.getLogger(__name__)
 
@@ -401,12 +400,13 @@ def _features_key(features_fn: Callable[[Scene], np.ndarray] | None) -> str | No
 
 
 def _process_scene(
-    scene: Scene,
+    item: tuple[Scene, tuple[float, ...]],
     config: PseudoLabelConfig,
-    sigmas: tuple[float, ...],
     out_dir: str,
     features_fn: Callable[[Scene], np.ndarray] | None,
 ) -> dict[str, Any]:
+    """Returns the record of one scene after writing its labels at each of its σ (a pool worker's task)."""
+    scene, sigmas = item
     fkey = _features_key(features_fn)
     features = None if features_fn is None else features_fn(scene)
     result = generate_pseudo_labels(scene, config, sigmas, features)
@@ -500,20 +500,9 @@ def run_pseudo_labels(
         else:
             todo.append((scene, missing))
 
-    workers = process_workers(workers, len(todo))
-    if workers == 1:
-        for scene, missing in todo:
-            report(_process_scene(scene, config, missing, str(out), features_fn))
-    else:
-        # spawn, not fork: a forked child inherits the parent's OpenMP / torch thread pools mid-state and can
-        # hang forever in open3d's RANSAC (seen in CI: both workers blocked in remove_planes)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=limit_threads, initargs=(max(1, available_cores() // workers),)) as pool:
-            pending = {pool.submit(_process_scene, s, config, missing, str(out), features_fn) for s, missing in todo}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    report(fut.result())
+    work = partial(_process_scene, config=config, out_dir=str(out), features_fn=features_fn)
+    for record in map_unordered(work, todo, workers, label=lambda item: f"scene {item[0].name!r}"):
+        report(record)
     summary = {
         "shard": [index, count],
         "sigmas": list(sigmas_t),
