@@ -503,8 +503,12 @@ def pretrain_cmd(
     scene: ScenesOpt = None,
     split: Annotated[str, typer.Option("--split", help="Scenes of this split are trained on.")] = "train",
     preset: Annotated[str, typer.Option("--preset", help="Training preset: cpu-small or paper.")] = "cpu-small",
-    epochs1: Annotated[int | None, typer.Option("--epochs1", help="Step 1 epochs on σ_low masks (paper: 100).")] = None,
-    epochs2: Annotated[int | None, typer.Option("--epochs2", help="Step 2 epochs on σ_high masks (paper: 10).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", help="Epochs of a one-stage method (pointcontrast, csc, depthcontrast, supervised).")] = None,
+    epochs1: Annotated[int | None, typer.Option(
+        "--epochs1", help="FreePoint: step 1 epochs on σ_low masks (paper: 100).")] = None,
+    epochs2: Annotated[int | None, typer.Option(
+        "--epochs2", help="FreePoint: step 2 epochs on σ_high masks (paper: 10).")] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config field: key=value (train.lr=…, pseudo.sigma_low=…, loss.box=…)."),
@@ -533,6 +537,8 @@ def pretrain_cmd(
     check_devices(devices, nodes)  # also for methods that do not train (scratch), so a typo is never ignored
     impl = get_method(method)
     fields = parse_overrides(overrides or [])
+    if epochs is not None:
+        fields["epochs"] = epochs
     if epochs1 is not None:
         fields["epochs1"] = epochs1
     if epochs2 is not None:

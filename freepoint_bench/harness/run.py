@@ -42,7 +42,7 @@ from freepoint_bench.harness.protocol import (
     scenes_of,
     split_path,
 )
-from freepoint_bench.pretext.base import get_method
+from freepoint_bench.pretext.base import applicable_overrides, get_method
 from freepoint_bench.results import read_result, result_path
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,10 @@ def pretrain_config(method: str, rec: Recipe, opts: RunOptions, seed: int = 0) -
     if method == "scratch":
         train = rec.finetune.train
         return impl.default_config(train.name, **{**train.model_dump(exclude={"name"}), "seed": seed})
-    return impl.default_config(rec.pretrain_preset, **opts.pretrain_overrides)
+    kept, skipped = applicable_overrides(impl, opts.pretrain_overrides)
+    for key, why in skipped.items():
+        log.info("--pretrain-set %s: not applied to %s (%s)", key, method, why)
+    return impl.default_config(rec.pretrain_preset, **kept)
 
 
 def backbone_architecture(train: Any) -> dict[str, Any]:

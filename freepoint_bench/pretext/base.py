@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -57,6 +57,28 @@ class PretextMethod(Protocol):
     ) -> PretrainResult:
         """Returns the checkpoints trained on `store`'s scenes (`names`, default: the train split)."""
         ...
+
+
+def applicable_overrides(method: PretextMethod, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Returns (the overrides `method` reads, {key: why not} for the others) of pretraining overrides shared by
+    several methods (`run --pretrain-set`). A method lists what it never reads in `unread_fields` (field → why;
+    pretext.training.UNREAD_TRAIN_FIELDS for the one-stage backbone methods), bare or as `train.<field>`; its
+    `stage_epochs` maps a shared stage budget onto its own field (one-stage methods: epochs1 → epochs, so
+    `--pretrain-set epochs1=N` budgets every method's first stage). Anything else goes to default_config, which
+    refuses unknown keys."""
+    unread: Mapping[str, str] = getattr(method, "unread_fields", {})
+    renames: Mapping[str, str] = getattr(method, "stage_epochs", {})
+    kept: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for key, value in overrides.items():
+        field = key.removeprefix("train.").partition(".")[0]
+        if key in renames:
+            kept[renames[key]] = value
+        elif field in unread:
+            skipped[key] = unread[field]
+        else:
+            kept[key] = value
+    return kept, skipped
 
 
 def _entry_points() -> dict[str, EntryPoint]:

@@ -169,11 +169,16 @@ class FreePointPretext:
 
     name = "freepoint"
 
+    # a run's shared --pretrain-set epochs=N budgets the one-stage methods only (pretext.base.applicable_overrides)
+    unread_fields = {"epochs": "it trains in two steps: set epochs1 and epochs2"}
+
     def default_config(self, preset: str = "cpu-small", **overrides: Any) -> FreePointConfig:
         """Returns a FreePointConfig on training preset `preset`; overrides are `train.<field>`,
         `pseudo.<field>`, `loss.<field>` or a bare training field (e.g. epochs1=2)."""
         groups: dict[str, dict] = {"train": {}, "pseudo": {}, "loss": {}}
         for key, value in overrides.items():
+            if key in self.unread_fields:
+                raise ConfigError(f"FreePoint does not read {key!r}: {self.unread_fields[key]}")
             head, _, tail = key.partition(".")
             if head in groups and tail:
                 groups[head][tail] = value

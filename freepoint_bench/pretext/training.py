@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
-from freepoint_bench.config import validated
+from freepoint_bench.config import apply_overrides, check_key, validated
 from freepoint_bench.engine.checkpoints import save_model_checkpoint
 from freepoint_bench.engine.module import EpochProgress, LossTrackingModule, segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
@@ -92,13 +92,33 @@ class OptimConfig(BaseModel):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], overrides: dict[str, Any]) -> Any:
+_DECODER = "it pretrains the backbone only and never builds the query decoder"
+# TrainPreset fields a one-stage backbone method (TrainedPretext) never reads. Setting one would change nothing but
+# the config's hash, so the checkpoint id of an identical training would differ: make_config refuses them, and a
+# run's shared --pretrain-set skips them for such a method (pretext.base.applicable_overrides).
+# tests/baselines/test_unread_fields.py trains every such method with all of them changed and gets the same weights.
+UNREAD_TRAIN_FIELDS: dict[str, str] = {
+    **dict.fromkeys(("num_queries", "decoder_hidden", "decoder_layers", "decoder_heads", "decoder_ffn",
+                     "query_features", "spatial_prior", "spatial_scale", "spatial_relative", "voxels_per_query"),
+                    _DECODER),
+    **dict.fromkeys(("min_instance_voxels", "max_loss_points"), "it trains on no instance masks"),
+    **dict.fromkeys(("epochs1", "epochs2"), "it trains in one stage: set epochs"),
+    "lr": "its optimiser is the optim group: set optim.lr",
+    "weight_decay": "its optimiser is the optim group: set optim.weight_decay",
+    "schedule": "its optimiser is the optim group: set optim.schedule",
+    "onecycle_pct_start": "its schedule is optim.schedule (exponential, cosine or constant), never OneCycle",
+}
+
+
+def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], overrides: dict[str, Any],
+                unread: Mapping[str, str] = UNREAD_TRAIN_FIELDS) -> Any:
     """Returns a validated `cls` for training preset `preset` (cpu-small / paper) with `overrides` applied.
 
     presets[preset] holds the method's own values for that preset: "train" (TrainPreset overrides) and the
     other sub-configs (dicts), plus bare method fields. An override key is `<group>.<field>` for a sub-config
     (train.lr, views.crop_fraction, optim.momentum), a bare method field (temperature, epochs), or a bare
-    TrainPreset field (batch_size, seed). `epochs1` (the CLI's --epochs1) means `epochs`.
+    TrainPreset field (batch_size, seed). A TrainPreset field in `unread` (key → why) is refused, bare or as
+    `train.<field>`; so is an unknown key (freepoint_bench.config.apply_overrides names the known ones).
     """
     if preset not in presets:
         raise ConfigError(f"unknown training preset {preset!r}; choose one of {sorted(presets)}")
@@ -111,23 +131,21 @@ def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], ove
         g: {**({} if g == "train" else cls.model_fields[g].default.model_dump()), **base.get(g, {})} for g in groups
     }
     values.update({k: v for k, v in base.items() if k not in groups})
-    train_fields = set(TrainPreset.model_fields)
+    routed = {}
     for key, value in overrides.items():
-        head, _, tail = key.partition(".")
-        key = "epochs" if key == "epochs1" else key
-        if tail and head in groups:
-            values[head][tail] = value
-        elif key in cls.model_fields and key not in groups:
-            values[key] = value
-        elif key in train_fields or (tail and head in TrainPreset.model_fields):
-            values["train"][key] = value
-        else:
-            known = sorted(set(cls.model_fields) - groups)
-            raise ConfigError(
-                f"unknown {cls.__name__} field {key!r}; use one of {known}, a training preset field, "
-                f"or {', '.join(sorted(g + '.<field>' for g in groups))}"
-            )
-    train = get_preset(preset, **values.pop("train"))
+        head = key.partition(".")[0]
+        # a bare TrainPreset field (batch_size, augment.rotate_z) belongs to the train group
+        if head not in cls.model_fields and head in TrainPreset.model_fields:
+            key = f"train.{key}"
+        routed[key] = value
+    train_overrides = {k[len("train."):]: v for k, v in routed.items() if k.startswith("train.")}
+    values = apply_overrides(values, {k: v for k, v in routed.items() if not k.startswith("train.")}, cls, cls.__name__)
+    for key in train_overrides:
+        field = key.partition(".")[0]
+        if field in unread:
+            raise ConfigError(f"{cls.__name__} does not read training preset field {field!r}: {unread[field]}")
+        check_key(TrainPreset, key, "training preset")
+    train = get_preset(preset, **{**values.pop("train"), **train_overrides})
     return validated(cls, {"train": train, **values}, cls.__name__)
 
 
@@ -239,11 +257,13 @@ class TrainedPretext:
     name: str = ""
     config_cls: type[BaseModel]
     presets: dict[str, dict] = {}
+    unread_fields: dict[str, str] = UNREAD_TRAIN_FIELDS  # refused by default_config, skipped in a shared override
+    stage_epochs: dict[str, str] = {"epochs1": "epochs"}  # a run's shared first-stage budget is this method's epochs
 
     def default_config(self, preset: str = "cpu-small", **overrides: Any) -> Any:
         """Returns the method's config for training preset `preset` (cpu-small, paper) with `overrides` (see
         make_config: `train.<field>`, `views.<field>`, `optim.<field>`, a bare method or preset field)."""
-        return make_config(self.config_cls, preset, self.presets, overrides)
+        return make_config(self.config_cls, preset, self.presets, overrides, self.unread_fields)
 
     def build_module(self, config: Any) -> BackboneModule:
         """Returns a freshly initialised module for `config`."""

@@ -178,7 +178,7 @@ def test_cli_pretrain_pointcontrast_on_frames(frames_root, tmp_path, capsys):
                        (SCENES[1], frames_root / SCENES[1])):
         write_ply(scans / f"{name}.ply", *room_scan(path, every=25))
     args = ["pretrain", "--method", "pointcontrast", "--dataset", "ply", "--root", scans, "--cache", tmp_path / "c",
-            "--scene", SCENES[0], "--scene", SCENES[1], "--epochs1", "1", "--set", "views.source=frames",
+            "--scene", SCENES[0], "--scene", SCENES[1], "--epochs", "1", "--set", "views.source=frames",
             "--set", f"views.frames_root={frames_root}", "--out", tmp_path / "run", "--checkpoints", tmp_path / "ckpt"]
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in args])

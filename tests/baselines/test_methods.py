@@ -130,8 +130,9 @@ def test_config_overrides_route_and_paper_presets_keep_the_released_values():
     assert (dc.momentum, dc.queue_size, dc.embedding_dim, dc.temperature) == (0.999, 131072, 128, 0.1)
     assert (dc.optim.momentum, dc.optim.schedule) == (0.9, "cosine")
     small = get_method("depthcontrast").default_config(
-        "cpu-small", epochs1=3, lr=0.01, **{"optim.lr": 0.05, "views.crop_fraction": 0.5, "augment.rotate_z": False})
-    assert small.epochs == 3 and small.train.lr == 0.01 and small.optim.lr == 0.05
+        "cpu-small", epochs=3, grad_clip=1.0,
+        **{"optim.lr": 0.05, "views.crop_fraction": 0.5, "augment.rotate_z": False})
+    assert small.epochs == 3 and small.train.grad_clip == 1.0 and small.optim.lr == 0.05
     assert small.views.crop_fraction == 0.5 and small.train.augment.rotate_z is False and small.queue_size == 16
     with pytest.raises(ConfigError, match="unknown"):
         get_method("csc").default_config("cpu-small", partitions=3)
@@ -173,7 +174,7 @@ def test_cli_pretrain_runs_a_baseline(tmp_path, capsys):
     root = tmp_path / "synthetic"
     write_synthetic_dataset(root, num_scenes=2, seed=3, config=SyntheticConfig(num_points=3000))
     args = ["pretrain", "--method", "csc", "--dataset", "synthetic", "--root", root, "--cache", tmp_path / "cache",
-            "--scene", "synth_0000", "--scene", "synth_0001", "--epochs1", "1", "--set", "num_partitions=4",
+            "--scene", "synth_0000", "--scene", "synth_0001", "--epochs", "1", "--set", "num_partitions=4",
             "--out", tmp_path / "run", "--checkpoints", tmp_path / "ckpt"]
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in args])
@@ -198,7 +199,7 @@ def test_two_rank_ddp_depthcontrast_on_cpu(tmp_path):
     write_synthetic_dataset(root, num_scenes=2, seed=3, config=SyntheticConfig(num_points=3000))
     bench = Path(__file__).resolve().parents[2] / "bench.py"
     argv = [sys.executable, str(bench), "pretrain", "--method", "depthcontrast", "--dataset", "synthetic",
-            "--root", str(root), "--cache", str(tmp_path / "cache"), "--epochs1", "2", "--devices", "2",
+            "--root", str(root), "--cache", str(tmp_path / "cache"), "--epochs", "2", "--devices", "2",
             "--set", "batch_size=1", "--out", str(tmp_path / "run"), "--checkpoints", str(tmp_path / "ckpt")]
     done = subprocess.run(argv, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True,
                           timeout=600)

@@ -171,7 +171,9 @@ def test_supervised_refuses_unlabelled_scenes_and_bad_config(tmp_path):
     with pytest.raises(DataError, match="bare: no semantic labels"):
         method.pretrain(MemoryStore([bare]), method.default_config("cpu-small", epochs=1), tmp_path / "run",
                         checkpoints_dir=tmp_path / "ck")
-    assert method.default_config("cpu-small", epochs1=3).epochs == 3  # the CLI's --epochs1
+    assert method.default_config("cpu-small", epochs=3).epochs == 3  # the CLI's --epochs
+    with pytest.raises(ConfigError, match="does not read training preset field 'epochs1': it trains in one stage"):
+        method.default_config("cpu-small", epochs1=3)  # was silently taken as epochs
     with pytest.raises(ConfigError, match="unknown training preset"):
         method.default_config("huge")
     with pytest.raises(ConfigError, match="head"):

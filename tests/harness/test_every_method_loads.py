@@ -10,7 +10,7 @@ from freepoint_bench.engine.module import segmenter_from_preset
 from freepoint_bench.harness.finetune import class_vocabulary, load_backbone
 from freepoint_bench.harness.protocol import available_protocols, load_protocol
 from freepoint_bench.harness.run import RunOptions, cell_config
-from freepoint_bench.pretext.base import available_methods, get_method
+from freepoint_bench.pretext.base import applicable_overrides, available_methods, get_method
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def store(tmp_path_factory):
 def test_checkpoint_loads_under_every_protocol(method, store, tmp_path):
     assert method in available_methods()
     impl = get_method(method)
-    config = impl.default_config("cpu-small", **TINY_RUN)
+    config = impl.default_config("cpu-small", **applicable_overrides(impl, TINY_RUN)[0])  # as run's --pretrain-set
     result = impl.pretrain(store, config, tmp_path / "run", names=store.names("train"),
                            checkpoints_dir=tmp_path / "ckpt")
     protocols = available_protocols()
