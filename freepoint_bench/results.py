@@ -1,6 +1,6 @@
 """The result record: one typed schema for a finished benchmark cell, written by the harness, read by the report.
 
-    results/<protocol>/<method>/seed-<k>/result.json    one ResultRecord (fields in docs/results.md)
+    results/<protocol>/<method>/seed-<k>/result.json    one ResultRecord (fields: docs/protocols-and-results.md)
 
 A result.json is indented JSON with sorted keys and its content's sha256 under `content_sha256` (atomic.py's
 with_checksum), so a flipped byte that still parses is refused on reading. It is read and written only through
