@@ -208,3 +208,14 @@ def test_pseudolabel_tool_scores_its_quality_table(tmp_path, capsys):
     assert len(rows) == 2
     ap50 = float(rows[0][4])  # "FreePoint σ_low (0.9) AP AP50 ..."
     assert 0.0 <= ap50 <= 100.0
+
+
+def test_throughput_skips_without_the_default_scans_and_refuses_a_missing_folder(tmp_path, monkeypatch, capsys):
+    """make bench on a machine without ../shared: a line saying so, exit status 0; an explicit --data must exist."""
+    import bench_throughput as tp
+
+    monkeypatch.setattr(tp, "DATA", tmp_path / "absent")
+    tp.main([])
+    assert "skipped: the ScanNet dev scans are not at" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no ScanNet npy scans there"):
+        tp.main(["--data", str(tmp_path / "absent")])
