@@ -41,13 +41,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from freepoint_bench.data.classes import S3DIS_CLASSES
 from freepoint_bench.data.transforms import voxel_majority
-from freepoint_bench.engine.checkpoints import code_version, data_description, input_metadata, input_preset
+from freepoint_bench.engine.checkpoints import (
+    code_version,
+    data_description,
+    input_metadata,
+    input_preset,
+    load_model,
+    save_model_checkpoint,
+)
 from freepoint_bench.engine.data import EpochSampler, batch_to_device, collate, make_sample
 from freepoint_bench.engine.module import segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
-from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint
 from freepoint_bench.parallel import loader_workers
 from freepoint_bench.pretext.base import PretrainResult
 from freepoint_bench.pretext.training import STAGE, BackboneModule, OptimConfig, TrainedPretext
@@ -291,7 +297,7 @@ class _SaveSegmentation(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and isinstance(pl_module, SupervisedModule):
-            save_checkpoint(self.path, pl_module.segmenter(), {**self.meta, "metrics": pl_module.loss_summary()})
+            save_model_checkpoint(self.path, pl_module.segmenter(), {**self.meta, "metrics": pl_module.loss_summary()})
 
 
 # ---------------------------------------------------------------------------------------------- method
@@ -342,15 +348,17 @@ class SupervisedPretext(TrainedPretext):
 def load_segmentation(path: str | Path, device: str | torch.device = "cpu") -> tuple[SemanticSegmenter, dict]:
     """Returns (SemanticSegmenter in eval mode, metadata) of a run's train/segmentation.ckpt, loaded strictly."""
     path = Path(path)
-    state, meta = load_checkpoint(path)
-    arch, spec = meta.get("architecture") or {}, meta.get("backbone_config")
-    if arch.get("name") != "SemanticSegmenter" or not isinstance(spec, dict):
-        raise CheckpointError(f"{path}: not a supervised segmentation checkpoint (train/segmentation.ckpt of a "
-                              "supervised run)")
-    backbone = Res16UNet(BackboneConfig(**spec))
-    head = make_head(backbone.out_channels, arch["num_classes"], arch["head"], arch["head_hidden"])
-    model = SemanticSegmenter(backbone, head, arch["num_classes"], arch["head"], arch["head_hidden"])
-    load_into(model, state, meta, path=path)
+
+    def build(meta: dict[str, Any]) -> SemanticSegmenter:
+        arch, spec = meta.get("architecture") or {}, meta.get("backbone_config")
+        if arch.get("name") != "SemanticSegmenter" or not isinstance(spec, dict):
+            raise CheckpointError(f"{path}: not a supervised segmentation checkpoint (train/segmentation.ckpt of a "
+                                  "supervised run)")
+        backbone = Res16UNet(BackboneConfig(**spec))
+        head = make_head(backbone.out_channels, arch["num_classes"], arch["head"], arch["head_hidden"])
+        return SemanticSegmenter(backbone, head, arch["num_classes"], arch["head"], arch["head_hidden"])
+
+    model, meta = load_model(path, into=build)
     return model.to(device).eval(), meta
 
 

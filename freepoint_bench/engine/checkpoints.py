@@ -1,4 +1,15 @@
-"""Checkpoint bookkeeping of training runs: metadata (data, code version) and the checkpoints index."""
+"""The checkpoint doors: one to save a model with its metadata, one to load one, one to publish into the index.
+
+    save_model_checkpoint(path, model, metadata)                  # atomic, with part, config and "created"
+    model, meta = load_model(path, part="backbone")               # rebuilt from the recorded config, checked
+    _, meta = load_model(path, "backbone", into=model)            # or loaded strictly into a model of yours
+    meta, written = publish_checkpoints(checkpoints_dir, run_id, metadata, {"backbone": (path, model)})
+
+models.checkpoint is the file format under them (tensors + JSON metadata, integrity sha256s, architecture check).
+Besides the doors: the metadata a checkpoint records (code_version, environment, data_description, input_metadata,
+and input_preset to read its input back) and the checkpoints index (read_index, rebuild_index, and
+register_checkpoint, the index write publish_checkpoints makes).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +20,7 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -105,13 +116,16 @@ def _model_metadata(model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any
         meta.update(part="segmenter", model_config=model.config.model_dump(mode="json"))
     elif isinstance(model, Res16UNet):
         meta.update(part="backbone", backbone_config=model.config.model_dump(mode="json"))
-    else:
-        raise TypeError(f"save_model_checkpoint: cannot describe a {type(model).__name__}")
+    elif not hasattr(model, "architecture"):  # another model (supervised's segmentation) describes itself
+        raise TypeError(f"save_model_checkpoint: cannot describe a {type(model).__name__} (no architecture())")
     return meta
 
 
 def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Writes `model`'s state dict + `metadata` to `path` (atomic, weights_only-loadable); returns it."""
+    """Writes `model`'s state dict + `metadata` to `path` (atomic, weights_only-loadable); returns it.
+
+    Recorded besides `metadata`: "architecture" (the model's own), "created" (unless given), and for a segmenter or
+    a backbone its "part" and config ("model_config" / "backbone_config"), from which load_model rebuilds it."""
     meta = _model_metadata(model, metadata)
     meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     return save_checkpoint(path, model, meta)
@@ -121,7 +135,7 @@ def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str
 _PROVENANCE_KEYS = ("created", "code_version", "environment", "integrity", "format_version")
 
 
-def publish_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any] | None:
+def _publish_file(path: Path, model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any] | None:
     """Writes `model` to `path` like save_model_checkpoint and returns None, unless `path` already holds a valid
     checkpoint of these very weights with this metadata (a resumed run publishing its finished pretraining again):
     that file is kept as it is (inode, and the provenance of the run that trained it: "created", code version,
@@ -235,11 +249,11 @@ def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str,
 
 def publish_checkpoints(checkpoints_dir: str | Path, run_id: str, metadata: dict[str, Any],
                         parts: dict[str, tuple[Path, nn.Module]]) -> tuple[dict[str, Any], bool]:
-    """Publishes a pretraining's checkpoints ({part: (path, model)}, each by publish_model_checkpoint), registers
-    them in checkpoints_dir/index.json; returns (the metadata as published, whether anything was written). A rerun
-    of a finished pretraining (every file kept, already indexed) writes nothing, and the metadata carries the kept
-    files' provenance (the code version and environment of the run that trained them)."""
-    kept = [publish_model_checkpoint(path, model, metadata) for path, model in parts.values()]
+    """Publishes a pretraining's checkpoints ({part: (path, model)}, each saved by save_model_checkpoint), registers
+    them in checkpoints_dir/index.json under `run_id`; returns (the metadata as published, whether anything was
+    written). A rerun of a finished pretraining (every file kept, already indexed) writes nothing, and the metadata
+    carries the kept files' provenance (the code version and environment of the run that trained them)."""
+    kept = [_publish_file(Path(path), model, metadata) for path, model in parts.values()]
     index_path = Path(checkpoints_dir) / "index.json"
     files = {part: path for part, (path, _) in parts.items()}
     if all(k is not None for k in kept):
@@ -282,18 +296,37 @@ def _rebuild(path: Path, meta: dict, key: str, cls: Any) -> Any:
                               f"recorded code version: {meta.get('code_version')}") from None
 
 
-def load_model(path: str | Path, part: str = "segmenter",
-               device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Returns (model in eval mode, metadata) of a checkpoint, rebuilt from its recorded config and loaded
-    strictly. part="segmenter" needs a segmenter checkpoint; part="backbone" accepts a backbone or a
-    segmenter checkpoint (its backbone). CheckpointError when missing, corrupt or mismatched."""
+def load_model(
+    path: str | Path,
+    part: str = "segmenter",
+    device: str | torch.device = "cpu",
+    *,
+    into: nn.Module | Callable[[dict[str, Any]], nn.Module] | None = None,
+    allow_backend_change: bool = False,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Returns (model in eval mode on `device`, metadata) of a checkpoint; CheckpointError when missing, corrupt,
+    of another part or architecture.
+
+    Without `into` the model is rebuilt from its recorded config: part="segmenter" needs a segmenter checkpoint;
+    part="backbone" accepts a backbone or a segmenter checkpoint (its backbone). With `into` (a model, or a function
+    building one from the metadata) the weights are loaded strictly into it, its architecture() checked against the
+    recorded one (the sparse backend aside with allow_backend_change: weights are stored backend-neutral), and
+    returned as it is (device and train / eval mode untouched); a file that records no part is accepted there."""
     path = Path(path)
     if part not in ("segmenter", "backbone"):
         raise ValueError(f"part must be 'segmenter' or 'backbone', not {part!r}")
     state, meta = load_checkpoint(path)
     have = meta.get("part")
+    if into is not None:
+        model = into if isinstance(into, nn.Module) else into(meta)
+        if have in (None, part):
+            load_into(model, state, meta, allow_backend_change, path=path)
+        else:
+            source, _ = load_model(path, part)  # a segmenter checkpoint's backbone, or a refusal
+            load_into(model, source.state_dict(), {"architecture": source.architecture()}, allow_backend_change, path)
+        return model, meta
     if have == "segmenter":
-        model: nn.Module = build_segmenter(_rebuild(path, meta, "model_config", SegmenterConfig))
+        model = build_segmenter(_rebuild(path, meta, "model_config", SegmenterConfig))
         load_into(model, state, meta, path=path)
         if part == "backbone":
             model = model.backbone

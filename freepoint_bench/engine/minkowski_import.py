@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from freepoint_bench.atomic import stable_hash
 from freepoint_bench.config import validated
-from freepoint_bench.engine.checkpoints import code_version, environment, register_checkpoint, save_model_checkpoint
+from freepoint_bench.engine.checkpoints import code_version, environment, publish_checkpoints
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Preset, Res16UNet
 from freepoint_bench.models.checkpoint import load_failure
@@ -220,10 +220,11 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: MinkowskiImportCo
 
 def import_minkowski(path: str | Path, config: MinkowskiImportConfig, checkpoints_dir: str | Path = "checkpoints",
                      out: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Returns (written backbone checkpoint, its metadata) of a ME Res16UNet file, listed in
-    checkpoints_dir/index.json under `<method>-<dataset>-<hash>` (out: the file, default
-    checkpoints_dir/<id>-backbone.ckpt). The "input" entry says what the weights expect: voxel_size_m, and
-    use_xyz_features when the stem takes 6 channels (rgb, xyz; 3: rgb only); other channel counts are refused."""
+    """Returns (written backbone checkpoint, its metadata) of a ME Res16UNet file, published (publish_checkpoints)
+    into checkpoints_dir/index.json under `<method>-<dataset>-<hash>` (out: the file, default
+    checkpoints_dir/<id>-backbone.ckpt; importing the same file again keeps the one written). The "input" entry
+    says what the weights expect: voxel_size_m, and use_xyz_features when the stem takes 6 channels (rgb, xyz; 3:
+    rgb only); other channel counts are refused."""
     path, checkpoints_dir = Path(path), Path(checkpoints_dir)
     if config.method in ("", "scratch"):
         raise ConfigError(f"method {config.method!r} cannot name imported weights; use e.g. pointcontrast")
@@ -253,6 +254,5 @@ def import_minkowski(path: str | Path, config: MinkowskiImportConfig, checkpoint
     run_id = f"{config.method}-{config.dataset}-{stable_hash(digest, meta['config'], length=10)}"
     meta["id"] = run_id
     target = Path(out) if out is not None else checkpoints_dir / f"{run_id}-backbone.ckpt"
-    save_model_checkpoint(target, model, meta)
-    register_checkpoint(checkpoints_dir / "index.json", run_id, meta, {"backbone": target})
+    meta, _ = publish_checkpoints(checkpoints_dir, run_id, meta, {"backbone": (target, model)})
     return target, meta

@@ -19,11 +19,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from freepoint_bench.engine.checkpoints import load_model
 from freepoint_bench.engine.data import feature_channels
 from freepoint_bench.engine.presets import TrainPreset
-from freepoint_bench.errors import CheckpointError
 from freepoint_bench.models.backbone import BackboneConfig
-from freepoint_bench.models.checkpoint import RESUME_SHA256_KEY, load_checkpoint, load_into, resume_sha256
+from freepoint_bench.models.checkpoint import RESUME_SHA256_KEY, resume_sha256
 from freepoint_bench.models.criterion import SetCriterion
 from freepoint_bench.models.decoder import DecoderConfig
 from freepoint_bench.models.losses import LossConfig
@@ -221,7 +221,4 @@ class SegmenterModule(LossTrackingModule):
 
     def load_segmenter_weights(self, path: str | Path) -> None:
         """Loads a segmenter checkpoint strictly into this module's segmenter (CheckpointError otherwise)."""
-        state, meta = load_checkpoint(path)
-        if meta.get("part", "segmenter") != "segmenter":
-            raise CheckpointError(f"{path}: holds a {meta.get('part')!r}, not a full segmenter")
-        load_into(self.segmenter, state, meta, path=path)
+        load_model(path, "segmenter", into=self.segmenter)

@@ -53,6 +53,25 @@ def test_models_rebuild_strictly_from_their_checkpoints(saved):
         assert torch.equal(from_seg.state_dict()[k], v)
 
 
+def test_load_into_a_given_model_checks_part_and_architecture_and_leaves_its_mode(saved):
+    model, seg, bb = saved
+    for path in (seg, bb):  # a backbone from a backbone or from a segmenter checkpoint
+        torch.manual_seed(1)
+        target = segmenter_from_preset(PRESET).backbone.train()
+        loaded, meta = load_model(path, "backbone", into=target)
+        assert loaded is target and target.training and meta["architecture"] == torch.load(
+            path, weights_only=True)["metadata"]["architecture"]
+        for k, v in model.backbone.state_dict().items():
+            assert torch.equal(target.state_dict()[k], v)
+    built, _ = load_model(seg, into=lambda meta: segmenter_from_preset(PRESET))  # or built from the metadata
+    assert all(torch.equal(built.state_dict()[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(CheckpointError, match="backbone, not a full segmenter"):
+        load_model(bb, "segmenter", into=segmenter_from_preset(PRESET))
+    other = segmenter_from_preset(get_preset("cpu-small", voxel_size_m=0.15, num_queries=4))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        load_model(seg, "segmenter", into=other)
+
+
 def test_wrong_or_broken_checkpoints_are_checkpoint_errors(saved, tmp_path):
     model, seg, bb = saved
     with pytest.raises(CheckpointError, match="backbone, not a full segmenter"):
