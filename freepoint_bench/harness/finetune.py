@@ -34,7 +34,6 @@ from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.evaluation import EvalResult, EvalSpec, Predictions, evaluate
 from freepoint_bench.evaluation.instance_ap import vocabulary_spec
 from freepoint_bench.harness.protocol import EvalRules, instance_name
-from freepoint_bench.models.checkpoint import load_into
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.models.segmenter import InstanceSegmenter
@@ -213,11 +212,11 @@ def load_backbone(segmenter: InstanceSegmenter, checkpoint: str | Path) -> dict[
     """Loads a backbone checkpoint (or a segmenter checkpoint's backbone) strictly into `segmenter.backbone`;
     returns the checkpoint's metadata. CheckpointError names both architectures on a mismatch."""
     checkpoint = Path(checkpoint)
-    source, meta = load_model(checkpoint, part="backbone")
-    recorded = {"architecture": source.architecture()}
     try:
-        load_into(segmenter.backbone, source.state_dict(), recorded, allow_backend_change=True, path=checkpoint)
+        _, meta = load_model(checkpoint, "backbone", into=segmenter.backbone, allow_backend_change=True)
     except CheckpointError as e:
+        if "architecture" not in str(e):  # a missing or damaged file, not a mismatch: its own message says the fix
+            raise
         raise CheckpointError(f"{e}; the fine-tuning backbone is {segmenter.backbone.architecture()} — pass "
                               "--set for the fields that differ (e.g. backbone=34C, stem_kernel_size=3)") from None
     return meta
