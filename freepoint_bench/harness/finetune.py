@@ -26,15 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from freepoint_bench.data import catalogue
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.checkpoints import load_model
-from freepoint_bench.engine.data import SceneDataModule, Targets, collate, make_sample
+from freepoint_bench.engine.data import SceneDataModule, Targets
 from freepoint_bench.engine.module import SegmenterModule
+from freepoint_bench.engine.predict import predict_scene
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.evaluation import EvalResult, EvalSpec, Predictions, evaluate
 from freepoint_bench.evaluation.instance_ap import vocabulary_spec
 from freepoint_bench.harness.protocol import EvalRules, instance_name
-from freepoint_bench.models.inference import InferenceConfig, predict_instances
+from freepoint_bench.models.inference import InferenceConfig
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.models.segmenter import InstanceSegmenter
 
@@ -266,15 +267,13 @@ def predict_scenes(segmenter: InstanceSegmenter, store: Any, names: Sequence[str
                    class_ids: Sequence[int], progress: ProgressFn | None = None,
                    stage: str = "evaluate", *, device: str | torch.device) -> dict[str, Predictions]:
     """Returns per-scene predictions on every point (voxel masks mapped back), labels as dataset semantic ids,
-    computed on `device` (the segmenter is moved there)."""
+    computed on `device` (the segmenter is moved there) by engine.predict.predict_scene, as `bench.py predict`
+    (so config.inference.superpoints applies here too)."""
     segmenter.to(device).eval()
     ids = np.asarray(class_ids, dtype=np.int64)
     out = {}
     for i, name in enumerate(names):
-        scene = store.load(name)
-        batch = collate([make_sample(scene, config.train, None, train=False)])
-        voxels = batch["batch"].to(device)
-        found = predict_instances(segmenter(voxels), voxels, config.inference)[0]
+        found = predict_scene(segmenter, store.load(name), config.train, config.inference, device)
         out[name] = Predictions(masks=found.masks, labels=ids[found.labels], scores=found.scores)
         if progress is not None:
             progress(stage, i + 1, len(names), name)
