@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
+from synthetic_frames import box_room_sequence
 
 import baselines.pairs as pairs_module
 from baselines.pairs import FramePairDataset, PairDataModule, frame_index
@@ -17,7 +18,6 @@ from freepoint_bench.data.readers.ply import write_ply
 from freepoint_bench.data.readers.scannet_frames import read_frames, write_frame_folder, write_sens
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.data.store import SceneStore
-from freepoint_bench.data.synthetic_frames import box_room_sequence
 from freepoint_bench.data.views import ViewConfig, downsample_frame, frame_overlap
 from freepoint_bench.engine.checkpoints import load_model, read_index
 from freepoint_bench.engine.module import segmenter_from_preset

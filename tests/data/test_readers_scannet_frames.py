@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_frames import FACE_COLOURS, box_room_sequence
 
 from freepoint_bench.data.readers.scannet_frames import (
     FolderSequence,
@@ -24,7 +25,6 @@ from freepoint_bench.data.readers.scannet_frames import (
     write_frame_folder,
     write_sens,
 )
-from freepoint_bench.data.synthetic_frames import FACE_COLOURS, box_room_sequence
 from freepoint_bench.errors import DataError
 
 LOW, HIGH = np.zeros(3), np.array([4.0, 3.0, 2.5])
