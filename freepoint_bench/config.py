@@ -107,5 +107,16 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], schem
     return data
 
 
+def route_bare(overrides: Mapping[str, Any], schema: type[BaseModel], group: str) -> dict[str, Any]:
+    """Returns `overrides` with each bare key that is not a field of `schema` but is one of its `group` sub-model
+    prefixed `group.` (fine-tuning's `lr=…` means `train.lr=…`); every other key unchanged."""
+    sub = _sub_schema(schema, group)
+    out = {}
+    for key, value in overrides.items():
+        head = key.partition(".")[0]
+        out[f"{group}.{key}" if head not in schema.model_fields and sub and head in sub.model_fields else key] = value
+    return out
+
+
 def _plain(base: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in base.items()}

@@ -65,3 +65,22 @@ def test_training_preset_overrides_go_through_it():
         get_preset("cpu-small", **{"augment.spin": True})
     with pytest.raises(ConfigError, match=r"invalid training preset: lr: Input should be greater than 0 \(got -1\)"):
         get_preset("cpu-small", lr=-1)
+
+
+def test_the_fine_tuning_and_freepoint_configs_route_bare_training_keys_and_refuse_unknown_ones():
+    from freepoint_bench.harness.finetune import finetune_config
+    from freepoint_bench.pretext.base import get_method
+
+    keys = {"loss.dice": 3.0, "train.seed": 4, "augment.flip_xy": False}
+    ft = finetune_config("cpu-small", lr=1e-3, epochs=2, **keys)
+    assert (ft.train.lr, ft.epochs, ft.loss.dice, ft.train.seed, ft.train.augment.flip_xy) == (1e-3, 2, 3.0, 4, False)
+    fp = get_method("freepoint").default_config("cpu-small", epochs1=3, **{"pseudo.sigma_low": 0.8, "loss.box": 2.0})
+    assert (fp.train.epochs1, fp.pseudo.sigma_low, fp.loss.box) == (3, 0.8, 2.0)
+    for build, what in ((lambda **o: finetune_config("cpu-small", **o), "fine-tuning config"),
+                        (lambda **o: get_method("freepoint").default_config("cpu-small", **o), "FreePoint config")):
+        with pytest.raises(ConfigError, match=f"unknown {what} field 'loss.dicey'; known: .*loss.dice"):
+            build(**{"loss.dicey": 1.0})
+        with pytest.raises(ConfigError, match=f"unknown {what} field 'lrr'"):
+            build(lrr=1.0)  # a bare key of no group is refused, not passed to the training preset
+        with pytest.raises(ConfigError, match=rf"invalid {what}: train.lr: Input should be greater than 0 \(got -1\)"):
+            build(lr=-1)

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from freepoint_bench.config import apply_overrides, route_bare, validated
 from freepoint_bench.data import catalogue
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.checkpoints import load_model
 from freepoint_bench.engine.data import SceneDataModule, Targets
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.predict import predict_scene
-from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.engine.presets import PRESETS, TrainPreset
 from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.evaluation import EvalResult, EvalSpec, Predictions, evaluate
@@ -76,30 +77,11 @@ def finetune_config(preset: str = "cpu-small", **overrides: Any) -> FinetuneConf
     if preset not in FINETUNE_PRESETS:
         raise ConfigError(f"unknown fine-tuning preset {preset!r}; choose one of {sorted(FINETUNE_PRESETS)}")
     base = FINETUNE_PRESETS[preset]
-    train, loss, inference = dict(base["train"]), dict(_FINETUNE_LOSS), {}
-    epochs = base["epochs"]
-    for key, value in overrides.items():
-        head, _, tail = key.partition(".")
-        if key == "epochs":
-            epochs = value
-        elif head == "loss" and tail:
-            loss[tail] = value
-        elif head == "inference" and tail:
-            inference[tail] = value
-        elif head == "train" and tail:
-            train[tail] = value
-        else:
-            train[key] = value
-    try:
-        return FinetuneConfig(train=get_preset(base["preset"], **train), epochs=epochs, loss=LossConfig(**loss),
-                              inference=InferenceConfig(**inference))
-    except ConfigError:
-        raise
-    except Exception as e:  # pydantic → one line
-        errors = getattr(e, "errors", None)
-        msg = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in errors()) \
-            if callable(errors) else str(e)
-        raise ConfigError(f"invalid fine-tuning config ({msg})") from None
+    train = {**PRESETS[base["preset"]], **base["train"]}
+    data = {"train": train, "epochs": base["epochs"], "loss": dict(_FINETUNE_LOSS), "inference": {}}
+    what = "fine-tuning config"
+    return validated(FinetuneConfig, apply_overrides(data, route_bare(overrides, FinetuneConfig, "train"),
+                                                     FinetuneConfig, what), what)
 
 
 # ---------------------------------------------------------------------------------------------- classes

@@ -33,10 +33,10 @@ from pydantic import BaseModel, ConfigDict
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
-from freepoint_bench.config import validation_message
+from freepoint_bench.config import apply_overrides, route_bare, validated
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
-from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.engine.presets import PRESETS, TrainPreset, get_preset
 from freepoint_bench.engine.trainer import check_devices
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
@@ -175,24 +175,15 @@ class FreePointPretext:
     def default_config(self, preset: str = "cpu-small", **overrides: Any) -> FreePointConfig:
         """Returns a FreePointConfig on training preset `preset`; overrides are `train.<field>`,
         `pseudo.<field>`, `loss.<field>` or a bare training field (e.g. epochs1=2)."""
-        groups: dict[str, dict] = {"train": {}, "pseudo": {}, "loss": {}}
-        for key, value in overrides.items():
+        for key in overrides:
             if key in self.unread_fields:
                 raise ConfigError(f"FreePoint does not read {key!r}: {self.unread_fields[key]}")
-            head, _, tail = key.partition(".")
-            if head in groups and tail:
-                groups[head][tail] = value
-            else:
-                groups["train"][key] = value
-        train = get_preset(preset, **groups["train"])
-        pseudo = PseudoLabelConfig().with_overrides(groups["pseudo"])
-        try:
-            loss = LossConfig(**groups["loss"])
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise ConfigError(f"invalid loss config {groups['loss']}: {validation_message(e)}") from None
-        return FreePointConfig(train=train, pseudo=pseudo, loss=loss)
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown training preset {preset!r}; choose one of {sorted(PRESETS)}")
+        data = {"train": dict(PRESETS[preset]), "pseudo": PseudoLabelConfig().model_dump(), "loss": {}}
+        what = "FreePoint config"
+        return validated(FreePointConfig, apply_overrides(data, route_bare(overrides, FreePointConfig, "train"),
+                                                          FreePointConfig, what), what)
 
     def pretrain(
         self,
