@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from freepoint_bench.atomic import write_text
+from freepoint_bench.config import validation_message
 from freepoint_bench.data.classes import S3DIS_CLASS_ID, S3DIS_CLASSES
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
@@ -721,8 +722,7 @@ def read_dataset_settings(root: Path | None) -> tuple[int, int, SyntheticConfig]
     try:
         config = SyntheticConfig(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}; fix the value or delete it for the default") from exc
+        raise ConfigError(f"{path}: {validation_message(exc)}; fix the value or delete it for the default") from exc
     return num_scenes, seed, config
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from freepoint_bench.atomic import write_text
+from freepoint_bench.config import validation_message
 from freepoint_bench.data import catalogue
 from freepoint_bench.errors import ConfigError, DataError
 
@@ -197,10 +198,7 @@ def load_protocol(name_or_path: str | Path, protocols_dir: str | Path | None = N
     try:
         spec = ProtocolSpec(**data)
     except Exception as e:  # pydantic's ValidationError → one line
-        errors = getattr(e, "errors", None)
-        msg = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'protocol'}: {err['msg']}"
-                        for err in errors()) if callable(errors) else str(e)
-        raise ConfigError(f"{path}: invalid protocol ({msg}); fix the file") from None
+        raise ConfigError(f"{path}: invalid protocol ({validation_message(e)}); fix the file") from None
     return spec
 
 
