@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from freepoint_bench.atomic import write_json
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.pretext.base import PretrainResult, ProgressFn
-from freepoint_bench.pretext.runs import publish_backbone
+from freepoint_bench.pretext.runs import checkpoint_metadata, publish
 from freepoint_bench.pretext.training import build_backbone
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,9 @@ class ScratchPretext:
         devices and the other training arguments are accepted and unused: the weights are a pure function of the
         config, so a rerun writes the same file."""
         backbone = build_backbone(config.train)
-        result = publish_backbone(self.name, store, [], config, config.train, backbone,
-                                  {"init": {"epochs": 0, "scenes": 0}}, Path(checkpoints_dir))
+        meta = checkpoint_metadata(self.name, store, [], config, config.train, backbone)
+        result = publish({**meta, "metrics": {"init": {"epochs": 0, "scenes": 0}}}, {"backbone": backbone},
+                         Path(checkpoints_dir))
         write_json(Path(out_dir) / "run.json", {"method": self.name, "config": config.model_dump(mode="json"),
                                                 "scenes": [], "checkpoint": str(result.backbone)})
         if progress is not None:

@@ -124,10 +124,12 @@ def _model_metadata(model: nn.Module, metadata: dict[str, Any]) -> dict[str, Any
 def save_model_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]) -> Path:
     """Writes `model`'s state dict + `metadata` to `path` (atomic, weights_only-loadable); returns it.
 
-    Recorded besides `metadata`: "architecture" (the model's own), "created" (unless given), and for a segmenter or
-    a backbone its "part" and config ("model_config" / "backbone_config"), from which load_model rebuilds it."""
+    Recorded besides `metadata`: "architecture" (the model's own), and for a segmenter or a backbone its "part", its
+    config ("model_config" / "backbone_config", from which load_model rebuilds it) and "created" (unless given).
+    Another model (supervised's segmentation) is saved with `metadata` as given (its keys are pinned)."""
     meta = _model_metadata(model, metadata)
-    meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    if "part" in meta:
+        meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     return save_checkpoint(path, model, meta)
 
 

@@ -3,7 +3,9 @@
     prepare_run(out_dir, run_record(name, config, names), resume=..., overwrite=..., stages=("train",))
     meta = checkpoint_metadata(name, store, names, config, config.train, module.backbone)   # provenance
     ... train each stage (pretext.training.train_stage) ...
-    result = publish({**meta, "metrics": metrics}, {"backbone": module.backbone}, checkpoints_dir)
+    result = publish({**meta, "metrics": metrics}, {"backbone": module.backbone}, checkpoints_dir)   # the one door
+
+publish goes through engine.checkpoints (publish_checkpoints: save_model_checkpoint each part, then the index).
 
 A run folder holds out_dir/run.json: the method, its config and the scene list (a resume must match them), plus
 the code version and environment of every start and resume (CODE_VERSIONS); each stage of the method writes its
@@ -201,7 +203,8 @@ def publish(
 ) -> PretrainResult:
     """Returns the PretrainResult of `parts` ({"backbone": ..., optionally "segmenter": ...}) with `meta` (from
     checkpoint_metadata, plus "metrics"), each written (write=True; DDP: rank 0 only) to
-    checkpoints_dir/<id>-<part>.ckpt and registered in checkpoints_dir/index.json under its checkpoint_id."""
+    checkpoints_dir/<id>-<part>.ckpt and registered in checkpoints_dir/index.json under its checkpoint_id
+    (engine.checkpoints.publish_checkpoints; a rerun of a finished pretraining keeps its files)."""
     run_id = checkpoint_id(meta)
     meta = {**meta, "id": run_id}
     paths = {part: Path(checkpoints_dir) / f"{run_id}-{part}.ckpt" for part in parts}
@@ -214,19 +217,3 @@ def publish(
         method=meta["method"], backbone=paths["backbone"], segmenter=paths.get("segmenter"), metadata=meta
     )
 
-
-def publish_backbone(
-    method: str,
-    store: Any,
-    names: Sequence[str],
-    config: BaseModel,
-    preset: TrainPreset,
-    backbone: nn.Module,
-    metrics: dict[str, Any],
-    checkpoints_dir: str | Path,
-    input_extra: dict[str, Any] | None = None,
-    write: bool = True,
-) -> PretrainResult:
-    """Returns publish() of a backbone trained on `names` (checkpoint_metadata's provenance plus `metrics`)."""
-    meta = checkpoint_metadata(method, store, names, config, preset, backbone, input_extra)
-    return publish({**meta, "metrics": metrics}, {"backbone": backbone}, checkpoints_dir, write=write)

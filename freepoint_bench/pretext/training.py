@@ -2,8 +2,9 @@
 
     config = make_config(PointContrastConfig, "cpu-small", PRESETS, overrides)   # routed, validated overrides
     prepare_run(out_dir, run_record(name, config, names), resume=..., overwrite=...)   # pretext.runs
+    meta = checkpoint_metadata(name, store, names, config, config.train, module.backbone)   # pretext.runs
     metrics = train_stage(module, datamodule, out_dir / "train", config.epochs, meta, resume=...)
-    result = publish_backbone(name, store, names, config, config.train, module.backbone, metrics, checkpoints_dir)
+    result = publish({**meta, "metrics": {"train": metrics}}, {"backbone": module.backbone}, checkpoints_dir)
 
 TrainedPretext does all of that for a method that trains a BackboneModule in one stage: a method subclasses it
 with its config class, presets, module (build_module) and data (build_data). A run folder holds:
@@ -35,15 +36,14 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.config import apply_overrides, check_key, validated
-from freepoint_bench.engine.checkpoints import save_model_checkpoint
+from freepoint_bench.engine.checkpoints import load_model, save_model_checkpoint
 from freepoint_bench.engine.module import EpochProgress, LossTrackingModule, segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError
 from freepoint_bench.models.backbone import Res16UNet
-from freepoint_bench.models.checkpoint import load_checkpoint, load_into
 from freepoint_bench.pretext.base import PretrainResult, ProgressFn
-from freepoint_bench.pretext.runs import checkpoint_metadata, prepare_run, publish_backbone, read_json, run_record
+from freepoint_bench.pretext.runs import checkpoint_metadata, prepare_run, publish, read_json, run_record
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +211,9 @@ def train_stage(
     devices = check_devices(devices, nodes)
     weights, done_file = stage_dir / f"{part}.ckpt", stage_dir / "done.json"
     if resume and done_file.is_file() and weights.is_file():
-        state, saved = load_checkpoint(weights)
+        _, saved = load_model(weights, part, into=getattr(module, part))
         if saved.get("part") != part:
             raise CheckpointError(f"{weights}: holds a {saved.get('part')!r}, not a {part}; delete the run dir")
-        load_into(getattr(module, part), state, saved, path=weights)
         log.info("%s already finished; skipping its training", stage_dir)
         return read_json(done_file)
     ckpt = last_checkpoint(stage_dir) if resume else None
@@ -345,16 +344,10 @@ class TrainedPretext:
             enable_progress_bar=enable_progress_bar,
             callbacks=list(callbacks or []),
         )
-        return publish_backbone(
-            self.name,
-            store,
-            names,
-            config,
-            config.train,
-            module.backbone,
-            {STAGE: metrics},
+        return publish(
+            {**meta, "metrics": {STAGE: metrics}},
+            {"backbone": module.backbone},
             Path(checkpoints_dir),
-            self.input_extra(config),
             write=rank_zero_only.rank == 0,
         )
 
