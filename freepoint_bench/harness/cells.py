@@ -111,15 +111,15 @@ def fold_data(spec: ProtocolSpec, names: Sequence[str], split: Mapping[str, Any]
     """Returns the training / evaluation scenes of `fold` among `names` (the dataset's scenes), after the
     protocol's selection. DataError when the data lack the evaluation groups or selected training scenes."""
     train_groups, eval_groups = spec.fold_groups(fold)
-    eval_names = scenes_of(names, eval_groups)
+    eval_names = scenes_of(names, eval_groups, spec.dataset)
     if not eval_names:
         raise DataError(f"protocol {spec.name}: the data hold no scene of the evaluation groups {eval_groups}; "
                         "point --root at a copy that includes them")
     if spec.expected_eval_scenes and len(eval_names) < spec.expected_eval_scenes and spec.num_folds == 1:
         log.warning("protocol %s: %d evaluation scenes in the data, the protocol expects %d; results will not be "
                     "comparable with complete copies", spec.name, len(eval_names), spec.expected_eval_scenes)
-    pool = scenes_of(names, train_groups)
-    missing_groups = sorted(set(train_groups) - {g for g in train_groups if scenes_of(names, [g])})
+    pool = scenes_of(names, train_groups, spec.dataset)
+    missing_groups = sorted(set(train_groups) - {g for g in train_groups if scenes_of(names, [g], spec.dataset)})
     if missing_groups:
         raise DataError(f"protocol {spec.name}: the data hold no scene of the training groups {missing_groups}; "
                         "point --root at a complete copy")
@@ -130,14 +130,16 @@ def fold_data(spec: ProtocolSpec, names: Sequence[str], split: Mapping[str, Any]
     elif spec.unit == "scenes":
         chosen = set(split["train_scenes"])
         train = [n for n in pool if n in chosen]
-        absent = sorted(s for s in chosen if s in set(scenes_of(chosen, train_groups)) and s not in set(pool))
+        in_groups = set(scenes_of(chosen, train_groups, spec.dataset))
+        absent = sorted(s for s in chosen if s in in_groups and s not in set(pool))
         if absent:
             raise DataError(f"protocol {spec.name}: {len(absent)} selected training scenes are not in the data "
                             f"(e.g. {absent[0]}); point --root at a complete copy")
     else:
         masks = split["masks"]
         train = [n for n in pool if masks.get(n)]
-        absent = sorted(s for s in masks if s not in set(names) and s in set(scenes_of(masks, train_groups)))
+        in_groups = set(scenes_of(masks, train_groups, spec.dataset))
+        absent = sorted(s for s in masks if s not in set(names) and s in in_groups)
         if absent:
             raise DataError(f"protocol {spec.name}: {len(absent)} scenes of the frozen mask selection are not in the "
                             f"data (e.g. {absent[0]}); freeze the split from this copy or use the copy it came from")
