@@ -50,11 +50,9 @@ def release_rooms() -> list[str]:
 @pytest.fixture()
 def wide(monkeypatch):
     """A console wide enough that no table cell wraps (the captured terminal is narrow)."""
-    from rich.console import Console
+    from freepoint_bench.cli import console
 
-    import freepoint_bench.cli as cli
-
-    monkeypatch.setattr(cli, "console", Console(width=400))
+    monkeypatch.setattr(console, "width", 400)
 
 
 @pytest.fixture()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 from report_fixtures import CONFLICT_REASON, write_evaluations, write_store
-from rich.console import Console
 
 from freepoint_bench.data.synthetic import SyntheticConfig, write_synthetic_dataset
 
 
 def test_report_prints_and_writes_every_format(bench_cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("freepoint_bench.cli.console", Console(width=200))  # the captured terminal is 80 wide
+    monkeypatch.setattr("freepoint_bench.cli.console.width", 200)  # the captured terminal is 80 wide
     store = write_store(tmp_path / "results")
     out = tmp_path / "report"
     evals = write_evaluations(tmp_path)
@@ -56,7 +55,7 @@ def test_report_errors_are_one_line(bench_cli, tmp_path):
 
 
 def test_compare_json_feeds_the_unsupervised_leaderboard(bench_cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("freepoint_bench.cli.console", Console(width=200))
+    monkeypatch.setattr("freepoint_bench.cli.console.width", 200)
     root = tmp_path / "synthetic"
     write_synthetic_dataset(root, num_scenes=2, seed=3, config=SyntheticConfig(num_points=3000))
     compare = tmp_path / "compare.json"
