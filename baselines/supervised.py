@@ -39,7 +39,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from freepoint_bench.data.classes import S3DIS_CLASSES
+from freepoint_bench.data import catalogue
 from freepoint_bench.data.transforms import voxel_majority
 from freepoint_bench.engine.checkpoints import (
     code_version,
@@ -63,18 +63,6 @@ log = logging.getLogger(__name__)
 IGNORE = -1  # the Scene convention for unlabelled points; also the ignore index of the loss
 SEGMENTATION_FILE = "segmentation.ckpt"  # in the run's train/ folder: backbone + head
 
-# NYU40 ids of the 20 classes of ScanNet's semantic-segmentation benchmark (wall, floor, cabinet, bed, chair, sofa,
-# table, door, window, bookshelf, picture, counter, desk, curtain, refrigerator, shower curtain, toilet, sink,
-# bathtub, otherfurniture): what ScanNet semantic segmentation (and the PointContrast / CSC fine-tuning) trains on.
-SCANNET_SEMANTIC_IDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
-DATASET_CLASSES: dict[str, tuple[int, ...]] = {
-    "scannet": SCANNET_SEMANTIC_IDS,
-    "scannet-npy": SCANNET_SEMANTIC_IDS,
-    "s3dis": tuple(range(len(S3DIS_CLASSES))),
-    "synthetic": tuple(range(len(S3DIS_CLASSES))),  # the synthetic rooms are labelled like S3DIS
-}
-
-
 class SupervisedConfig(BaseModel):
     """Everything that defines a supervised pretraining run (the resume check compares all of it).
 
@@ -91,7 +79,8 @@ class SupervisedConfig(BaseModel):
     optim: OptimConfig = OptimConfig(lr=0.1, momentum=0.9, dampening=0.1, schedule="cosine")
     head: Literal["linear", "mlp"] = "linear"  # classifier on the backbone's per-voxel features
     head_hidden: int = Field(64, ge=1)  # hidden width of the mlp head (Linear-BN-ReLU-Linear)
-    # semantic ids trained on, in class order; None: the dataset's (DATASET_CLASSES), else every id in the scans
+    # semantic ids trained on, in class order; None: the dataset's (its catalogue vocabulary's segmentation_ids:
+    # ScanNet's 20 benchmark classes, S3DIS's 13), else every id in the scans
     # (pretrain records the resolved ids here)
     classes: tuple[int, ...] | None = None
 
@@ -113,8 +102,8 @@ def resolve_classes(config: SupervisedConfig, dataset: str, store: Any, names: S
     """Returns the semantic ids trained on: config.classes, the dataset's classes, or every id in the scans."""
     if config.classes is not None:
         classes = tuple(int(c) for c in config.classes)
-    elif dataset in DATASET_CLASSES:
-        classes = DATASET_CLASSES[dataset]
+    elif (entry := catalogue.find(dataset)) is not None and entry.classes is not None:
+        classes = entry.classes.segmentation_ids
     else:
         found: set[int] = set()
         for name in names:

@@ -69,7 +69,8 @@ def test_no_module_but_the_catalogue_branches_on_a_dataset_name():
     assert {"s3dis", "scannet", "scannet-npy", "synthetic", "ply"} <= known
     found = [
         hit
-        for path in sorted((ROOT / "freepoint_bench").rglob("*.py"))
+        for package in ("freepoint_bench", "baselines")
+        for path in sorted((ROOT / package).rglob("*.py"))
         if path != CATALOGUE
         for hit in _dataset_name_tests(path, known)
     ]
