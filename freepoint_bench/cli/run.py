@@ -57,17 +57,6 @@ def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overr
                       runs=runs, eval_device=eval_device, splits=splits)
 
 
-SLURM_CPUS_PER_GPU = 8  # data-loading workers and pseudo-labelling processes per GPU job
-
-
-def _gigabytes(text: str) -> int:
-    """Returns the whole GB of a --mem value ("64", "64G", "64GB")."""
-    digits = text.strip().upper().removesuffix("B").removesuffix("G")
-    if not digits.isdigit() or int(digits) < 1:
-        raise ConfigError(f"--mem {text!r}: give whole gigabytes, e.g. 64 or 64G")
-    return int(digits)
-
-
 def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
     """Prints the plan of `tasks` (harness.plan); typer.Exit(1) when a cell cannot run."""
     from dataclasses import replace
@@ -253,7 +242,14 @@ def run_cmd(
                              "benchmarks/device/throughput.json when present).")] = None,
 ) -> None:
     """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
-    from freepoint_bench.harness.run import check_tasks, expand, resolve_checkpoint, run_task, submit_slurm
+    from freepoint_bench.harness.run import (
+        check_tasks,
+        expand,
+        resolve_checkpoint,
+        run_task,
+        slurm_resources,
+        submit_slurm,
+    )
 
     given: dict[str, list[Path]] = {}
     for item in checkpoint or []:
@@ -275,8 +271,7 @@ def run_cmd(
         return
     check_tasks(tasks, opts)  # a cell that could not fine-tune is refused before the first one trains
     if launcher == "slurm":
-        slurm = {"slurm_partition": partition, "timeout_min": time_min, "gpus_per_node": gpus,
-                 "cpus_per_task": cpus_per_task or SLURM_CPUS_PER_GPU * max(gpus, 1), "mem_gb": _gigabytes(mem)}
+        slurm = slurm_resources(partition, time_min, gpus, cpus_per_task, mem)
         pre_jobs, cell_jobs = submit_slurm(tasks, opts, results / "slurm", slurm)
         ids = [job.job_id for job in cell_jobs]
         console.print(f"submitted {len(pre_jobs)} pretraining jobs and {len(ids)} cell jobs "

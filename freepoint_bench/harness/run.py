@@ -394,6 +394,20 @@ def cell_config(spec: ProtocolSpec, opts: RunOptions) -> FinetuneConfig:
     return finetune_config(opts.preset or spec.preset, **{**spec.overrides, **opts.overrides})
 
 
+SLURM_CPUS_PER_GPU = 8  # data-loading workers and pseudo-labelling processes per GPU job
+
+
+def slurm_resources(partition: str | None, time_min: int, gpus: int, cpus_per_task: int | None,
+                    mem: str) -> dict[str, Any]:
+    """Returns the submitit parameters of each job (submit_slurm's `slurm`): `cpus_per_task` defaults to
+    SLURM_CPUS_PER_GPU per GPU; `mem` is whole gigabytes ("64", "64G", "64GB"), ConfigError otherwise."""
+    digits = mem.strip().upper().removesuffix("B").removesuffix("G")
+    if not digits.isdigit() or int(digits) < 1:
+        raise ConfigError(f"--mem {mem!r}: give whole gigabytes, e.g. 64 or 64G")
+    return {"slurm_partition": partition, "timeout_min": time_min, "gpus_per_node": gpus,
+            "cpus_per_task": cpus_per_task or SLURM_CPUS_PER_GPU * max(gpus, 1), "mem_gb": int(digits)}
+
+
 def submit_slurm(tasks: Sequence[Task], opts: RunOptions, folder: Path,
                  slurm: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
     """Returns the submitit jobs (pretraining jobs, cell jobs): first one job array of the pretraining runs the

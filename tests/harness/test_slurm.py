@@ -8,7 +8,7 @@ import pytest
 
 from freepoint_bench.errors import ConfigError
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR
-from freepoint_bench.harness.run import RunOptions, Task, expand, submit_slurm
+from freepoint_bench.harness.run import RunOptions, Task, expand, slurm_resources, submit_slurm
 
 PROTOCOLS = ("synthetic-s3dis-20pct-masks", "synthetic-s3dis-50pct-scenes")
 
@@ -94,3 +94,13 @@ def test_slurm_resources_from_the_command_line(bench_cli, recorded, opts, tmp_pa
     assert code == 0 and (recorded[-1]["params"]["cpus_per_task"], recorded[-1]["params"]["mem_gb"]) == (6, 200)
     code, _, err = bench_cli(*args, "--mem", "64M")
     assert code == 2 and "--mem '64M': give whole gigabytes" in err
+
+
+def test_slurm_resources_size_each_job():
+    assert slurm_resources("gpu", 90, 2, None, " 64gb") == {"slurm_partition": "gpu", "timeout_min": 90,
+                                                           "gpus_per_node": 2, "cpus_per_task": 16, "mem_gb": 64}
+    assert slurm_resources(None, 60, 0, None, "8")["cpus_per_task"] == 8  # a CPU-only job still loads data
+    assert slurm_resources(None, 60, 4, 6, "200G")["cpus_per_task"] == 6
+    for bad in ("64M", "0", "1.5G", ""):
+        with pytest.raises(ConfigError, match="--mem .*: give whole gigabytes"):
+            slurm_resources(None, 60, 1, None, bad)
