@@ -59,6 +59,7 @@ def pretrain_cmd(
     """Pretrain a backbone with a pretext method (FreePoint: pseudo masks, then two-step training)."""
     from freepoint_bench.engine.trainer import check_devices
     from freepoint_bench.freepoint.config import parse_overrides
+    from freepoint_bench.harness.run import named_pretrain_run_dir
     from freepoint_bench.pretext.base import get_method
 
     if resume and overwrite:
@@ -75,7 +76,7 @@ def pretrain_cmd(
     cfg = impl.default_config(preset, **fields)
     store, names = open_store(dataset, root, cache, scene)
     names = select_split(store, names, None if scene else split)
-    run_dir = out or Path("runs") / "pretrain" / f"{method}-{dataset}"
+    run_dir = out or named_pretrain_run_dir(method, dataset)
     from pytorch_lightning.utilities import rank_zero_only
 
     # under DDP Lightning starts this command again for every other rank: only rank 0 reports

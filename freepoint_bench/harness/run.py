@@ -289,10 +289,22 @@ def pretraining_scenes(dataset: str, root: Path | None) -> list[str]:
     return names
 
 
+def pretrain_runs(runs: Path | str) -> Path:
+    """Returns the folder holding every pretraining run of a work folder: <runs>/pretrain."""
+    return Path(runs) / "pretrain"
+
+
 def pretrain_run_dir(runs: Path, method: str, config: Any, names: Sequence[str], store_root: Path | str) -> Path:
     """Returns the run folder of a pretraining: runs/pretrain/<method>-<hash of config, scenes and scene store>."""
     key = stable_hash(method, config.model_dump(mode="json"), sorted(names), str(store_root), length=10)
-    return Path(runs) / "pretrain" / f"{method}-{key}"
+    return pretrain_runs(runs) / f"{method}-{key}"
+
+
+def named_pretrain_run_dir(method: str, dataset: str, runs: Path | str = Path("runs")) -> Path:
+    """Returns the run folder `bench.py pretrain` trains in when given no --out: runs/pretrain/<method>-<dataset>,
+    one per method and dataset, which --resume continues and --overwrite discards (a `run` pretraining's folder is
+    keyed by a hash of what it trains instead: pretrain_run_dir)."""
+    return pretrain_runs(runs) / f"{method}-{dataset}"
 
 
 def pretrain_checkpoint(method: str, store: Any, names: Sequence[str], opts: RunOptions, config: Any,

@@ -4,6 +4,7 @@ a backbone of another architecture refused before anything trains."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +17,10 @@ from freepoint_bench.harness.run import (
     backbone_architecture,
     check_recipe,
     check_tasks,
+    named_pretrain_run_dir,
     pretrain_config,
     pretrain_run_dir,
+    pretrain_runs,
     recipe,
 )
 
@@ -67,6 +70,16 @@ def test_pretraining_run_folders_keep_their_names():
     assert pretrain_run_dir("runs", "freepoint", freepoint, names, store).name == "freepoint-188ba49e1e"
     scratch = pretrain_config("scratch", rec, opts, seed=2)  # today's cpu-small scratch, seed 2
     assert pretrain_run_dir("runs", "scratch", scratch, names, store).name == "scratch-3555b800ca"
+
+
+def test_the_pretrain_command_and_run_keep_their_runs_in_one_folder():
+    # `bench.py pretrain` names its run by method and dataset (what --resume continues); `run` by a hash of what it
+    # trains; both under <runs>/pretrain
+    assert named_pretrain_run_dir("freepoint", "scannet") == Path("runs/pretrain/freepoint-scannet")
+    assert named_pretrain_run_dir("csc", "s3dis", runs="work") == Path("work/pretrain/csc-s3dis")
+    opts = RunOptions(runs="work")
+    config = pretrain_config("scratch", recipe(load_protocol("synthetic-s3dis-50pct-scenes"), opts), opts)
+    assert pretrain_run_dir("work", "scratch", config, ["a"], "cache").parent == pretrain_runs("work")
 
 
 def test_s3dis_protocols_pretrain_the_paper_model_on_scannet(tmp_path):
