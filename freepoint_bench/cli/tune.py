@@ -78,7 +78,7 @@ def tune_cmd(
 
     base = pseudo_config(config, overrides, config_preset)
     device = parse_device(device)  # before any data is read: a GPU the machine lacks is one line
-    fields = dict(
+    flags = dict(
         trials=trials,
         objective=objective,
         storage=storage,
@@ -89,18 +89,10 @@ def tune_cmd(
         tune_k1=tune_k1,
         tune_plane_distance=tune_plane,
     )
-    if tune_config is not None:
-        # the TOML's fields, then only the flags typed on the command line (a flag's default never overrides the
-        # file, and a typed value always does, --seed 0 and --trials 1 included)
-        params = {"study_name": "study", "tune_sigma_low": "tune_sigma", "tune_plane_distance": "tune_plane"}
-        # by name: typer ships its own copy of click's ParameterSource enum
-        typed = {k: v for k, v in fields.items()
-                 if getattr(ctx.get_parameter_source(params.get(k, k)), "name", None) == "COMMANDLINE"}
-        fields = {**TuneConfig.from_toml(tune_config).model_dump(), **typed}
-    grid = floats(sigma_grid, "--sigma-grid")
-    if grid:
-        fields.update(tune_sigma_low=True, sigma_low_grid=tuple(grid), sampler="grid", alphas=(), prune=False)
-    tcfg = TuneConfig(**fields)
+    params = {"study_name": "study", "tune_sigma_low": "tune_sigma", "tune_plane_distance": "tune_plane"}
+    # by name: typer ships its own copy of click's ParameterSource enum
+    typed = {k for k in flags if getattr(ctx.get_parameter_source(params.get(k, k)), "name", None) == "COMMANDLINE"}
+    tcfg = TuneConfig.from_flags(flags, typed, tune_config, floats(sigma_grid, "--sigma-grid") or ())
     ensure_dir(out)  # before the study: a study's trials must not be lost to an --out that cannot be written
     store, names = open_store(dataset, root, cache, scene)
     names = select_split(store, names, split)

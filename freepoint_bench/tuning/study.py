@@ -19,7 +19,7 @@ import math
 import os
 import tomllib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -143,6 +143,21 @@ class TuneConfig(BaseModel):
             return cls(**data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any], typed: Collection[str] = (), toml: str | os.PathLike | None = None,
+                   sigma_grid: Sequence[float] = ()) -> TuneConfig:
+        """Returns the TuneConfig of a command line. flags: the tuning flags' values by field name, typed or left at
+        their defaults; without `toml` they are the config; with it, the file's fields hold and only the flags named
+        in `typed` override them (a flag's default never overrides the file, a typed value always does, a seed of 0
+        or one trial included). sigma_grid: tune σ_low alone over these values (grid sampler, α fixed, no pruning)."""
+        fields = dict(flags)
+        if toml is not None:
+            fields = {**cls.from_toml(toml).model_dump(), **{k: v for k, v in flags.items() if k in typed}}
+        if sigma_grid:
+            fields.update(tune_sigma_low=True, sigma_low_grid=tuple(sigma_grid), sampler="grid", alphas=(),
+                          prune=False)
+        return cls(**fields)
 
     def tunes_graph(self) -> bool:
         """Returns whether the search changes the per-scene graph (k1 or plane threshold)."""

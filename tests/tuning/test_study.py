@@ -104,6 +104,20 @@ def test_tune_config_from_toml(tmp_path):
         TuneConfig.from_toml(tmp_path / "missing.toml")
 
 
+def test_tune_config_from_flags_lets_only_typed_flags_override_the_file(tmp_path):
+    path = tmp_path / "tune.toml"
+    path.write_text("trials = 7\nseed = 3\ntune_k1 = true\n")
+    flags = {"trials": 40, "seed": 0, "tune_k1": False, "objective": "ap50"}
+    assert TuneConfig.from_flags(flags).model_dump() == TuneConfig(**flags).model_dump()  # no file: the flags
+    kept = TuneConfig.from_flags(flags, typed=(), toml=path)  # defaults never override the file
+    assert (kept.trials, kept.seed, kept.tune_k1) == (7, 3, True)
+    typed = TuneConfig.from_flags(flags, typed={"seed", "tune_k1"}, toml=path)  # typed values always do, falsy too
+    assert (typed.trials, typed.seed, typed.tune_k1) == (7, 0, False)
+    grid = TuneConfig.from_flags(flags, typed=(), toml=path, sigma_grid=[0.5, 0.9])
+    assert (grid.sampler, grid.sigma_low_grid, grid.tune_sigma_low, grid.alphas, grid.prune, grid.trials) == (
+        "grid", (0.5, 0.9), True, (), False, 7)
+
+
 def test_study_finds_best_and_matches_full_pipeline(scenes, base, spec):
     records = []
     tune = TuneConfig(trials=3, alphas=ALPHAS, objective="ap50", seed=1)
