@@ -8,8 +8,10 @@ one ConfigError line made by `validation_message`.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -33,6 +35,26 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
             value = None if raw.strip().lower() in ("none", "null") else raw.strip()
         out[key.strip()] = value
     return out
+
+
+def read_toml_table(path: str | os.PathLike, table: str, what: str) -> dict[str, Any]:
+    """Returns the `[table]` of TOML file `path`, or its top level when it has no such table (flat keys).
+
+    One ConfigError line naming the file for a missing or unreadable file, bad TOML, or a `table` that is not a
+    table; `what` names the config in the messages ("pseudo-label config", "tuning config")."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found; check the path") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    except OSError as exc:  # a folder, an unreadable file
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror}); pass a TOML file") from None
+    data = data.get(table, data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {table} is {data!r}, not a table; write [{table}] then key = value")
+    return data
 
 
 def validation_message(exc: Exception) -> str:

@@ -16,7 +16,7 @@ def test_pseudo_label_config_toml_must_hold_a_table(tmp_path):
     bad.write_text('pseudo_labels = "k1=4"\n')
     with pytest.raises(ConfigError, match=r"not a table; write \[pseudo_labels\]"):
         PseudoLabelConfig.from_toml(bad)
-    with pytest.raises(ConfigError, match="cannot read the config"):
+    with pytest.raises(ConfigError, match="cannot read the pseudo-label config"):
         PseudoLabelConfig.from_toml(tmp_path)  # a folder
 
 

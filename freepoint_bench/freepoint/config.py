@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from freepoint_bench.atomic import write_text
-from freepoint_bench.config import parse_overrides, validation_message
+from freepoint_bench.config import parse_overrides, read_toml_table, validation_message
 from freepoint_bench.errors import ConfigError
 
 SolverName = Literal["gaec", "gaec-kl", "rama"]
@@ -166,18 +165,7 @@ class PseudoLabelConfig(BaseModel):
         cls, path: str | os.PathLike, overrides: Mapping[str, Any] | Sequence[str] | None = None
     ) -> PseudoLabelConfig:
         """Returns the config in TOML file `path` (flat keys or a [pseudo_labels] table), then overrides."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found; check the path") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
-        except OSError as exc:  # a folder, an unreadable file
-            raise ConfigError(f"{path}: cannot read the config ({exc.strerror}); pass a TOML file") from None
-        data = data.get("pseudo_labels", data)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: pseudo_labels is {data!r}, not a table; write [pseudo_labels] then key = value")
+        data = read_toml_table(path, "pseudo_labels", "pseudo-label config")
         try:
             config = cls(**data)
         except ConfigError as exc:

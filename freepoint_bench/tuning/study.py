@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tomllib
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from freepoint_bench.atomic import atomic_path, ensure_dir, write_text
-from freepoint_bench.config import validation_message
+from freepoint_bench.config import read_toml_table, validation_message
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation import EvalSpec
@@ -127,18 +126,7 @@ class TuneConfig(BaseModel):
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> TuneConfig:
         """Returns the TuneConfig in TOML file `path` (flat keys or a [tuning] table)."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: tuning config not found; check the path") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
-        except OSError as exc:  # a folder, an unreadable file
-            raise ConfigError(f"{path}: cannot read the tuning config ({exc.strerror}); pass a TOML file") from None
-        data = data.get("tuning", data)
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: tuning is {data!r}, not a table; write [tuning] then key = value")
+        data = read_toml_table(path, "tuning", "tuning config")
         try:
             return cls(**data)
         except ConfigError as exc:
