@@ -52,7 +52,6 @@ ResultsOpt = Annotated[Path, typer.Option("--results", help="Results store: <res
 SplitsOpt = Annotated[Path | None, typer.Option(
     "--splits", help="Folder of the splits frozen from your data, <protocol>.json (default: <results>/splits; "
     "the shipped, pinned splits are read from the protocols folder).")]
-DEFAULT_SPLITS = Path("results") / "splits"  # beside the default results store
 
 
 def progress_bars(disable: bool = False) -> Progress:

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from freepoint_bench.cli.common import (
     DEFAULT_CACHE,
-    DEFAULT_SPLITS,
     CacheOpt,
     ProtocolsDirOpt,
     RootOpt,
@@ -26,20 +25,19 @@ app = typer.Typer(help="List, show and freeze the fine-tuning protocols (protoco
 @app.command("list")
 def protocols_list(protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None) -> None:
     """Table of the protocols: dataset, unit, fraction, folds, preset, split state."""
-    from freepoint_bench.harness.protocol import available_protocols, load_protocol, split_path
+    from freepoint_bench.harness.protocol import available_protocols, frozen_splits_dir, load_protocol, split_state
 
+    splits_dir = frozen_splits_dir(splits=splits)
     table = Table(title="fine-tuning protocols")
     table.add_column("protocol", no_wrap=True)
     for col in ("dataset", "unit", "fraction", "train / eval", "preset", "split"):
         table.add_column(col)
     for name in available_protocols(protocols_dir):
         spec = load_protocol(name, protocols_dir)
-        path = split_path(spec, protocols_dir, splits or DEFAULT_SPLITS)
-        state = "-" if path is None else ("pinned" if spec.split_sha256 else "frozen") if path.is_file() else \
-            "not frozen"
         groups = f"{spec.num_folds}-fold" if spec.folds else \
             f"{len(spec.train_groups)} groups / {','.join(spec.eval_groups)}"
-        table.add_row(name, spec.dataset, spec.unit, f"{spec.fraction:g}", groups, spec.preset, state)
+        table.add_row(name, spec.dataset, spec.unit, f"{spec.fraction:g}", groups, spec.preset,
+                      split_state(spec, protocols_dir, splits_dir))
     console.print(table)
 
 
@@ -47,14 +45,14 @@ def protocols_list(protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = No
 def protocols_show(name: Annotated[str, typer.Argument(help="Protocol name.")],
                    protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None) -> None:
     """Every field of a protocol, its hash, and its split file's state."""
-    from freepoint_bench.harness.protocol import load_protocol, load_split, split_path
+    from freepoint_bench.harness.protocol import frozen_splits_dir, load_protocol, load_split, split_path
 
-    spec = load_protocol(name, protocols_dir)
+    spec, splits_dir = load_protocol(name, protocols_dir), frozen_splits_dir(splits=splits)
     console.print(json.dumps(spec.model_dump(mode="json"), indent=2))
     console.print(f"protocol hash {spec.content_hash()}")
-    path = split_path(spec, protocols_dir, splits or DEFAULT_SPLITS)
+    path = split_path(spec, protocols_dir, splits_dir)
     if path is not None and path.is_file():
-        doc, sha = load_split(spec, protocols_dir, splits or DEFAULT_SPLITS)
+        doc, sha = load_split(spec, protocols_dir, splits_dir)
         kept = len(doc.get("train_scenes", [])) or doc.get("num_masks")
         console.print(f"split {path}: sha256 {sha}, {kept} of {doc.get('candidates')} {spec.unit} kept")
     elif path is not None:
@@ -72,12 +70,12 @@ def protocols_freeze(
     """Write a protocol's split file once (masks: from your copy of the data) into --splits and print its sha256
     (a pinned split is checked against the shipped file, which is never written)."""
     from freepoint_bench.harness.finetune import class_vocabulary
-    from freepoint_bench.harness.protocol import freeze_split, load_protocol
+    from freepoint_bench.harness.protocol import freeze_split, frozen_splits_dir, load_protocol
     from freepoint_bench.harness.run import RunOptions
 
-    spec = load_protocol(name, protocols_dir)
+    spec, splits_dir = load_protocol(name, protocols_dir), frozen_splits_dir(splits=splits)
     if spec.unit == "scenes" and root is None and spec.room_list is not None:
-        path, sha = freeze_split(spec, protocols_dir=protocols_dir, splits_dir=splits or DEFAULT_SPLITS)
+        path, sha = freeze_split(spec, protocols_dir=protocols_dir, splits_dir=splits_dir)
     else:
         store, names = _open_protocol(spec, RunOptions(root=root, cache=cache))
         ids, vocab = class_vocabulary(spec.eval)
@@ -85,7 +83,7 @@ def protocols_freeze(
             task = progress.add_task(f"freeze {name}", total=None, item="")
             path, sha = freeze_split(
                 spec, names=names, store=store, class_names=dict(zip(ids, vocab, strict=True)),
-                protocols_dir=protocols_dir, splits_dir=splits or DEFAULT_SPLITS,
+                protocols_dir=protocols_dir, splits_dir=splits_dir,
                 progress=lambda done, total, scene: progress.update(task, completed=done, total=total, item=scene))
     console.print(f"{'matches the shipped' if spec.split_sha256 else 'wrote'} {path}\nsha256 {sha}")
 

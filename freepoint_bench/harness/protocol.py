@@ -219,6 +219,12 @@ def frozen_split_path(spec: ProtocolSpec, splits_dir: str | Path) -> Path:
     return Path(splits_dir) / f"{spec.name}.json"
 
 
+def frozen_splits_dir(results: str | Path = Path("results"), splits: str | Path | None = None) -> Path:
+    """Returns the folder of the splits frozen from the user's data: `splits`, else ``<results>/splits`` (beside the
+    results that record their sha256; never the protocols folder, which ships read-only files)."""
+    return Path(splits) if splits is not None else Path(results) / "splits"
+
+
 def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
                splits_dir: str | Path | None = None) -> Path | None:
     """Returns the split file a protocol reads (None for unit 'full').
@@ -233,6 +239,18 @@ def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
     if not frozen.is_file() and shipped.is_file():
         return shipped
     return frozen
+
+
+def split_state(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
+                splits_dir: str | Path | None = None) -> str:
+    """Returns the state of the split file a protocol reads: "pinned" (shipped with its sha256 in the protocol),
+    "frozen" (from the user's data), "not frozen" (frozen at first use) or "-" (unit 'full': no split)."""
+    path = split_path(spec, protocols_dir, splits_dir)
+    if path is None:
+        return "-"
+    if not path.is_file():
+        return "not frozen"
+    return "pinned" if spec.split_sha256 else "frozen"
 
 
 # ---------------------------------------------------------------------------------------------- scene groups

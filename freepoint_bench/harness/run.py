@@ -38,6 +38,7 @@ from freepoint_bench.harness.protocol import (
     TRAIN_SCENES,
     ProtocolSpec,
     freeze_split,
+    frozen_splits_dir,
     load_protocol,
     scenes_of,
     split_path,
@@ -85,7 +86,7 @@ class RunOptions:
     def splits_dir(self) -> Path:
         """Returns the folder of the splits frozen from the user's data: `splits`, else ``<results>/splits``
         (beside the results that record their sha256; never the protocols folder, which ships read-only files)."""
-        return self.splits if self.splits is not None else self.results / "splits"
+        return frozen_splits_dir(self.results, self.splits)
 
 
 def expand(methods: Sequence[str], protocols: Sequence[str], seeds: Sequence[int]) -> list[Task]:

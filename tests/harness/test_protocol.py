@@ -15,6 +15,8 @@ from freepoint_bench.harness.protocol import (
     PROTOCOLS_DIR,
     available_protocols,
     freeze_split,
+    frozen_split_path,
+    frozen_splits_dir,
     group_of,
     keep_count,
     load_protocol,
@@ -25,6 +27,7 @@ from freepoint_bench.harness.protocol import (
     select_scenes,
     split_document,
     split_path,
+    split_state,
     write_split,
 )
 
@@ -101,6 +104,21 @@ def _copy_protocols(tmp_path: Path, name: str) -> Path:
     for f in (PROTOCOLS_DIR / "splits").glob("s3dis-*"):
         (dst / "splits" / f.name).write_bytes(f.read_bytes())
     return dst
+
+
+def test_split_state_and_where_frozen_splits_live(tmp_path):
+    assert frozen_splits_dir() == Path("results/splits") and frozen_splits_dir("store") == Path("store/splits")
+    assert frozen_splits_dir("store", tmp_path / "mine") == tmp_path / "mine"
+    assert split_state(load_protocol("s3dis-full")) == "-"
+    assert split_state(load_protocol("s3dis-10pct-scenes"), splits_dir=tmp_path) == "pinned"
+    protocols = tmp_path / "protocols"  # an unpinned masks protocol with no split shipped beside it
+    protocols.mkdir()
+    (protocols / "s3dis-10pct-masks.toml").write_text((PROTOCOLS_DIR / "s3dis-10pct-masks.toml").read_text())
+    masks, splits = load_protocol("s3dis-10pct-masks", protocols), tmp_path / "splits"
+    assert split_state(masks, protocols, splits) == "not frozen"
+    splits.mkdir()
+    frozen_split_path(masks, splits).write_text("{}")
+    assert split_state(masks, protocols, splits) == "frozen"
 
 
 def test_edited_split_file_is_refused(tmp_path):
