@@ -69,21 +69,18 @@ def protocols_freeze(
 ) -> None:
     """Write a protocol's split file once (masks: from your copy of the data) into --splits and print its sha256
     (a pinned split is checked against the shipped file, which is never written)."""
-    from freepoint_bench.harness.finetune import class_vocabulary
     from freepoint_bench.harness.protocol import freeze_split, frozen_splits_dir, load_protocol
-    from freepoint_bench.harness.run import RunOptions
+    from freepoint_bench.harness.run import RunOptions, freeze_from_data
 
     spec, splits_dir = load_protocol(name, protocols_dir), frozen_splits_dir(splits=splits)
     if spec.unit == "scenes" and root is None and spec.room_list is not None:
         path, sha = freeze_split(spec, protocols_dir=protocols_dir, splits_dir=splits_dir)
     else:
         store, names = _open_protocol(spec, RunOptions(root=root, cache=cache))
-        ids, vocab = class_vocabulary(spec.eval)
         with progress_bars() as progress:
             task = progress.add_task(f"freeze {name}", total=None, item="")
-            path, sha = freeze_split(
-                spec, names=names, store=store, class_names=dict(zip(ids, vocab, strict=True)),
-                protocols_dir=protocols_dir, splits_dir=splits_dir,
+            path, sha = freeze_from_data(
+                spec, store, names, protocols_dir, splits_dir,
                 progress=lambda done, total, scene: progress.update(task, completed=done, total=total, item=scene))
     console.print(f"{'matches the shipped' if spec.split_sha256 else 'wrote'} {path}\nsha256 {sha}")
 

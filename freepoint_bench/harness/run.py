@@ -250,9 +250,16 @@ def ensure_split(spec: ProtocolSpec, store: Any, names: Sequence[str], protocols
         return
     log.warning("protocol %s: no frozen split yet; freezing it from this copy of the data into %s "
                 "(every result records its sha256)", spec.name, path)
+    freeze_from_data(spec, store, names, protocols_dir, splits_dir)
+
+
+def freeze_from_data(spec: ProtocolSpec, store: Any, names: Sequence[str], protocols_dir: Path | None,
+                     splits_dir: Path, progress: Callable[[int, int, str], None] | None = None) -> tuple[Path, str]:
+    """Freezes a protocol's split from `names` of `store` (masks: their instances of the protocol's evaluated
+    classes) into `splits_dir`; returns (path, sha256) (a pinned split is checked against the shipped file)."""
     ids, vocab = class_vocabulary(spec.eval)
-    freeze_split(spec, names=list(names), store=store, class_names=dict(zip(ids, vocab, strict=True)),
-                 protocols_dir=protocols_dir, splits_dir=splits_dir)
+    return freeze_split(spec, names=list(names), store=store, class_names=dict(zip(ids, vocab, strict=True)),
+                        protocols_dir=protocols_dir, splits_dir=splits_dir, progress=progress)
 
 
 @contextlib.contextmanager
