@@ -165,23 +165,10 @@ def finetune_cmd(
     eval_device: EvalDeviceOpt = None,
 ) -> None:
     """Fine-tune a pretrained backbone under a protocol, evaluate it, write result.json per seed."""
-    from freepoint_bench.harness.run import Task, run_task
-    from freepoint_bench.models.checkpoint import load_checkpoint
+    from freepoint_bench.harness.run import Task, finetune_checkpoints, run_task
 
     seed_list = _seeds(seeds, ctx.args)
-    given: dict[str, list[Path]] = {}
-    if checkpoint:
-        recorded = {load_checkpoint(c)[1].get("method") or "unknown" for c in checkpoint}
-        if method is None:
-            if len(recorded) != 1:
-                raise ConfigError(f"the checkpoints come from several methods {sorted(recorded)}; pass --method")
-            method = recorded.pop()
-        given[method] = list(checkpoint)
-    elif method is None:
-        raise ConfigError("give --checkpoint (a pretrained backbone) or --method scratch")
-    elif method != "scratch":
-        raise ConfigError(f"--method {method} needs --checkpoint (pretrain it with `bench.py pretrain --method "
-                          f"{method}`), or use `bench.py run`, which pretrains what is missing")
+    method, given = finetune_checkpoints(checkpoint or [], method)
     # scratch is built from the fine-tuning model's preset (harness.run.pretrain_config), never another one
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, None, None, None,
                         None, force, given, runs, eval_device, splits)

@@ -369,6 +369,28 @@ def fold_checkpoint(task: Task, spec: ProtocolSpec, fold: int, opts: RunOptions,
     return pretrain_checkpoint(task.method, p_store, p_names, opts, config, progress=progress)
 
 
+def finetune_checkpoints(checkpoints: Sequence[Path], method: str | None) -> tuple[str, dict[str, list[Path]]]:
+    """Returns (method, RunOptions.given) of `bench.py finetune`: the checkpoints (one, or one per fold) for
+    `method`, by default the method they record; scratch needs none, any other method one."""
+    from freepoint_bench.models.checkpoint import load_checkpoint
+
+    checkpoint = list(checkpoints)
+    given: dict[str, list[Path]] = {}
+    if checkpoint:
+        recorded = {load_checkpoint(c)[1].get("method") or "unknown" for c in checkpoint}
+        if method is None:
+            if len(recorded) != 1:
+                raise ConfigError(f"the checkpoints come from several methods {sorted(recorded)}; pass --method")
+            method = recorded.pop()
+        given[method] = list(checkpoint)
+    elif method is None:
+        raise ConfigError("give --checkpoint (a pretrained backbone) or --method scratch")
+    elif method != "scratch":
+        raise ConfigError(f"--method {method} needs --checkpoint (pretrain it with `bench.py pretrain --method "
+                          f"{method}`), or use `bench.py run`, which pretrains what is missing")
+    return method, given
+
+
 def resolve_checkpoint(value: str | Path, checkpoints_dir: Path) -> Path:
     """Returns the checkpoint a user named: a file path, or the id of an entry of checkpoints_dir/index.json
     (its backbone file). ConfigError when it is neither."""

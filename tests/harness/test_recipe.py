@@ -17,6 +17,7 @@ from freepoint_bench.harness.run import (
     backbone_architecture,
     check_recipe,
     check_tasks,
+    finetune_checkpoints,
     named_pretrain_run_dir,
     pretrain_config,
     pretrain_run_dir,
@@ -198,3 +199,11 @@ def test_scratch_on_a_paper_protocol_needs_no_pretraining_data(tmp_path, monkeyp
     assert run.fold_checkpoint(Task(spec.name, "scratch", 3), spec, 0, opts) == tmp_path / "scratch.ckpt"
     assert seen["method"] == "scratch" and seen["names"]
     assert all(not name.startswith("Area_5/") for name in seen["names"])  # the fold's training rooms only
+
+
+def test_finetune_needs_a_checkpoint_except_for_scratch():
+    assert finetune_checkpoints([], "scratch") == ("scratch", {})
+    with pytest.raises(ConfigError, match="give --checkpoint .* or --method scratch"):
+        finetune_checkpoints([], None)
+    with pytest.raises(ConfigError, match="--method csc needs --checkpoint"):
+        finetune_checkpoints([], "csc")
