@@ -25,7 +25,6 @@ A run directory holds:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +52,7 @@ from freepoint_bench.engine.data import EpochSampler, batch_to_device, collate, 
 from freepoint_bench.engine.module import segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
+from freepoint_bench.evaluation.semantic import confusion, miou
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
 from freepoint_bench.parallel import loader_workers
 from freepoint_bench.pretext.base import PretrainResult
@@ -349,25 +349,6 @@ def load_segmentation(path: str | Path, device: str | torch.device = "cpu") -> t
 
     model, meta = load_model(path, into=build)
     return model.to(device).eval(), meta
-
-
-def confusion(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Returns the (K, K) int64 confusion matrix [truth, prediction] over points with truth >= 0."""
-    keep = truth >= 0
-    return np.bincount(truth[keep] * num_classes + pred[keep], minlength=num_classes**2).reshape(num_classes,
-                                                                                              num_classes)
-
-
-def miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
-    """Returns (mean IoU over the classes present in the truth, (K,) IoU per class, NaN where absent).
-
-    IoU_c = TP / (TP + FP + FN) from a [truth, prediction] confusion matrix."""
-    tp = np.diag(conf).astype(np.float64)
-    present = conf.sum(axis=1) > 0
-    union = conf.sum(axis=1) + conf.sum(axis=0) - tp
-    iou = np.full(len(conf), np.nan)
-    iou[present] = tp[present] / union[present]
-    return (float(np.nanmean(iou)) if present.any() else math.nan), iou
 
 
 @torch.no_grad()

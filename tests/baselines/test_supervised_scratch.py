@@ -13,8 +13,6 @@ from stores import MemoryStore
 from baselines.supervised import (
     SemanticDataset,
     class_lookup,
-    confusion,
-    miou,
     point_classes,
     semantic_probe,
     voxel_labels,
@@ -25,6 +23,7 @@ from freepoint_bench.engine.checkpoints import load_model, read_index
 from freepoint_bench.engine.module import segmenter_from_preset
 from freepoint_bench.engine.presets import get_preset
 from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.evaluation.semantic import confusion, miou
 from freepoint_bench.models.backbone import Res16UNet
 from freepoint_bench.pretext.base import get_method
 
