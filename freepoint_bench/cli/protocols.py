@@ -24,19 +24,19 @@ app = typer.Typer(help="List, show and freeze the fine-tuning protocols (protoco
 
 @app.command("list")
 def protocols_list(protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None) -> None:
-    """Table of the protocols: dataset, unit, fraction, folds, preset, split state."""
+    """Table of the protocols: task, dataset, unit, fraction, folds, preset, split state."""
     from freepoint_bench.harness.protocol import available_protocols, frozen_splits_dir, load_protocol, split_state
 
     splits_dir = frozen_splits_dir(splits=splits)
     table = Table(title="fine-tuning protocols")
     table.add_column("protocol", no_wrap=True)
-    for col in ("dataset", "unit", "fraction", "train / eval", "preset", "split"):
+    for col in ("task", "dataset", "unit", "fraction", "train / eval", "preset", "split"):
         table.add_column(col)
     for name in available_protocols(protocols_dir):
         spec = load_protocol(name, protocols_dir)
         groups = f"{spec.num_folds}-fold" if spec.folds else \
             f"{len(spec.train_groups)} groups / {','.join(spec.eval_groups)}"
-        table.add_row(name, spec.dataset, spec.unit, f"{spec.fraction:g}", groups, spec.preset,
+        table.add_row(name, spec.task, spec.dataset, spec.unit, f"{spec.fraction:g}", groups, spec.preset,
                       split_state(spec, protocols_dir, splits_dir))
     console.print(table)
 

@@ -49,6 +49,16 @@ TRAIN_SCENES = "train-scenes"  # pretraining dataset meaning: each fold's own tr
 # and a result records the checkpoint it started from by its own hash (so the hashes of results written before
 # these fields existed still match).
 RECIPE_FIELDS = ("pretrain_preset", "pretrain_dataset", "pretrain_root")
+# The probe ladder, cheapest first (DESIGN.md): a protocol's task says what a cell trains and scores.
+#   linear         backbone frozen in eval mode, one linear per-point classifier (cross-entropy)
+#   insseg-frozen  backbone frozen in eval mode, the instance decoder trained
+#   semseg         backbone + the per-point classifier, fine-tuned end to end
+#   insseg         semantic instance segmentation, fine-tuned end to end (the paper's; the default)
+Task = Literal["insseg", "semseg", "linear", "insseg-frozen"]
+TASKS: tuple[str, ...] = ("linear", "insseg-frozen", "semseg", "insseg")
+DEFAULT_TASK = "insseg"
+SEMANTIC_TASKS = ("semseg", "linear")  # scored by mIoU / mAcc / allAcc (evaluation.semantic)
+FROZEN_TASKS = ("linear", "insseg-frozen")  # the backbone is not trained
 
 
 class EvalRules(BaseModel):
@@ -73,6 +83,7 @@ class ProtocolSpec(BaseModel):
 
     name: str
     description: str = ""
+    task: Task = DEFAULT_TASK  # what a cell trains and scores (TASKS); in content_hash only when not the default
     dataset: str  # a catalogue dataset: s3dis, scannet-npy, scannet, synthetic
     default_root: str | None = None  # used when no --root is given (relative paths: to the repository)
     train_groups: list[str] = []  # scene groups trained on (Area_N for S3DIS, sceneXXXX rooms for ScanNet)
@@ -97,8 +108,19 @@ class ProtocolSpec(BaseModel):
     pretrain_dataset: str = TRAIN_SCENES  # e.g. scannet (the paper's for S3DIS); train-scenes: each fold's own
     pretrain_root: str | None = None  # default root of pretrain_dataset (relative paths: to the repository)
 
+    @field_validator("task", mode="before")
+    @classmethod
+    def _known_task(cls, value: Any) -> Any:
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r}; choose one of {', '.join(TASKS)}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ProtocolSpec:
+        if self.task in SEMANTIC_TASKS and (entry := catalogue.find(self.dataset)) is not None \
+                and entry.classes is None:
+            raise ValueError(f"task {self.task!r} needs semantic labels, and dataset {self.dataset!r} has no class "
+                             "vocabulary; use a labelled dataset or task 'insseg'")
         if self.folds:
             if self.train_groups or self.eval_groups:
                 raise ValueError("give either folds or train_groups / eval_groups, not both")
@@ -143,10 +165,22 @@ class ProtocolSpec(BaseModel):
         """Returns every group some fold trains on (the selection's candidates)."""
         return sorted({g for f in range(self.num_folds) for g in self.fold_groups(f)[0]})
 
+    @property
+    def semantic(self) -> bool:
+        """Returns whether the task is semantic segmentation (scored by mIoU), not instance segmentation."""
+        return self.task in SEMANTIC_TASKS
+
+    @property
+    def frozen_backbone(self) -> bool:
+        """Returns whether the task keeps the backbone frozen (in eval mode, not trained)."""
+        return self.task in FROZEN_TASKS
+
     def content_hash(self) -> str:
         """Returns the sha256 of the spec's canonical JSON without the pretraining recipe (recorded in every
-        result, compared on resume)."""
-        return sha256_bytes(canonical_json(self.model_dump(mode="json", exclude=set(RECIPE_FIELDS))))
+        result, compared on resume). The task is left out when it is the default, so the hashes of the protocols
+        written before it existed stay."""
+        exclude = set(RECIPE_FIELDS) | ({"task"} if self.task == DEFAULT_TASK else set())
+        return sha256_bytes(canonical_json(self.model_dump(mode="json", exclude=exclude)))
 
 
 # ---------------------------------------------------------------------------------------------- files

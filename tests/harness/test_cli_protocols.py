@@ -16,9 +16,14 @@ SHIPPED_ONLY = shutil.ignore_patterns("*-masks.json", "*-masks.json.sha256", "sy
 
 
 def split_state(table: str, protocol: str) -> str:
-    """Returns the split column (the 7th) of a protocol's row in `protocols list`'s table (whitespace collapsed)."""
+    """Returns the split column (the 8th) of a protocol's row in `protocols list`'s table (whitespace collapsed)."""
+    return row(table, protocol)[7]
+
+
+def row(table: str, protocol: str) -> list[str]:
+    """Returns the cells of a protocol's row in `protocols list`'s table, from its name on."""
     cells = [c.strip() for c in table.split("│")]
-    return cells[cells.index(protocol) + 6]
+    return cells[cells.index(protocol):]
 
 
 def test_list_show_and_freeze(bench_cli, tmp_path, monkeypatch, read_only, contents):
@@ -36,6 +41,7 @@ def test_list_show_and_freeze(bench_cli, tmp_path, monkeypatch, read_only, conte
         code, out, _ = bench_cli("protocols", "list", *where)
         assert code == 0 and "s3dis-10pct-masks" in out and "scannet-dev-full-masks" in out
         assert split_state(out, "mine") == "not frozen" and split_state(out, "s3dis-10pct-scenes") == "pinned"
+        assert row(out, "s3dis-10pct-scenes")[1:3] == ["insseg", "s3dis"]
         code, out, _ = bench_cli("protocols", "show", "s3dis-10pct-scenes", *where)
         assert code == 0 and '"unit": "scenes"' in out and "protocol hash" in out
         # a pinned scenes split is re-created from the committed room list byte for byte, and only checked

@@ -144,6 +144,29 @@ def test_invalid_protocol_is_one_line(tmp_path):
         load_protocol("overlap", tmp_path)
 
 
+def test_task_defaults_to_insseg_and_unknown_or_unservable_tasks_are_one_line(tmp_path):
+    base = 'dataset = "{}"\nunit = "full"\ntrain_groups=["a"]\neval_groups=["b"]\n'
+    (tmp_path / "plain.toml").write_text(base.format("s3dis"))
+    plain = load_protocol("plain", tmp_path)
+    assert plain.task == "insseg" and not plain.semantic and not plain.frozen_backbone
+    (tmp_path / "probe.toml").write_text(base.format("s3dis") + 'task = "linear"\n')
+    probe = load_protocol("probe", tmp_path)
+    assert probe.semantic and probe.frozen_backbone
+    assert probe.content_hash() != plain.content_hash()  # the task is in the hash when it is not the default
+    (tmp_path / "bad.toml").write_text(base.format("s3dis") + 'task = "segment"\n')
+    with pytest.raises(ConfigError, match=r"unknown task 'segment'; choose one of linear, insseg-frozen, semseg, "
+                                          r"insseg \(got") as err:
+        load_protocol("bad", tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "unlabelled.toml").write_text(base.format("ply") + 'task = "semseg"\n')
+    with pytest.raises(ConfigError, match="task 'semseg' needs semantic labels, and dataset 'ply' has no class") \
+            as err:
+        load_protocol("unlabelled", tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "frozen.toml").write_text(base.format("ply") + 'task = "insseg-frozen"\n')
+    assert load_protocol("frozen", tmp_path).frozen_backbone
+
+
 class _Store:
     def __init__(self, scenes):
         self.scenes = {s.name: s for s in scenes}
