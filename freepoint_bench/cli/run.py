@@ -59,19 +59,12 @@ def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overr
 
 def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
     """Prints the plan of `tasks` (harness.plan); typer.Exit(1) when a cell cannot run."""
-    from dataclasses import replace
-
     from rich.markup import escape
 
     from freepoint_bench.harness import plan as planning
 
-    machine = planning.detect_machine()
-    if elsewhere:
-        machine = replace(machine, checked=False)
-    if throughput is None and planning.DEFAULT_THROUGHPUT.is_file():
-        throughput = planning.DEFAULT_THROUGHPUT
-    table = planning.load_throughput(throughput) if throughput is not None else None
-    plan = planning.make_plan(tasks, opts, machine=machine, throughput=table)
+    table = planning.read_throughput(throughput)
+    plan = planning.make_plan(tasks, opts, machine=planning.plan_machine(elsewhere), throughput=table)
 
     def hours(h: float | None, steps: int) -> str:
         return "-" if not steps else "?" if h is None else f"{h:.2f}"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,13 @@ def detect_machine() -> Machine:
     return Machine(cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported(), backends=tuple(available_backends()))
 
 
+def plan_machine(elsewhere: bool = False) -> Machine:
+    """Returns the machine a plan checks the cells against: this one, or unchecked when they run elsewhere (on
+    SLURM's nodes: their CUDA, precision and sparse backends are not seen from here)."""
+    machine = detect_machine()
+    return replace(machine, checked=False) if elsewhere else machine
+
+
 @dataclass(frozen=True)
 class Throughput:
     """A measured throughput table (see the module docstring)."""
@@ -129,6 +136,14 @@ def load_throughput(path: str | Path) -> Throughput:
             raise ConfigError(f"{path}: row {i} needs stage (pretrain|finetune), method (or null), preset, precision "
                               f"and step_s > 0; {fix}")
     return Throughput(str(doc.get("device", "?")), str(doc.get("measured", "?")), tuple(doc["rows"]), path)
+
+
+def read_throughput(path: str | Path | None = None) -> Throughput | None:
+    """Returns the throughput table in `path`, else the one the device check writes (DEFAULT_THROUGHPUT) when it
+    exists, else None (GPU-hours unknown)."""
+    if path is None and DEFAULT_THROUGHPUT.is_file():
+        path = DEFAULT_THROUGHPUT
+    return load_throughput(path) if path is not None else None
 
 
 def gpu_hours(steps: int, step_s: float | None) -> float | None:

@@ -11,7 +11,7 @@ import pytest
 
 from freepoint_bench.errors import ConfigError
 from freepoint_bench.harness import plan as plan_module
-from freepoint_bench.harness.plan import Machine, load_throughput, make_plan
+from freepoint_bench.harness.plan import Machine, load_throughput, make_plan, plan_machine, read_throughput
 from freepoint_bench.harness.protocol import PROTOCOLS_DIR, read_room_list
 from freepoint_bench.harness.run import RunOptions, Task, expand
 
@@ -220,6 +220,16 @@ def test_a_malformed_throughput_table_is_refused(tmp_path):
     path.write_text("{")
     with pytest.raises(ConfigError, match="not a readable throughput table"):
         load_throughput(path)
+
+
+def test_the_plan_reads_the_default_table_and_checks_only_this_machine(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan_module, "detect_machine", lambda: GPU)
+    assert plan_machine() == GPU and plan_machine(elsewhere=True) == replace(GPU, checked=False)
+    monkeypatch.setattr(plan_module, "DEFAULT_THROUGHPUT", tmp_path / "throughput.json")
+    assert read_throughput() is None  # the device check has not written one
+    (tmp_path / "throughput.json").write_text(json.dumps({"device": "default", "rows": []}))
+    (tmp_path / "other.json").write_text(json.dumps({"device": "other", "rows": []}))
+    assert read_throughput().device == "default" and read_throughput(tmp_path / "other.json").device == "other"
 
 
 def test_plan_prints_the_estimate(bench_cli, ws, monkeypatch, tmp_path, wide):
