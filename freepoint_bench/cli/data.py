@@ -82,19 +82,20 @@ def data_show(
     ] = None,
 ) -> None:
     """Render a scene to PNG coloured by instance, semantic or rgb (and pseudo masks with --labels)."""
-    from freepoint_bench.data.render import label_colors, render_panels, render_scene, write_colored_ply
+    from freepoint_bench.data.render import COLOR_BY, render_panels, render_scene, scene_colors, write_colored_ply
 
-    if color_by not in ("instance", "semantic", "rgb"):
-        raise ConfigError(f"--color-by {color_by!r}: choose instance, semantic or rgb")
+    if color_by not in COLOR_BY:
+        raise ConfigError(f"--color-by {color_by!r}: choose {', '.join(COLOR_BY[:-1])} or {COLOR_BY[-1]}")
     store, _ = open_store(dataset, root, cache, [scene])
     s = store.load(scene)
+    truth = "instance" if s.instance is not None else "rgb"  # the ground truth as far as the scene has it
     if labels is not None:
         from freepoint_bench.freepoint.pipeline import available_sigmas, load_pseudo_labels
 
         sigmas = available_sigmas(labels, scene)
         if not sigmas:
             raise DataError(f"{labels}: no pseudo labels for scene {scene!r}; run `bench.py pseudo-labels` first")
-        panels: dict = {"ground truth": "instance" if s.instance is not None else "rgb"}
+        panels: dict = {"ground truth": truth}
         for sigma in sigmas:
             panels[f"σ = {sigma:g}"] = load_pseudo_labels(labels, scene, sigma)
         render_panels(s, panels, out)
@@ -102,11 +103,7 @@ def data_show(
         render_scene(s, out, color_by=color_by, title=f"{dataset}: {scene} ({color_by})")
     console.print(f"wrote {out}")
     if ply is not None:
-        if color_by == "rgb" or (color_by == "instance" and s.instance is None):
-            colors = s.rgb
-        else:
-            colors = label_colors(s.instance if color_by == "instance" else s.semantic)
-        write_colored_ply(s, colors, ply)
+        write_colored_ply(s, scene_colors(s, truth if color_by == "instance" else color_by, f"--ply {ply}"), ply)
         console.print(f"wrote {ply}")
 
 

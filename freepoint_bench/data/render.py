@@ -80,8 +80,9 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return table[i, np.arange(len(h))].reshape(-1, 3)
 
 
-def _colors_for(scene: Scene, spec: np.ndarray | str, what: str) -> np.ndarray:
-    """Returns (N, 3) colours of `scene` for a colouring name or an (N,) label array."""
+def scene_colors(scene: Scene, spec: np.ndarray | str, what: str = "colours") -> np.ndarray:
+    """Returns (N, 3) colours of `scene` for a colouring name (COLOR_BY) or an (N,) label array; DataError when the
+    scene lacks those labels; `what` names the caller in the errors about `spec` itself."""
     if isinstance(spec, str):
         if spec == "rgb":
             return scene.rgb
@@ -159,7 +160,7 @@ def render_scene(
     """
     if labels is None and color_by not in COLOR_BY:
         raise ConfigError(f"color_by {color_by!r}: use one of {', '.join(COLOR_BY)}")
-    colors = _colors_for(scene, color_by if labels is None else labels, f"render {scene.name}")
+    colors = scene_colors(scene, color_by if labels is None else labels, f"render {scene.name}")
     index = _plot_index(scene, max_points)
     xyz, colors = scene.xyz[index], colors[index]
     fig = plt.figure(figsize=SCENE_FIGSIZE, dpi=DPI)
@@ -205,7 +206,7 @@ def render_panels(
     if ncols < 1:
         raise ConfigError(f"render_panels: ncols must be >= 1, got {ncols}")
     nrows = math.ceil(len(panels) / ncols)
-    colorings = {title: _colors_for(scene, spec, f"panel {title!r}") for title, spec in panels.items()}
+    colorings = {title: scene_colors(scene, spec, f"panel {title!r}") for title, spec in panels.items()}
     index = _plot_index(scene, max_points)
     xyz = scene.xyz[index]
     fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_SIZE * ncols, PANEL_SIZE * nrows), dpi=DPI,

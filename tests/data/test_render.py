@@ -12,6 +12,7 @@ from freepoint_bench.data.render import (
     label_colors,
     render_panels,
     render_scene,
+    scene_colors,
     write_colored_ply,
 )
 from freepoint_bench.data.scene import Scene
@@ -97,6 +98,15 @@ def test_label_colors_distinct_grey_and_stable():
     many = label_colors(np.arange(40))
     gaps = np.abs(many[1:] - many[:-1]).sum(axis=1)
     assert gaps.min() > 0.2
+
+
+def test_scene_colors_by_name_or_labels(scene):
+    assert np.array_equal(scene_colors(scene, "rgb"), scene.rgb)
+    assert np.array_equal(scene_colors(scene, "semantic"), label_colors(scene.semantic))
+    assert np.array_equal(scene_colors(scene, scene.instance), scene_colors(scene, "instance"))
+    unlabelled = Scene(name="bare", xyz=scene.xyz, rgb=scene.rgb)
+    with pytest.raises(DataError, match="scene bare has no semantic labels"):
+        scene_colors(unlabelled, "semantic", "--ply x.ply")
 
 
 def test_write_colored_ply_round_trip(tmp_path, scene):
