@@ -32,14 +32,10 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from pytorch_lightning.callbacks import Callback
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from freepoint_bench.data import catalogue
-from freepoint_bench.data.transforms import voxel_majority
 from freepoint_bench.engine.checkpoints import (
     code_version,
     data_description,
@@ -48,19 +44,25 @@ from freepoint_bench.engine.checkpoints import (
     load_model,
     save_model_checkpoint,
 )
-from freepoint_bench.engine.data import EpochSampler, batch_to_device, collate, make_sample
 from freepoint_bench.engine.module import segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
+from freepoint_bench.engine.semantic import (
+    LabelledDataModule,
+    LabelledDataset,
+    class_lookup,
+    point_classes,
+    predict_semantic,
+    semantic_terms,
+)
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.evaluation.semantic import confusion, miou
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
-from freepoint_bench.parallel import loader_workers
+from freepoint_bench.models.semantic import SemanticSegmenter, make_head
 from freepoint_bench.pretext.base import PretrainResult
 from freepoint_bench.pretext.training import STAGE, BackboneModule, OptimConfig, TrainedPretext
 
 log = logging.getLogger(__name__)
 
-IGNORE = -1  # the Scene convention for unlabelled points; also the ignore index of the loss
 SEGMENTATION_FILE = "segmentation.ckpt"  # in the run's train/ folder: backbone + head
 
 class SupervisedConfig(BaseModel):
@@ -118,32 +120,10 @@ def resolve_classes(config: SupervisedConfig, dataset: str, store: Any, names: S
     return classes
 
 
-def class_lookup(classes: Sequence[int]) -> np.ndarray:
-    """Returns (max id + 2,) int64: lookup[semantic + 1] is the class index of a semantic id (-1 → -1, others -1)."""
-    lookup = np.full(max(classes) + 2, IGNORE, dtype=np.int64)
-    lookup[np.asarray(classes, dtype=np.int64) + 1] = np.arange(len(classes))
-    return lookup
-
-
-def point_classes(semantic: np.ndarray, lookup: np.ndarray) -> np.ndarray:
-    """Returns (N,) int64 class indices of semantic ids (-1 and ids outside the classes → -1)."""
-    semantic = np.asarray(semantic, dtype=np.int64)
-    out = np.full(len(semantic), IGNORE, dtype=np.int64)
-    inside = (semantic >= 0) & (semantic + 1 < len(lookup))
-    out[inside] = lookup[semantic[inside] + 1]
-    return out
-
-
-def voxel_labels(labels: np.ndarray, inverse: np.ndarray, num_voxels: int) -> np.ndarray:
-    """Returns (M,) int64 the most frequent label of each voxel's labelled points (ties: the smallest label),
-    -1 for voxels holding no labelled point. labels: (N,) int64, -1 = ignore; inverse: (N,) voxel per point."""
-    return voxel_majority(labels, inverse, num_voxels, count_unlabelled=False)
-
-
 # ---------------------------------------------------------------------------------------------- data
 
 
-class SemanticDataset(Dataset):
+class SemanticDataset(LabelledDataset):
     """Voxelised samples of `names` with per-voxel class labels (keys of engine.data.make_sample + "labels" (M,)).
 
     Indexing with an int uses epoch 0; with (epoch, index) keys from EpochSampler (seeds crops and augmentation).
@@ -151,29 +131,14 @@ class SemanticDataset(Dataset):
 
     def __init__(self, store: Any, names: Sequence[str], preset: TrainPreset, classes: Sequence[int],
                  train: bool = True) -> None:
-        self.store, self.names, self.preset, self.train = store, list(names), preset, train
         self.lookup = class_lookup(classes)
+        super().__init__(store, names, preset, self.labels, train)
 
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        epoch, index = (0, key) if isinstance(key, int | np.integer) else key
-        scene = self.store.load(self.names[index])
+    def labels(self, scene: Any) -> np.ndarray:
+        """Returns (N,) the class index of every point of `scene` (-1: unlabelled or another id)."""
         if scene.semantic is None:
             raise DataError(f"scene {scene.name}: no semantic labels; supervised pretraining needs labelled scans")
-        rng = np.random.default_rng([self.preset.seed, int(epoch), int(index)])
-        sample = make_sample(scene, self.preset, None, rng=rng, train=self.train)
-        labels = point_classes(scene.semantic[sample["point_index"]], self.lookup)
-        sample["labels"] = voxel_labels(labels, sample["inverse"], len(sample["coords"]))
-        return sample
-
-
-def collate_semantic(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Returns engine.data.collate's batch plus "labels": (M,) int64 class per voxel of the whole batch."""
-    batch = collate(samples)
-    batch["labels"] = torch.cat([torch.from_numpy(s["labels"]) for s in samples])
-    return batch
+        return point_classes(scene.semantic, self.lookup)
 
 
 def labelled_scenes(store: Any, names: Sequence[str], classes: Sequence[int]) -> list[str]:
@@ -195,59 +160,14 @@ def labelled_scenes(store: Any, names: Sequence[str], classes: Sequence[int]) ->
     return kept
 
 
-class SemanticDataModule(pl.LightningDataModule):
+class SemanticDataModule(LabelledDataModule):
     """The shuffled, epoch-seeded training loader of labelled scenes."""
 
     def __init__(self, store: Any, names: Sequence[str], preset: TrainPreset, classes: Sequence[int]) -> None:
-        super().__init__()
-        self.train_set = SemanticDataset(store, names, preset, classes, train=True)
-        self.preset = preset
-
-    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device,
-                                 dataloader_idx: int) -> dict[str, Any]:
-        """Returns the batch with its SparseBatch and labels on `device`."""
-        out = batch_to_device(batch, device)
-        out["labels"] = batch["labels"].to(device)
-        return out
-
-    def train_dataloader(self) -> DataLoader:
-        """Returns the training loader (EpochSampler: a resumed run sees the same crops)."""
-        workers = loader_workers(self.preset.num_workers)
-        return DataLoader(self.train_set, batch_size=self.preset.batch_size,
-                          sampler=EpochSampler(len(self.train_set), seed=self.preset.seed, shuffle=True),
-                          collate_fn=collate_semantic, num_workers=workers, persistent_workers=workers > 0)
+        super().__init__(SemanticDataset(store, names, preset, classes, train=True), preset)
 
 
 # ---------------------------------------------------------------------------------------------- model
-
-
-def make_head(width: int, num_classes: int, kind: str = "linear", hidden: int = 64) -> nn.Module:
-    """Returns the per-voxel classifier: Linear(width, K), or Linear-BN-ReLU-Linear for kind "mlp"."""
-    if kind == "linear":
-        return nn.Linear(width, num_classes)
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                             nn.Linear(hidden, num_classes))
-    raise ConfigError(f"unknown head {kind!r}; choose linear or mlp")
-
-
-class SemanticSegmenter(nn.Module):
-    """Res16UNet backbone + per-voxel classifier: forward(coords, feats) → (M, num_classes) logits."""
-
-    def __init__(self, backbone: Res16UNet, head: nn.Module, num_classes: int, head_kind: str,
-                 head_hidden: int) -> None:
-        super().__init__()
-        self.backbone, self.head = backbone, head
-        self.num_classes, self.head_kind, self.head_hidden = int(num_classes), head_kind, int(head_hidden)
-
-    def forward(self, coords: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        """Returns (M, num_classes) logits for unique coords (M, 4) int32 [batch, x, y, z] and feats (M, C)."""
-        return self.head(self.backbone(coords, feats).feats)
-
-    def architecture(self) -> dict[str, Any]:
-        """Returns a JSON-able description (recorded in checkpoints)."""
-        return {"name": "SemanticSegmenter", "backbone": self.backbone.architecture(), "head": self.head_kind,
-                "head_hidden": self.head_hidden, "num_classes": self.num_classes}
 
 
 class SupervisedModule(BackboneModule):
@@ -268,14 +188,7 @@ class SupervisedModule(BackboneModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Returns the mean cross-entropy over the batch's labelled voxels (0 with a graph when it has none)."""
         logits = self.head(self.backbone(batch["batch"].coords, batch["batch"].feats).feats)
-        labels = batch["labels"]
-        labelled = labels >= 0
-        if not bool(labelled.any()):  # a crop without labelled voxels: no signal, but every rank must step
-            loss, accuracy = logits.sum() * 0.0, torch.zeros((), device=logits.device)
-        else:
-            loss = F.cross_entropy(logits, labels, ignore_index=IGNORE)
-            accuracy = (logits.detach().argmax(dim=1) == labels)[labelled].float().mean()
-        return self.record({"loss": loss, "accuracy": accuracy}, len(batch["names"]))
+        return self.record(semantic_terms(logits, batch["labels"]), len(batch["names"]))
 
 
 class _SaveSegmentation(Callback):
@@ -371,10 +284,8 @@ def semantic_probe(segmentation_ckpt: str | Path, store: Any, names: Sequence[st
         scene = store.load(name)
         if scene.semantic is None:
             raise DataError(f"scene {name}: no semantic labels; the probe needs labelled held-out scans")
-        sample = make_sample(scene, preset, None, train=False)
-        voxels = collate([sample])["batch"].to(device)
-        pred = model(voxels.coords, voxels.feats).argmax(dim=1).cpu().numpy()[sample["inverse"]]
-        truth = point_classes(scene.semantic[sample["point_index"]], lookup)
+        pred = predict_semantic(model, scene, preset, device)  # every point, in order
+        truth = point_classes(scene.semantic, lookup)
         conf += confusion(truth, pred, k)
         truths.append(truth[truth >= 0])
     truth_all = np.concatenate(truths) if truths else np.zeros(0, np.int64)

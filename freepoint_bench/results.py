@@ -26,9 +26,22 @@ from freepoint_bench.errors import DataError
 SCHEMA_VERSION = 1  # bump only with a reader for the old version: finished cells are never recomputed silently
 RESULT_FILE = "result.json"
 METRICS: tuple[str, ...] = ("ap", "ap50", "ap25")  # fractions 0..1; null where there is nothing to score
+# a protocol's task (harness.protocol.TASKS); a result.json without "task" is an instance-segmentation cell (every
+# file written before tasks existed)
+DEFAULT_TASK = "insseg"
+# the metrics of the semantic tasks (harness.protocol.SEMANTIC_TASKS): mIoU, mAcc, allAcc (evaluation.semantic);
+# their per_class blocks hold iou and acc
+SEMANTIC_METRICS: tuple[str, ...] = ("miou", "macc", "all_acc")
+SEMANTIC_CLASS_METRICS: tuple[str, ...] = ("iou", "acc")
+SEMANTIC_TASKS: tuple[str, ...] = ("semseg", "linear")  # the tasks scored by SEMANTIC_METRICS
 SEED_PREFIX = "seed-"
 _REQUIRED = ("protocol", "protocol_hash", "split_sha256", "method", "seed", "metrics")  # the fields without a default
 _RERUN = "delete it and rerun the cell with `bench.py run`"
+
+
+def task_metrics(task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Returns (the metrics of a task's results, those of its per_class blocks)."""
+    return (SEMANTIC_METRICS, SEMANTIC_CLASS_METRICS) if task in SEMANTIC_TASKS else (METRICS, METRICS)
 
 
 def cell_folder(results: str | os.PathLike, protocol: str, method: str, seed: int) -> Path:
@@ -66,7 +79,10 @@ class ResultRecord:
     split_sha256: str  # sha256 of the frozen split the cell trained on
     method: str
     seed: int
-    metrics: dict[str, Any]  # ap, ap50, ap25 (pooled over folds) and per_class: {class: {ap, ap50, ap25}}
+    # insseg: ap, ap50, ap25 (pooled over folds) and per_class: {class: {ap, ap50, ap25}}; semantic tasks (semseg,
+    # linear): miou, macc, all_acc and per_class: {class: {iou, acc}} (task_metrics)
+    metrics: dict[str, Any]
+    task: str = DEFAULT_TASK  # the protocol's task; written only when not insseg (older files stay byte-identical)
     dataset: str = ""
     unit: str = ""  # masks | scenes | full
     fraction: float = 1.0
@@ -90,17 +106,22 @@ class ResultRecord:
         doc = {"schema_version": SCHEMA_VERSION}
         doc.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"})
         doc["eval_scenes"] = list(self.eval_scenes)
+        if self.task == DEFAULT_TASK:
+            del doc["task"]
         return doc
 
     @property
     def scores(self) -> dict[str, float]:
-        """Returns {ap, ap50, ap25} as floats (NaN where the file holds null)."""
-        return _scores(self.metrics)
+        """Returns the task's metrics as floats (insseg: {ap, ap50, ap25}; semantic tasks: {miou, macc, all_acc}),
+        NaN where the file holds null."""
+        return _scores(self.metrics, task_metrics(self.task)[0])
 
     @property
     def class_scores(self) -> dict[str, dict[str, float]]:
-        """Returns {class: {ap, ap50, ap25}} as floats (NaN where the file holds null)."""
-        return {str(c): _scores(v) for c, v in (self.metrics.get("per_class") or {}).items()}
+        """Returns {class: the task's per-class metrics} as floats (insseg: ap, ap50, ap25; semantic tasks: iou,
+        acc), NaN where the file holds null."""
+        names = task_metrics(self.task)[1]
+        return {str(c): _scores(v, names) for c, v in (self.metrics.get("per_class") or {}).items()}
 
     @property
     def checkpoint_id(self) -> str:
@@ -108,8 +129,8 @@ class ResultRecord:
         return str((self.checkpoint or {}).get("id") or "")
 
 
-def _scores(block: Mapping[str, Any]) -> dict[str, float]:
-    return {m: math.nan if block[m] is None else float(block[m]) for m in METRICS}
+def _scores(block: Mapping[str, Any], names: Sequence[str] = METRICS) -> dict[str, float]:
+    return {m: math.nan if block[m] is None else float(block[m]) for m in names}
 
 
 def write_result(path: str | os.PathLike, record: ResultRecord) -> Path:
@@ -121,13 +142,13 @@ def _is_number(value: Any) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
 
-def _check_metrics(block: Any, where: str, path: Path) -> None:
+def _check_metrics(block: Any, where: str, path: Path, names: Sequence[str] = METRICS) -> None:
     if not isinstance(block, dict):
         raise DataError(f"{path}: {where} is not an object; {_RERUN}")
-    missing = [m for m in METRICS if m not in block]
+    missing = [m for m in names if m not in block]
     if missing:
         raise DataError(f"{path}: {where} lacks {', '.join(missing)}; {_RERUN}")
-    for m in METRICS:
+    for m in names:
         if not _is_number(block[m]):
             raise DataError(f"{path}: {where}.{m} is {block[m]!r}, not a number; {_RERUN}")
 
@@ -136,19 +157,20 @@ def _check_types(data: dict[str, Any], path: Path) -> None:
     for key in ("protocol", "protocol_hash", "split_sha256", "method"):
         if not isinstance(data[key], str):
             raise DataError(f"{path}: {key} is {data[key]!r}, not a string; {_RERUN}")
-    for key in ("dataset", "unit", "preset"):
+    for key in ("dataset", "unit", "preset", "task"):
         if not isinstance(data.get(key, ""), str):
             raise DataError(f"{path}: {key} is {data[key]!r}, not a string; {_RERUN}")
     if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):
         raise DataError(f"{path}: seed is {data['seed']!r}, not an integer; {_RERUN}")
     if "fraction" in data and (data["fraction"] is None or not _is_number(data["fraction"])):
         raise DataError(f"{path}: fraction is {data['fraction']!r}, not a number; {_RERUN}")
-    _check_metrics(data["metrics"], "metrics", path)
+    names, class_names = task_metrics(data.get("task", DEFAULT_TASK))
+    _check_metrics(data["metrics"], "metrics", path, names)
     per_class = data["metrics"].get("per_class") or {}
     if not isinstance(per_class, dict):
         raise DataError(f"{path}: metrics.per_class is not an object; {_RERUN}")
     for name, block in per_class.items():
-        _check_metrics(block, f"metrics.per_class.{name}", path)
+        _check_metrics(block, f"metrics.per_class.{name}", path, class_names)
     # a null checkpoint or eval_scenes reads as none, as the report always read them
     for key, kind, nullable in (("checkpoint", dict, True), ("config", dict, False), ("folds", list, False),
                                 ("eval_scenes", list, True)):

@@ -88,6 +88,21 @@ def test_a_hand_made_result_without_the_optional_fields_reads_with_defaults(tmp_
     assert record.checkpoint_id == "" and record.class_scores == {} and math.isnan(record.scores["ap50"])
 
 
+def test_a_semantic_result_records_its_task_and_an_insseg_one_writes_none(tmp_path):
+    metrics = {"miou": 0.5, "macc": None, "all_acc": 0.75, "per_class": {"chair": {"iou": 0.5, "acc": None}}}
+    semantic = ResultRecord(protocol="p", protocol_hash="a", split_sha256="b", method="m", seed=0, metrics=metrics,
+                            task="linear")
+    path = write_result(tmp_path / "semantic" / "result.json", semantic)
+    assert json.loads(path.read_text())["task"] == "linear"
+    back = read_result(path)
+    assert back.task == "linear" and back.scores["miou"] == 0.5 and math.isnan(back.scores["macc"])
+    assert back.class_scores["chair"]["iou"] == 0.5 and math.isnan(back.class_scores["chair"]["acc"])
+    insseg = ResultRecord(protocol="p", protocol_hash="a", split_sha256="b", method="m", seed=0,
+                          metrics={"ap": 0.1, "ap50": 0.2, "ap25": 0.3})
+    assert "task" not in json.loads(write_result(tmp_path / "insseg" / "result.json", insseg).read_text())
+    assert read_result(tmp_path / "insseg" / "result.json").task == "insseg"
+
+
 def _doc(**change) -> dict:
     doc = json.loads((FIXTURES[0]).read_text())
     doc.pop("content_sha256")
@@ -120,6 +135,11 @@ REFUSALS = {
     "fraction": (_doc(fraction="half"), "fraction is 'half', not a number"),
     "method": (_doc(method=3), "method is 3, not a string"),
     "folds": (_doc(folds={}), "folds is not a JSON list"),
+    "task not a string": (_doc(task=1), "task is 1, not a string"),
+    "semantic metric missing": (_doc(task="linear", metrics={"miou": 0.5, "ap": 0.1}), "metrics lacks macc, all_acc"),
+    "semantic class metric": (_doc(task="semseg", metrics={"miou": 0.5, "macc": 0.5, "all_acc": 0.9,
+                                                           "per_class": {"chair": {"iou": 0.5}}}),
+                              "metrics.per_class.chair lacks acc"),
 }
 
 

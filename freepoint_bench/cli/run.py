@@ -26,15 +26,18 @@ from freepoint_bench.parallel import parse_shard, take_shard
 
 
 def _print_cells(rows: list[tuple], title: str) -> None:
-    from freepoint_bench.results import read_result
+    from freepoint_bench.results import SEMANTIC_TASKS, read_result
 
     table = Table(title=title)
-    for col in ("protocol", "method", "seed", "status", "AP", "AP50", "AP25", "result"):
-        table.add_column(col, justify="right" if col in ("AP", "AP50", "AP25", "seed") else "left")
+    records = {path: read_result(path) for _, status, path in rows if status in ("done", "skipped")}
+    # a semantic task's cell (linear, semseg) shows its mIoU / mAcc / allAcc in the AP / AP50 / AP25 columns
+    semantic = any(r.task in SEMANTIC_TASKS for r in records.values())
+    metrics = ("AP|mIoU", "AP50|mAcc", "AP25|allAcc") if semantic else ("AP", "AP50", "AP25")
+    for col in ("protocol", "method", "seed", "status", *metrics, "result"):
+        table.add_column(col, justify="right" if col in (*metrics, "seed") else "left")
     for task, status, path in rows:
         if status in ("done", "skipped"):
-            m = read_result(path).metrics
-            cells = [fmt_pct(m["ap"]), fmt_pct(m["ap50"]), fmt_pct(m["ap25"])]
+            cells = [fmt_pct(v) for v in records[path].scores.values()]
         else:
             cells = ["-", "-", "-"]
         table.add_row(task.protocol, task.method, str(task.seed), status, *cells, str(path))

@@ -38,14 +38,20 @@ from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.finetune import (
     FinetuneConfig,
     ProtocolTargets,
+    SemanticTargets,
     check_leakage,
     class_vocabulary,
     eval_spec,
     pack_predictions,
+    pack_semantic,
     predict_scenes,
+    predict_semantic_scenes,
     score,
+    score_semantic,
+    segmentation_vocabulary,
     train_fold,
     unpack_predictions,
+    unpack_semantic,
 )
 from freepoint_bench.harness.protocol import ProtocolSpec, load_split, scenes_of, sha256_file
 from freepoint_bench.results import RESULT_FILE, ResultRecord, cell_folder, read_result, write_result
@@ -214,8 +220,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
                                   "pass --force to discard it and start again")
         write_json(record_file, record)
         t0 = time.perf_counter()
-        class_ids, _ = class_vocabulary(spec.eval)
-        spec_eval = eval_spec(spec.eval)
+        task = _TaskSteps(spec)
         folds, pooled, train_seconds, train_steps = [], {}, 0.0, 0
         for f in range(spec.num_folds):
             data = fold_data(spec, names, split, f)
@@ -226,35 +231,34 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
                 check_leakage(load_checkpoint(ckpt)[1], data.eval, ckpt)
             work = cell_dir / "work" / f"fold-{f}"
             fold_file, pred_file = work / "fold.json", work / "predictions.npz"
-            finished = _finished_fold(fold_file, pred_file)
+            finished = _finished_fold(fold_file, pred_file, task.unpack)
             if finished is not None:
                 fold_doc, preds = finished
             else:
                 stage = f"fold {f}" if spec.num_folds > 1 else "finetune"
                 t_train = time.perf_counter()
-                module, trained_on = train_fold(store, data.train, ProtocolTargets(spec.eval, data.kept_masks),
-                                                config, num_classes=len(class_ids), init_backbone=ckpt,
+                module, trained_on = train_fold(store, data.train, task.targets(data.kept_masks), config,
+                                                num_classes=len(task.class_ids), init_backbone=ckpt,
                                                 seed=cell.seed, work_dir=work, progress=progress,
-                                                stage=f"{stage}: train")
+                                                stage=f"{stage}: train", task=spec.task)
                 seconds = time.perf_counter() - t_train
-                preds = predict_scenes(module.segmenter, store, data.eval, config, class_ids, progress,
-                                       stage=f"{stage}: predict",
-                                       device=trained_on if predict_on is None else predict_on)
-                metrics = score(store, preds, spec_eval).to_dict()
+                preds = task.predict(module.segmenter, store, data.eval, config, progress, stage=f"{stage}: predict",
+                                     device=trained_on if predict_on is None else predict_on)
                 fold_doc = {"fold": f, "eval_scenes": data.eval, "train_scenes": data.train,
-                            "num_train_masks": data.num_masks, "metrics": _metrics(metrics),
+                            "num_train_masks": data.num_masks, "metrics": task.score(store, preds),
                             "train_seconds": seconds, "epochs": config.epochs,
                             "losses": module.loss_summary()["loss_history"]}
-                save_npz(pred_file, **pack_predictions(preds))
+                save_npz(pred_file, **task.pack(preds))
                 write_json(fold_file, with_checksum(fold_doc))
                 drop_resume_checkpoints(work)
             folds.append(fold_doc)
             pooled.update(preds)
             train_seconds += fold_doc["train_seconds"]
             train_steps += len(fold_doc["train_scenes"]) * fold_doc["epochs"]
-        metrics = _metrics(score(store, pooled, spec_eval).to_dict()) if spec.num_folds > 1 else folds[0]["metrics"]
+        metrics = task.score(store, pooled) if spec.num_folds > 1 else folds[0]["metrics"]
         result = ResultRecord(
             protocol=spec.name,
+            task=spec.task,
             protocol_hash=record["protocol_hash"],
             dataset=spec.dataset,
             unit=spec.unit,
@@ -298,8 +302,11 @@ def _read_work_json(path: Path) -> dict[str, Any] | None:
     return doc
 
 
-def _finished_fold(fold_file: Path, pred_file: Path) -> tuple[dict[str, Any], dict] | None:
-    """Returns (fold.json, predictions) of a scored fold; None when either is missing, unreadable or damaged."""
+def _finished_fold(fold_file: Path, pred_file: Path,
+                   unpack: Callable[[Mapping[str, np.ndarray]], dict] = unpack_predictions
+                   ) -> tuple[dict[str, Any], dict] | None:
+    """Returns (fold.json, predictions (`unpack` of predictions.npz)) of a scored fold; None when either is missing,
+    unreadable or damaged."""
     if not (fold_file.is_file() and pred_file.is_file()):
         return None
     doc = _read_work_json(fold_file)
@@ -307,10 +314,42 @@ def _finished_fold(fold_file: Path, pred_file: Path) -> tuple[dict[str, Any], di
         return None
     try:
         with np.load(pred_file, allow_pickle=False) as z:
-            return doc, unpack_predictions({k: z[k] for k in z.files})
+            return doc, unpack({k: z[k] for k in z.files})
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         log.warning("%s: unreadable predictions (%s); scoring the fold again", pred_file, e)
         return None
+
+
+class _TaskSteps:
+    """What a protocol's task trains on, predicts, scores and stores: instances (insseg, insseg-frozen) or per-point
+    classes (semseg, linear)."""
+
+    def __init__(self, spec: ProtocolSpec) -> None:
+        self.rules, self.semantic = spec.eval, spec.semantic
+        if self.semantic:
+            self.class_ids, _ = segmentation_vocabulary(spec.eval)
+        else:
+            self.class_ids, _ = class_vocabulary(spec.eval)
+            self.spec_eval = eval_spec(spec.eval)
+        self.pack = pack_semantic if self.semantic else pack_predictions
+        self.unpack = unpack_semantic if self.semantic else unpack_predictions
+
+    def targets(self, kept: Mapping[str, Sequence[str]] | None) -> ProtocolTargets | SemanticTargets:
+        """Returns the training targets of a fold (kept: a masks protocol's kept instances)."""
+        return (SemanticTargets if self.semantic else ProtocolTargets)(self.rules, kept)
+
+    def predict(self, segmenter: Any, store: Any, names: Sequence[str], config: FinetuneConfig,
+                progress: ProgressFn | None, *, stage: str, device: Any) -> dict[str, Any]:
+        """Returns the per-scene predictions of the evaluation scenes."""
+        if self.semantic:
+            return predict_semantic_scenes(segmenter, store, names, config, progress, stage=stage, device=device)
+        return predict_scenes(segmenter, store, names, config, self.class_ids, progress, stage=stage, device=device)
+
+    def score(self, store: Any, preds: Mapping[str, Any]) -> dict[str, Any]:
+        """Returns the metrics block of a result (results.py: the task's metrics and per_class)."""
+        if self.semantic:
+            return score_semantic(store, preds, self.rules)
+        return _metrics(score(store, preds, self.spec_eval).to_dict())
 
 
 def _metrics(d: Mapping[str, Any]) -> dict[str, Any]:

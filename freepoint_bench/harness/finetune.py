@@ -5,10 +5,19 @@
     preds = predict_scenes(module.segmenter, store, eval_names, config, class_ids, device=device)
     result = score(store, preds, eval_spec(rules))
 
-The segmenter is the Mask3D-style model of `models/` with a class head (13 S3DIS classes or ScanNet's 18
-instance classes, plus "no object"); its backbone is loaded strictly from any method's backbone checkpoint
-and its decoder starts fresh. Masks a protocol drops are IGNORED: their points take no part in matching,
-the mask losses or the class loss (`engine.data.Targets.ignore`), they never become background.
+    # the semantic tasks (linear, semseg): per-point class labels, a per-voxel classifier, mIoU
+    module, device = train_fold(store, names, SemanticTargets(rules, kept), config, task="linear", ...)
+    preds = predict_semantic_scenes(module.segmenter, store, eval_names, config, device=device)
+    metrics = score_semantic(store, preds, rules)
+
+The task (a protocol's, harness.protocol.TASKS) says what trains. insseg: the segmenter is the Mask3D-style model
+of `models/` with a class head (13 S3DIS classes or ScanNet's 18 instance classes, plus "no object"); its backbone
+is loaded strictly from any method's backbone checkpoint and its decoder starts fresh. insseg-frozen: the same with
+the backbone frozen (no gradient, kept in eval mode so BatchNorm statistics stay). semseg: the backbone and one
+linear per-voxel classifier over the vocabulary's segmentation classes, cross-entropy over labelled voxels, end to
+end. linear: the same with the backbone frozen (the linear probe). Masks a protocol drops are IGNORED: their
+points take no part in matching, the mask losses or the class loss (`engine.data.Targets.ignore`), they never
+become background; for the semantic tasks a masks protocol labels only the points of its kept instances.
 """
 
 from __future__ import annotations
@@ -25,17 +34,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from freepoint_bench.config import apply_overrides, route_bare, validated
 from freepoint_bench.data import catalogue
+from freepoint_bench.data.classes import NYU40_FLOOR, NYU40_WALL
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.checkpoints import load_model
 from freepoint_bench.engine.data import SceneDataModule, Targets
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.predict import predict_scene
 from freepoint_bench.engine.presets import PRESETS, TrainPreset
+from freepoint_bench.engine.semantic import (
+    FrozenSegmenterModule,
+    LabelledDataModule,
+    LabelledDataset,
+    SemanticModule,
+    class_lookup,
+    point_classes,
+    predict_semantic,
+)
 from freepoint_bench.engine.trainer import fit, last_checkpoint, make_trainer
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.evaluation import EvalResult, EvalSpec, Predictions, evaluate
 from freepoint_bench.evaluation.instance_ap import vocabulary_spec
-from freepoint_bench.harness.protocol import EvalRules, instance_name
+from freepoint_bench.evaluation.semantic import confusion, per_class, semantic_scores
+from freepoint_bench.harness.protocol import DEFAULT_TASK, FROZEN_TASKS, SEMANTIC_TASKS, TASKS, EvalRules, instance_name
 from freepoint_bench.models.inference import InferenceConfig
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.models.segmenter import InstanceSegmenter
@@ -92,6 +112,19 @@ def class_vocabulary(rules: EvalRules) -> tuple[tuple[int, ...], tuple[str, ...]
     catalogue's vocabulary the rules name)."""
     vocab = catalogue.vocabulary(rules.classes)
     return vocab.class_ids, vocab.class_names
+
+
+def segmentation_vocabulary(rules: EvalRules) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Returns (dataset semantic ids, names) of the classes the semantic tasks train and score, in class-index order:
+    the vocabulary's segmentation ids (ScanNet: its semantic benchmark's 20, with wall and floor; S3DIS: its 13)."""
+    vocab = catalogue.vocabulary(rules.classes)
+    known = dict(zip(vocab.class_ids, vocab.class_names, strict=True))
+    if vocab.semantic_names is not None:
+        known.update(enumerate(vocab.semantic_names))
+    else:  # NYU40 ids (ScanNet): its semantic benchmark adds wall and floor to the instance classes
+        known = {NYU40_WALL: "wall", NYU40_FLOOR: "floor", **known}
+    ids = tuple(vocab.segmentation_ids)
+    return ids, tuple(known.get(i, str(i)) for i in ids)
 
 
 def eval_spec(rules: EvalRules) -> EvalSpec:
@@ -188,10 +221,36 @@ class ProtocolTargets:
         return {"kind": "protocol", "classes": self.rules.classes, "masks_unit": self.kept is not None}
 
 
+class SemanticTargets:
+    """Per-point class labels of a protocol's semantic task (linear, semseg): class indices of the vocabulary's
+    segmentation classes (segmentation_vocabulary), -1 ignored.
+
+    kept: scene → instance names kept (masks unit): only the points of kept instances are labelled, the rest is
+    ignored; None labels every point (scenes / full units)."""
+
+    def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.rules = rules
+        self.lookup = class_lookup(segmentation_vocabulary(rules)[0])
+        self.instances = None if kept is None else ProtocolTargets(rules, kept)
+
+    def __call__(self, scene: Scene) -> np.ndarray:
+        """Returns (N,) int64 class index per point; DataError when the scene has no semantic labels."""
+        if scene.semantic is None:
+            raise DataError(f"scene {scene.name}: no semantic labels; semantic tasks need labelled scenes")
+        labels = point_classes(scene.semantic, self.lookup)
+        if self.instances is not None:
+            labels = np.where(self.instances(scene).instance >= 0, labels, -1)
+        return labels
+
+    def describe(self) -> dict:
+        """Returns {"kind": "semantic", "classes", "masks_unit"}."""
+        return {"kind": "semantic", "classes": self.rules.classes, "masks_unit": self.instances is not None}
+
+
 # ---------------------------------------------------------------------------------------------- backbones
 
 
-def load_backbone(segmenter: InstanceSegmenter, checkpoint: str | Path) -> dict[str, Any]:
+def load_backbone(segmenter: torch.nn.Module, checkpoint: str | Path) -> dict[str, Any]:
     """Loads a backbone checkpoint (or a segmenter checkpoint's backbone) strictly into `segmenter.backbone`;
     returns the checkpoint's metadata. CheckpointError names both architectures on a mismatch."""
     checkpoint = Path(checkpoint)
@@ -222,18 +281,34 @@ def check_leakage(meta: Mapping[str, Any], eval_names: Sequence[str], checkpoint
 # ---------------------------------------------------------------------------------------------- train / evaluate
 
 
-def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets, config: FinetuneConfig, *,
-               num_classes: int, init_backbone: str | Path | None, seed: int, work_dir: str | Path,
-               progress: ProgressFn | None = None, stage: str = "finetune") -> tuple[SegmenterModule, torch.device]:
+def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets | SemanticTargets, config: FinetuneConfig,
+               *, num_classes: int, init_backbone: str | Path | None, seed: int, work_dir: str | Path,
+               progress: ProgressFn | None = None, stage: str = "finetune",
+               task: str = DEFAULT_TASK) -> tuple[SegmenterModule | SemanticModule, torch.device]:
     """Returns (the module after fine-tuning on `names`, resuming from work_dir's last.ckpt when present; the
     device it trained on, where its evaluation belongs).
 
+    task: insseg / insseg-frozen take ProtocolTargets and give a SegmenterModule; semseg / linear take
+    SemanticTargets and give a SemanticModule (num_classes: the segmentation classes). The backbone is loaded from
+    init_backbone before it is frozen (insseg-frozen, linear).
     The device is the trainer's, not the module's: Lightning's teardown moves the module back to the CPU."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    semantic = task in SEMANTIC_TASKS
+    if semantic != isinstance(targets, SemanticTargets):
+        raise ConfigError(f"task {task!r} trains on {'SemanticTargets' if semantic else 'ProtocolTargets'}, "
+                          f"not {type(targets).__name__}")
     preset = config.train.with_(seed=seed)
-    module = SegmenterModule(preset, config.loss, num_classes=num_classes)
+    frozen = task in FROZEN_TASKS
+    module: SegmenterModule | SemanticModule
+    if semantic:
+        module = SemanticModule(preset, num_classes, frozen_backbone=frozen)
+        datamodule: Any = LabelledDataModule(LabelledDataset(store, list(names), preset, targets), preset)
+    else:
+        module = (FrozenSegmenterModule if frozen else SegmenterModule)(preset, config.loss, num_classes=num_classes)
+        datamodule = SceneDataModule(store, list(names), targets, preset)
     if init_backbone is not None:
         load_backbone(module.segmenter, init_backbone)
-    datamodule = SceneDataModule(store, list(names), targets, preset)
     work_dir = Path(work_dir)
     ckpt = last_checkpoint(work_dir)
     if ckpt is not None:
@@ -260,6 +335,52 @@ def predict_scenes(segmenter: InstanceSegmenter, store: Any, names: Sequence[str
         if progress is not None:
             progress(stage, i + 1, len(names), name)
     return out
+
+
+@torch.no_grad()
+def predict_semantic_scenes(segmenter: torch.nn.Module, store: Any, names: Sequence[str], config: FinetuneConfig,
+                            progress: ProgressFn | None = None, stage: str = "evaluate", *,
+                            device: str | torch.device) -> dict[str, np.ndarray]:
+    """Returns per-scene (N,) int64 predicted class indices on every point (voxel predictions mapped back),
+    computed on `device` (the segmenter is moved there)."""
+    segmenter.to(device).eval()
+    out = {}
+    for i, name in enumerate(names):
+        out[name] = predict_semantic(segmenter, store.load(name), config.train, device)
+        if progress is not None:
+            progress(stage, i + 1, len(names), name)
+    return out
+
+
+def score_semantic(store: Any, predictions: Mapping[str, np.ndarray], rules: EvalRules) -> dict[str, Any]:
+    """Returns {"miou", "macc", "all_acc", "per_class": {class name: {"iou", "acc"}}} of per-point class-index
+    predictions against every labelled point of the store's scenes (evaluation.semantic; None where a class is
+    absent from the truth or nothing is labelled)."""
+    ids, names = segmentation_vocabulary(rules)
+    lookup, k = class_lookup(ids), len(ids)
+    conf = np.zeros((k, k), dtype=np.int64)
+    for name, pred in predictions.items():
+        scene = store.load(name)
+        if scene.semantic is None:
+            raise DataError(f"scene {name}: no semantic labels; evaluation scenes must be labelled")
+        if len(pred) != scene.num_points:
+            raise DataError(f"scene {name}: {len(pred)} predictions for {scene.num_points} points; score it again")
+        conf += confusion(point_classes(scene.semantic, lookup), pred, k)
+    scores = semantic_scores(conf)
+    iou, acc = per_class(scores["iou"]), per_class(scores["acc"])
+    return {**{m: None if np.isnan(scores[m]) else scores[m] for m in ("miou", "macc", "all_acc")},
+            "per_class": {c: {"iou": iou[i], "acc": acc[i]} for i, c in enumerate(names)}}
+
+
+def pack_semantic(preds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Returns arrays for np.savez of per-scene class-index predictions."""
+    return {"names": np.array(list(preds), dtype=str),
+            **{f"p{i}": np.asarray(p, dtype=np.int16) for i, p in enumerate(preds.values())}}
+
+
+def unpack_semantic(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Returns the predictions pack_semantic stored."""
+    return {str(name): arrays[f"p{i}"].astype(np.int64) for i, name in enumerate(arrays["names"].tolist())}
 
 
 def score(store: Any, predictions: Mapping[str, Predictions], spec: EvalSpec) -> EvalResult:

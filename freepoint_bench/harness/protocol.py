@@ -39,6 +39,7 @@ from freepoint_bench.atomic import write_text
 from freepoint_bench.config import validation_message
 from freepoint_bench.data import catalogue
 from freepoint_bench.errors import ConfigError, DataError
+from freepoint_bench.results import DEFAULT_TASK, SEMANTIC_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,9 @@ RECIPE_FIELDS = ("pretrain_preset", "pretrain_dataset", "pretrain_root")
 #   insseg-frozen  backbone frozen in eval mode, the instance decoder trained
 #   semseg         backbone + the per-point classifier, fine-tuned end to end
 #   insseg         semantic instance segmentation, fine-tuned end to end (the paper's; the default)
-Task = Literal["insseg", "semseg", "linear", "insseg-frozen"]
+ProtocolTask = Literal["insseg", "semseg", "linear", "insseg-frozen"]
 TASKS: tuple[str, ...] = ("linear", "insseg-frozen", "semseg", "insseg")
-DEFAULT_TASK = "insseg"
-SEMANTIC_TASKS = ("semseg", "linear")  # scored by mIoU / mAcc / allAcc (evaluation.semantic)
+# DEFAULT_TASK and SEMANTIC_TASKS (scored by mIoU / mAcc / allAcc) are results.py's: a result's task names its metrics
 FROZEN_TASKS = ("linear", "insseg-frozen")  # the backbone is not trained
 
 
@@ -83,7 +83,7 @@ class ProtocolSpec(BaseModel):
 
     name: str
     description: str = ""
-    task: Task = DEFAULT_TASK  # what a cell trains and scores (TASKS); in content_hash only when not the default
+    task: ProtocolTask = DEFAULT_TASK  # what a cell trains and scores (TASKS); hashed only when not the default
     dataset: str  # a catalogue dataset: s3dis, scannet-npy, scannet, synthetic
     default_root: str | None = None  # used when no --root is given (relative paths: to the repository)
     train_groups: list[str] = []  # scene groups trained on (Area_N for S3DIS, sceneXXXX rooms for ScanNet)

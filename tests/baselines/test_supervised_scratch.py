@@ -15,13 +15,13 @@ from baselines.supervised import (
     class_lookup,
     point_classes,
     semantic_probe,
-    voxel_labels,
 )
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
 from freepoint_bench.engine.checkpoints import load_model, read_index
 from freepoint_bench.engine.module import segmenter_from_preset
 from freepoint_bench.engine.presets import get_preset
+from freepoint_bench.engine.semantic import voxel_labels
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation.semantic import confusion, miou
 from freepoint_bench.models.backbone import Res16UNet
