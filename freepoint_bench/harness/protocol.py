@@ -97,6 +97,10 @@ class ProtocolSpec(BaseModel):
     # frozen from the data into the user's splits folder instead, as <name>.json (see split_path)
     split_file: str | None = None
     split_sha256: str | None = None  # pinned hash of the split file (scenes protocols)
+    # the protocol whose split this one shares (the other rungs of a ladder train on the same rooms / masks): the
+    # split document names it, and a split frozen from the user's data is read from and written to its file
+    # (<splits>/<split_protocol>.json); None: the protocol's own. Hashed only when given.
+    split_protocol: str | None = None
     room_list: str | None = None  # scenes protocols: the dataset's room names (relative to the protocols folder)
     expected_eval_scenes: int | None = Field(None, ge=1)  # e.g. 68 rooms in S3DIS Area 5 (warned when fewer)
     preset: str = "cpu-small"  # fine-tuning recipe (harness.finetune FINETUNE_PRESETS)
@@ -177,10 +181,20 @@ class ProtocolSpec(BaseModel):
 
     def content_hash(self) -> str:
         """Returns the sha256 of the spec's canonical JSON without the pretraining recipe (recorded in every
-        result, compared on resume). The task is left out when it is the default, so the hashes of the protocols
-        written before it existed stay."""
-        exclude = set(RECIPE_FIELDS) | ({"task"} if self.task == DEFAULT_TASK else set())
+        result, compared on resume). The fields added later (task, split_protocol) are left out when they hold
+        their default, so the hashes of the protocols written before them stay."""
+        exclude = set(RECIPE_FIELDS) | {k for k, default in _HASHED_UNLESS_DEFAULT.items()
+                                        if getattr(self, k) == default}
         return sha256_bytes(canonical_json(self.model_dump(mode="json", exclude=exclude)))
+
+    @property
+    def split_owner(self) -> str:
+        """Returns the name of the protocol whose split this one trains on (split_protocol, else its own)."""
+        return self.split_protocol or self.name
+
+
+# fields added after results were written: in the content hash only when they differ from these defaults
+_HASHED_UNLESS_DEFAULT: dict[str, Any] = {"task": DEFAULT_TASK, "split_protocol": None}
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -249,8 +263,9 @@ def shipped_split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = No
 
 
 def frozen_split_path(spec: ProtocolSpec, splits_dir: str | Path) -> Path:
-    """Returns where a split frozen from the user's data lives: ``<splits_dir>/<protocol>.json``."""
-    return Path(splits_dir) / f"{spec.name}.json"
+    """Returns where a split frozen from the user's data lives: ``<splits_dir>/<protocol>.json`` (the protocol whose
+    split it shares, split_protocol, when given)."""
+    return Path(splits_dir) / f"{spec.split_owner}.json"
 
 
 def frozen_splits_dir(results: str | Path = Path("results"), splits: str | Path | None = None) -> Path:
@@ -383,7 +398,7 @@ def instance_name(scene: Any, inst: int, names: Sequence[str] | None = None) -> 
 
 def split_document(spec: ProtocolSpec, selection: dict[str, Any]) -> dict[str, Any]:
     """Returns the JSON document of a split file: protocol, unit, fraction, seed and the selection."""
-    return {"version": SPLIT_VERSION, "protocol": spec.name, "unit": spec.unit, "fraction": spec.fraction,
+    return {"version": SPLIT_VERSION, "protocol": spec.split_owner, "unit": spec.unit, "fraction": spec.fraction,
             "selection_seed": spec.selection_seed, **selection}
 
 
@@ -434,10 +449,10 @@ def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
         raise ConfigError(f"{path}: not JSON ({e}); restore the split file") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: not a split document (a JSON object); restore the split file or freeze it again")
-    if doc.get("protocol") != spec.name or doc.get("unit") != spec.unit or doc.get("fraction") != spec.fraction \
+    if doc.get("protocol") != spec.split_owner or doc.get("unit") != spec.unit or doc.get("fraction") != spec.fraction \
             or doc.get("selection_seed") != spec.selection_seed:
         raise ConfigError(f"{path}: made for protocol {doc.get('protocol')!r} ({doc.get('unit')}, fraction "
-                          f"{doc.get('fraction')}, seed {doc.get('selection_seed')}), not for {spec.name}; "
+                          f"{doc.get('fraction')}, seed {doc.get('selection_seed')}), not for {spec.split_owner}; "
                           "freeze it again")
     if not _selection_ok(spec.unit, doc):
         what = "train_scenes: a list of scene names" if spec.unit == "scenes" else "masks: scene -> instance names"

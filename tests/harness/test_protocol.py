@@ -32,7 +32,14 @@ from freepoint_bench.harness.protocol import (
 )
 
 SHIPPED = ["s3dis-10pct-masks", "s3dis-20pct-masks", "s3dis-10pct-scenes", "s3dis-20pct-scenes", "s3dis-full",
-           "scannet-dev-10pct-masks", "scannet-dev-20pct-masks", "scannet-dev-full-masks"]
+           "scannet-dev-10pct-masks", "scannet-dev-20pct-masks", "scannet-dev-full-masks",
+           "s3dis-linear", "s3dis-10pct-scenes-semseg", "s3dis-20pct-scenes-semseg", "s3dis-10pct-masks-frozen"]
+# the ladder's rungs that train on another protocol's split: rung → (task, the protocol whose split it shares)
+SHARED = {"s3dis-10pct-scenes-semseg": ("semseg", "s3dis-10pct-scenes"),
+          "s3dis-20pct-scenes-semseg": ("semseg", "s3dis-20pct-scenes"),
+          "s3dis-10pct-masks-frozen": ("insseg-frozen", "s3dis-10pct-masks"),
+          "synthetic-s3dis-50pct-scenes-semseg": ("semseg", "synthetic-s3dis-50pct-scenes"),
+          "synthetic-s3dis-20pct-masks-frozen": ("insseg-frozen", "synthetic-s3dis-20pct-masks")}
 
 
 def test_shipped_protocols_load_and_are_listed():
@@ -165,6 +172,21 @@ def test_task_defaults_to_insseg_and_unknown_or_unservable_tasks_are_one_line(tm
     assert "\n" not in str(err.value)
     (tmp_path / "frozen.toml").write_text(base.format("ply") + 'task = "insseg-frozen"\n')
     assert load_protocol("frozen", tmp_path).frozen_backbone
+
+
+def test_the_ladder_rungs_train_on_the_split_of_their_protocol(tmp_path):
+    for name, (task, owner) in SHARED.items():
+        rung, base = load_protocol(name), load_protocol(owner)
+        assert (rung.task, rung.split_owner) == (task, owner) and base.split_owner == owner
+        assert (rung.unit, rung.fraction, rung.selection_seed, rung.all_train_groups, rung.eval_groups) == \
+            (base.unit, base.fraction, base.selection_seed, base.all_train_groups, base.eval_groups)
+        assert split_path(rung, splits_dir=tmp_path) == split_path(base, splits_dir=tmp_path)
+    # a pinned scenes split: read as its owner's, and realised from the room list to the same bytes
+    rung = load_protocol("s3dis-10pct-scenes-semseg")
+    doc, sha = load_split(rung)
+    assert doc["protocol"] == "s3dis-10pct-scenes" and sha == rung.split_sha256
+    assert freeze_split(rung, splits_dir=tmp_path) == (PROTOCOLS_DIR / "splits/s3dis-10pct-scenes.json", sha)
+    assert not list(tmp_path.iterdir())  # pinned: nothing written
 
 
 class _Store:

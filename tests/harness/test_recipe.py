@@ -41,6 +41,14 @@ HASHES = {
     "scannet-dev-full-masks": "5fd406ba69df42c160a3e4e5340bff3e637b51c41491d43b3491f795116c4283",
     "synthetic-s3dis-20pct-masks": "15daf926a46d09cc6a936af541686a80e0c5caf2fe7b6dc57651ba96dab4734f",
     "synthetic-s3dis-50pct-scenes": "adda3044013830b135153d6281fc04b19eb2be570a0c02ee5901f126629b9b57",
+    # the probe ladder's rungs (issue 28): their task and split_protocol are hashed
+    "s3dis-linear": "6c511b2822a02a4e69e386e37aa442659946718a3baf908fb7f6b7f1ce1bb646",
+    "s3dis-10pct-scenes-semseg": "a544394a5c713f25dc5914ecac7e6ceaf57f74e8a4e7727d9ace3296a7ed230f",
+    "s3dis-20pct-scenes-semseg": "9148a5db116f91f9d8a883efad3fbdd986d8ca530a3bd788e10fff4684abad29",
+    "s3dis-10pct-masks-frozen": "eaed33da59ae2eb1c762eca5da25b75a41f8433d64a1fb7ccab20c0d79985af4",
+    "synthetic-s3dis-linear": "f3fb6af03d0e40e960c35a52ec3a994a3d170dc21d70acb7a282ad6de5cfdbbc",
+    "synthetic-s3dis-50pct-scenes-semseg": "79f9c7dadada1c97dd03333234bc5bcdf0d69a59f65ff6c5882af4becc01f0fa",
+    "synthetic-s3dis-20pct-masks-frozen": "1c34d4809f834b98b4852207f86bf3e7253717bf1d5d4094a1e182a74fda55d7",
 }
 
 
