@@ -35,7 +35,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
-from freepoint_bench.config import apply_overrides, check_key, validated
+from freepoint_bench.config import apply_overrides, check_key, route_bare, validated
 from freepoint_bench.engine.checkpoints import load_model, save_model_checkpoint
 from freepoint_bench.engine.module import EpochProgress, LossTrackingModule, segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
@@ -131,13 +131,7 @@ def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], ove
         g: {**({} if g == "train" else cls.model_fields[g].default.model_dump()), **base.get(g, {})} for g in groups
     }
     values.update({k: v for k, v in base.items() if k not in groups})
-    routed = {}
-    for key, value in overrides.items():
-        head = key.partition(".")[0]
-        # a bare TrainPreset field (batch_size, augment.rotate_z) belongs to the train group
-        if head not in cls.model_fields and head in TrainPreset.model_fields:
-            key = f"train.{key}"
-        routed[key] = value
+    routed = route_bare(overrides, cls, "train")  # a bare TrainPreset field (batch_size, augment.rotate_z) → train.
     train_overrides = {k[len("train."):]: v for k, v in routed.items() if k.startswith("train.")}
     values = apply_overrides(values, {k: v for k, v in routed.items() if not k.startswith("train.")}, cls, cls.__name__)
     for key in train_overrides:
