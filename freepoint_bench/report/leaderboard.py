@@ -16,7 +16,7 @@ from scipy import stats
 from freepoint_bench.atomic import stable_hash
 from freepoint_bench.report.paper import QuotedRow, finetune_reference
 from freepoint_bench.report.store import ResultsStore
-from freepoint_bench.results import METRICS, ResultRecord
+from freepoint_bench.results import METRICS, SEMANTIC_TASKS, ResultRecord
 
 BASELINE = "scratch"
 ALPHA = 0.05  # significance level of one star; two stars at ALPHA / 5
@@ -228,16 +228,24 @@ def _add_deltas(entry: Entry, base: Entry | None) -> None:
 
 def build_leaderboard(store: ResultsStore) -> Leaderboard:
     """Returns the leaderboard of a results store (see Entry for the statuses and the Δ rules)."""
+    # The tables are instance segmentation's (AP / AP50 / AP25): cells of the semantic tasks (linear, semseg) are
+    # left out with a note instead of being averaged with metrics they do not have.
+    semantic = sorted({(r.protocol, r.task) for r in store.runs if r.task in SEMANTIC_TASKS})
+    skipped = {p for p, _ in semantic}
     by_entry: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
     for r in store.runs:
-        by_entry[(r.protocol, r.method)].append(r)
+        if r.protocol not in skipped:
+            by_entry[(r.protocol, r.method)].append(r)
     running: dict[tuple[str, str], list[int]] = defaultdict(list)
     for protocol, method, seed in store.unfinished:
         running[(protocol, method)].append(seed)
-    protocols = store.protocols()
-    methods = store.methods()
+    protocols = [p for p in store.protocols() if p not in skipped]
+    methods = [m for m in store.methods() if any(k[1] == m for k in by_entry)]
     entries: dict[tuple[str, str], Entry] = {}
-    notes: list[str] = []
+    notes: list[str] = [
+        f"{p}: {task} results (mIoU / mAcc / allAcc) are not in these instance-segmentation tables; read them in "
+        f"its result.json files" for p, task in semantic
+    ]
     infos: list[ProtocolInfo] = []
     references: dict[str, list[QuotedRow]] = {}
     for p in protocols:

@@ -253,3 +253,23 @@ def test_null_metric_counts_as_missing_not_zero(tmp_path):
     path.write_text(json.dumps(doc))
     stat = build_leaderboard(load_results(root)).entry("s3dis-10pct-masks", "scratch").metrics["ap"]
     assert stat.values == {0: 0.30, 1: 0.32} and stat.mean == pytest.approx(0.31)
+
+
+def test_semantic_task_cells_are_left_out_of_the_ap_tables_with_a_note(tmp_path):
+    from freepoint_bench.report import build_report
+    from freepoint_bench.report.render import to_markdown
+    from freepoint_bench.results import ResultRecord, write_result
+
+    root = write_store(tmp_path / "results")
+    before = build_leaderboard(load_results(root))
+    metrics = {"miou": 0.5, "macc": 0.6, "all_acc": 0.8, "per_class": {"chair": {"iou": 0.5, "acc": 0.6}}}
+    for method in ("scratch", "linear-only-method"):
+        write_result(root / "s3dis-linear" / method / "seed-0" / "result.json",
+                     ResultRecord(protocol="s3dis-linear", protocol_hash="c" * 64, split_sha256="", method=method,
+                                  seed=0, metrics=metrics, task="linear", dataset="s3dis", unit="full"))
+    board = build_leaderboard(load_results(root))  # raised KeyError: 'ap' before
+    assert [p.name for p in board.protocols] == [p.name for p in before.protocols]
+    assert board.methods == before.methods and board.entries.keys() == before.entries.keys()
+    note = "s3dis-linear: linear results (mIoU / mAcc / allAcc) are not in these instance-segmentation tables"
+    assert any(n.startswith(note) for n in board.notes)
+    assert note in to_markdown(build_report(board))
