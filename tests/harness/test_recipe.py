@@ -49,6 +49,8 @@ HASHES = {
     "synthetic-s3dis-linear": "f3fb6af03d0e40e960c35a52ec3a994a3d170dc21d70acb7a282ad6de5cfdbbc",
     "synthetic-s3dis-50pct-scenes-semseg": "79f9c7dadada1c97dd03333234bc5bcdf0d69a59f65ff6c5882af4becc01f0fa",
     "synthetic-s3dis-20pct-masks-frozen": "1c34d4809f834b98b4852207f86bf3e7253717bf1d5d4094a1e182a74fda55d7",
+    "scannet-dev-linear": "6877fad8139c0e571ecb63e8b4aeeb3a51510c94dd2574c4cf872311edb34703",
+    "scannet-dev-full-semseg": "f36c02dda61b62b93f3eea21436048511df2be94145d2aabeab899b43893315d",
 }
 
 
