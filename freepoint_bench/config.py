@@ -94,11 +94,9 @@ def field_paths(schema: type[BaseModel], prefix: str = "") -> list[str]:
     return sorted(out)
 
 
-def check_key(schema: type[BaseModel], key: str, what: str, refused: Mapping[str, str] | None = None) -> None:
-    """Raises ConfigError unless dotted `key` names a field of `schema` (or a whole nested model) and is not
-    in `refused` (key → why, e.g. a field the method never reads: its value would only change the config's id)."""
-    if refused and key in refused:
-        raise ConfigError(f"{what} field {key!r} is not used here: {refused[key]}")
+def check_key(schema: type[BaseModel], key: str, what: str) -> None:
+    """Raises ConfigError (naming the known fields) unless dotted `key` names a field of `schema` or a whole
+    nested model."""
     current: type[BaseModel] | None = schema
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -108,15 +106,15 @@ def check_key(schema: type[BaseModel], key: str, what: str, refused: Mapping[str
         current = _sub_schema(current, part) if depth < len(parts) - 1 else None
 
 
-def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], schema: type[BaseModel], what: str,
-                    refused: Mapping[str, str] | None = None) -> dict[str, Any]:
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], schema: type[BaseModel],
+                    what: str) -> dict[str, Any]:
     """Returns a copy of nested dict `base` with dotted `overrides` set, each key checked against `schema`.
 
-    Nested models in `base` may be dicts or BaseModel instances (dumped on write). Unknown and refused keys
-    raise one ConfigError naming the key and what is known."""
+    Nested models in `base` may be dicts or BaseModel instances (dumped on write). An unknown key raises one
+    ConfigError naming the key and what is known."""
     data = _plain(base)
     for key, value in overrides.items():
-        check_key(schema, key, what, refused)
+        check_key(schema, key, what)
         *heads, last = key.split(".")
         node = data
         for head in heads:

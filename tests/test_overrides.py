@@ -44,11 +44,6 @@ def test_apply_overrides_refuses_unknown_keys_naming_the_known_ones(key):
     assert str(exc.value) == f"unknown outer field {key!r}; known: inner.a, inner.b, x"
 
 
-def test_refused_keys_name_why():
-    with pytest.raises(ConfigError, match="'x' is not used here: nothing reads it"):
-        apply_overrides({}, {"x": "t"}, Outer, "outer", refused={"x": "nothing reads it"})
-
-
 def test_validation_message_is_one_line_with_the_path_and_the_value():
     with pytest.raises(ConfigError) as exc:
         validated(Outer, {"inner": {"b": -1}}, "outer")

@@ -71,13 +71,15 @@ def voxel_majority(
     (semantic targets) only labelled points vote and a voxel is -1 only when none of its points is labelled."""
     labels = np.asarray(labels, dtype=np.int64)
     inverse = np.asarray(inverse, dtype=np.int64)
-    keep = labels >= -1 if count_unlabelled else labels >= 0
+    if not count_unlabelled:  # only labelled points vote (no copy on the instance path, once per training sample)
+        keep = labels >= 0
+        labels, inverse = labels[keep], inverse[keep]
     out = np.full(num_voxels, -1, dtype=np.int64)
-    if not keep.any():
+    if not len(labels):
         return out
-    shifted = labels[keep] + 1  # -1 → 0
+    shifted = labels + 1  # -1 → 0
     width = int(shifted.max()) + 1
-    uniq, counts = np.unique(inverse[keep] * width + shifted, return_counts=True)
+    uniq, counts = np.unique(inverse * width + shifted, return_counts=True)
     vox, lab = uniq // width, uniq % width
     order = np.lexsort((lab, -counts, vox))  # per voxel: most votes first, then the smallest label
     vox, lab = vox[order], lab[order]
@@ -85,6 +87,7 @@ def voxel_majority(
     first[1:] = vox[1:] != vox[:-1]
     out[vox[first]] = lab[first] - 1
     return out
+
 
 def rotation_z(angle: float) -> np.ndarray:
     """Returns the (3, 3) float64 matrix of a rotation by `angle` radians about the z axis."""

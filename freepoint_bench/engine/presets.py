@@ -145,9 +145,15 @@ def make_preset(base: dict, overrides: dict | None = None) -> TrainPreset:
     return validated(TrainPreset, data, "training preset")
 
 
-def get_preset(name: str, **overrides) -> TrainPreset:
-    """Returns the named preset (`cpu-small`, `paper`) with `overrides` applied and validated."""
+def preset_values(name: str) -> dict:
+    """Returns a copy of the named preset's values (`cpu-small`, `paper`), for configs that embed a TrainPreset
+    and apply their overrides to it together with their own fields; ConfigError for an unknown name."""
     if name not in PRESETS:
         raise ConfigError(f"unknown training preset {name!r}; choose one of {sorted(PRESETS)}")
-    return make_preset(PRESETS[name], overrides)
+    return dict(PRESETS[name])
+
+
+def get_preset(name: str, **overrides) -> TrainPreset:
+    """Returns the named preset (`cpu-small`, `paper`) with `overrides` applied and validated."""
+    return make_preset(preset_values(name), overrides)
 

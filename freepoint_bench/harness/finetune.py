@@ -40,7 +40,7 @@ from freepoint_bench.engine.checkpoints import load_model
 from freepoint_bench.engine.data import SceneDataModule, Targets
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.predict import predict_scene
-from freepoint_bench.engine.presets import PRESETS, TrainPreset
+from freepoint_bench.engine.presets import TrainPreset, preset_values
 from freepoint_bench.engine.semantic import (
     FrozenSegmenterModule,
     LabelledDataModule,
@@ -97,7 +97,7 @@ def finetune_config(preset: str = "cpu-small", **overrides: Any) -> FinetuneConf
     if preset not in FINETUNE_PRESETS:
         raise ConfigError(f"unknown fine-tuning preset {preset!r}; choose one of {sorted(FINETUNE_PRESETS)}")
     base = FINETUNE_PRESETS[preset]
-    train = {**PRESETS[base["preset"]], **base["train"]}
+    train = {**preset_values(base["preset"]), **base["train"]}
     data = {"train": train, "epochs": base["epochs"], "loss": dict(_FINETUNE_LOSS), "inference": {}}
     what = "fine-tuning config"
     return validated(FinetuneConfig, apply_overrides(data, route_bare(overrides, FinetuneConfig, "train"),

@@ -36,7 +36,7 @@ from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.config import apply_overrides, route_bare, validated
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.module import SegmenterModule
-from freepoint_bench.engine.presets import PRESETS, TrainPreset, get_preset
+from freepoint_bench.engine.presets import TrainPreset, get_preset, preset_values
 from freepoint_bench.engine.trainer import check_devices
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
@@ -178,9 +178,7 @@ class FreePointPretext:
         for key in overrides:
             if key in self.unread_fields:
                 raise ConfigError(f"FreePoint does not read {key!r}: {self.unread_fields[key]}")
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown training preset {preset!r}; choose one of {sorted(PRESETS)}")
-        data = {"train": dict(PRESETS[preset]), "pseudo": PseudoLabelConfig().model_dump(), "loss": {}}
+        data = {"train": preset_values(preset), "pseudo": PseudoLabelConfig().model_dump(), "loss": {}}
         what = "FreePoint config"
         return validated(FreePointConfig, apply_overrides(data, route_bare(overrides, FreePointConfig, "train"),
                                                           FreePointConfig, what), what)

@@ -17,7 +17,8 @@ from freepoint_bench.harness.finetune import finetune_config, predict_scenes
 def test_run_and_predict_share_the_loop_and_honour_superpoints():
     scene = generate_room(0, SyntheticConfig(num_points=2000), name="synth_0000")
     store = MemoryStore([scene])
-    config = finetune_config("cpu-small", num_queries=8, **{"inference.superpoints": {}, "inference.topk": 8, "inference.mask_threshold": 0.2})
+    few = {"inference.topk": 8, "inference.mask_threshold": 0.2}  # an untrained model's masks pass 0.2, not 0.5
+    config = finetune_config("cpu-small", num_queries=8, **few, **{"inference.superpoints": {}})
     assert config.inference.superpoints == SuperpointConfig()
     torch.manual_seed(0)
     model = segmenter_from_preset(config.train).eval()
@@ -33,6 +34,6 @@ def test_run_and_predict_share_the_loop_and_honour_superpoints():
         inside = np.bincount(pieces[mask], minlength=pieces.max() + 1)
         sizes = np.bincount(pieces, minlength=pieces.max() + 1)
         assert np.all((inside == 0) | (inside == sizes))
-    plain = predict_scenes(model, store, [scene.name], finetune_config("cpu-small", num_queries=8,
-                           **{"inference.topk": 8, "inference.mask_threshold": 0.2}), ids, device="cpu")[scene.name]
+    plain = predict_scenes(model, store, [scene.name], finetune_config("cpu-small", num_queries=8, **few), ids,
+                           device="cpu")[scene.name]
     assert not np.array_equal(plain.masks, harness.masks)  # the setting changes what run scores

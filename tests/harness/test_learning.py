@@ -1,7 +1,7 @@
 """Learning that a test can see (issue 28): semantic fine-tuning (`semseg`) from a random start on synthetic rooms
 in S3DIS's layout beats the best constant predictor by a wide margin in seconds on a CPU, through `bench.py run`.
 
-Measured when written (12 rooms of 3,000 points, 30 epochs, scratch, seed 0; about 15 s on 2 cores): mIoU 29.3%,
+Measured when written (12 rooms of 3,000 points, 30 epochs, scratch, seed 0; 17 s for the test on 2 cores): mIoU 29.3%,
 allAcc 72.5%. The best constant predictor on the same evaluation rooms: mIoU 2.8%, allAcc 31.3%. The thresholds
 sit far below the measured values and far above the constant. With the loss's sign flipped
 (engine/semantic.py, `loss = -F.cross_entropy(...)`) the cell scored mIoU 0.8% and allAcc 1.0%, so the test
