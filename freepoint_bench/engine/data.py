@@ -212,7 +212,9 @@ def make_sample(
     point_target = lookup[inst + 1]
     loss_rows = np.arange(len(point_index)) if ignored is None else np.flatnonzero(~ignored)
     if train and preset.max_loss_points is not None and len(loss_rows) > preset.max_loss_points:
-        loss_rows = np.sort(rng.choice(len(loss_rows), preset.max_loss_points, replace=False))
+        # draw positions in the counted rows, then take those rows (the draws themselves used as rows let ignored
+        # points back in); without ignored points positions are rows, so the same rng draws the same points
+        loss_rows = loss_rows[np.sort(rng.choice(len(loss_rows), preset.max_loss_points, replace=False))]
     sample.update(
         masks=masks,
         classes=classes,
