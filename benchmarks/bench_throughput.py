@@ -3,7 +3,7 @@
 Printed as a table and, with --out, written as the throughput file `bench.py run --plan` reads for GPU-hours.
 
     .venv/bin/python benchmarks/bench_throughput.py [--data ../shared/data/scannet-dev] [--preset paper]
-        [--methods freepoint pointcontrast csc depthcontrast supervised finetune]
+        [--methods freepoint pointcontrast csc depthcontrast supervised finetune] [--tasks insseg semseg linear]
         [--precisions 16-mixed bf16-mixed 32-true] [--steps 5] [--warmup 2] [--out throughput.json]
 
 Defaults: the paper preset at those three precisions on CUDA; cpu-small at 32-true on a CPU (`make bench`).
@@ -13,8 +13,10 @@ Lightning Trainer on one device, through the same module and data module a run u
 (`build_module` / `build_data` of its pretext method, so its views, crops and batch), FreePoint's segmenter
 (`freepoint`: targets are the scans' ground-truth masks, class-agnostic — the same model, loss and target shapes as
 its pseudo masks, without computing them here) and the fine-tuning segmenter (`finetune`: ScanNet's 18 instance
-classes on the dev scans; S3DIS's 13 differ only in the class head). The step time is the wall time from one
-batch's start to its end with the device synchronised at both, so data loading between steps is not in it.
+classes on the dev scans; S3DIS's 13 differ only in the class head), one `finetune` row per fine-tuning task of the
+probe ladder (`--tasks`: insseg, insseg-frozen, semseg over ScanNet's 20 segmentation classes, linear), each the
+module and data of harness.finetune.task_module, what a cell of that task trains. The step time is the wall time
+from one batch's start to its end with the device synchronised at both, so data loading between steps is not in it.
 Peak memory: torch.cuda.max_memory_allocated on CUDA, the process' peak resident set size on CPU.
 
 The dev scans are 50k-point ScanNet rooms: S3DIS crops have more points, so scale before trusting a fine-tuning
@@ -45,6 +47,7 @@ from table import print_table  # noqa: E402
 from freepoint_bench.atomic import write_json  # noqa: E402
 from freepoint_bench.data.open import open_dataset  # noqa: E402
 from freepoint_bench.engine.trainer import resolve_accelerator  # noqa: E402
+from freepoint_bench.harness.protocol import TASKS  # noqa: E402
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # keep the table readable
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -78,19 +81,31 @@ class StepTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._t0)
 
 
-def _module_and_data(method: str, preset: str, precision: str, store, names: list[str]):
-    """Returns (module, datamodule, train preset) of one method at `preset` and `precision`."""
+def _module_and_data(method: str, preset: str, precision: str, store, names: list[str], task: str = "insseg"):
+    """Returns (module, datamodule, train preset) of one method (`finetune`: of fine-tuning `task`) at `preset` and
+    `precision`."""
     from freepoint_bench.engine.data import GroundTruthTargets, SceneDataModule
     from freepoint_bench.engine.module import SegmenterModule
-    from freepoint_bench.harness.finetune import ProtocolTargets, class_vocabulary, finetune_config
-    from freepoint_bench.harness.protocol import EvalRules
+    from freepoint_bench.harness.finetune import (
+        ProtocolTargets,
+        SemanticTargets,
+        class_vocabulary,
+        finetune_config,
+        segmentation_vocabulary,
+        task_module,
+    )
+    from freepoint_bench.harness.protocol import SEMANTIC_TASKS, EvalRules
     from freepoint_bench.pretext.base import get_method
 
     if method == "finetune":
         config = finetune_config(preset, precision=precision)
         rules = EvalRules(classes="scannet")
-        module = SegmenterModule(config.train, config.loss, num_classes=len(class_vocabulary(rules)[0]))
-        return module, SceneDataModule(store, names, ProtocolTargets(rules), config.train), config.train
+        if task in SEMANTIC_TASKS:
+            targets, classes = SemanticTargets(rules), segmentation_vocabulary(rules)[0]
+        else:
+            targets, classes = ProtocolTargets(rules), class_vocabulary(rules)[0]
+        module, data = task_module(store, names, targets, config, config.train, num_classes=len(classes), task=task)
+        return module, data, config.train
     if method == "freepoint":
         config = get_method("freepoint").default_config(preset, precision=precision)
         module = SegmenterModule(config.train, config.loss)
@@ -104,10 +119,12 @@ def _module_and_data(method: str, preset: str, precision: str, store, names: lis
     return impl.build_module(config), impl.build_data(store, names, config), config.train
 
 
-def bench(method: str, preset: str, precision: str, store, names: list[str], steps: int, warmup: int) -> dict:
-    """Returns one throughput row: the median step of `steps` timed training steps after `warmup`."""
+def bench(method: str, preset: str, precision: str, store, names: list[str], steps: int, warmup: int,
+          task: str = "insseg") -> dict:
+    """Returns one throughput row: the median step of `steps` timed training steps after `warmup` (`task`: the
+    fine-tuning task of a `finetune` row, ignored for the pretext methods)."""
     torch.manual_seed(0)
-    module, data, train = _module_and_data(method, preset, precision, store, names)
+    module, data, train = _module_and_data(method, preset, precision, store, names, task)
     accelerator = resolve_accelerator(train)
     used = train.precision if accelerator == "gpu" else "32-true"
     timer = StepTimer()
@@ -125,7 +142,7 @@ def bench(method: str, preset: str, precision: str, store, names: list[str], ste
         peak_gb = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: kilobytes
-    return {
+    row = {
         "stage": "finetune" if method == "finetune" else "pretrain",
         "method": None if method == "finetune" else method,  # the fine-tuning model is every method's (harness.plan)
         "preset": preset,
@@ -137,6 +154,9 @@ def bench(method: str, preset: str, precision: str, store, names: list[str], ste
         "peak_mem_gb": peak_gb,
         "steps": len(timed),
     }
+    if method == "finetune":
+        row["task"] = task  # harness.plan reads a row without one as insseg's
+    return row
 
 
 def document(rows: list[dict], data: Path) -> dict:
@@ -146,9 +166,9 @@ def document(rows: list[dict], data: Path) -> dict:
 
 
 def print_rows(rows: list[dict]) -> None:
-    header = ["stage", "method", "preset", "precision", "batch", "step s", "samples/s", "peak GB"]
-    body = [[r["stage"], r["method"] or "(any)", r["preset"], r["precision"], str(r["batch"]), f"{r['step_s']:.3f}",
-             f"{r['samples_per_s']:.2f}", f"{r['peak_mem_gb']:.2f}"] for r in rows]
+    header = ["stage", "method", "task", "preset", "precision", "batch", "step s", "samples/s", "peak GB"]
+    body = [[r["stage"], r["method"] or "(any)", r.get("task", "-"), r["preset"], r["precision"], str(r["batch"]),
+             f"{r['step_s']:.3f}", f"{r['samples_per_s']:.2f}", f"{r['peak_mem_gb']:.2f}"] for r in rows]
     print_table(header, body)
 
 
@@ -163,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     # on a CPU every precision runs as 32-true (mixed precision is CUDA's here): one row per method is the table
     parser.add_argument("--precisions", nargs="*",
                         default=["16-mixed", "bf16-mixed", "32-true"] if cuda else ["32-true"])
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS),
+                        help=f"fine-tuning tasks timed as `finetune` rows, of {' '.join(TASKS)}")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as a throughput JSON here")
@@ -170,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"--methods {unknown[0]}: choose of {' '.join(METHODS)}")
+    unknown = sorted(set(args.tasks) - set(TASKS))
+    if unknown:
+        raise SystemExit(f"--tasks {unknown[0]}: choose of {' '.join(TASKS)}")
     if args.data is None and not DATA.is_dir():  # `make bench` on a machine without ../shared
         print(f"skipped: the ScanNet dev scans are not at {DATA}; pass --data DIR (VoteNet npy layout)")
         return
@@ -184,9 +209,10 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         # precision-major: under a time limit the first precision (the preset's own, by default) is complete
         for precision in args.precisions:
-            for method in args.methods:
-                rows.append(bench(method, args.preset, precision, store, names, args.steps, args.warmup))
-                print(f"  {method} {precision}: {rows[-1]['step_s']:.3f} s/step", flush=True)
+            for method, task in [(m, t) for m in args.methods for t in (args.tasks if m == "finetune" else [""])]:
+                rows.append(bench(method, args.preset, precision, store, names, args.steps, args.warmup, task))
+                print(f"  {method}{' ' + task if task else ''} {precision}: {rows[-1]['step_s']:.3f} s/step",
+                      flush=True)
                 if args.out is not None:  # after every row: a run cut short keeps what it measured
                     write_json(args.out, document(rows, args.data))
     print()

@@ -91,6 +91,13 @@ def test_throughput_rows_are_what_run_plan_reads(tmp_path):
     assert table.step_s("finetune", "csc", "paper", "16-mixed") == 0.25
     assert table.step_s("pretrain", "csc", "paper", "16-mixed") is None
     assert gpu_hours(7200, table.step_s("finetune", "scratch", "paper", "16-mixed")) == 0.5
+    # a row of a probe task answers that task only; rows without one are insseg's
+    linear = {**row("finetune", 0.1), "task": "linear"}
+    path.write_text(json.dumps(tp.document([row("finetune", 0.25), linear], tmp_path)))
+    table = load_throughput(path)
+    assert table.step_s("finetune", "csc", "paper", "16-mixed", "linear") == 0.1
+    assert table.step_s("finetune", "csc", "paper", "16-mixed", "insseg") == 0.25
+    assert table.step_s("finetune", "csc", "paper", "16-mixed", "semseg") is None
 
 
 def test_device_confirm_script_runs_its_parity_check_on_cpu():

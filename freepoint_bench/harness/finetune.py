@@ -281,6 +281,25 @@ def check_leakage(meta: Mapping[str, Any], eval_names: Sequence[str], checkpoint
 # ---------------------------------------------------------------------------------------------- train / evaluate
 
 
+def task_module(store: Any, names: Sequence[str], targets: ProtocolTargets | SemanticTargets, config: FinetuneConfig,
+                preset: TrainPreset, *, num_classes: int,
+                task: str = DEFAULT_TASK) -> tuple[SegmenterModule | SemanticModule, Any]:
+    """Returns (the untrained module, its data module) of `task` on `names` at `preset`: what train_fold trains and
+    what benchmarks/bench_throughput.py times, so a throughput row is the step a cell of that task takes."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    semantic = task in SEMANTIC_TASKS
+    if semantic != isinstance(targets, SemanticTargets):
+        raise ConfigError(f"task {task!r} trains on {'SemanticTargets' if semantic else 'ProtocolTargets'}, "
+                          f"not {type(targets).__name__}")
+    frozen = task in FROZEN_TASKS
+    if semantic:
+        return (SemanticModule(preset, num_classes, frozen_backbone=frozen),
+                LabelledDataModule(LabelledDataset(store, list(names), preset, targets), preset))
+    module = (FrozenSegmenterModule if frozen else SegmenterModule)(preset, config.loss, num_classes=num_classes)
+    return module, SceneDataModule(store, list(names), targets, preset)
+
+
 def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets | SemanticTargets, config: FinetuneConfig,
                *, num_classes: int, init_backbone: str | Path | None, seed: int, work_dir: str | Path,
                progress: ProgressFn | None = None, stage: str = "finetune",
@@ -292,21 +311,8 @@ def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets | Sema
     SemanticTargets and give a SemanticModule (num_classes: the segmentation classes). The backbone is loaded from
     init_backbone before it is frozen (insseg-frozen, linear).
     The device is the trainer's, not the module's: Lightning's teardown moves the module back to the CPU."""
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    semantic = task in SEMANTIC_TASKS
-    if semantic != isinstance(targets, SemanticTargets):
-        raise ConfigError(f"task {task!r} trains on {'SemanticTargets' if semantic else 'ProtocolTargets'}, "
-                          f"not {type(targets).__name__}")
     preset = config.train.with_(seed=seed)
-    frozen = task in FROZEN_TASKS
-    module: SegmenterModule | SemanticModule
-    if semantic:
-        module = SemanticModule(preset, num_classes, frozen_backbone=frozen)
-        datamodule: Any = LabelledDataModule(LabelledDataset(store, list(names), preset, targets), preset)
-    else:
-        module = (FrozenSegmenterModule if frozen else SegmenterModule)(preset, config.loss, num_classes=num_classes)
-        datamodule = SceneDataModule(store, list(names), targets, preset)
+    module, datamodule = task_module(store, names, targets, config, preset, num_classes=num_classes, task=task)
     if init_backbone is not None:
         load_backbone(module.segmenter, init_backbone)
     work_dir = Path(work_dir)

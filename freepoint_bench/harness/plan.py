@@ -21,7 +21,8 @@ the device check writes):
                "step_s": 0.62, "samples_per_s": 6.5, "peak_mem_gb": 22.0}]}
 
 stage: "pretrain" or "finetune"; method: a pretext method (a finetune row may give null: the fine-tuning model is
-the same whatever the method, and a row naming the method wins over it); preset: the training preset; precision:
+the same whatever the method, and a row naming the method wins over it); task: a finetune row's fine-tuning task
+(harness.protocol.TASKS; absent: insseg); preset: the training preset; precision:
 Lightning's precision flag of that preset; step_s: seconds per optimiser step on one device at the preset's batch
 size; samples_per_s and peak_mem_gb are shown, not used. GPU-hours = steps × step_s / 3600.
 """
@@ -39,6 +40,7 @@ from freepoint_bench.data import catalogue
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.harness.cells import fold_data
 from freepoint_bench.harness.protocol import (
+    DEFAULT_TASK,
     TRAIN_SCENES,
     ProtocolSpec,
     load_protocol,
@@ -102,12 +104,16 @@ class Throughput:
     rows: tuple[Mapping[str, Any], ...]
     path: Path | None = None
 
-    def step_s(self, stage: str, method: str, preset: str, precision: str) -> float | None:
-        """Returns the measured seconds per step of (stage, method, preset, precision); None when not measured (a
-        finetune row with method null stands for every method)."""
+    def step_s(self, stage: str, method: str, preset: str, precision: str,
+               task: str = DEFAULT_TASK) -> float | None:
+        """Returns the measured seconds per step of (stage, method, preset, precision) and, for fine-tuning, `task`;
+        None when not measured (a finetune row with method null stands for every method; one without a task is
+        insseg's: a linear probe's step, with no decoder and no backbone gradient, is not timed by it)."""
         found = None
         for row in self.rows:
             if (row["stage"], row["preset"], row["precision"]) != (stage, preset, precision):
+                continue
+            if stage == "finetune" and row.get("task", DEFAULT_TASK) != task:
                 continue
             if row.get("method") == method:
                 return float(row["step_s"])
@@ -357,10 +363,11 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
         row.steps = sum(_steps(ft.epochs, n, ft.train.batch_size) for n in train_counts)
         bound = "≤ " if data.split is None and spec.unit == "masks" else ""
         scenes = "/".join(str(n) for n in train_counts) or "?"
-        row.finetune = f"{ft.epochs} epochs × {bound}{scenes} scenes / batch {ft.train.batch_size}"
+        what = "" if spec.task == DEFAULT_TASK else f"{spec.task}: "
+        row.finetune = f"{what}{ft.epochs} epochs × {bound}{scenes} scenes / batch {ft.train.batch_size}"
         if throughput is not None:
             row.gpu_hours = gpu_hours(row.steps, throughput.step_s("finetune", task.method, ft.train.name,
-                                                                   ft.train.precision))
+                                                                   ft.train.precision, spec.task))
         if task.method in opts.given:
             paths = opts.given[task.method]
             row.start = "checkpoint " + ", ".join(str(p) for p in paths)

@@ -212,6 +212,28 @@ def test_gpu_hours_are_steps_times_step_seconds(ws, tmp_path):
     assert total == pytest.approx((3000 * 0.5 + 3000 * 0.75 + 110 * 2.0) / 3600) and unknown == 1
 
 
+def test_a_probe_cell_is_timed_by_its_own_task_row_or_not_at_all(ws, tmp_path):
+    """A linear probe's step (no decoder, no backbone gradient) is not a fine-tuning step: a semantic cell takes the
+    row of its task, and with none its GPU-hours are unknown rather than insseg's."""
+    shutil.copy(PROTOCOLS_DIR / "s3dis-10pct-scenes-semseg.toml", ws["protocols"])
+    finetune = {"stage": "finetune", "method": None, "preset": "paper", "precision": "16-mixed"}
+    rows = [{**finetune, "step_s": 0.5}, {**finetune, "task": "semseg", "step_s": 0.2}]
+    path = tmp_path / "throughput.json"
+    opts = RunOptions(root=ws["root"], protocols_dir=ws["protocols"], pretrain_root=ws["scannet"])
+    cells = expand(["scratch"], ["s3dis-10pct-scenes", "s3dis-10pct-scenes-semseg"], [0])
+    for table_rows, semseg_step in ((rows, 0.2), (rows[:1], None)):
+        path.write_text(json.dumps({"device": "test GPU", "measured": "2025-01-01", "rows": table_rows}))
+        plan = make_plan(cells, opts, machine=GPU, throughput=load_throughput(path))
+        insseg, semseg = sorted(plan.rows, key=lambda r: r.task.protocol)
+        assert insseg.steps == semseg.steps == 3000  # the same rooms and epochs: 600 × ceil(20 / 4)
+        assert insseg.gpu_hours == pytest.approx(3000 * 0.5 / 3600)
+        assert semseg.finetune.startswith("semseg: 600 epochs") and "semseg" not in insseg.finetune
+        if semseg_step is None:
+            assert semseg.gpu_hours is None and plan.total_gpu_hours()[1] == 1
+        else:
+            assert semseg.gpu_hours == pytest.approx(3000 * semseg_step / 3600)
+
+
 def test_a_malformed_throughput_table_is_refused(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"rows": [{"stage": "train", "preset": "paper", "precision": "32", "step_s": 1}]}))
