@@ -26,7 +26,9 @@ def report_cmd(
         ),
     ] = None,
 ) -> None:
-    """The leaderboard over the results store: mean ± sd over seeds, Δ vs scratch (paired t-test), the paper quoted."""
+    """The leaderboard over the results store: per task (mIoU / mAcc / allAcc for linear and semseg, AP / AP50 / AP25
+    for insseg-frozen and insseg) mean ± sd over seeds, Δ vs scratch (paired t-test), the probe ladder, the paper
+    quoted."""
     from freepoint_bench import report as rp
 
     chosen = rp.parse_formats(formats)

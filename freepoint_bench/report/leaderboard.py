@@ -1,7 +1,9 @@
-"""The leaderboard as data: entries (mean ± sd over seeds, Δ vs scratch with a paired t-test), notes, quoted rows.
+"""The leaderboard as data: entries (mean ± sd over seeds, Δ vs scratch with a paired t-test), notes, quoted rows,
+the label-efficiency curves and the probe ladder.
 
-Everything here is a plain function of the results store; the renderers (render.py) only format it.
-Values stay fractions 0..1 here; the renderers show percent.
+Every protocol is scored by its task's metrics (results.task_metrics: AP / AP50 / AP25 for insseg and insseg-frozen,
+mIoU / mAcc / allAcc for linear and semseg). Everything here is a plain function of the results store; the renderers
+(render.py) only format it. Values stay fractions 0..1 here; the renderers show percent.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ import numpy as np
 from scipy import stats
 
 from freepoint_bench.atomic import stable_hash
+from freepoint_bench.harness.protocol import TASKS
 from freepoint_bench.report.paper import QuotedRow, finetune_reference
 from freepoint_bench.report.store import ResultsStore
-from freepoint_bench.results import METRICS, SEMANTIC_TASKS, ResultRecord
+from freepoint_bench.results import DEFAULT_TASK, SEMANTIC_TASKS, ResultRecord, task_metrics
 
 BASELINE = "scratch"
 ALPHA = 0.05  # significance level of one star; two stars at ALPHA / 5
 HASH_CHARS = 12  # hex digits shown when a report names a hash
 ZERO_SPREAD = 1e-9  # sd of paired differences (fractions) below this counts as zero
+METRIC_LABELS = {"ap": "AP", "ap50": "AP50", "ap25": "AP25", "miou": "mIoU", "macc": "mAcc", "all_acc": "allAcc"}
+# One number per rung for the ladder and the label-efficiency plot: each task's strictest summary, the one its field
+# leads with. mIoU for the semantic tasks (the linear probe's headline in Sonata, issue 28); AP (mean over IoU
+# 0.5:0.95) for the instance tasks, the first column of the paper's Tables 2 and 3 and what the label-efficiency plot
+# has always drawn. AP50 is more lenient (issue 28's 40-epoch synthetic run: AP 2.4, AP50 7.1) and stays in the tables.
+HEADLINE = {task: "miou" if task in SEMANTIC_TASKS else "ap" for task in TASKS}
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class Entry:
     seeds: list[int] = field(default_factory=list)
     expected: list[int] = field(default_factory=list)
     metrics: dict[str, MetricStat] = field(default_factory=dict)
-    per_class: dict[str, MetricStat] = field(default_factory=dict)  # class -> AP over seeds
+    per_class: dict[str, MetricStat] = field(default_factory=dict)  # class -> AP (semantic tasks: IoU) over seeds
     protocol_hash: str = ""
     split_sha256: str = ""
     reason: str = ""
@@ -96,6 +105,21 @@ class ProtocolInfo:
     unit: str
     fraction: float
     eval_scenes: tuple[str, ...] = ()  # what it scores: protocols on the same scenes share a label-efficiency panel
+    task: str = DEFAULT_TASK  # what its cells train and score (harness.protocol.TASKS)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Returns the metrics of the protocol's task (its columns)."""
+        return task_metrics(self.task)[0]
+
+    @property
+    def semantic(self) -> bool:
+        return self.task in SEMANTIC_TASKS
+
+    @property
+    def class_metric(self) -> str:
+        """Returns the per-class metric its per-class table shows: iou for the semantic tasks, else ap."""
+        return "iou" if self.semantic else "ap"
 
 
 @dataclass
@@ -108,10 +132,24 @@ class Leaderboard:
     best: dict[tuple[str, str], set[str]]  # (protocol, metric) -> methods with the best mean among complete entries
     references: dict[str, list[QuotedRow]]  # protocol -> the paper's rows of that setting
     notes: list[str]
-    classes: list[str]
+    classes: list[str]  # of the instance tasks' per-class AP
+    semantic_classes: list[str] = field(default_factory=list)  # of the semantic tasks' per-class IoU
 
     def entry(self, protocol: str, method: str) -> Entry:
         return self.entries[(protocol, method)]
+
+    @property
+    def shows_tasks(self) -> bool:
+        """Returns whether the report names each table's task: when any protocol is not plain insseg (a store of
+        insseg cells only reads as it did before tasks existed)."""
+        return any(p.task != DEFAULT_TASK for p in self.protocols)
+
+    def task_groups(self) -> list[tuple[str, list[ProtocolInfo]]]:
+        """Returns the protocols grouped by task, cheapest rung first (linear, insseg-frozen, semseg, insseg)."""
+        groups: dict[str, list[ProtocolInfo]] = {}
+        for p in self.protocols:
+            groups.setdefault(p.task, []).append(p)
+        return list(groups.items())
 
     @property
     def seeds(self) -> list[int]:
@@ -162,22 +200,32 @@ def _stat(runs: list[ResultRecord], metric: str) -> MetricStat:
     return MetricStat({r.seed: r.scores[metric] for r in runs if not math.isnan(r.scores[metric])})
 
 
-def _class_stat(runs: list[ResultRecord], name: str) -> MetricStat:
+def _class_stat(runs: list[ResultRecord], name: str, metric: str) -> MetricStat:
     values = {}
     for r in runs:
-        v = r.class_scores.get(name, {}).get("ap", math.nan)
+        v = r.class_scores.get(name, {}).get(metric, math.nan)
         if not math.isnan(v):
             values[r.seed] = v
     return MetricStat(values)
 
 
-def _build_entry(protocol: str, method: str, runs: list[ResultRecord], expected: list[int],
+def _task_rank(task: str) -> int:
+    """Returns a task's place on the ladder (TASKS, cheapest first); a task this version does not know comes last."""
+    return TASKS.index(task) if task in TASKS else len(TASKS)
+
+
+def _build_entry(info: ProtocolInfo, method: str, runs: list[ResultRecord], expected: list[int],
                  running: list[int]) -> Entry:
+    protocol = info.name
     if not runs:
         reason = f"no finished run; {_seed_list(running)} unfinished" if running else "not run"
         return Entry(protocol, method, "missing", expected=expected, reason=reason)
     seeds = sorted(r.seed for r in runs)
     conflicts = [d for d in (_disagreement(runs, "protocol_hash"), _disagreement(runs, "split_sha256")) if d]
+    other = sorted({r.task for r in runs} - {info.task})
+    if other:  # scored by other metrics: never in the protocol's columns (its hash differs too, where hashed)
+        odd = [r.seed for r in runs if r.task != info.task]
+        conflicts.append(f"task differs ({_seed_list(odd)} → {', '.join(other)}; the protocol's: {info.task})")
     if conflicts:
         return Entry(
             protocol, method, "conflict", seeds=seeds, expected=expected, reason="not averaged: " + "; ".join(conflicts)
@@ -197,8 +245,8 @@ def _build_entry(protocol: str, method: str, runs: list[ResultRecord], expected:
         status,
         seeds=seeds,
         expected=expected,
-        metrics={m: _stat(runs, m) for m in METRICS},
-        per_class={c: _class_stat(runs, c) for c in classes},
+        metrics={m: _stat(runs, m) for m in info.metrics},
+        per_class={c: _class_stat(runs, c, info.class_metric) for c in classes},
         protocol_hash=runs[0].protocol_hash,
         split_sha256=runs[0].split_sha256,
         reason=reason,
@@ -227,39 +275,36 @@ def _add_deltas(entry: Entry, base: Entry | None) -> None:
 
 
 def build_leaderboard(store: ResultsStore) -> Leaderboard:
-    """Returns the leaderboard of a results store (see Entry for the statuses and the Δ rules)."""
-    # The tables are instance segmentation's (AP / AP50 / AP25): cells of the semantic tasks (linear, semseg) are
-    # left out with a note instead of being averaged with metrics they do not have.
-    semantic = sorted({(r.protocol, r.task) for r in store.runs if r.task in SEMANTIC_TASKS})
-    skipped = {p for p, _ in semantic}
+    """Returns the leaderboard of a results store (see Entry for the statuses and the Δ rules), protocols ordered by
+    task, cheapest rung first, then as the store orders them."""
     by_entry: dict[tuple[str, str], list[ResultRecord]] = defaultdict(list)
     for r in store.runs:
-        if r.protocol not in skipped:
-            by_entry[(r.protocol, r.method)].append(r)
+        by_entry[(r.protocol, r.method)].append(r)
     running: dict[tuple[str, str], list[int]] = defaultdict(list)
     for protocol, method, seed in store.unfinished:
         running[(protocol, method)].append(seed)
-    protocols = [p for p in store.protocols() if p not in skipped]
     methods = [m for m in store.methods() if any(k[1] == m for k in by_entry)]
-    entries: dict[tuple[str, str], Entry] = {}
-    notes: list[str] = [
-        f"{p}: {task} results (mIoU / mAcc / allAcc) are not in these instance-segmentation tables; read them in "
-        f"its result.json files" for p, task in semantic
-    ]
     infos: list[ProtocolInfo] = []
+    for p in store.protocols():
+        # what a protocol is, from its first run (scratch's where it ran): a run of another task is a conflict
+        first = next(r for m in methods for r in sorted(by_entry.get((p, m), []), key=lambda r: r.seed))
+        info = ProtocolInfo(p, first.dataset, first.unit, first.fraction, tuple(sorted(first.eval_scenes)), first.task)
+        infos.append(info)
+    infos.sort(key=lambda i: _task_rank(i.task))
+    entries: dict[tuple[str, str], Entry] = {}
+    notes: list[str] = []
     references: dict[str, list[QuotedRow]] = {}
-    for p in protocols:
+    for info in infos:
+        p = info.name
         expected = sorted(
             {r.seed for m in methods for r in by_entry.get((p, m), [])} | {s for m in methods for s in running[(p, m)]}
         )
         for m in methods:
             entries[(p, m)] = _build_entry(
-                p, m, sorted(by_entry.get((p, m), []), key=lambda r: r.seed), expected, running[(p, m)]
+                info, m, sorted(by_entry.get((p, m), []), key=lambda r: r.seed), expected, running[(p, m)]
             )
         for m in methods:
             _add_deltas(entries[(p, m)], entries.get((p, BASELINE)))
-        first = next(r for m in methods for r in by_entry.get((p, m), []))
-        infos.append(ProtocolInfo(p, first.dataset, first.unit, first.fraction, tuple(sorted(first.eval_scenes))))
         references[p] = finetune_reference(p)
         versions = {c.protocol_hash for c in (entries[(p, m)] for m in methods) if c.has_values}
         if len(versions) > 1:
@@ -273,8 +318,9 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
         if (protocol, method) not in entries:
             notes.append(f"{protocol}/{method}: only unfinished runs")
     best: dict[tuple[str, str], set[str]] = {}
-    for p in protocols:
-        for metric in METRICS:
+    for info in infos:
+        p = info.name
+        for metric in info.metrics:
             complete = {m: entries[(p, m)].metrics[metric].mean for m in methods if entries[(p, m)].status == "ok"}
             complete = {m: v for m, v in complete.items() if not math.isnan(v)}
             if complete:
@@ -283,23 +329,31 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
     for c in entries.values():
         if c.status == "conflict":
             notes.append(f"{c.protocol}/{c.method}: {c.reason}")
-    classes = sorted({name for c in entries.values() for name in c.per_class})
-    return Leaderboard(infos, methods, entries, best, references, sorted(set(notes), key=notes.index), classes)
+    semantic = {i.name for i in infos if i.semantic}
+    classes = sorted({name for c in entries.values() if c.protocol not in semantic for name in c.per_class})
+    semantic_classes = sorted({name for c in entries.values() if c.protocol in semantic for name in c.per_class})
+    return Leaderboard(
+        infos, methods, entries, best, references, sorted(set(notes), key=notes.index), classes, semantic_classes
+    )
 
 
-def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple, dict[str, list[tuple]]]:
-    """Returns {(dataset, unit, num eval scenes, their digest): {method: [(fraction, mean, sd, n), ...]}}.
+def label_efficiency(
+    board: Leaderboard, metric: str = "ap", task: str = DEFAULT_TASK
+) -> dict[tuple, dict[str, list[tuple]]]:
+    """Returns {(dataset, unit, num eval scenes, their digest): {method: [(fraction, mean, sd, n), ...]}} of one task's
+    protocols (`metric` one of that task's).
 
     Protocols share a panel when they score the same scenes with the same unit (S3DIS Area 5 at 10 and 20%
     of the masks; not the 6-fold protocol, not synthetic rooms in S3DIS's layout). A protocol of unit "full"
     is the fraction-1.0 point of every unit on its scenes. Only entries with values count; points sorted by fraction.
     """
+    protocols = [p for p in board.protocols if p.task == task]
     units: dict[tuple, set[str]] = defaultdict(set)
-    for p in board.protocols:
+    for p in protocols:
         if p.unit != "full":
             units[(p.dataset, p.eval_scenes)].add(p.unit)
     curves: dict[tuple, dict[str, list[tuple]]] = defaultdict(lambda: defaultdict(list))
-    for p in board.protocols:
+    for p in protocols:
         group = (p.dataset, p.eval_scenes)
         targets = sorted(units[group]) if p.unit == "full" else [p.unit]
         for unit in targets or ["full"]:
@@ -314,3 +368,48 @@ def label_efficiency(board: Leaderboard, metric: str = "ap") -> dict[tuple, dict
         (dataset, unit, n, stable_hash(list(scenes), length=8)): {m: sorted(pts) for m, pts in v.items()}
         for (dataset, unit, n, scenes), v in sorted(curves.items())
     }
+
+
+def label_efficiency_panels(board: Leaderboard) -> dict[tuple, dict[str, list[tuple]]]:
+    """Returns label_efficiency's panels of every task, each on its task's HEADLINE metric, keyed (task, dataset,
+    unit, num eval scenes, digest); tasks cheapest rung first."""
+    return {
+        (task, *key): curves
+        for task, _ in board.task_groups()
+        for key, curves in label_efficiency(board, HEADLINE.get(task, "ap"), task).items()
+    }
+
+
+@dataclass(frozen=True)
+class LadderGroup:
+    """The rungs one dataset's evaluated scenes were scored on: protocols of at least two tasks, cheapest first."""
+
+    dataset: str
+    eval_scenes: tuple[str, ...]
+    rungs: list[ProtocolInfo]  # by task (linear, insseg-frozen, semseg, insseg), then fraction, unit and name
+    methods: list[str]  # those with values on some rung
+
+    def metric(self, rung: ProtocolInfo) -> str:
+        """Returns the rung's headline metric (HEADLINE)."""
+        return HEADLINE.get(rung.task, rung.metrics[0])
+
+
+def ladder(board: Leaderboard) -> list[LadderGroup]:
+    """Returns the probe ladder per (dataset, evaluated scenes): the groups whose protocols span two tasks or more
+    (one task's fractions are the label-efficiency plot's), in dataset order."""
+    groups: dict[tuple[str, tuple[str, ...]], list[ProtocolInfo]] = defaultdict(list)
+    for p in board.protocols:
+        groups[(p.dataset, p.eval_scenes)].append(p)
+    out = []
+    for (dataset, scenes), rungs in sorted(groups.items()):
+        if len({p.task for p in rungs}) < 2:
+            continue
+        rungs = sorted(rungs, key=lambda p: (_task_rank(p.task), p.fraction, p.unit, p.name))
+        methods = [m for m in board.methods if any(board.entry(p.name, m).has_values for p in rungs)]
+        out.append(LadderGroup(dataset, scenes, rungs, methods))
+    return out
+
+
+def protocol_label(board: Leaderboard, protocol: ProtocolInfo) -> str:
+    """Returns how a row names a protocol: its name, with its task when the report names tasks."""
+    return f"{protocol.name} ({protocol.task})" if board.shows_tasks else protocol.name

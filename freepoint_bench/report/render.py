@@ -2,7 +2,9 @@
 
 Every format shows the same cells with the same text: mean ± sd over seeds (percent, one decimal), n,
 Δ vs scratch with its significance stars, the best complete cell per column in bold, partial / missing /
-conflict cells named as such, and the paper's rows quoted apart from ours.
+conflict cells named as such, and the paper's rows quoted apart from ours. Each protocol's columns are its task's
+metrics; when the store holds tasks other than insseg, the tables are grouped per task and named, and the probe
+ladder (leaderboard.ladder: each rung's headline metric per method) comes first.
 """
 
 from __future__ import annotations
@@ -22,16 +24,38 @@ from rich.text import Text
 
 from freepoint_bench.atomic import write_bytes, write_text
 from freepoint_bench.errors import ConfigError
-from freepoint_bench.report.leaderboard import ALPHA, BASELINE, Entry, Leaderboard, MetricStat
+from freepoint_bench.report.leaderboard import (
+    ALPHA,
+    BASELINE,
+    HEADLINE,
+    METRIC_LABELS,
+    Entry,
+    LadderGroup,
+    Leaderboard,
+    MetricStat,
+    ProtocolInfo,
+    ladder,
+    protocol_label,
+)
 from freepoint_bench.report.paper import UNSUPERVISED, QuotedRow
 from freepoint_bench.report.plots import label_efficiency_png, per_class_heatmap_png
 from freepoint_bench.report.unsupervised import EvalRow
-from freepoint_bench.results import METRICS
+from freepoint_bench.results import METRICS, SEMANTIC_METRICS, SEMANTIC_TASKS
 
 FORMATS: tuple[str, ...] = ("terminal", "md", "csv", "html", "latex")
-LABELS = {"ap": "AP", "ap50": "AP50", "ap25": "AP25"}
+LABELS = METRIC_LABELS
+TASK_TITLES = {
+    "linear": "Linear probe, frozen backbone",
+    "insseg-frozen": "Instance segmentation, frozen backbone",
+    "semseg": "Semantic segmentation, fine-tuned",
+    "insseg": "Instance segmentation, fine-tuned",
+}
 _UNSUP_COLUMNS = ("method", "data", "scenes", "AP", "AP50", "AP25")
-FIGURES = {"label-efficiency.png": "Label efficiency", "per-class-heatmap.png": "Per-class AP"}
+FIGURES = {
+    "label-efficiency.png": "Label efficiency",
+    "per-class-heatmap.png": "Per-class AP",
+    "per-class-iou-heatmap.png": "Per-class IoU",
+}
 
 
 @dataclass
@@ -50,6 +74,7 @@ def build_report(board: Leaderboard, evaluations: Sequence[EvalRow] = (), source
     for name, png in (
         ("label-efficiency.png", label_efficiency_png(board)),
         ("per-class-heatmap.png", per_class_heatmap_png(board)),
+        ("per-class-iou-heatmap.png", per_class_heatmap_png(board, semantic=True)),
     ):
         if png is not None:
             figures[name] = png
@@ -114,10 +139,19 @@ def entry_text(entry: Entry, metric: str) -> tuple[str, str]:
     return mean_sd(stat), detail + (f" · {d}" if d else "")
 
 
+def _metric_names(metrics: Sequence[str]) -> str:
+    return " / ".join(LABELS[m] for m in metrics)
+
+
 def footnote(board: Leaderboard) -> str:
     """Returns the one-paragraph key to the leaderboard: what a cell shows, the test, n, bold, statuses."""
+    scored = _metric_names(METRICS)
+    if board.shows_tasks:
+        instance = ", ".join(t for t in TASK_TITLES if t not in SEMANTIC_TASKS)
+        semantic = ", ".join(t for t in TASK_TITLES if t in SEMANTIC_TASKS)
+        scored = f"each task's metrics ({semantic}: {_metric_names(SEMANTIC_METRICS)}; {instance}: {scored})"
     return (
-        "Cells: mean ± sd over fine-tuning seeds of AP / AP50 / AP25 in percent; n = seeds with a result. "
+        f"Cells: mean ± sd over fine-tuning seeds of {scored} in percent; n = seeds with a result. "
         f"Δ: mean over the seeds both have of (method − {BASELINE}), percentage points; "
         f"* p < {ALPHA:g}, ** p < {ALPHA / 5:g}, two-sided paired t-test over those seeds (df = n − 1; the paired n "
         "is shown when it differs from the cell's n); no test with fewer than 2 paired seeds. "
@@ -145,11 +179,50 @@ def _is_best(board: Leaderboard, protocol: str, metric: str, method: str) -> boo
     return method in board.best.get((protocol, metric), set())
 
 
-def _ref_rows(board: Leaderboard) -> list[tuple[str, dict[str, QuotedRow]]]:
-    """Returns the quoted rows as (label, {protocol: row}), one per paper method present in any column."""
+def task_heading(task: str, protocols: Sequence[ProtocolInfo]) -> str:
+    """Returns the title of a task's table: 'Linear probe, frozen backbone (linear): mIoU / mAcc / allAcc'."""
+    return f"{TASK_TITLES.get(task, task)} ({task}): {_metric_names(protocols[0].metrics)}"
+
+
+def labels_text(p: ProtocolInfo) -> str:
+    """Returns the labels a protocol keeps: 'all labels' or '10% masks'."""
+    return "all labels" if p.unit == "full" else f"{100 * p.fraction:g}% {p.unit}"
+
+
+def rung_header(group: LadderGroup, p: ProtocolInfo) -> tuple[str, str, str]:
+    """Returns a ladder column's header lines: rung and metric, labels kept, protocol ('semseg mIoU', '10% scenes',
+    's3dis-10pct-scenes-semseg')."""
+    return f"{p.task} {LABELS[group.metric(p)]}", labels_text(p), p.name
+
+
+def rung_label(group: LadderGroup, p: ProtocolInfo) -> str:
+    """Returns a ladder column's header on one line: 'semseg mIoU 10% scenes (s3dis-10pct-scenes-semseg)'."""
+    rung, labels, name = rung_header(group, p)
+    return f"{rung} {labels} ({name})"
+
+
+def ladder_title(group: LadderGroup) -> str:
+    return f"Ladder: {group.dataset}, {len(group.eval_scenes)} eval scenes"
+
+
+def ladder_key() -> str:
+    """Returns the key to the ladder tables: what a column is and which metric it shows."""
+    headline = "; ".join(
+        f"{', '.join(t for t in TASK_TITLES if HEADLINE[t] == m)}: {LABELS[m]}"
+        for m in dict.fromkeys(HEADLINE.values())
+    )
+    return (
+        "Ladder: one column per protocol scored on the same scenes, cheapest rung first (linear → insseg-frozen → "
+        f"semseg → insseg, then by label fraction), each on its task's headline metric ({headline}); cells, Δ, stars "
+        "and bold as in the tables."
+    )
+
+
+def _ref_rows(board: Leaderboard, protocols: Sequence[ProtocolInfo]) -> list[tuple[str, dict[str, QuotedRow]]]:
+    """Returns the quoted rows as (label, {protocol: row}), one per paper method present in any of the columns."""
     order: list[str] = []
     by_label: dict[str, dict[str, QuotedRow]] = {}
-    for p in board.protocols:
+    for p in protocols:
         for row in board.references.get(p.name, []):
             label = f"paper: {row.label}"
             if label not in by_label:
@@ -159,13 +232,20 @@ def _ref_rows(board: Leaderboard) -> list[tuple[str, dict[str, QuotedRow]]]:
     return [(label, by_label[label]) for label in order]
 
 
-def _class_entries(board: Leaderboard) -> list[tuple[str, str, Entry]]:
+def _class_entries(board: Leaderboard, semantic: bool = False) -> list[tuple[ProtocolInfo, str, Entry]]:
+    """Returns the entries with per-class values of the instance tasks' protocols (semantic: the semantic ones')."""
     return [
-        (p.name, m, board.entry(p.name, m))
+        (p, m, board.entry(p.name, m))
         for p in board.protocols
+        if p.semantic == semantic
         for m in board.methods
         if board.entry(p.name, m).has_values and board.entry(p.name, m).per_class
     ]
+
+
+def _class_names(board: Leaderboard, semantic: bool) -> tuple[str, list[str]]:
+    """Returns (the per-class metric's label, the classes) of one per-class table."""
+    return ("IoU", board.semantic_classes) if semantic else ("AP", board.classes)
 
 
 def _eval_best(rows: Sequence[EvalRow], metric: str) -> float:
@@ -179,23 +259,19 @@ def _eval_best(rows: Sequence[EvalRow], metric: str) -> float:
 def to_terminal(report: Report) -> Group:
     """Returns rich renderables: one table per protocol (quoted rows dimmed), the key, notes, unsupervised rows."""
     board = report.board
-    parts: list = []
+    parts: list = [_ladder_terminal(board, group) for group in ladder(board)]
+    if parts:
+        parts.append(Text(ladder_key(), style="dim"))
     for p in board.protocols:
-        table = Table(title=f"{p.name}  ({p.dataset}, {p.unit}, {100 * p.fraction:g}% labels)", title_justify="left")
+        task = f"{p.task}: " if board.shows_tasks else ""
+        table = Table(
+            title=f"{p.name}  ({task}{p.dataset}, {p.unit}, {100 * p.fraction:g}% labels)", title_justify="left"
+        )
         table.add_column("method")
-        for metric in METRICS:
+        for metric in p.metrics:
             table.add_column(LABELS[metric], justify="right")
         for m in board.methods:
-            c = board.entry(p.name, m)
-            row = [m]
-            for metric in METRICS:
-                main, detail = entry_text(c, metric)
-                style = "bold" if _is_best(board, p.name, metric, m) else ("red" if c.status == "conflict" else "")
-                text = Text(main, style=style)
-                if detail:
-                    text.append(f"\n{detail}", style="dim" if c.status == "ok" else "yellow")
-                row.append(text)
-            table.add_row(*row)
+            table.add_row(m, *[_terminal_cell(board, p.name, m, metric) for metric in p.metrics])
         refs = board.references.get(p.name, [])
         if refs:
             table.add_section()
@@ -203,7 +279,7 @@ def to_terminal(report: Report) -> Group:
             for r in refs:
                 table.add_row(
                     Text(f"  {r.label}", style="italic dim"),
-                    *[Text(quoted(r.metric(k)), style="italic dim") for k in METRICS],
+                    *[Text(quoted(r.metric(k)), style="italic dim") for k in p.metrics],
                 )
         parts.append(table)
     parts.append(Text(footnote(board), style="dim"))
@@ -213,6 +289,26 @@ def to_terminal(report: Report) -> Group:
     if report.evaluations:
         parts.append(_unsup_terminal(report.evaluations))
     return Group(*parts)
+
+
+def _terminal_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> Text:
+    c = board.entry(protocol, method)
+    main, detail = entry_text(c, metric)
+    style = "bold" if _is_best(board, protocol, metric, method) else ("red" if c.status == "conflict" else "")
+    text = Text(main, style=style)
+    if detail:
+        text.append(f"\n{detail}", style="dim" if c.status == "ok" else "yellow")
+    return text
+
+
+def _ladder_terminal(board: Leaderboard, group: LadderGroup) -> Table:
+    table = Table(title=ladder_title(group), title_justify="left")
+    table.add_column("method")
+    for p in group.rungs:
+        table.add_column("\n".join(rung_header(group, p)), justify="right", overflow="fold")
+    for m in group.methods:
+        table.add_row(m, *[_terminal_cell(board, p.name, m, group.metric(p)) for p in group.rungs])
+    return table
 
 
 def _unsup_terminal(rows: Sequence[EvalRow]) -> Table:
@@ -262,33 +358,52 @@ def _plain_cell(board: Leaderboard, protocol: str, method: str, metric: str, bol
     return f"{main} ({detail})" if detail else main
 
 
-def to_markdown(report: Report) -> str:
-    """Returns the report as Markdown (figures referenced as PNG files beside it)."""
-    board = report.board
-    lines = [f"# Leaderboard ({report.source})", ""]
-    header = ["method"] + [f"{p.name} {LABELS[m]}" for p in board.protocols for m in METRICS]
+def _md_leaderboard(board: Leaderboard, protocols: Sequence[ProtocolInfo]) -> list[str]:
+    header = ["method"] + [f"{p.name} {LABELS[m]}" for p in protocols for m in p.metrics]
     rows = [
-        [m] + [_plain_cell(board, p.name, m, metric, ("**", "**")) for p in board.protocols for metric in METRICS]
+        [m] + [_plain_cell(board, p.name, m, metric, ("**", "**")) for p in protocols for metric in p.metrics]
         for m in board.methods
     ]
-    for label, refs in _ref_rows(board):
+    for label, refs in _ref_rows(board, protocols):
         rows.append(
             [f"*{label} (quoted)*"]
             + [
                 f"*{quoted(refs[p.name].metric(metric))}*" if p.name in refs else ""
-                for p in board.protocols
-                for metric in METRICS
+                for p in protocols
+                for metric in p.metrics
             ]
         )
-    lines += _md_table(header, rows)
-    lines += ["", footnote(board), ""]
+    return _md_table(header, rows)
+
+
+def _md_ladder(board: Leaderboard, group: LadderGroup) -> list[str]:
+    header = ["method"] + [rung_label(group, p) for p in group.rungs]
+    rows = [[m] + [_plain_cell(board, p.name, m, group.metric(p), ("**", "**")) for p in group.rungs]
+            for m in group.methods]
+    return [f"## {ladder_title(group)}", ""] + _md_table(header, rows) + [""]
+
+
+def to_markdown(report: Report) -> str:
+    """Returns the report as Markdown (figures referenced as PNG files beside it)."""
+    board = report.board
+    lines = [f"# Leaderboard ({report.source})", ""]
+    groups = ladder(board)
+    for group in groups:
+        lines += _md_ladder(board, group)
+    if groups:
+        lines += [ladder_key(), ""]
+    for task, protocols in board.task_groups():
+        if board.shows_tasks:
+            lines += [f"## {task_heading(task, protocols)}", ""]
+        lines += _md_leaderboard(board, protocols) + [""]
+    lines += [footnote(board), ""]
     sources = sorted({f"{r.source}: {r.setting}" for refs in board.references.values() for r in refs})
     if sources:
         lines += ["Quoted paper rows: " + "; ".join(sources) + ".", ""]
     notes = entry_notes(board)
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    lines += _md_per_class(board)
+    lines += _md_per_class(board) + _md_per_class(board, semantic=True)
     for name, title in FIGURES.items():
         if name in report.figures:
             lines += [f"## {title}", "", f"![{title}]({name})", ""]
@@ -297,14 +412,15 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md_per_class(board: Leaderboard) -> list[str]:
-    cells = _class_entries(board)
+def _md_per_class(board: Leaderboard, semantic: bool = False) -> list[str]:
+    cells = _class_entries(board, semantic)
     if not cells:
         return []
-    rows = [[f"{p} / {m}"] + [_class_text(c, name) for name in board.classes] for p, m, c in cells]
+    label, classes = _class_names(board, semantic)
+    rows = [[f"{protocol_label(board, p)} / {m}"] + [_class_text(c, name) for name in classes] for p, m, c in cells]
     return (
-        ["## Per-class AP (mean ± sd over seeds, percent)", ""]
-        + _md_table(["protocol / method", *board.classes], rows)
+        [f"## Per-class {label} (mean ± sd over seeds, percent)", ""]
+        + _md_table(["protocol / method", *classes], rows)
         + [""]
     )
 
@@ -341,39 +457,53 @@ def _md_unsupervised(rows: Sequence[EvalRow]) -> list[str]:
 # ------------------------------------------------------------------------------------------ CSV
 
 
+def _frame_record(board: Leaderboard, p: ProtocolInfo, method: str, metric: str) -> dict:
+    c = board.entry(p.name, method)
+    stat = c.metrics.get(metric, MetricStat({}))
+    paired = stat.paired
+    return {
+        "protocol": p.name,
+        **({"task": p.task} if board.shows_tasks else {}),
+        "dataset": p.dataset,
+        "unit": p.unit,
+        "fraction": p.fraction,
+        "method": method,
+        "metric": LABELS[metric],
+        "status": c.status,
+        "n": stat.n,
+        "seeds": " ".join(map(str, sorted(stat.values))),
+        "mean_pct": 100 * stat.mean if stat.n else math.nan,
+        "sd_pct": 100 * stat.sd if stat.n >= 2 else math.nan,
+        "delta_pct": math.nan if paired is None else 100 * paired.delta,
+        "p_value": math.nan if paired is None else paired.p,
+        "paired_n": 0 if paired is None else paired.n,
+        "significance": "" if paired is None else paired.stars,
+        "best": _is_best(board, p.name, metric, method),
+        "protocol_hash": c.protocol_hash,
+        "split_sha256": c.split_sha256,
+        "note": "; ".join(x for x in (c.reason, c.delta_note) if x),
+    }
+
+
 def leaderboard_frame(board: Leaderboard) -> pd.DataFrame:
-    """Returns one row per (protocol, method, metric): status, n, seeds, mean / sd / Δ in percent, p, hashes."""
-    records = []
-    for p in board.protocols:
-        for m in board.methods:
-            c = board.entry(p.name, m)
-            for metric in METRICS:
-                stat = c.metrics.get(metric, MetricStat({}))
-                paired = stat.paired
-                records.append(
-                    {
-                        "protocol": p.name,
-                        "dataset": p.dataset,
-                        "unit": p.unit,
-                        "fraction": p.fraction,
-                        "method": m,
-                        "metric": LABELS[metric],
-                        "status": c.status,
-                        "n": stat.n,
-                        "seeds": " ".join(map(str, sorted(stat.values))),
-                        "mean_pct": 100 * stat.mean if stat.n else math.nan,
-                        "sd_pct": 100 * stat.sd if stat.n >= 2 else math.nan,
-                        "delta_pct": math.nan if paired is None else 100 * paired.delta,
-                        "p_value": math.nan if paired is None else paired.p,
-                        "paired_n": 0 if paired is None else paired.n,
-                        "significance": "" if paired is None else paired.stars,
-                        "best": _is_best(board, p.name, metric, m),
-                        "protocol_hash": c.protocol_hash,
-                        "split_sha256": c.split_sha256,
-                        "note": "; ".join(x for x in (c.reason, c.delta_note) if x),
-                    }
-                )
-    return pd.DataFrame.from_records(records)
+    """Returns one row per (protocol, method, metric of its task): status, n, seeds, mean / sd / Δ in percent, p,
+    hashes; with a task column when the report names tasks."""
+    return pd.DataFrame.from_records(
+        [_frame_record(board, p, m, metric) for p in board.protocols for m in board.methods for metric in p.metrics]
+    )
+
+
+def ladder_frame(board: Leaderboard) -> pd.DataFrame:
+    """Returns one row per (ladder, rung, method) on the rung's headline metric, columns as leaderboard_frame's."""
+    return pd.DataFrame.from_records(
+        [
+            {"ladder": ladder_title(group).removeprefix("Ladder: "), "rung": i + 1,
+             **_frame_record(board, p, m, group.metric(p))}
+            for group in ladder(board)
+            for i, p in enumerate(group.rungs)
+            for m in group.methods
+        ]
+    )
 
 
 def reference_frame(board: Leaderboard) -> pd.DataFrame:
@@ -409,23 +539,28 @@ def reference_frame(board: Leaderboard) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def per_class_frame(board: Leaderboard) -> pd.DataFrame:
-    """Returns one row per (protocol, method, class): n, mean and sd of the class's AP in percent."""
+def per_class_frame(board: Leaderboard, semantic: bool = False) -> pd.DataFrame:
+    """Returns one row per (protocol, method, class) of the instance tasks (semantic: of the semantic tasks): n, mean
+    and sd of the class's AP (IoU) in percent; with a task column when the report names tasks."""
+    key = _class_names(board, semantic)[0].lower()
+    task = ["task"] if board.shows_tasks else []
     records = []
-    for p, m, c in _class_entries(board):
-        for name in board.classes:
+    for p, m, c in _class_entries(board, semantic):
+        for name in _class_names(board, semantic)[1]:
             stat = c.per_class.get(name, MetricStat({}))
             records.append(
                 {
-                    "protocol": p,
+                    "protocol": p.name,
+                    **({"task": p.task} if task else {}),
                     "method": m,
                     "class": name,
                     "n": stat.n,
-                    "mean_ap_pct": 100 * stat.mean if stat.n else math.nan,
-                    "sd_ap_pct": 100 * stat.sd if stat.n >= 2 else math.nan,
+                    f"mean_{key}_pct": 100 * stat.mean if stat.n else math.nan,
+                    f"sd_{key}_pct": 100 * stat.sd if stat.n >= 2 else math.nan,
                 }
             )
-    return pd.DataFrame.from_records(records, columns=["protocol", "method", "class", "n", "mean_ap_pct", "sd_ap_pct"])
+    columns = ["protocol", *task, "method", "class", "n", f"mean_{key}_pct", f"sd_{key}_pct"]
+    return pd.DataFrame.from_records(records, columns=columns)
 
 
 def unsupervised_frame(rows: Sequence[EvalRow]) -> pd.DataFrame:
@@ -448,12 +583,18 @@ def unsupervised_frame(rows: Sequence[EvalRow]) -> pd.DataFrame:
 
 
 def write_csvs(report: Report, out: Path) -> list[Path]:
-    """Writes leaderboard.csv, paper-reference.csv, per-class.csv (and unsupervised.csv) atomically; returns them."""
+    """Writes leaderboard.csv, paper-reference.csv, per-class.csv (and per-class-iou.csv with semantic protocols,
+    ladder.csv with a ladder, unsupervised.csv with evaluations) atomically; returns them."""
+    board = report.board
     frames = {
-        "leaderboard.csv": leaderboard_frame(report.board),
-        "paper-reference.csv": reference_frame(report.board),
-        "per-class.csv": per_class_frame(report.board),
+        "leaderboard.csv": leaderboard_frame(board),
+        "paper-reference.csv": reference_frame(board),
+        "per-class.csv": per_class_frame(board),
     }
+    if _class_entries(board, semantic=True):
+        frames["per-class-iou.csv"] = per_class_frame(board, semantic=True)
+    if ladder(board):
+        frames["ladder.csv"] = ladder_frame(board)
     if report.evaluations:
         frames["unsupervised.csv"] = unsupervised_frame(report.evaluations)
     return [write_text(out / name, frame.to_csv(index=False)) for name, frame in frames.items()]
@@ -515,27 +656,25 @@ def _tex_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> st
     return text
 
 
-def to_latex(report: Report) -> str:
-    """Returns a booktabs table (a complete `table` float) of the leaderboard with the quoted rows and the key."""
-    board = report.board
-    k = len(board.protocols)
+def _tex_table(board: Leaderboard, protocols: Sequence[ProtocolInfo], caption: str) -> list[str]:
+    """Returns one booktabs `table*` float: methods × (protocols × their task's metrics), the quoted rows."""
+    k = len(protocols)
     lines = [
-        "% generated by `bench.py report`; needs \\usepackage{booktabs} and \\usepackage{graphicx} (resizebox)",
         "\\begin{table*}[t]",
         "\\centering",
         "\\resizebox{\\textwidth}{!}{%",
         "\\begin{tabular}{l" + "rrr" * k + "}",
         "\\toprule",
-        " & ".join(["Pre-train"] + [f"\\multicolumn{{3}}{{c}}{{{tex_escape(p.name)}}}" for p in board.protocols])
+        " & ".join(["Pre-train"] + [f"\\multicolumn{{3}}{{c}}{{{tex_escape(p.name)}}}" for p in protocols])
         + " \\\\",
         " ".join(f"\\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(k)),
-        " & ".join([""] + [LABELS[m] for _ in board.protocols for m in METRICS]) + " \\\\",
+        " & ".join([""] + [LABELS[m] for p in protocols for m in p.metrics]) + " \\\\",
         "\\midrule",
     ]
     for m in board.methods:
-        cells = [_tex_cell(board, p.name, m, metric) for p in board.protocols for metric in METRICS]
+        cells = [_tex_cell(board, p.name, m, metric) for p in protocols for metric in p.metrics]
         lines.append(" & ".join([tex_escape(m)] + cells) + " \\\\")
-    refs = _ref_rows(board)
+    refs = _ref_rows(board, protocols)
     if refs:
         lines += [
             "\\midrule",
@@ -544,11 +683,46 @@ def to_latex(report: Report) -> str:
         for label, by_protocol in refs:
             cells = [
                 f"\\textit{{{quoted(by_protocol[p.name].metric(metric))}}}" if p.name in by_protocol else ""
-                for p in board.protocols
-                for metric in METRICS
+                for p in protocols
+                for metric in p.metrics
             ]
             lines.append(" & ".join([f"\\textit{{{tex_escape(label)}}}"] + cells) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{tex_escape(footnote(board))}}}", "\\end{table*}"]
+    lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{tex_escape(caption)}}}", "\\end{table*}"]
+    return lines
+
+
+def _tex_ladder(board: Leaderboard, group: LadderGroup) -> list[str]:
+    """Returns one booktabs `table*` float of a ladder: methods × rungs, two header rows (rung and metric; labels kept
+    and protocol)."""
+    headers = [rung_header(group, p) for p in group.rungs]
+    lines = [
+        "\\begin{table*}[t]",
+        "\\centering",
+        "\\resizebox{\\textwidth}{!}{%",
+        "\\begin{tabular}{l" + "r" * len(group.rungs) + "}",
+        "\\toprule",
+        " & ".join(["Pre-train"] + [tex_escape(h[0]) for h in headers]) + " \\\\",
+        " & ".join([""] + [f"{{\\scriptsize {tex_escape(f'{h[1]} ({h[2]})')}}}" for h in headers]) + " \\\\",
+        "\\midrule",
+    ]
+    for m in group.methods:
+        cells = [_tex_cell(board, p.name, m, group.metric(p)) for p in group.rungs]
+        lines.append(" & ".join([tex_escape(m)] + cells) + " \\\\")
+    caption = f"{ladder_title(group)}. {ladder_key()}"
+    lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{tex_escape(caption)}}}", "\\end{table*}"]
+    return lines
+
+
+def to_latex(report: Report) -> str:
+    """Returns booktabs tables (complete `table*` floats) of the leaderboard with the quoted rows and the key: one
+    table, or with tasks other than insseg the ladders and one table per task."""
+    board = report.board
+    lines = ["% generated by `bench.py report`; needs \\usepackage{booktabs} and \\usepackage{graphicx} (resizebox)"]
+    for group in ladder(board):
+        lines += _tex_ladder(board, group)
+    for task, protocols in board.task_groups():
+        caption = f"{task_heading(task, protocols)}. {footnote(board)}" if board.shows_tasks else footnote(board)
+        lines += _tex_table(board, protocols, caption)
     return "\n".join(lines) + "\n"
 
 
@@ -585,8 +759,71 @@ def _html_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> s
     return f'<td class="{" ".join(classes)}"><span class="v">{_h(main)}</span>{d}</td>'
 
 
+def _html_leaderboard(board: Leaderboard, protocols: Sequence[ProtocolInfo], table_id: str) -> list[str]:
+    out = [f'<table id="{table_id}"><thead><tr><th class="l" rowspan="2">method</th>']
+    out += [f'<th class="g" colspan="{len(p.metrics)}">{_h(p.name)}</th>' for p in protocols]
+    out.append(
+        "</tr><tr>" + "".join(f"<th>{LABELS[m]}</th>" for p in protocols for m in p.metrics) + "</tr></thead>"
+    )
+    out.append("<tbody>")
+    for m in board.methods:
+        cells = "".join(_html_cell(board, p.name, m, metric) for p in protocols for metric in p.metrics)
+        out.append(f"<tr><td>{_h(m)}</td>{cells}</tr>")
+    out.append("</tbody>")
+    refs = _ref_rows(board, protocols)
+    if refs:
+        out.append('<tbody class="quoted">')
+        for label, by_protocol in refs:
+            cells = "".join(
+                f"<td>{quoted(by_protocol[p.name].metric(metric))}</td>" if p.name in by_protocol else "<td></td>"
+                for p in protocols
+                for metric in p.metrics
+            )
+            out.append(f'<tr class="quoted"><td>{_h(label)} (quoted)</td>{cells}</tr>')
+        out.append("</tbody>")
+    out.append("</table>")
+    return out
+
+
+def _html_ladder(board: Leaderboard, group: LadderGroup, table_id: str) -> list[str]:
+    headers = "".join(
+        f"<th>{_h(rung)}<br><small>{_h(labels)} ({_h(name)})</small></th>"
+        for rung, labels, name in (rung_header(group, p) for p in group.rungs)
+    )
+    out = [f"<h2>{_h(ladder_title(group))}</h2>",
+           f'<table id="{table_id}"><thead><tr><th class="l">method</th>{headers}</tr></thead><tbody>']
+    for m in group.methods:
+        cells = "".join(_html_cell(board, p.name, m, group.metric(p)) for p in group.rungs)
+        out.append(f"<tr><td>{_h(m)}</td>{cells}</tr>")
+    out.append("</tbody></table>")
+    return out
+
+
+def _html_per_class(board: Leaderboard, semantic: bool) -> list[str]:
+    cells = _class_entries(board, semantic)
+    if not cells:
+        return []
+    label, classes = _class_names(board, semantic)
+    table_id = "per-class-iou" if semantic else "per-class"
+    out = [
+        f'<h2>Per-class {label} (mean ± sd over seeds, percent)</h2><table id="{table_id}"><thead><tr>',
+        '<th class="l">protocol / method</th>' + "".join(f"<th>{_h(n)}</th>" for n in classes) + "</tr></thead><tbody>",
+    ]
+    for p, m, c in cells:
+        out.append(
+            f"<tr><td>{_h(protocol_label(board, p))} / {_h(m)}</td>"
+            + "".join(f"<td>{_h(_class_text(c, n))}</td>" for n in classes)
+            + "</tr>"
+        )
+    out.append("</tbody></table>")
+    return out
+
+
 def to_html(report: Report) -> str:
-    """Returns one self-contained HTML page: inline CSS, figures as base64 data URIs, no external resource."""
+    """Returns one self-contained HTML page: inline CSS, figures as base64 data URIs, no external resource.
+
+    Table ids: leaderboard (one table; with tasks other than insseg, leaderboard-<task> per task and ladder-<i> per
+    ladder), per-class, per-class-iou, unsupervised."""
     board = report.board
     out = [
         "<!DOCTYPE html>",
@@ -594,29 +831,16 @@ def to_html(report: Report) -> str:
         f"<title>freepoint-bench leaderboard ({_h(report.source)})</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Leaderboard <small>({_h(report.source)})</small></h1>",
-        '<table id="leaderboard"><thead><tr><th class="l" rowspan="2">method</th>',
     ]
-    out += [f'<th class="g" colspan="3">{_h(p.name)}</th>' for p in board.protocols]
-    out.append(
-        "</tr><tr>" + "".join(f"<th>{LABELS[m]}</th>" for _ in board.protocols for m in METRICS) + "</tr></thead>"
-    )
-    out.append("<tbody>")
-    for m in board.methods:
-        cells = "".join(_html_cell(board, p.name, m, metric) for p in board.protocols for metric in METRICS)
-        out.append(f"<tr><td>{_h(m)}</td>{cells}</tr>")
-    out.append("</tbody>")
-    refs = _ref_rows(board)
-    if refs:
-        out.append('<tbody class="quoted">')
-        for label, by_protocol in refs:
-            cells = "".join(
-                f"<td>{quoted(by_protocol[p.name].metric(metric))}</td>" if p.name in by_protocol else "<td></td>"
-                for p in board.protocols
-                for metric in METRICS
-            )
-            out.append(f'<tr class="quoted"><td>{_h(label)} (quoted)</td>{cells}</tr>')
-        out.append("</tbody>")
-    out.append("</table>")
+    groups = ladder(board)
+    for i, group in enumerate(groups):
+        out += _html_ladder(board, group, f"ladder-{i}")
+    if groups:
+        out.append(f'<p class="key">{_h(ladder_key())}</p>')
+    for task, protocols in board.task_groups():
+        if board.shows_tasks:
+            out.append(f"<h2>{_h(task_heading(task, protocols))}</h2>")
+        out += _html_leaderboard(board, protocols, f"leaderboard-{task}" if board.shows_tasks else "leaderboard")
     out.append(f'<p class="key">{_h(footnote(board))}</p>')
     sources = sorted({f"{r.source}: {r.setting}" for refs in board.references.values() for r in refs})
     if sources:
@@ -624,21 +848,7 @@ def to_html(report: Report) -> str:
     notes = entry_notes(board)
     if notes:
         out.append('<h2>Notes</h2><ul class="notes">' + "".join(f"<li>{_h(n)}</li>" for n in notes) + "</ul>")
-    cells = _class_entries(board)
-    if cells:
-        out.append('<h2>Per-class AP (mean ± sd over seeds, percent)</h2><table id="per-class"><thead><tr>')
-        out.append(
-            '<th class="l">protocol / method</th>'
-            + "".join(f"<th>{_h(n)}</th>" for n in board.classes)
-            + "</tr></thead><tbody>"
-        )
-        for p, m, c in cells:
-            out.append(
-                f"<tr><td>{_h(p)} / {_h(m)}</td>"
-                + "".join(f"<td>{_h(_class_text(c, n))}</td>" for n in board.classes)
-                + "</tr>"
-            )
-        out.append("</tbody></table>")
+    out += _html_per_class(board, semantic=False) + _html_per_class(board, semantic=True)
     for name, title in FIGURES.items():
         if name in report.figures:
             data = base64.b64encode(report.figures[name]).decode("ascii")

@@ -179,3 +179,86 @@ BEST = {
     ("s3dis-20pct-masks", "ap25"): "scratch",
 }
 CONFLICT_REASON = "protocol_hash differs (seed 0 → aaaaaaaaaaaa; seed 1 → bbbbbbbbbbbb)"
+
+
+# ------------------------------------------------------------------------------------------ the probe ladder
+
+# A store of every task on S3DIS Area 5 for scratch and two methods, 3 seeds each (every protocol on the same
+# evaluated scenes, so they form one ladder). protocol -> (task, unit, fraction).
+LADDER_PROTOCOLS = {
+    "s3dis-linear": ("linear", "full", 1.0),
+    "s3dis-10pct-masks-frozen": ("insseg-frozen", "masks", 0.1),
+    "s3dis-10pct-scenes-semseg": ("semseg", "scenes", 0.1),
+    "s3dis-20pct-scenes-semseg": ("semseg", "scenes", 0.2),
+    "s3dis-10pct-masks": ("insseg", "masks", 0.1),
+}
+LADDER_METHODS = ("scratch", "freepoint", "pointcontrast")
+# (protocol, method) -> per seed 0, 1, 2: the task's three metrics (semantic: miou, macc, all_acc; instance: ap,
+# ap50, ap25), fractions 0..1. Hand-worked Δ (percentage points) and paired t over the 3 seeds (df = 2) in comments.
+LADDER_VALUES = {
+    # scratch mIoU 20, 22, 24 -> 22.0 ± 2.0; mAcc 31.0 ± 1.0; allAcc 62.0 ± 2.0
+    ("s3dis-linear", "scratch"): [(0.20, 0.30, 0.60), (0.22, 0.31, 0.62), (0.24, 0.32, 0.64)],
+    # mIoU 30, 33, 33: differences 10, 11, 9 -> Δ +10.0, t = 17.32, p = 0.0033 (**); mAcc 36, 36, 39: differences
+    # 6, 5, 7 -> Δ +6.0, t = 10.39, p = 0.0091 (**); allAcc 63, 61, 67: differences 3, -1, 3 -> Δ +1.7, p = 0.34
+    ("s3dis-linear", "freepoint"): [(0.30, 0.36, 0.63), (0.33, 0.36, 0.61), (0.33, 0.39, 0.67)],
+    # mIoU 22, 25, 28: differences 2, 3, 4 -> Δ +3.0, t = 5.196, p = 0.035 (*); mAcc 31, 31, 33: differences 1, 0, 1
+    # -> Δ +0.7, t = 2, p = 0.18; allAcc equal to scratch's: Δ +0.0, p = 1
+    ("s3dis-linear", "pointcontrast"): [(0.22, 0.31, 0.60), (0.25, 0.31, 0.62), (0.28, 0.33, 0.64)],
+    # AP 10, 12, 14 -> 12.0 ± 2.0
+    ("s3dis-10pct-masks-frozen", "scratch"): [(0.10, 0.20, 0.30), (0.12, 0.22, 0.32), (0.14, 0.24, 0.34)],
+    # AP 15, 18, 17: differences 5, 6, 3 -> Δ +4.7, sd 1.528, t = 5.29, p = 0.034 (*)
+    ("s3dis-10pct-masks-frozen", "freepoint"): [(0.15, 0.25, 0.35), (0.18, 0.27, 0.37), (0.17, 0.29, 0.38)],
+    # AP 10, 13, 13: differences 0, 1, -1 -> Δ +0.0, p = 1.0
+    ("s3dis-10pct-masks-frozen", "pointcontrast"): [(0.10, 0.20, 0.30), (0.13, 0.21, 0.31), (0.13, 0.25, 0.33)],
+    # mIoU 40, 42, 44 -> 42.0 ± 2.0
+    ("s3dis-10pct-scenes-semseg", "scratch"): [(0.40, 0.50, 0.80), (0.42, 0.50, 0.81), (0.44, 0.53, 0.82)],
+    # mIoU 46, 49, 49: differences 6, 7, 5 -> Δ +6.0, t = 10.39, p = 0.0091 (**)
+    ("s3dis-10pct-scenes-semseg", "freepoint"): [(0.46, 0.55, 0.81), (0.49, 0.56, 0.80), (0.49, 0.58, 0.85)],
+    # mIoU 41, 42, 46: differences 1, 0, 2 -> Δ +1.0, t = 1.732, p = 0.23
+    ("s3dis-10pct-scenes-semseg", "pointcontrast"): [(0.41, 0.50, 0.80), (0.42, 0.51, 0.81), (0.46, 0.53, 0.82)],
+    # mIoU 50, 52, 54 -> 52.0 ± 2.0
+    ("s3dis-20pct-scenes-semseg", "scratch"): [(0.50, 0.60, 0.85), (0.52, 0.62, 0.86), (0.54, 0.64, 0.87)],
+    # mIoU 55, 58, 57: differences 5, 6, 3 -> Δ +4.7, p = 0.034 (*)
+    ("s3dis-20pct-scenes-semseg", "freepoint"): [(0.55, 0.65, 0.86), (0.58, 0.66, 0.87), (0.57, 0.66, 0.89)],
+    ("s3dis-20pct-scenes-semseg", "pointcontrast"): [(0.51, 0.60, 0.85), (0.52, 0.63, 0.86), (0.56, 0.64, 0.87)],
+}
+# the insseg rung: RUNS' s3dis-10pct-masks cells of the same methods (freepoint AP Δ +6.0**, pointcontrast +3.0*)
+LADDER_VALUES.update(
+    {
+        ("s3dis-10pct-masks", m): [RUNS[("s3dis-10pct-masks", m, s)][:3] for s in range(3)]
+        for m in LADDER_METHODS
+    }
+)
+
+
+def ladder_metrics(protocol: str, method: str, seed: int) -> dict:
+    """Returns the metrics block of one ladder cell: the task's metrics and per_class (semantic: chair and floor,
+    IoU = mIoU ∓ 0.1, acc = mAcc; instance: RUNS' per-class AP for s3dis-10pct-masks, else chair = AP)."""
+    task = LADDER_PROTOCOLS[protocol][0]
+    a, b, c = LADDER_VALUES[(protocol, method)][seed]
+    if task in ("linear", "semseg"):
+        per_class = {"chair": {"iou": a - 0.1, "acc": b}, "floor": {"iou": a + 0.1, "acc": b}}
+        return {"miou": a, "macc": b, "all_acc": c, "per_class": per_class}
+    if protocol in FRACTION:
+        classes = RUNS[(protocol, method, seed)][3]
+    else:
+        classes = {"chair": a}
+    per_class = {k: {"ap": v, "ap50": v, "ap25": v} for k, v in classes.items()}
+    return {"ap": a, "ap50": b, "ap25": c, "per_class": per_class}
+
+
+def write_ladder_store(root: Path, protocols=tuple(LADDER_PROTOCOLS)) -> Path:
+    """Writes the ladder store's cells of `protocols` (every one by default) under root; returns root."""
+    for protocol in protocols:
+        task, unit, fraction = LADDER_PROTOCOLS[protocol]
+        for method in LADDER_METHODS:
+            for seed in range(3):
+                doc = result_record("s3dis-10pct-masks", method, seed, (0, 0, 0, {}), HASH_A, SPLIT_10)
+                doc.update(protocol=protocol, unit=unit, fraction=fraction,
+                           metrics=ladder_metrics(protocol, method, seed))
+                if task != "insseg":  # as the harness writes it: no task field for insseg
+                    doc["task"] = task
+                path = root / protocol / method / f"seed-{seed}" / "result.json"
+                path.parent.mkdir(parents=True)
+                path.write_text(json.dumps(doc))
+    return root

@@ -255,7 +255,7 @@ def test_null_metric_counts_as_missing_not_zero(tmp_path):
     assert stat.values == {0: 0.30, 1: 0.32} and stat.mean == pytest.approx(0.31)
 
 
-def test_semantic_task_cells_are_left_out_of_the_ap_tables_with_a_note(tmp_path):
+def test_semantic_task_cells_get_their_own_columns_beside_the_ap_tables(tmp_path):
     from freepoint_bench.report import build_report
     from freepoint_bench.report.render import to_markdown
     from freepoint_bench.results import ResultRecord, write_result
@@ -267,9 +267,16 @@ def test_semantic_task_cells_are_left_out_of_the_ap_tables_with_a_note(tmp_path)
         write_result(root / "s3dis-linear" / method / "seed-0" / "result.json",
                      ResultRecord(protocol="s3dis-linear", protocol_hash="c" * 64, split_sha256="", method=method,
                                   seed=0, metrics=metrics, task="linear", dataset="s3dis", unit="full"))
-    board = build_leaderboard(load_results(root))  # raised KeyError: 'ap' before
-    assert [p.name for p in board.protocols] == [p.name for p in before.protocols]
-    assert board.methods == before.methods and board.entries.keys() == before.entries.keys()
-    note = "s3dis-linear: linear results (mIoU / mAcc / allAcc) are not in these instance-segmentation tables"
-    assert any(n.startswith(note) for n in board.notes)
-    assert note in to_markdown(build_report(board))
+    board = build_leaderboard(load_results(root))  # raised KeyError: 'ap' before semantic cells were left out
+    # the linear rung comes first (cheapest), scored by its own metrics; the AP entries are what they were
+    assert [p.name for p in board.protocols] == ["s3dis-linear"] + [p.name for p in before.protocols]
+    assert board.methods == ["scratch", *sorted(before.methods[1:] + ["linear-only-method"])]
+    for key, entry in before.entries.items():
+        assert board.entries[key].metrics == entry.metrics and board.entries[key].status == entry.status
+    linear = board.entry("s3dis-linear", "linear-only-method")
+    assert list(linear.metrics) == ["miou", "macc", "all_acc"] and linear.metrics["miou"].values == {0: 0.5}
+    assert linear.metrics["miou"].paired.delta == 0 and board.semantic_classes == ["chair"]
+    assert board.entry("s3dis-10pct-masks", "linear-only-method").status == "missing"
+    text = to_markdown(build_report(board))
+    assert "## Linear probe, frozen backbone (linear): mIoU / mAcc / allAcc" in text
+    assert "not in these instance-segmentation tables" not in text

@@ -76,3 +76,25 @@ def test_page_text_holds_the_numbers(page, tmp_path):
         assert f"<td>{quoted}</td>" in dom
     assert "conflict: not averaged †" in dom and "missing" in dom
     assert dom.count("data:image/png;base64,") == 2
+
+
+def test_ladder_page_renders_with_its_numbers(tmp_path):
+    from report_fixtures import write_ladder_store
+
+    browser = _browser()
+    report = build_report(build_leaderboard(load_results(write_ladder_store(tmp_path / "results"))))
+    (page,) = write_report(report, ["html"], tmp_path / "out")
+    proc = _run(browser, tmp_path / "profile", "--dump-dom", page.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    for table in ("ladder-0", "leaderboard-linear", "leaderboard-insseg-frozen", "leaderboard-semseg",
+                  "leaderboard-insseg", "per-class-iou"):
+        assert f'<table id="{table}">' in dom, table
+    for text in ("32.0 ± 1.7", "n=3 · Δ +10.0**", "16.7 ± 1.5", "n=3 · Δ +4.7*", "<th>mIoU</th>", "<th>allAcc</th>"):
+        assert text in dom, text
+    assert dom.count("data:image/png;base64,") == 3
+    shot = tmp_path / "shot.png"
+    proc = _run(browser, tmp_path / "profile2", "--window-size=1400,1600", f"--screenshot={shot}", page.as_uri())
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    ink = (image.imread(shot)[..., :3].mean(axis=2) < 0.6).mean()
+    assert 0.005 < ink < 0.5, f"page looks blank or black: {ink:.4f} of pixels dark"

@@ -91,3 +91,16 @@ def test_compare_json_feeds_the_unsupervised_leaderboard(bench_cli, tmp_path, mo
     assert code == 0 and "Unsupervised class-agnostic instance segmentation" in stdout
     for row in doc["rows"]:
         assert f"{100 * row['ap']:.1f}" in stdout
+
+
+def test_report_of_a_ladder_store(bench_cli, tmp_path, monkeypatch):
+    from report_fixtures import write_ladder_store
+
+    monkeypatch.setattr("freepoint_bench.cli.console.width", 250)
+    out = tmp_path / "report"
+    code, stdout, _ = bench_cli("report", "--results", write_ladder_store(tmp_path / "results"), "--out", out)
+    assert code == 0
+    assert "Ladder: s3dis, 1 eval scenes" in stdout and "s3dis-linear (linear: s3dis, full, 100% labels)" in stdout
+    assert "32.0 ± 1.7" in stdout and "n=3 · Δ +10.0**" in stdout and "mIoU" in stdout
+    for name in ("ladder.csv", "per-class-iou.csv", "per-class-iou-heatmap.png", "label-efficiency.png"):
+        assert (out / name).is_file() and f"wrote {out / name}" in stdout
