@@ -35,7 +35,12 @@ class CSCConfig(BaseModel):
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
     views: PairViewConfig = PairViewConfig()  # how the two views are cut; views.source frames: RGB-D pairs
-    optim: OptimConfig = OptimConfig(decay_every=1000)  # SGD 0.1 / 0.8, ExpLR 0.99 every 1000 steps (script)
+    # SGD 0.1 / 0.8; ExponentialLR(opt.exp_gamma 0.99) stepped every trainer.lr_update_freq = 1000 iterations
+    # of trainer.batch_size = 32 scenes over misc.num_gpus = 8 (scripts/pretrain_sparseconv.sh; the step:
+    # lib/ddp_trainer.py PointNCELossTrainer.train; ddp_train.py gives each GPU 32 / 8). reference_batch 32 counts
+    # the decay in samples seen (at batch 4 on one device, counted in steps, it fell to ~3e-4 of its start over
+    # the paper preset's run: issue 29); the extra step at iteration 1 (a factor 0.99) is left out.
+    optim: OptimConfig = OptimConfig(decay_every=1000, reference_batch=32)
     epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
     temperature: float = Field(0.4, gt=0)  # misc.nceT
     num_points: int = Field(4096, ge=2)  # misc.npos: matched points sampled per scene

@@ -34,7 +34,14 @@ class PointContrastConfig(BaseModel):
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
     views: PairViewConfig = PairViewConfig()  # how the two views are cut; views.source frames: RGB-D pairs
-    optim: OptimConfig = OptimConfig()  # SGD lr 0.1, momentum 0.8, ExpLR 0.99 every 250 steps (launch script)
+    # SGD lr 0.1, momentum 0.8; ExponentialLR(opt.exp_gamma 0.99) stepped every trainer.lr_update_freq = 250
+    # iterations of trainer.batch_size = 32 scenes (pretrain/pointcontrast/ddp_train_local_scannet.sh; the step:
+    # lib/ddp_trainer.py PointNCELossTrainer.train; 32 is the global batch, ddp_data_loaders.make_data_loader
+    # gives each of misc.num_gpus = 8 GPUs 32 // 8). reference_batch 32 counts the decay in samples seen, so the
+    # rate falls as the original's over the same samples on any batch and device count (at batch 4 on one device
+    # it fell to ~4e-9 of its start over the paper preset's run when counted in steps: issue 29). The original's
+    # extra scheduler step at iteration 1 (a constant factor 0.99) is left out.
+    optim: OptimConfig = OptimConfig(reference_batch=32)
     epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
     temperature: float = Field(0.4, gt=0)  # misc.nceT of the launch scripts (defaults.yaml: 0.07)
     num_pairs: int = Field(4096, ge=2)  # misc.npos: matched points per batch

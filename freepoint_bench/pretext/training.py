@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -56,8 +56,13 @@ STAGE = "train"
 class OptimConfig(BaseModel):
     """Optimiser and per-step LR schedule of a baseline (SGD as PointContrast / CSC / DepthContrast).
 
-    exponential: lr * gamma ** (step // decay_every) (PointContrast's ExpLR stepped every lr_update_freq
-    iterations); cosine: from lr down to final_lr over the run (DepthContrast); constant: lr throughout.
+    exponential: lr * gamma ** (k // decay_every) (PointContrast's and CSC's ExponentialLR, stepped every
+    lr_update_freq iterations), where k counts optimiser steps, or with reference_batch set, steps of that global
+    batch: k = samples seen // reference_batch = step * global batch // reference_batch. The originals' decay is
+    calibrated to their global batch of 32; counted in this run's steps, a run at batch 4 on one device (8x the
+    steps for the same samples) decays 8x as often. With reference_batch the rate is the original's function of
+    samples seen on any batch size, device count and accumulation. cosine: from lr down to final_lr over the run
+    (DepthContrast), the same function of the run's fraction whatever the batch; constant: lr throughout.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -71,9 +76,31 @@ class OptimConfig(BaseModel):
     gamma: float = Field(0.99, gt=0, le=1)  # ExpLR factor (PointContrast / CSC opt.exp_gamma)
     decay_every: int = Field(250, ge=1)  # steps between ExpLR factors (their launch scripts' lr_update_freq)
     final_lr: float = Field(0.0, ge=0)  # cosine end point (DepthContrast: base_lr / 1000)
+    # global batch (scenes per optimiser step, all devices) that decay_every's steps are counted at; None: this
+    # run's own optimiser steps. Left out of the config's record at None, so configs without it keep their ids.
+    reference_batch: int | None = Field(None, ge=1)
 
-    def build(self, params: Any, total_steps: int) -> Any:
-        """Returns Lightning's optimizer (and per-step scheduler) config over `params` for a run of total_steps."""
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("reference_batch", 0) is None:
+            del data["reference_batch"]
+        return data
+
+    def lr_factor(self, step: int, global_batch: int, total_steps: int) -> float:
+        """Returns the factor on lr after `step` optimiser steps of `global_batch` scenes in a run of total_steps."""
+        if self.schedule == "constant":
+            return 1.0
+        if self.schedule == "exponential":
+            k = step if self.reference_batch is None else step * global_batch // self.reference_batch
+            return self.gamma ** (k // self.decay_every)
+        total = max(int(total_steps), 1)
+        floor = self.final_lr / self.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+    def build(self, params: Any, total_steps: int, global_batch: int) -> Any:
+        """Returns Lightning's optimizer (and per-step scheduler) config over `params` for a run of total_steps
+        optimiser steps of `global_batch` scenes each (see global_batch)."""
         if self.optimizer == "sgd":
             optimizer = torch.optim.SGD(
                 params, lr=self.lr, momentum=self.momentum, dampening=self.dampening, weight_decay=self.weight_decay
@@ -82,13 +109,8 @@ class OptimConfig(BaseModel):
             optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.schedule == "constant":
             return optimizer
-        total = max(int(total_steps), 1)
-        if self.schedule == "exponential":
-            factor: Callable[[int], float] = lambda step: self.gamma ** (step // self.decay_every)  # noqa: E731
-        else:
-            floor = self.final_lr / self.lr
-            factor = lambda step: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: self.lr_factor(step, global_batch, total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -171,7 +193,14 @@ class BackboneModule(LossTrackingModule):
 
     def configure_optimizers(self) -> Any:
         """Returns the OptimConfig's optimiser and schedule over the run's steps."""
-        return self.optim.build(self.trainable_parameters(), int(self.trainer.estimated_stepping_batches))
+        return self.optim.build(self.trainable_parameters(), int(self.trainer.estimated_stepping_batches),
+                                global_batch(self.trainer, self.preset.batch_size))
+
+
+def global_batch(trainer: pl.Trainer, batch_size: int) -> int:
+    """Returns the scenes one optimiser step of `trainer` sees at `batch_size` per device: batch_size x devices x
+    nodes x accumulated batches (nominal: an epoch's short last batch counts as a full one)."""
+    return int(batch_size) * int(trainer.world_size) * int(trainer.accumulate_grad_batches)
 
 
 # ---------------------------------------------------------------------------------------------- training
