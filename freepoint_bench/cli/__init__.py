@@ -10,6 +10,7 @@ import warnings
 
 import typer
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from freepoint_bench.cli import checkpoints, data, evaluate, pretrain, protocols, pseudo_labels, report, run, tune
 from freepoint_bench.cli.common import DatasetOpt, console, err_console
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="bench.py")  # usage errors: typer prints them and exits 2
     except FreePointError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: rich would take a message's "[trackers]" (pip install 'freepoint-bench[trackers]') for markup
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except OSError as e:  # a write outside atomic.py (e.g. Lightning's checkpoints) on a full or read-only disk
         if e.errno not in _WRITE_ERRNOS:

@@ -52,6 +52,21 @@ ResultsOpt = Annotated[Path, typer.Option("--results", help="Results store: <res
 SplitsOpt = Annotated[Path | None, typer.Option(
     "--splits", help="Folder of the splits frozen from your data, <protocol>.json (default: <results>/splits; "
     "the shipped, pinned splits are read from the protocols folder).")]
+LoggerOpt = Annotated[str, typer.Option(
+    "--logger", help="Experiment tracker every training stage logs to as well: csv (its CSV log alone, the "
+    "default), tensorboard, wandb (offline unless WANDB_MODE says otherwise) or mlflow (a local file store); the "
+    "last three need: pip install 'freepoint-bench[trackers]'.")]
+LoggerDirOpt = Annotated[Path | None, typer.Option(
+    "--logger-dir", help="One folder for every stage's and cell's tracker logs (default: each stage's own, "
+    "<stage folder>/logs/<logger>).")]
+
+
+def tracker_option(kind: str, save_dir: Path | None):
+    """Returns the engine.loggers.Tracker of --logger / --logger-dir; ConfigError for an unknown logger or a
+    missing package, before anything is prepared or trained."""
+    from freepoint_bench.engine.loggers import make_tracker
+
+    return make_tracker(kind, save_dir)
 
 
 def progress_bars(disable: bool = False) -> Progress:

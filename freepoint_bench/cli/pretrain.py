@@ -13,6 +13,8 @@ from freepoint_bench.cli.common import (
     DEFAULT_CACHE,
     CacheOpt,
     DatasetOpt,
+    LoggerDirOpt,
+    LoggerOpt,
     RootOpt,
     ScenesOpt,
     console,
@@ -20,6 +22,7 @@ from freepoint_bench.cli.common import (
     progress_bars,
     select_split,
     stage_bars,
+    tracker_option,
 )
 from freepoint_bench.errors import ConfigError
 
@@ -55,6 +58,8 @@ def pretrain_cmd(
     label_workers: Annotated[int | None, typer.Option(
         "--workers", "-j", help="Processes for what a method derives before training: FreePoint's pseudo labels, "
         "the frame-pair index of views.source=frames (default: the cores available).")] = None,
+    logger: LoggerOpt = "csv",
+    logger_dir: LoggerDirOpt = None,
 ) -> None:
     """Pretrain a backbone with a pretext method (FreePoint: pseudo masks, then two-step training)."""
     from freepoint_bench.engine.trainer import check_devices
@@ -65,6 +70,7 @@ def pretrain_cmd(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite: give one (continue the run in --out, or discard it)")
     check_devices(devices, nodes)  # also for methods that do not train (scratch), so a typo is never ignored
+    tracker = tracker_option(logger, logger_dir)
     impl = get_method(method)
     fields = parse_overrides(overrides or [])
     if epochs is not None:
@@ -96,6 +102,7 @@ def pretrain_cmd(
             label_workers=label_workers,
             devices=devices,
             nodes=nodes,
+            tracker=tracker,
         )
     if not is_zero:
         return

@@ -11,6 +11,8 @@ from rich.table import Table
 from freepoint_bench.cli.common import (
     DEFAULT_CACHE,
     CacheOpt,
+    LoggerDirOpt,
+    LoggerOpt,
     ProtocolsDirOpt,
     ResultsOpt,
     RootOpt,
@@ -19,6 +21,7 @@ from freepoint_bench.cli.common import (
     fmt_pct,
     progress_bars,
     stage_bars,
+    tracker_option,
     words,
 )
 from freepoint_bench.errors import ConfigError
@@ -46,7 +49,7 @@ def _print_cells(rows: list[tuple], title: str) -> None:
 
 def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
                  pretrain_overrides, pretrain_dataset, pretrain_root, force, given=None, runs=Path("runs"),
-                 eval_device=None, splits=None):
+                 eval_device=None, splits=None, tracker=None):
     from freepoint_bench.engine.devices import resolve_device
     from freepoint_bench.freepoint.config import parse_overrides
     from freepoint_bench.harness.run import RunOptions
@@ -57,7 +60,7 @@ def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overr
                       preset=preset, overrides=parse_overrides(overrides or []), pretrain_preset=pretrain_preset,
                       pretrain_overrides=parse_overrides(pretrain_overrides or []),
                       pretrain_dataset=pretrain_dataset, pretrain_root=pretrain_root, given=given or {}, force=force,
-                      runs=runs, eval_device=eval_device, splits=splits)
+                      runs=runs, eval_device=eval_device, splits=splits, tracker=tracker)
 
 
 def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
@@ -159,6 +162,8 @@ def finetune_cmd(
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
     eval_device: EvalDeviceOpt = None,
+    logger: LoggerOpt = "csv",
+    logger_dir: LoggerDirOpt = None,
 ) -> None:
     """Fine-tune a pretrained backbone under a protocol, evaluate it, write result.json per seed."""
     from freepoint_bench.harness.run import Task, finetune_checkpoints, run_task
@@ -167,7 +172,7 @@ def finetune_cmd(
     method, given = finetune_checkpoints(checkpoint or [], method)
     # scratch is built from the fine-tuning model's preset (harness.run.pretrain_config), never another one
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, None, None, None,
-                        None, force, given, runs, eval_device, splits)
+                        None, force, given, runs, eval_device, splits, tracker_option(logger, logger_dir))
     rows = []
     with progress_bars() as progress:
         cb = stage_bars(progress)
@@ -223,6 +228,8 @@ def run_cmd(
     throughput: Annotated[Path | None, typer.Option(
         "--throughput", help="Measured throughput table (JSON) for --plan's GPU-hours (default: "
                              "benchmarks/device/throughput.json when present).")] = None,
+    logger: LoggerOpt = "csv",
+    logger_dir: LoggerDirOpt = None,
 ) -> None:
     """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
     from freepoint_bench.harness.run import (
@@ -248,7 +255,8 @@ def run_cmd(
     if shard_arg is not None:
         tasks = take_shard(tasks, *parse_shard(shard_arg))
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
-                        pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs, eval_device, splits)
+                        pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs, eval_device, splits,
+                        tracker_option(logger, logger_dir))
     if plan_only:
         _print_plan(tasks, opts, throughput, elsewhere=launcher == "slurm")
         return

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, Logger
 
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import ConfigError
@@ -121,8 +121,11 @@ def make_trainer(
     enable_progress_bar: bool = True,
     callbacks: Sequence[Callback] = (),
     log_every_n_steps: int = 10,
+    logger: Logger | None = None,
 ) -> pl.Trainer:
     """Returns a Lightning Trainer writing `lightning/last.ckpt` (every epoch) and CSV logs under `out_dir`.
+
+    logger: an experiment tracker's logger (engine.loggers) that gets every metric too, besides the CSV log.
 
     CPU: accelerator cpu, full precision. GPU: the preset's precision (mixed by default) and Lightning's
     DDP strategy when devices * nodes > 1; under SLURM Lightning detects the cluster environment itself.
@@ -150,6 +153,7 @@ def make_trainer(
         save_on_train_epoch_end=True,
     )
     all_callbacks: list[Callback] = [checkpoint, *callbacks]
+    csv = CSVLogger(out_dir, name="logs")  # one version_<n> folder per (re)start
     if enable_progress_bar:
         all_callbacks.append(RichProgressBar(leave=True))
     return pl.Trainer(
@@ -160,7 +164,7 @@ def make_trainer(
         precision=precision,
         max_epochs=max_epochs,
         default_root_dir=out_dir,
-        logger=CSVLogger(out_dir, name="logs"),  # one version_<n> folder per (re)start
+        logger=csv if logger is None else [csv, logger],
         callbacks=all_callbacks,
         enable_progress_bar=enable_progress_bar,
         enable_model_summary=False,

@@ -34,6 +34,7 @@ import numpy as np
 from freepoint_bench.atomic import checksum_ok, open_lock, save_npz, with_checksum, write_json
 from freepoint_bench.engine.checkpoints import code_version, environment
 from freepoint_bench.engine.devices import resolve_device
+from freepoint_bench.engine.loggers import Tracker, stage_logger
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.finetune import (
     FinetuneConfig,
@@ -182,12 +183,15 @@ def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
 
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,
              protocols_dir: str | Path | None = None, splits_dir: str | Path | None = None, force: bool = False,
-             progress: ProgressFn | None = None, eval_device: str | None = None) -> tuple[str, Path]:
+             progress: ProgressFn | None = None, eval_device: str | None = None,
+             tracker: Tracker | None = None) -> tuple[str, Path]:
     """Computes one cell into the results store; returns (status, result path).
 
     status: "done" (computed now), "skipped" (already finished), "busy" (another process holds its lock).
     eval_device: where the evaluation scenes are predicted (auto, cpu, cuda, cuda:<i>); None: on the device
     each fold trained on. protocols_dir / splits_dir: where the split file is read (protocol.load_split).
+    tracker: the experiment tracker each fold's training logs to (engine.loggers; run <protocol>/<method>/seed-<k>,
+    version fold-<f>), beside its CSV log.
     """
     spec = cell.protocol
     # a GPU this machine lacks is refused before anything trains
@@ -221,6 +225,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
         write_json(record_file, record)
         t0 = time.perf_counter()
         task = _TaskSteps(spec)
+        cell_name = f"{spec.name}/{cell.method}/seed-{cell.seed}"
         folds, pooled, train_seconds, train_steps = [], {}, 0.0, 0
         for f in range(spec.num_folds):
             data = fold_data(spec, names, split, f)
@@ -240,7 +245,8 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
                 module, trained_on = train_fold(store, data.train, task.targets(data.kept_masks), config,
                                                 num_classes=len(task.class_ids), init_backbone=ckpt,
                                                 seed=cell.seed, work_dir=work, progress=progress,
-                                                stage=f"{stage}: train", task=spec.task)
+                                                stage=f"{stage}: train", task=spec.task,
+                                                logger=stage_logger(tracker, work, cell_name, f"fold-{f}"))
                 seconds = time.perf_counter() - t_train
                 preds = task.predict(module.segmenter, store, data.eval, config, progress, stage=f"{stage}: predict",
                                      device=trained_on if predict_on is None else predict_on)

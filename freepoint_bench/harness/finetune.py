@@ -302,14 +302,15 @@ def task_module(store: Any, names: Sequence[str], targets: ProtocolTargets | Sem
 
 def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets | SemanticTargets, config: FinetuneConfig,
                *, num_classes: int, init_backbone: str | Path | None, seed: int, work_dir: str | Path,
-               progress: ProgressFn | None = None, stage: str = "finetune",
-               task: str = DEFAULT_TASK) -> tuple[SegmenterModule | SemanticModule, torch.device]:
+               progress: ProgressFn | None = None, stage: str = "finetune", task: str = DEFAULT_TASK,
+               logger: Any = None) -> tuple[SegmenterModule | SemanticModule, torch.device]:
     """Returns (the module after fine-tuning on `names`, resuming from work_dir's last.ckpt when present; the
     device it trained on, where its evaluation belongs).
 
     task: insseg / insseg-frozen take ProtocolTargets and give a SegmenterModule; semseg / linear take
     SemanticTargets and give a SemanticModule (num_classes: the segmentation classes). The backbone is loaded from
-    init_backbone before it is frozen (insseg-frozen, linear).
+    init_backbone before it is frozen (insseg-frozen, linear). logger: an experiment tracker's Lightning logger
+    (engine.loggers) beside work_dir's CSV log.
     The device is the trainer's, not the module's: Lightning's teardown moves the module back to the CPU."""
     preset = config.train.with_(seed=seed)
     module, datamodule = task_module(store, names, targets, config, preset, num_classes=num_classes, task=task)
@@ -320,7 +321,8 @@ def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets | Sema
     if ckpt is not None:
         log.info("%s: resuming fine-tuning from %s", work_dir, ckpt)
     callbacks = [module.progress_callback(progress, stage, config.epochs)] if progress is not None else []
-    trainer = make_trainer(preset, work_dir, config.epochs, enable_progress_bar=False, callbacks=callbacks)
+    trainer = make_trainer(preset, work_dir, config.epochs, enable_progress_bar=False, callbacks=callbacks,
+                           logger=logger)
     fit(trainer, module, datamodule, ckpt_path=ckpt)
     return module, trainer.strategy.root_device
 

@@ -30,6 +30,7 @@ from typing import Any
 from freepoint_bench.atomic import open_lock, stable_hash
 from freepoint_bench.data import catalogue
 from freepoint_bench.data.open import open_dataset
+from freepoint_bench.engine.loggers import Tracker
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.harness.cells import Cell, run_cell
 from freepoint_bench.harness.finetune import FINETUNE_PRESETS, FinetuneConfig, class_vocabulary, finetune_config
@@ -81,6 +82,7 @@ class RunOptions:
     given: dict[str, list[Path]] = field(default_factory=dict)  # method → checkpoint per fold (or one for all)
     force: bool = False
     eval_device: str | None = None  # where cells predict their evaluation scenes (None: where each fold trained)
+    tracker: Tracker | None = None  # experiment tracker of every training stage (None: their CSV logs alone)
 
     @property
     def splits_dir(self) -> Path:
@@ -326,7 +328,7 @@ def pretrain_checkpoint(method: str, store: Any, names: Sequence[str], opts: Run
         return _PRETRAINED[memo]  # this process made or resumed it already (every seed and protocol reuses it)
     with _exclusive(run_dir.parent / f".{run_dir.name}.lock"):
         result = impl.pretrain(store, config, run_dir, names=sorted(names), resume=True,
-                               checkpoints_dir=opts.checkpoints, progress=progress)
+                               checkpoints_dir=opts.checkpoints, progress=progress, tracker=opts.tracker)
     _PRETRAINED[memo] = Path(result.backbone)
     return _PRETRAINED[memo]
 
@@ -428,7 +430,7 @@ def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -
     checkpoints = fold_checkpoints(task, spec, store, names, opts, progress)
     return run_cell(Cell(spec, task.method, task.seed, checkpoints), store, names, config, opts.results,
                     protocols_dir=opts.protocols_dir, splits_dir=opts.splits_dir, force=opts.force, progress=progress,
-                    eval_device=opts.eval_device)
+                    eval_device=opts.eval_device, tracker=opts.tracker)
 
 
 def cell_config(spec: ProtocolSpec, opts: RunOptions) -> FinetuneConfig:

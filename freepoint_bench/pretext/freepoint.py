@@ -35,6 +35,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.config import apply_overrides, route_bare, validated
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
+from freepoint_bench.engine.loggers import Tracker
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.presets import TrainPreset, get_preset, preset_values
 from freepoint_bench.engine.trainer import check_devices
@@ -201,6 +202,7 @@ class FreePointPretext:
         nodes: int = 1,
         enable_progress_bar: bool = False,
         callbacks: list | None = None,
+        tracker: Tracker | None = None,
     ) -> PretrainResult:
         """Returns the backbone and segmenter checkpoints after pseudo-labelling and two-step training.
 
@@ -212,7 +214,8 @@ class FreePointPretext:
         checkpoints_dir: where the final `.ckpt` files and `index.json` go. label_dir: reuse (or write)
         pseudo labels there instead of out_dir/pseudo-labels. label_workers: processes rank 0 labels with;
         label_wait_s: how long the other ranks wait on rank 0's silence (cache_pseudo_labels). callbacks: extra
-        Lightning callbacks.
+        Lightning callbacks. tracker: the experiment tracker (engine.loggers) both steps log to (versions step1,
+        step2 of the run folder's name).
         """
         out_dir = Path(out_dir)
         names = sorted(names if names is not None else store.names("train"))
@@ -254,7 +257,7 @@ class FreePointPretext:
             step_metrics[stage] = train_stage(
                 module, datamodule, out_dir / stage, epochs, meta, resume=resume, devices=devices, nodes=nodes,
                 progress=progress, stage=stage, enable_progress_bar=enable_progress_bar,
-                callbacks=list(callbacks or []), part="segmenter", stage_metrics=recorded)
+                callbacks=list(callbacks or []), part="segmenter", stage_metrics=recorded, tracker=tracker)
             init = out_dir / stage / "segmenter.ckpt"
         parts = {"backbone": module.segmenter.backbone, "segmenter": module.segmenter}
         return publish({**meta, "metrics": step_metrics}, parts, Path(checkpoints_dir), write=is_zero)

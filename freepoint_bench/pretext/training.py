@@ -37,6 +37,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.config import apply_overrides, check_key, route_bare, validated
 from freepoint_bench.engine.checkpoints import load_model, save_model_checkpoint
+from freepoint_bench.engine.loggers import Tracker, stage_logger
 from freepoint_bench.engine.module import EpochProgress, LossTrackingModule, segmenter_config
 from freepoint_bench.engine.presets import TrainPreset, get_preset
 from freepoint_bench.engine.trainer import check_devices, fit, last_checkpoint, make_trainer
@@ -222,6 +223,7 @@ def train_stage(
     callbacks: Sequence[Callback] = (),
     part: str = "backbone",
     stage_metrics: Callable[[pl.Trainer], dict[str, Any]] | None = None,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Returns the metrics of training `module` (with `module.preset`) for `epochs` epochs in `stage_dir`.
 
@@ -229,7 +231,8 @@ def train_stage(
     into `module.<part>` and its recorded metrics returned. An interrupted one resumes from its last.ckpt. Rank 0
     writes stage_dir/<part>.ckpt (module.<part>: "backbone", or FreePoint's "segmenter", with `meta` plus
     {"metrics": {stage: metrics}}) and done.json. The metrics: stage_metrics(trainer) (default: epochs and optimiser
-    steps), then the module's loss_summary.
+    steps), then the module's loss_summary. tracker: the experiment tracker the stage logs to beside its CSV log
+    (engine.loggers; run: the run folder's name, version: `stage`).
     """
     devices = check_devices(devices, nodes)
     weights, done_file = stage_dir / f"{part}.ckpt", stage_dir / "done.json"
@@ -253,6 +256,7 @@ def train_stage(
         nodes=nodes,
         enable_progress_bar=enable_progress_bar,
         callbacks=extra,
+        logger=stage_logger(tracker, stage_dir, stage_dir.parent.name, stage),
     )
     fit(trainer, module, datamodule, ckpt_path=ckpt)
     first = (
@@ -337,7 +341,8 @@ class TrainedPretext:
         (a resume needs the recorded config and scenes; a finished run only republishes its backbone).
         checkpoints_dir: where `<id>-backbone.ckpt` and index.json go. devices / nodes: Lightning's (DDP when
         more than one). label_workers: processes for the data a method derives before training (the frame-pair
-        index; None: one per core). Other keyword arguments of the CLI are accepted and unused.
+        index; None: one per core). tracker: the experiment tracker (engine.loggers) the stage logs to. Other keyword
+        arguments of the CLI are accepted and unused.
         """
         if not isinstance(config, self.config_cls):
             raise ConfigError(f"{self.name}: expected a {self.config_cls.__name__}, got {type(config).__name__}")
@@ -366,6 +371,7 @@ class TrainedPretext:
             progress=progress,
             enable_progress_bar=enable_progress_bar,
             callbacks=list(callbacks or []),
+            tracker=unused.get("tracker"),
         )
         return publish(
             {**meta, "metrics": {STAGE: metrics}},
