@@ -40,7 +40,8 @@ class CSCConfig(BaseModel):
     # lib/ddp_trainer.py PointNCELossTrainer.train; ddp_train.py gives each GPU 32 / 8). reference_batch 32 counts
     # the decay in samples seen (at batch 4 on one device, counted in steps, it fell to ~3e-4 of its start over
     # the paper preset's run: issue 29); the extra step at iteration 1 (a factor 0.99) is left out.
-    optim: OptimConfig = OptimConfig(decay_every=1000, reference_batch=32)
+    # SGD without dampening: lib/ddp_trainer.py passes only lr, momentum and weight_decay to optim.SGD (issue 29)
+    optim: OptimConfig = OptimConfig(decay_every=1000, reference_batch=32, dampening=0.0)
     epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
     temperature: float = Field(0.4, gt=0)  # misc.nceT
     num_points: int = Field(4096, ge=2)  # misc.npos: matched points sampled per scene

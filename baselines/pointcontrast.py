@@ -41,7 +41,9 @@ class PointContrastConfig(BaseModel):
     # rate falls as the original's over the same samples on any batch and device count (at batch 4 on one device
     # it fell to ~4e-9 of its start over the paper preset's run when counted in steps: issue 29). The original's
     # extra scheduler step at iteration 1 (a constant factor 0.99) is left out.
-    optim: OptimConfig = OptimConfig(reference_batch=32)
+    # SGD without dampening: lib/ddp_trainer.py builds optim.SGD(lr, momentum, weight_decay) and never passes the
+    # config's opt.sgd_dampening, so torch's default 0 is what trained (issue 29; OptimConfig's default is 0.1)
+    optim: OptimConfig = OptimConfig(reference_batch=32, dampening=0.0)
     epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
     temperature: float = Field(0.4, gt=0)  # misc.nceT of the launch scripts (defaults.yaml: 0.07)
     num_pairs: int = Field(4096, ge=2)  # misc.npos: matched points per batch

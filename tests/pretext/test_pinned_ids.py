@@ -6,9 +6,10 @@ run` trains in (harness.run.pretrain_run_dir; `bench.py pretrain` uses runs/pret
 checkpoint id of a run on two ScanNet scenes. End to end (cpu-small, one epoch, two synthetic rooms): the published
 id, the metadata keys of the result and of every checkpoint written, the keys of run.json and done.json, and the
 files of the run folder and of the checkpoints folder. The literals were computed by the code before the move;
-PointContrast's and CSC's changed once since, on purpose: their learning-rate decay counts samples seen since issue
-29 (optim.reference_batch = 32, recorded in their configs), so the same config trains differently and must not
-share an id or run folder with a run of the old step-counted schedule.
+PointContrast's and CSC's changed twice since, on purpose (issue 29): their learning-rate decay counts samples seen
+(optim.reference_batch = 32, recorded in their configs), so the same config trains differently and must not
+share an id or run folder with a run of the old step-counted schedule; and their SGD has no dampening
+(optim.dampening = 0, as the originals' trainers build it).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ NAMES = ["scene0000_00", "scene0001_00"]
 CONFIG_HASHES = {
     ("freepoint", "cpu-small"): "424eb1df19371f23",
     ("freepoint", "paper"): "a62c4b7d701c1de2",
-    ("pointcontrast", "cpu-small"): "3572a5602d56ec89",
-    ("pointcontrast", "paper"): "02f65a2f0ece441c",
-    ("csc", "cpu-small"): "e3f3991408cd6377",
-    ("csc", "paper"): "2c1f29882eda889c",
+    ("pointcontrast", "cpu-small"): "ac83a3278ce76a80",
+    ("pointcontrast", "paper"): "3ef185ba070ef219",
+    ("csc", "cpu-small"): "4edb42b214915d84",
+    ("csc", "paper"): "21de740951003439",
     ("depthcontrast", "cpu-small"): "169c00f6ad58fd62",
     ("depthcontrast", "paper"): "f93f46dd333ada80",
     ("supervised", "cpu-small"): "54071053bcd9d81a",
@@ -51,10 +52,10 @@ CONFIG_HASHES = {
 RUN_DIRS = {
     ("freepoint", "cpu-small"): "freepoint-373a06468b",
     ("freepoint", "paper"): "freepoint-42e659bead",
-    ("pointcontrast", "cpu-small"): "pointcontrast-f1d477be5e",
-    ("pointcontrast", "paper"): "pointcontrast-24323c3fa3",
-    ("csc", "cpu-small"): "csc-ecfbd54c38",
-    ("csc", "paper"): "csc-5950ec3d74",
+    ("pointcontrast", "cpu-small"): "pointcontrast-cafb002491",
+    ("pointcontrast", "paper"): "pointcontrast-915fe2c6fe",
+    ("csc", "cpu-small"): "csc-f9349ac199",
+    ("csc", "paper"): "csc-8d59e6bfa8",
     ("depthcontrast", "cpu-small"): "depthcontrast-fb22b56f8c",
     ("depthcontrast", "paper"): "depthcontrast-1b26b7c5e6",
     ("supervised", "cpu-small"): "supervised-e500018ddf",
@@ -67,10 +68,10 @@ RUN_DIRS = {
 CHECKPOINT_IDS = {
     ("freepoint", "cpu-small"): "freepoint-scannet-e86313b2f1",
     ("freepoint", "paper"): "freepoint-scannet-dfc70a6771",
-    ("pointcontrast", "cpu-small"): "pointcontrast-scannet-28ffcb2e91",
-    ("pointcontrast", "paper"): "pointcontrast-scannet-76dd3a9766",
-    ("csc", "cpu-small"): "csc-scannet-42d127ff67",
-    ("csc", "paper"): "csc-scannet-6d6defddc6",
+    ("pointcontrast", "cpu-small"): "pointcontrast-scannet-e05fcfec18",
+    ("pointcontrast", "paper"): "pointcontrast-scannet-d3a07f23a8",
+    ("csc", "cpu-small"): "csc-scannet-556dcdbb20",
+    ("csc", "paper"): "csc-scannet-46cb9b80b4",
     ("depthcontrast", "cpu-small"): "depthcontrast-scannet-978d142c1d",
     ("depthcontrast", "paper"): "depthcontrast-scannet-27b0a9305f",
     ("supervised", "cpu-small"): "supervised-scannet-6660b31fe7",
@@ -93,8 +94,8 @@ OVERRIDES = {
 
 RUN_IDS = {
     "freepoint": "freepoint-synthetic-a227abe015",
-    "pointcontrast": "pointcontrast-synthetic-2df1dd4fa7",
-    "csc": "csc-synthetic-7634da874e",
+    "pointcontrast": "pointcontrast-synthetic-89a62b1c4f",
+    "csc": "csc-synthetic-208f63545b",
     "depthcontrast": "depthcontrast-synthetic-3d12fac188",
     "supervised": "supervised-synthetic-cb2b07162e",
     "scratch": "scratch-unknown-8bc63c8b0e",
