@@ -5,6 +5,8 @@
     entry.split_of("Area_5/office_1", root)   # "val"
     entry.group_of("Area_5/office_1")         # "Area_5": the scene group protocols name
     entry.classes                             # its Vocabulary (classes, evaluation rules), None: no ground truth
+    get("pointcept-s3dis").layout_of          # "s3dis": the same scenes in another layout; a protocol naming s3dis
+                                              # reads a root in that layout with that entry's reader
 
 Every other module asks the catalogue (the reader, whether a root is needed, the splits, the scene groups, the
 class vocabulary and what evaluation treats as void) instead of testing a dataset's name. Adding a dataset is
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Dataset",
+    "LayoutReader",
     "Reader",
     "S3DIS_AREA",
     "S3DIS_VOCABULARY",
@@ -164,7 +167,10 @@ class Dataset:
         scans of a room share a split and a cross-validation fold.
     instance_names: its reader records ``meta["instance_names"]`` (stable names masks protocols select by), so a
         cached scene without them is from an older version.
-    cache_key: data root → the values the scene cache folder is keyed by; default: the resolved root."""
+    cache_key: data root → the values the scene cache folder is keyed by; default: the resolved root.
+    layout_of: the dataset whose scenes this entry reads from another layout on disk (the same scene names,
+        classes, splits and groups): that dataset's reader reads a root its reader ``holds(root)`` with it, so
+        protocols naming that dataset run on a root in this layout. None: a dataset of its own."""
 
     name: str
     reader: Callable[..., Reader]
@@ -176,9 +182,12 @@ class Dataset:
     group_is_room: bool = False
     instance_names: bool = False
     cache_key: Callable[[Path | None], list[Any]] = _root_key
+    layout_of: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", canonical(self.name))
+        if self.layout_of is not None:
+            object.__setattr__(self, "layout_of", canonical(self.layout_of))
         if self.group is not None and self.group.groups < 1:
             raise ConfigError(f"dataset {self.name}: group pattern {self.group.pattern!r} needs a capture group")
 
@@ -194,6 +203,8 @@ class Dataset:
             raise ConfigError(f"dataset {self.name!r}: bad reader options {sorted(options)} ({exc})") from exc
         if not isinstance(reader, Reader):
             raise TypeError(f"{reader!r} is not a Reader: it needs .name, .list_scenes(root), .read_scene(root, name)")
+        if any(entry.layout_of == self.name for entry in _ENTRIES.values()):
+            reader = LayoutReader(reader, self.name)
         if not options and _ENTRIES.get(self.name) is self:
             _READERS[self.name] = reader
         return reader
@@ -210,6 +221,42 @@ class Dataset:
 
 _ENTRIES: dict[str, Dataset] = {}
 _READERS: dict[str, Reader] = {}  # each registered entry's shared reader, made on first use
+
+
+class LayoutReader:
+    """A dataset's reader that reads a root held in another layout with that layout's entry (``layout_of``).
+
+    Per root, the first entry laid out as `dataset` whose reader ``holds(root)`` reads it (its scenes keep that
+    entry's ``meta["dataset"]``); every other root goes to `reader`, whose attributes (``axis_align``) this one
+    shows. Scene names, splits, groups and classes are the dataset's whichever layout is read."""
+
+    def __init__(self, reader: Reader, dataset: str) -> None:
+        self.primary = reader
+        self.dataset = dataset
+        self.name = reader.name
+
+    def __getattr__(self, attr: str) -> Any:
+        primary = self.__dict__.get("primary")  # absent while unpickling: no recursion
+        if primary is None:
+            raise AttributeError(attr)
+        return getattr(primary, attr)
+
+    def reader_for(self, root: Path | None) -> Reader:
+        """Returns the reader of the layout `root` holds: an entry laid out as the dataset's, else the primary."""
+        for entry in _ENTRIES.values():
+            if entry.layout_of == self.dataset:
+                reader = entry.open_reader()
+                if getattr(reader, "holds", None) is not None and reader.holds(root):
+                    return reader
+        return self.primary
+
+    def list_scenes(self, root: Path) -> list[str]:
+        """Returns the sorted scene names under `root`, read in the layout it holds."""
+        return self.reader_for(root).list_scenes(root)
+
+    def read_scene(self, root: Path, name: str) -> Scene:
+        """Returns the Scene called `name` under `root`, read in the layout it holds."""
+        return self.reader_for(root).read_scene(root, name)
 
 
 def canonical(name: str) -> str:
@@ -303,6 +350,13 @@ _SCANNET_RULES: dict[str, Any] = {
     "group": SCANNET_SCAN,
     "group_is_room": True,
 }
+# S3DIS's rules, whatever the layout its rooms come in
+_S3DIS_RULES: dict[str, Any] = {
+    "classes": S3DIS_VOCABULARY,
+    "split": lazy(f"{_SPLITS}:s3dis_split"),
+    "group": S3DIS_AREA,
+}
+_POINTCEPT = "freepoint_bench.data.readers.pointcept"
 
 # Registration order is the order help texts and error messages list them in.
 for _entry in (
@@ -311,13 +365,17 @@ for _entry in (
     Dataset("scannet-npy", lazy("freepoint_bench.data.readers.scannet_npy:ScanNetNpyReader"),
             "ScanNet exported as VoteNet-style npy files", **_SCANNET_RULES),
     Dataset("s3dis", lazy("freepoint_bench.data.readers.s3dis:S3DISReader"),
-            "raw Stanford3dDataset_v1.2 (Area_N/<room>)", classes=S3DIS_VOCABULARY,
-            split=lazy(f"{_SPLITS}:s3dis_split"), group=S3DIS_AREA, instance_names=True),
+            "raw Stanford3dDataset_v1.2 (Area_N/<room>)", instance_names=True, **_S3DIS_RULES),
     Dataset("synthetic", lazy(f"{_SYNTHETIC}:SyntheticReader"),
             "generated rooms labelled like S3DIS (--root: optional folder with synthetic.toml)",
             needs_root=False, classes=S3DIS_VOCABULARY, split=lazy(f"{_SYNTHETIC}:split_of_synthetic"),
             cache_key=lazy(f"{_SYNTHETIC}:cache_key")),
     Dataset("ply", lazy("freepoint_bench.data.readers.ply:PlyReader"),
             "folders of .ply / .npz point clouds without labels"),
+    Dataset("pointcept-scannet", lazy(f"{_POINTCEPT}:PointceptScanNetReader"),
+            "ScanNet v2 as Pointcept preprocessed it ({train,val,test}/<scan>/*.npy)", layout_of="scannet",
+            **_SCANNET_RULES),
+    Dataset("pointcept-s3dis", lazy(f"{_POINTCEPT}:PointceptS3DISReader"),
+            "S3DIS as Pointcept preprocessed it (Area_N/<room>/*.npy)", layout_of="s3dis", **_S3DIS_RULES),
 ):  # fmt: skip
     register(_entry)

@@ -100,9 +100,11 @@ def test_the_name_check_finds_what_it_looks_for(tmp_path):
 
 
 def test_builtin_entries_say_what_the_old_branches_said():
-    assert catalogue.names() == ["scannet", "scannet-npy", "s3dis", "synthetic", "ply"]
+    assert catalogue.names() == ["scannet", "scannet-npy", "s3dis", "synthetic", "ply", "pointcept-scannet",
+                                 "pointcept-s3dis"]
     assert [n for n in catalogue.names() if not catalogue.get(n).needs_root] == ["synthetic"]
-    assert catalogue.evaluable() == ["scannet", "scannet-npy", "s3dis", "synthetic"]
+    assert catalogue.evaluable() == ["scannet", "scannet-npy", "s3dis", "synthetic", "pointcept-scannet",
+                                     "pointcept-s3dis"]
     assert catalogue.get("ScanNet_NPY") is catalogue.get("scannet-npy")
     assert catalogue.get("synthetic").classes is catalogue.get("s3dis").classes
     assert catalogue.vocabulary("s3dis").class_names[12] == "clutter"
@@ -131,7 +133,8 @@ def test_scene_groups_and_rooms():
 
 
 def test_unknown_names_are_one_config_error_listing_the_catalogue():
-    message = "unknown dataset 'kitti'; known datasets: scannet, scannet-npy, s3dis, synthetic, ply"
+    message = ("unknown dataset 'kitti'; known datasets: scannet, scannet-npy, s3dis, synthetic, ply, "
+               "pointcept-scannet, pointcept-s3dis")
     for ask in (
         lambda: catalogue.get("kitti"),
         lambda: get_reader("kitti"),
@@ -141,7 +144,8 @@ def test_unknown_names_are_one_config_error_listing_the_catalogue():
     ):
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             ask()
-    with pytest.raises(ConfigError, match="no ground truth to evaluate; use scannet, scannet-npy, s3dis or synthetic"):
+    with pytest.raises(ConfigError, match="no ground truth to evaluate; use scannet, scannet-npy, s3dis, synthetic, "
+                                          "pointcept-scannet or pointcept-s3dis"):
         dataset_spec("kitti")
     with pytest.raises(ConfigError, match="^dataset 'ply' has no ground truth"):
         dataset_spec("ply")
@@ -155,7 +159,7 @@ def test_the_cli_lists_the_catalogue():
     from freepoint_bench.cli import DatasetOpt
 
     help_text = DatasetOpt.__metadata__[0].help
-    assert help_text == "Dataset: scannet, scannet-npy, s3dis, synthetic or ply."
+    assert help_text == "Dataset: scannet, scannet-npy, s3dis, synthetic, ply, pointcept-scannet or pointcept-s3dis."
 
 
 # ------------------------------------------------------------------------------------- a dataset from outside

@@ -78,7 +78,8 @@ def test_score_pseudo_masks_rejects_missing_or_wrong_labels(scenes, spec):
 def test_evaluation_spec_for_names():
     for name in ("scannet", "ScanNet_npy", "s3dis", "synthetic"):
         assert evaluation_spec_for(name) is not None
-    with pytest.raises(ConfigError, match="use scannet, scannet-npy, s3dis or synthetic"):
+    with pytest.raises(ConfigError, match="use scannet, scannet-npy, s3dis, synthetic, pointcept-scannet or "
+                                          "pointcept-s3dis"):
         evaluation_spec_for("kitti")
 
 
