@@ -5,9 +5,10 @@
         scene = reader.read_scene(root, name)
 
 Readers here: "s3dis" (raw Stanford3dDataset_v1.2 Annotations), "scannet" (ScanNet v2 raw scans),
-"scannet-npy" (VoteNet-style npy exports), "ply" (folders of .ply/.npz point clouds without labels); the
-"synthetic" reader is `freepoint_bench.data.synthetic.SyntheticReader`. A new dataset registers an entry with
-its reader in the catalogue (`freepoint_bench.data.catalogue.register`).
+"scannet-npy" (VoteNet-style npy exports), "ply" (folders of .ply/.npz point clouds without labels),
+"pointcept-s3dis" / "pointcept-scannet" (Pointcept's preprocessed npy folders, read as the same scenes as "s3dis" /
+"scannet": catalogue `layout_of`); the "synthetic" reader is `freepoint_bench.data.synthetic.SyntheticReader`.
+A new dataset registers an entry with its reader in the catalogue (`freepoint_bench.data.catalogue.register`).
 """
 
 from __future__ import annotations
