@@ -20,10 +20,9 @@ widths differ). Names map one to one:
 
 They differ in where the encoder widens. SpUNet's strided conv down.{s} goes from the previous width to channels[s]
 and its encoder blocks keep that width (no projection); Res16UNet's strided conv keeps the previous width and the
-stage's first block widens with a 1x1 projection. Those compute different functions (SpUNet's widened ReLU output
-cannot pass through Res16UNet's narrower one), so no key mapping bridges them: a file whose encoder widens in a
-strided conv (every published SpUNet-v1m1: 32 -> 32 -> 64 -> 128 -> 256) is refused in one line naming the convs,
-until the backbone has a preset whose strided convs widen. Stages whose strided conv keeps the width map exactly.
+stage's first block widens with a 1x1 projection. Those compute different functions, so a file whose encoder widens
+in a strided conv (every published SpUNet-v1m1: 32 -> 32 -> 64 -> 128 -> 256) is built as the backbone variant
+BackboneConfig(widen="down"), recorded in the checkpoint's architecture; fine-tuning it takes `--set widen=down`.
 
 Layouts: spconv 2.x stores every kernel as (c_out, kx, ky, kz, c_in) (KRSC; its axes are the coordinates' x, y, z,
 as ours); ours is the canonical (kx, ky, kz, c_in, c_out) of models.sparse.base. A 1x1 kernel is read as spconv
@@ -210,8 +209,8 @@ def file_shape(want: torch.Tensor) -> tuple[int, ...]:
 
 def convert_state_dict(state: dict[str, torch.Tensor], config: PointceptImportConfig,
                        source: str = "<state dict>") -> tuple[Res16UNet, list[str]]:
-    """Returns (our Res16UNet holding the SpUNet weights, the dropped head keys); CheckpointError (one line) for a file
-    whose encoder widens in a strided conv, and naming every missing, unexpected or misshapen key."""
+    """Returns (our Res16UNet holding the SpUNet weights, built with widen="down" when the file's strided convs widen;
+    the dropped head keys). CheckpointError (one line) naming every missing, unexpected or misshapen key."""
     spec = spunet_spec(state, source)
     preset = match_preset(spec, source)
     if config.preset is not None and config.preset != preset:
@@ -222,21 +221,12 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: PointceptImportCo
                               "needs an odd one")
     model = Res16UNet(BackboneConfig(preset=preset, in_channels=spec.in_channels, backend=config.backend,
                                      voxel_size=config.voxel_size_m, stem_kernel_size=spec.stem_kernel_size,
-                                     bn_momentum=config.bn_momentum))
+                                     bn_momentum=config.bn_momentum,
+                                     # SpUNet widens in its strided convs; where none widens, both variants are
+                                     # the same network and the default keeps the record plain
+                                     widen="down" if spec.encoder_widenings() else "block"))
     expected = model.state_dict()
     names = {key: pointcept_name(key) for key in expected}
-    widens = spec.encoder_widenings()
-    if widens:
-        fits = sum(theirs in state and tuple(state[theirs].shape) == file_shape(expected[ours])
-                   for ours, theirs in names.items())
-        convs = ", ".join(f"down.{s}: {a}->{b}" for s, a, b in widens)
-        raise CheckpointError(
-            f"{source}: SpUNet widens its encoder in the strided convs ({convs}) and its encoder blocks keep one "
-            f"width, where our Res16UNet {preset}'s strided convs keep the width and each stage's first block widens "
-            f"with a 1x1 projection (down{widens[0][0] + 1}.0: {widens[0][1]}->{widens[0][1]}, "
-            f"block{widens[0][0] + 1}.0.downsample); the two compute different functions, so no key mapping bridges "
-            f"them ({fits} of {len(expected)} tensors map: the stem, the decoder and the blocks past each widening); "
-            "it needs a backbone preset whose strided convs widen (issue 30)")
     dropped = sorted(k for k in state if k.startswith(HEAD_PREFIX))
     missing = sorted(theirs for theirs in names.values() if theirs not in state)
     unexpected = sorted(set(state) - set(names.values()) - set(dropped))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import nn
 
 from freepoint_bench.models.sparse import DEFAULT_BACKEND, SparseBackend, SparseTensorLike, get_backend
@@ -48,6 +48,17 @@ class BackboneConfig(BaseModel):
     voxel_size: float = Field(0.02, gt=0)  # metres; Mask3D's ScanNet voxel size (2 cm)
     stem_kernel_size: int = Field(5, ge=1)  # Mask3D's conv1_kernel_size
     bn_momentum: float = Field(0.02, gt=0, le=1)  # Mask3D's bn_momentum
+    # where an encoder stage widens: its first block's 1x1 projection (Res16UNet) or its strided conv (Pointcept's
+    # SpUNet-v1m1, whose encoder blocks then keep one width). Left out of the record at "block", so configs and
+    # architectures recorded before it existed stay what they were.
+    widen: Literal["block", "down"] = "block"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("widen") == "block":
+            del data["widen"]
+        return data
 
 
 @dataclass
@@ -114,14 +125,11 @@ class Res16UNet(nn.Module):
             return nn.Sequential(conv, b.batch_norm(c, m), b.relu())
 
         self.stem = cbr(b.subm_conv(config.in_channels, init, config.stem_kernel_size, "p1"), init)
-        self.down1 = cbr(b.down_conv(init, init, "s1"), init)
-        self.block1 = _stage(b, init, planes[0], layers[0], "p2", m)
-        self.down2 = cbr(b.down_conv(planes[0], planes[0], "s2"), planes[0])
-        self.block2 = _stage(b, planes[0], planes[1], layers[1], "p4", m)
-        self.down3 = cbr(b.down_conv(planes[1], planes[1], "s3"), planes[1])
-        self.block3 = _stage(b, planes[1], planes[2], layers[2], "p8", m)
-        self.down4 = cbr(b.down_conv(planes[2], planes[2], "s4"), planes[2])
-        self.block4 = _stage(b, planes[2], planes[3], layers[3], "p16", m)
+        widths = (init, planes[0], planes[1], planes[2])
+        for i in range(4):
+            down = planes[i] if config.widen == "down" else widths[i]
+            setattr(self, f"down{i + 1}", cbr(b.down_conv(widths[i], down, f"s{i + 1}"), down))
+            setattr(self, f"block{i + 1}", _stage(b, down, planes[i], layers[i], f"p{2 ** (i + 1)}", m))
 
         self.up4 = cbr(b.up_conv(planes[3], planes[4], "s4"), planes[4])
         self.block5 = _stage(b, planes[4] + planes[2], planes[4], layers[4], "p8", m)
@@ -172,6 +180,7 @@ def architecture_of(config: BackboneConfig) -> dict:
         "init_dim": spec.init_dim,
         "layers": list(spec.layers),
         "planes": list(spec.planes),
+        **({"widen": config.widen} if config.widen != "block" else {}),  # absent at the default: old records hold
     }
 
 

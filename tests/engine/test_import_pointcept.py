@@ -1,6 +1,6 @@
 """Importing Pointcept SpUNet-v1m1 weights: numerical parity with a SpUNet built here from Pointcept's published
-architecture (spconv 2.x layers, as Pointcept runs it), the refusal of the encoder it widens in its strided convs,
-and one-line refusals of files that do not fit."""
+architecture (spconv 2.x layers, as Pointcept runs it; its encoder widens in the strided convs, our widen="down"
+variant), and one-line refusals of files that do not fit."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ spconv = pytest.importorskip("spconv.pytorch", reason="spconv is not installed")
 # SpUNet-v1m1's defaults (Pointcept's ScanNet / S3DIS semseg and pretraining configs)
 CHANNELS = (32, 64, 128, 256, 256, 128, 96, 96)
 LAYERS = (2, 3, 4, 6, 2, 2, 2, 2)
-# A SpUNet whose strided convs keep the width (base = channels[0..3]), the one structure both networks share; our
-# "tiny" preset takes these widths for the parity tests. Depths 2 and 3 check block indices, the decoder widths
-# (16, 12, 12, 8) give every decoder stage a 1x1 projection and widening inverse convs.
+# A SpUNet whose strided convs keep the width (base = channels[0..3]), the structure our default Res16UNet
+# (widen="block") shares; our "tiny" preset takes these widths for the quick tests. Depths 2 and 3 check block
+# indices, the decoder widths (16, 12, 12, 8) give every decoder stage a 1x1 projection and widening inverse convs.
 SHARED = PresetSpec(8, (1, 2, 1, 1, 2, 1, 3, 1), (8, 8, 8, 8, 16, 12, 12, 8))
 
 
@@ -163,6 +163,11 @@ def published() -> dict[str, torch.Tensor]:
     return SpUNet(6, 0, 32, CHANNELS, LAYERS).state_dict()
 
 
+def published_spunet() -> SpUNet:
+    """SpUNet-v1m1 at the published widths and depths (our 34C's), with a 13-class classifier, randomised."""
+    return randomised(SpUNet(6, 13, 32, CHANNELS, LAYERS))
+
+
 @pytest.fixture
 def shared_preset(monkeypatch):
     """Our "tiny" preset with SHARED's widths (strided convs that keep the width) for the length of a test."""
@@ -181,13 +186,18 @@ def pointcept_file(path, net: nn.Module | dict, prefix: str = "module.backbone."
 # ---------------------------------------------------------------------------------------------- parity
 
 
-def test_imported_weights_give_the_spunets_features(tmp_path, shared_preset):
-    net = shared_spunet()
+@pytest.mark.parametrize("structure", ["published", "shared"])
+def test_imported_weights_give_the_spunets_features(tmp_path, monkeypatch, structure):
+    # published: 34C's widths, the strided convs widen (our widen="down"); shared: they keep the width ("block")
+    if structure == "shared":
+        monkeypatch.setitem(PRESETS, "tiny", SHARED)
+    net = published_spunet() if structure == "published" else shared_spunet()
     path = pointcept_file(tmp_path / "model_best.pth", net, extra={"module.seg_head.weight": torch.zeros(13, 8)})
     config = PointceptImportConfig(method="msc", dataset="scannet", scenes=("scene0000_00",))
     out, meta = import_pointcept(path, config, tmp_path / "ck")
     assert meta["source"]["dropped_keys"] == ["final.bias", "final.weight"]
     assert meta["source"]["prefix"] == "backbone." and meta["source"]["keys_outside_prefix"] == 1
+    assert meta["architecture"].get("widen") == ("down" if structure == "published" else None)
 
     coords, feats = sample(6)
     expected = reference_features(net, coords, feats)
@@ -201,8 +211,10 @@ def test_imported_weights_give_the_spunets_features(tmp_path, shared_preset):
         with torch.no_grad():
             got = model(coords, feats).feats
         err = (got - expected).abs().max().item()
-        # measured: 1.9e-06 (spconv), 1.0e-06 to 2.2e-06 (minkowski, threaded sums) at a feature scale of 3.0
-        print(f"parity {backend}: max abs diff {err:.2e} at feature scale {scale:.2f}")
+        # measured, published: 5.4e-03 (spconv) and 6.4e-03 (minkowski) at a feature scale of 6,147 (the small random
+        # BatchNorm variances amplify it through 34C's depth); shared: 1.9e-06 (spconv), 1.0e-06 to 2.2e-06
+        # (minkowski, threaded sums) at a feature scale of 3.0
+        print(f"parity {structure} {backend}: max abs diff {err:.2e} at feature scale {scale:.2f}")
         assert err < 1e-5 * scale, (backend, err, scale)
 
 
@@ -233,28 +245,30 @@ def test_every_kind_of_tensor_maps_as_spconv_computes_it(shared_preset):
 
 
 def test_names_map_one_to_one_onto_the_published_spunet(published):
-    # every key of Res16UNet 34C has one SpUNet-v1m1 name, and those are SpUNet's keys less the unbridgeable ones
-    theirs = set(published)
-    keys = list(Res16UNet(BackboneConfig(preset="34C", in_channels=6)).state_dict())
-    names = [pointcept_name(k) for k in keys]
-    assert len(set(names)) == len(names)
-    # our projections in encoder stages 2-4 (block{2,3,4}.0.downsample) have no SpUNet counterpart
-    unmatched = sorted(n for n in names if n not in theirs)
+    # every key of Res16UNet 34C widen="down" has one SpUNet-v1m1 name, and those are exactly SpUNet's keys
+    down = Res16UNet(BackboneConfig(preset="34C", in_channels=6, widen="down"))
+    names = [pointcept_name(k) for k in down.state_dict()]
+    assert len(set(names)) == len(names) and set(names) == set(published)  # (num_classes=0: no classifier keys)
+    # the default Res16UNet widens in block{2,3,4}.0's projections, which SpUNet does not have
+    default = {pointcept_name(k) for k in Res16UNet(BackboneConfig(preset="34C", in_channels=6)).state_dict()}
+    unmatched = sorted(default - set(published))
     assert unmatched and all(re.match(r"enc\.[123]\.block0\.proj\.", n) for n in unmatched), unmatched
-    assert not theirs - set(names)  # (num_classes=0: no classifier keys)
+
+
+def test_the_published_spunet_loads_only_into_the_widen_down_variant(tmp_path, published):
+    path = pointcept_file(tmp_path / "msc.pth", published)
+    _, meta = import_pointcept(path, PointceptImportConfig(), tmp_path / "ck")
+    assert meta["architecture"]["widen"] == "down"
+    down = Res16UNet(BackboneConfig(preset="34C", in_channels=6, widen="down"))
+    assert [n for n, _ in down.named_children()][:9] == ["stem", "down1", "block1", "down2", "block2", "down3",
+                                                          "block3", "down4", "block4"]
+    load_model(tmp_path / "ck" / f"{meta['id']}-backbone.ckpt", "backbone", into=down)
+    with pytest.raises(CheckpointError, match=r"widen='down' in the checkpoint, None expected"):
+        load_model(tmp_path / "ck" / f"{meta['id']}-backbone.ckpt", "backbone",
+                   into=Res16UNet(BackboneConfig(preset="34C", in_channels=6)))
 
 
 # ---------------------------------------------------------------------------------------------- refusals
-
-
-def test_the_published_spunet_is_refused_naming_the_widening_convs(tmp_path, published):
-    path = pointcept_file(tmp_path / "msc.pth", published)
-    with pytest.raises(CheckpointError) as e:
-        import_pointcept(path, PointceptImportConfig(), tmp_path / "ck")
-    text = str(e.value)
-    assert "\n" not in text and "down.1: 32->64, down.2: 64->128, down.3: 128->256" in text
-    assert "Res16UNet 34C" in text and "block2.0.downsample" in text and "no key mapping bridges" in text
-    assert not (tmp_path / "ck").exists()
 
 
 def test_refusals_are_one_line_and_name_the_key_and_the_fix(tmp_path, shared_preset):
