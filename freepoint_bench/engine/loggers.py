@@ -19,9 +19,10 @@ fine-tuning fold: `<cell>/work/fold-<f>`: the path already names the run, and th
 --overwrite / --force; `tensorboard --logdir results` shows every cell); with a `save_dir` (--logger-dir) every
 stage and cell writes into that one folder, csv and tensorboard in `<save_dir>/<name>/<version>/`.
 
-A resumed stage continues its tracker's run: tensorboard writes another event file into the same version folder,
-wandb resumes the run id (`resume="allow"`), mlflow finds the run of that name and logs into it; csv starts
-`version_<n+1>` beside the earlier ones (Lightning's CSV writer would delete a reused version's metrics.csv).
+A resumed stage continues its tracker's run: tensorboard writes another event file into the same folder, wandb
+resumes the run id (`resume="allow"`; offline: another offline-run folder of that id), mlflow finds the run of that
+name in its store and logs into it; csv starts `version_<n+1>` beside the earlier ones (Lightning's CSV writer would
+delete a reused version's metrics.csv).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.errors import ConfigError
 
@@ -68,9 +72,9 @@ def make_logger(kind: str, save_dir: str | Path, name: str, version: str, nest: 
 
     csv: `<save_dir>/<name>/<version>/version_<n>/metrics.csv`; tensorboard: event files in
     `<save_dir>/<name>/<version>/` (nest=False: both straight into save_dir); wandb: offline (unless WANDB_MODE
-    says otherwise) under `<save_dir>/wandb/`, run id `<name>-<version>`; mlflow: a file store at `<save_dir>`
-    (unless MLFLOW_TRACKING_URI names another), run `<name>/<version>`. ConfigError for an unknown kind or a
-    missing package."""
+    says otherwise) under `<save_dir>/wandb/`, run id `<name>-<version>`; mlflow: `<save_dir>/mlflow.db` (SQLite;
+    unless MLFLOW_TRACKING_URI names another store) and `<save_dir>/artifacts/`, run `<name>/<version>`.
+    ConfigError for an unknown kind or a missing package."""
     check_kind(kind)
     save_dir = Path(save_dir)
     if kind == "csv":
@@ -83,20 +87,35 @@ def make_logger(kind: str, save_dir: str | Path, name: str, version: str, nest: 
         where = (name, version) if nest else ("", "")
         return TensorBoardLogger(save_dir, *where, default_hp_metric=False)
     if kind == "wandb":
-        from pytorch_lightning.loggers import WandbLogger
-
         save_dir.mkdir(parents=True, exist_ok=True)  # wandb falls back to a temporary folder when dir is missing
         # offline by default: nothing leaves the machine until `wandb sync <save_dir>/wandb/offline-run-*`
         mode = {} if os.environ.get("WANDB_MODE") else {"offline": True}
-        return WandbLogger(name=f"{name}/{version}", save_dir=save_dir, version=run_id(name, version),
+        return StageWandbLogger(name=f"{name}/{version}", save_dir=save_dir, version=run_id(name, version),
                            project=os.environ.get("WANDB_PROJECT", PROJECT), **mode)
     from pytorch_lightning.loggers import MLFlowLogger
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or save_dir.resolve().as_uri()
+    # a SQLite file, not MLflow's ./mlruns folder store: MLflow 3 refuses that one by default ("maintenance mode")
+    save_dir.mkdir(parents=True, exist_ok=True)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{save_dir.resolve() / 'mlflow.db'}"
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", PROJECT)
     run_name = f"{name}/{version}"
     return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=uri,
+                        artifact_location=(save_dir / "artifacts").resolve().as_uri(),
                         run_id=_mlflow_run(uri, experiment, run_name))
+
+
+class StageWandbLogger(WandbLogger):
+    """Lightning's WandbLogger that finishes its wandb run when the stage's fit ends. Lightning's leaves it open, and
+    the process's next stage (FreePoint's step 2, the next cell of `bench.py run`) would log into that run: wandb
+    keeps one run per process."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=0 if status == "success" else 1)
 
 
 def run_id(name: str, version: str) -> str:
@@ -134,7 +153,8 @@ class Tracker:
             return make_logger(self.kind, self.save_dir, name, version)
         if self.kind == DEFAULT_KIND:
             return None
-        return make_logger(self.kind, Path(folder) / "logs" / self.kind, name, version, nest=False)
+        logs = Path(folder) / "logs"  # wandb names its own sub-folder logs/wandb/
+        return make_logger(self.kind, logs if self.kind == "wandb" else logs / self.kind, name, version, nest=False)
 
 
 def make_tracker(kind: str = DEFAULT_KIND, save_dir: str | Path | None = None) -> Tracker:

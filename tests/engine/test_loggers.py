@@ -152,6 +152,38 @@ def test_a_pretraining_stage_resumes_into_its_tensorboard_run(rooms, tmp_path):
     assert sorted({step for k, step, _ in events if k == "train/loss_epoch"}) == [0, 1, 2]
 
 
+@pytest.mark.slow
+def test_a_pretraining_stage_resumes_into_its_mlflow_run(rooms, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow is not installed (the trackers extra)")
+    from mlflow.tracking import MlflowClient
+
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    run = tmp_path / "depthcontrast-synthetic"
+    interrupted_and_resumed(rooms, run, make_tracker("mlflow"))
+    store = run / "train" / "logs" / "mlflow"
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    (found,) = client.search_runs([client.get_experiment_by_name("freepoint-bench").experiment_id])
+    assert found.info.run_name == "depthcontrast-synthetic/train"  # both starts logged into one run
+    history = {(h.step, round(h.value, 5)) for h in client.get_metric_history(found.info.run_id, "train/loss_epoch")}
+    own = csv_events(sorted((run / "train" / "logs").glob("version_*/metrics.csv")))
+    assert history == {(step, value) for k, step, value in own if k == "train/loss_epoch"}
+    assert {step for step, _ in history} == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_a_pretraining_stage_logs_to_wandb_offline(rooms, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb is not installed (the trackers extra)")
+    for var in ("WANDB_MODE", "WANDB_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "")  # no account: offline needs none
+    run = tmp_path / "depthcontrast-synthetic"
+    interrupted_and_resumed(rooms, run, make_tracker("wandb"))
+    starts = sorted((run / "train" / "logs" / "wandb").glob("offline-run-*-depthcontrast-synthetic-train"))
+    assert len(starts) == 2  # one offline run folder per start, both of the stage's run id: `wandb sync` joins them
+    assert all((p / "run-depthcontrast-synthetic-train.wandb").stat().st_size > 0 for p in starts)
+
+
 @pytest.fixture(scope="module")
 def s3dis_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("s3dis")
