@@ -148,7 +148,10 @@ class Tracker:
 
     def logger(self, folder: str | Path, name: str, version: str) -> Any:
         """Returns the Lightning logger of one training stage whose folder is `folder` (None: csv into the stage's
-        folder, which its own CSV log already is)."""
+        folder, which its own CSV log already is, and on every DDP rank but 0)."""
+        if rank_zero_only.rank != 0:
+            # Lightning's loggers write on rank 0 alone; MLflow's client would create its SQLite store on every rank
+            return None
         if self.save_dir is not None:
             return make_logger(self.kind, self.save_dir, name, version)
         if self.kind == DEFAULT_KIND:

@@ -74,6 +74,15 @@ def test_the_default_keeps_the_stage_csv_log_alone(tmp_path):
     assert isinstance(logger, CSVLogger) and Path(logger.log_dir) == tmp_path / "logs" / "version_0"
 
 
+def test_only_rank_zero_gets_a_tracker(tmp_path, monkeypatch):
+    from pytorch_lightning.utilities import rank_zero_only
+
+    tracker = make_tracker("csv", tmp_path)
+    assert tracker.logger(tmp_path, "run", "train") is not None
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert tracker.logger(tmp_path, "run", "train") is None
+
+
 # ---------------------------------------------------------------------------------------------- what they write
 
 
