@@ -83,7 +83,11 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     # Mask3D trains S3DIS for ~600 epochs on cropped rooms (our crop: the 250k points nearest a random column).
     "paper": {"preset": "paper", "epochs": 600,
               "train": {"batch_size": 4, "lr": 1e-4, "schedule": "onecycle", "voxel_size_m": 0.02,
-                        "num_queries": 100, "max_points": 250_000}},
+                        "num_queries": 100, "max_points": 250_000},
+              # Mask3D's S3DIS evaluation (scripts/s3dis/s3dis_from_scratch.sh, s3dis_pretrained.sh): top-k over
+              # (mask, class) pairs with topk_per_image=-1 (as many pairs as masks), masks split by DBSCAN at
+              # dbscan_eps=0.6 m with dbscan_min_points 1 (conf/config_base_instance_segmentation.yaml)
+              "inference": {"mode": "mask3d", "topk": None, "dbscan_eps": 0.6, "dbscan_min_points": 1}},
 }
 # Pretraining-only loss terms (eq. 5/6 are FreePoint's weak supervision); fine-tuning has real masks.
 _FINETUNE_LOSS = {"mean": 0.0, "box": 0.0}
@@ -98,7 +102,8 @@ def finetune_config(preset: str = "cpu-small", **overrides: Any) -> FinetuneConf
         raise ConfigError(f"unknown fine-tuning preset {preset!r}; choose one of {sorted(FINETUNE_PRESETS)}")
     base = FINETUNE_PRESETS[preset]
     train = {**preset_values(base["preset"]), **base["train"]}
-    data = {"train": train, "epochs": base["epochs"], "loss": dict(_FINETUNE_LOSS), "inference": {}}
+    data = {"train": train, "epochs": base["epochs"], "loss": dict(_FINETUNE_LOSS),
+            "inference": dict(base.get("inference", {}))}
     what = "fine-tuning config"
     return validated(FinetuneConfig, apply_overrides(data, route_bare(overrides, FinetuneConfig, "train"),
                                                      FinetuneConfig, what), what)
