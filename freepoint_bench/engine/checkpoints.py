@@ -30,6 +30,7 @@ from torch import nn
 
 import freepoint_bench
 from freepoint_bench.atomic import CHECKSUM_KEY, checksum_ok, stable_hash, with_checksum, write_json
+from freepoint_bench.engine.data import input_record, recorded_input_features
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import CheckpointError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
@@ -273,7 +274,7 @@ def publish_checkpoints(checkpoints_dir: str | Path, run_id: str, metadata: dict
 def input_metadata(preset: TrainPreset) -> dict[str, Any]:
     """Returns the `input` metadata entry of a checkpoint trained with `preset`."""
     return {"voxel_size_m": preset.voxel_size_m, "use_xyz_features": preset.use_xyz_features,
-            "backend": preset.backend}
+            "backend": preset.backend, **input_record(preset)}
 
 
 def input_preset(meta: dict, path: Path) -> TrainPreset:
@@ -282,8 +283,13 @@ def input_preset(meta: dict, path: Path) -> TrainPreset:
     if not isinstance(spec, dict) or "voxel_size_m" not in spec:
         raise CheckpointError(f"{path}: metadata has no 'input' entry (voxel size, features); "
                               "re-export the checkpoint with freepoint-bench")
+    features = recorded_input_features(spec)
+    if features is None:
+        raise CheckpointError(f"{path}: records input features {spec['features']}, which no input_features setting "
+                              "feeds (rgb+xyz, rgb+normal)")
     return TrainPreset(voxel_size_m=spec["voxel_size_m"], use_xyz_features=spec.get("use_xyz_features", True),
-                       backend=spec.get("backend", "spconv"), accelerator="cpu", precision="32-true")
+                       backend=spec.get("backend", "spconv"), accelerator="cpu", precision="32-true",
+                       input_features=features)
 
 
 def _rebuild(path: Path, meta: dict, key: str, cls: Any) -> Any:

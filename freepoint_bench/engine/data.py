@@ -5,7 +5,8 @@
     dm.setup("fit")                       # drops scenes without targets (warning), DataError if none left
     batch = next(iter(dm.train_dataloader()))
     batch["batch"]    # models.voxels.SparseBatch: coords (M, 4) int32 [scene, x, y, z], feats (M, C)
-                      # (rgb - 0.5, then normalised xyz), per-scene loss points (point_to_voxel, point_xyz)
+                      # (rgb - 0.5, then normalised xyz; or Pointcept's colour and normals: voxel_features),
+                      # per-scene loss points (point_to_voxel, point_xyz)
     batch["targets"]  # per scene models.criterion.InstanceTargets over those points (eq. 7 on points)
 
 Augmentation is seeded by (preset.seed, epoch, scene index), so a resumed run sees the same data.
@@ -29,6 +30,7 @@ from freepoint_bench.data.transforms import augment, normalize_xyz, voxel_majori
 from freepoint_bench.engine.presets import AugmentConfig, TrainPreset
 from freepoint_bench.errors import DataError
 from freepoint_bench.freepoint.pipeline import load_pseudo_labels
+from freepoint_bench.geometry.normals import estimate_normals
 from freepoint_bench.models.criterion import InstanceTargets
 from freepoint_bench.models.voxels import SparseBatch
 from freepoint_bench.parallel import loader_workers
@@ -148,9 +150,64 @@ def augment_points(
     )
 
 
+# Pointcept's feat_keys and colour range of each input_features setting that feeds them (rgb+xyz: none, our own input)
+POINTCEPT_INPUT = {"rgb+normal": (["color", "normal"], [-1.0, 1.0])}
+# Neighbours of a voxel's PCA normal: a 2 cm grid's 16 nearest voxel centres lie within ~5 cm, the scale of
+# Pointcept's ScanNet mesh normals (vertex spacing ~1-2 cm) while smoothing a voxel's jitter.
+NORMAL_NEIGHBOURS = 16
+
+
 def feature_channels(preset: TrainPreset) -> int:
-    """Returns C, the number of input feature channels a preset produces (3 rgb + 3 xyz if enabled)."""
-    return 6 if preset.use_xyz_features else 3
+    """Returns C, the number of input feature channels a preset produces (3 rgb + 3 xyz if enabled; 3 colour + 3
+    normals for rgb+normal)."""
+    return 6 if preset.use_xyz_features or preset.input_features == "rgb+normal" else 3
+
+
+def voxel_features(xyz: np.ndarray, rgb: np.ndarray, inverse: np.ndarray, num_voxels: int,
+                   preset: TrainPreset) -> np.ndarray:
+    """Returns the (M, C) float32 input features of the voxels of points xyz (N, 3) metres, rgb (N, 3) 0..1 with
+    `inverse` (N,) their voxel: training (make_sample) and prediction (engine.predict, through make_sample) both
+    take them from here.
+
+    rgb+xyz: the voxel's mean rgb - 0.5, then its mean normalised xyz (data.transforms.normalize_xyz) when
+    preset.use_xyz_features. rgb+normal (Pointcept's ScanNet / S3DIS input, feat_keys color, normal): the mean
+    colour scaled as Pointcept's color / 127.5 - 1, in [-1, 1], then the voxel's unit normal by PCA over the
+    NORMAL_NEIGHBOURS nearest voxel centres (geometry.normals.estimate_normals), oriented towards the centroid of the
+    sample's voxels (in a room: walls, floor and ceiling face into it, as a scan's mesh normals do). The normals
+    come from the geometry as fed (after augmentation), so a rotation or flip turns them with the points.
+    """
+    rgb_mean = voxel_mean(rgb, inverse, num_voxels)
+    if preset.input_features == "rgb+normal":
+        centres = voxel_mean(xyz, inverse, num_voxels)
+        normals = estimate_normals(centres, k=NORMAL_NEIGHBOURS)
+        return np.concatenate([rgb_mean * 2.0 - 1.0, normals], axis=1).astype(np.float32)
+    feats = [rgb_mean - 0.5]
+    if preset.use_xyz_features:
+        # (N, 3) the xyz input features, [-0.5, 0.5] per box
+        feats.append(voxel_mean(normalize_xyz(xyz, preset.position_scale_m), inverse, num_voxels))
+    return np.concatenate(feats, axis=1).astype(np.float32)
+
+
+def input_record(preset: TrainPreset) -> dict[str, Any]:
+    """Returns what a checkpoint's "input" entry records of `preset`'s input features beyond voxel size and
+    use_xyz_features: {} for rgb+xyz (records as they were), Pointcept's feat_keys and colour range otherwise (the
+    form engine.pointcept_import records)."""
+    if preset.input_features not in POINTCEPT_INPUT:
+        return {}
+    features, color_range = POINTCEPT_INPUT[preset.input_features]
+    return {"features": list(features), "color_range": list(color_range),
+            "normals": {"neighbours": NORMAL_NEIGHBOURS, "orientation": "towards the centroid of the voxels"}}
+
+
+def recorded_input_features(spec: dict[str, Any]) -> str | None:
+    """Returns the input_features setting that feeds what a checkpoint's "input" entry records (rgb+xyz when it names
+    no Pointcept features), or None when no setting does (e.g. Pointcept's color alone, or coord)."""
+    if "features" not in spec:
+        return "rgb+xyz"
+    for setting, (features, color_range) in POINTCEPT_INPUT.items():
+        if list(spec["features"]) == features and list(spec.get("color_range", color_range)) == color_range:
+            return setting
+    return None
 
 
 def make_sample(
@@ -173,16 +230,12 @@ def make_sample(
     if train:
         xyz, rgb = augment_points(xyz, rgb, preset.augment, rng)
     xyz = xyz - xyz.min(axis=0)  # non-negative voxel coordinates
-    norm = normalize_xyz(xyz, preset.position_scale_m)  # (N', 3) the xyz input features, [-0.5, 0.5] per box
     coords, _, inverse = voxelize(xyz, preset.voxel_size_m)
     num_voxels = len(coords)
-    feats = [voxel_mean(rgb, inverse, num_voxels) - 0.5]
-    if preset.use_xyz_features:
-        feats.append(voxel_mean(norm, inverse, num_voxels))
     sample: dict[str, Any] = {
         "name": scene.name,
         "coords": coords.astype(np.int32),
-        "feats": np.concatenate(feats, axis=1).astype(np.float32),
+        "feats": voxel_features(xyz, rgb, inverse, num_voxels, preset),
         "point_index": point_index.astype(np.int64),  # (N',) rows of the scene kept (crop)
         "inverse": inverse.astype(np.int64),  # (N',) voxel of each kept point
         "xyz": xyz.astype(np.float32),  # (N', 3) metres, augmented, shifted to >= 0

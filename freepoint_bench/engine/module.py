@@ -47,6 +47,7 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             voxel_size=preset.voxel_size_m,
             stem_kernel_size=preset.stem_kernel_size,
             bn_momentum=preset.bn_momentum,
+            widen=preset.widen,
         ),
         decoder=DecoderConfig(
             hidden_dim=preset.decoder_hidden,

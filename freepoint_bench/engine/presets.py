@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from freepoint_bench.config import apply_overrides, validated
 from freepoint_bench.errors import ConfigError
@@ -29,6 +29,9 @@ class AugmentConfig(BaseModel):
         return self
 
 
+OMITTED_AT_DEFAULT = ("widen", "input_features")  # TrainPreset fields its record leaves out at their defaults
+
+
 class TrainPreset(BaseModel):
     """One training recipe: backbone size, voxels, queries, epochs, optimisation and data handling.
 
@@ -48,6 +51,9 @@ class TrainPreset(BaseModel):
     decoder_ffn: int = Field(1024, ge=1)  # feed-forward width of the decoder layers (Mask3D: 1024)
     stem_kernel_size: int = Field(5, ge=1)  # first backbone conv kernel (Mask3D: 5)
     bn_momentum: float = Field(0.02, gt=0, le=1)  # BatchNorm running-statistics momentum (Mask3D: 0.02)
+    # where each encoder stage widens (models.backbone.BackboneConfig.widen): "down" is Pointcept's SpUNet-v1m1, for
+    # fine-tuning its imported weights (docs/checkpoints.md)
+    widen: Literal["block", "down"] = "block"
     query_features: bool = False  # queries start from backbone features (Mask3D use_np_features; ScanNet: off)
     spatial_prior: bool = False  # mask logits get a learnt Gaussian blob around each query (not in Mask3D)
     spatial_scale: float = Field(1.5, gt=0)  # its Fourier scale (models.decoder.DecoderConfig.spatial_scale)
@@ -59,6 +65,10 @@ class TrainPreset(BaseModel):
     # -- data
     voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
     use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)
+    # "rgb+xyz": rgb - 0.5, then normalised xyz when use_xyz_features; "rgb+normal": Pointcept's ScanNet / S3DIS input
+    # (feat_keys color, normal: colour in [-1, 1], then PCA normals; use_xyz_features is not read), for fine-tuning
+    # its imported weights (engine.data.voxel_features)
+    input_features: Literal["rgb+xyz", "rgb+normal"] = "rgb+xyz"
     max_points: int | None = Field(None, ge=1000)  # crop scenes above this many points (None: whole scene)
     max_loss_points: int | None = Field(200_000, ge=100)  # points sampled per scene for Lmean/Lbox
     min_instance_voxels: int = Field(1, ge=1)  # drop target masks smaller than this after voxelisation
@@ -78,6 +88,16 @@ class TrainPreset(BaseModel):
     precision: str = "16-mixed"  # Lightning precision flag ("32-true" on CPU, "16-mixed"/"bf16-mixed" on GPU)
     backend: Literal["spconv", "minkowski"] = "spconv"  # sparse-convolution backend (models seam)
     seed: int = 0  # seeds weights, shuffling and augmentation
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # fields added after presets were first recorded are left out at their defaults, so every config hash,
+        # checkpoint id, run folder and protocol hash that embeds a TrainPreset stays what it was
+        data = handler(self)
+        for key in OMITTED_AT_DEFAULT:
+            if key in data and data[key] == type(self).model_fields[key].default:
+                del data[key]
+        return data
 
     def with_(self, **changes) -> TrainPreset:
         """Returns a validated copy with `changes` applied (dotted `augment.x` keys allowed)."""

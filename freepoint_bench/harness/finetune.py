@@ -37,7 +37,7 @@ from freepoint_bench.data import catalogue
 from freepoint_bench.data.classes import NYU40_FLOOR, NYU40_WALL
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.checkpoints import load_model
-from freepoint_bench.engine.data import SceneDataModule, Targets
+from freepoint_bench.engine.data import SceneDataModule, Targets, recorded_input_features
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.predict import predict_scene
 from freepoint_bench.engine.presets import TrainPreset, preset_values
@@ -255,17 +255,60 @@ class SemanticTargets:
 # ---------------------------------------------------------------------------------------------- backbones
 
 
-def load_backbone(segmenter: torch.nn.Module, checkpoint: str | Path) -> dict[str, Any]:
+# the TrainPreset field that sets each field of a backbone's recorded architecture (models.backbone.architecture_of;
+# in_channels follows use_xyz_features / input_features, init_dim, layers and planes follow the preset)
+_ARCHITECTURE_SETTINGS = {"preset": ("backbone", "34C"), "stem_kernel_size": ("stem_kernel_size", 5),
+                          "widen": ("widen", "block")}
+
+
+def _settings_that_fit(recorded: Mapping[str, Any], model: Mapping[str, Any]) -> list[str]:
+    """Returns the --set key=value that give the fine-tuning model the recorded architecture's fields."""
+    out = []
+    for key, (field, default) in _ARCHITECTURE_SETTINGS.items():
+        if recorded.get(key) != model.get(key):
+            out.append(f"{field}={recorded.get(key, default)}")
+    if recorded.get("in_channels") != model.get("in_channels") and recorded.get("in_channels") in (3, 6):
+        out.append(f"use_xyz_features={str(recorded['in_channels'] == 6).lower()}")
+    return out
+
+
+def load_backbone(segmenter: torch.nn.Module, checkpoint: str | Path,
+                  preset: TrainPreset | None = None) -> dict[str, Any]:
     """Loads a backbone checkpoint (or a segmenter checkpoint's backbone) strictly into `segmenter.backbone`;
-    returns the checkpoint's metadata. CheckpointError names both architectures on a mismatch."""
-    checkpoint = Path(checkpoint)
+    returns the checkpoint's metadata. preset: the fine-tuning model's (default TrainPreset()), whose input features
+    must be the ones the checkpoint records (engine.data.recorded_input_features; a Pointcept import's colour and
+    normals load into no colour + xyz model, though both take 6 channels). CheckpointError (one line) names the
+    --set that fix an input or architecture mismatch."""
+    checkpoint, preset = Path(checkpoint), preset or TrainPreset()
+    recorded: dict[str, Any] = {}
+
+    def target(meta: dict[str, Any]) -> torch.nn.Module:  # called with the metadata before any weight loads
+        recorded.update(meta.get("architecture") or {})
+        spec = meta.get("input") or {}
+        features = recorded_input_features(spec)
+        if features != preset.input_features:
+            fed = spec.get("features") or (["rgb", "xyz"] if spec.get("use_xyz_features", True) else ["rgb"])
+            if features is None:
+                raise CheckpointError(f"{checkpoint}: its weights were trained on the input features {', '.join(fed)}, "
+                                      "which no input_features setting feeds (rgb+xyz, rgb+normal)")
+            fits = _settings_that_fit(recorded, segmenter.backbone.architecture())
+            if features == "rgb+normal":  # 6 channels whatever use_xyz_features says
+                fits = [f for f in fits if not f.startswith("use_xyz_features=")]
+            raise CheckpointError(
+                f"{checkpoint}: its weights were trained on the input features {', '.join(fed)} and the fine-tuning "
+                f"model feeds {preset.input_features}; pass --set input_features={features}"
+                f"{''.join(f' --set {f}' for f in fits)}")
+        return segmenter.backbone
+
     try:
-        _, meta = load_model(checkpoint, "backbone", into=segmenter.backbone, allow_backend_change=True)
+        _, meta = load_model(checkpoint, "backbone", into=target, allow_backend_change=True)
     except CheckpointError as e:
-        if "architecture" not in str(e):  # a missing or damaged file, not a mismatch: its own message says the fix
+        if "architecture" not in str(e):  # a missing or damaged file, an input mismatch: its message says the fix
             raise
+        fits = _settings_that_fit(recorded, segmenter.backbone.architecture())
+        fix = " ".join(f"--set {f}" for f in fits) if fits else "--set for the fields that differ"
         raise CheckpointError(f"{e}; the fine-tuning backbone is {segmenter.backbone.architecture()} — pass "
-                              "--set for the fields that differ (e.g. backbone=34C, stem_kernel_size=3)") from None
+                              f"{fix}") from None
     return meta
 
 
@@ -320,7 +363,7 @@ def train_fold(store: Any, names: Sequence[str], targets: ProtocolTargets | Sema
     preset = config.train.with_(seed=seed)
     module, datamodule = task_module(store, names, targets, config, preset, num_classes=num_classes, task=task)
     if init_backbone is not None:
-        load_backbone(module.segmenter, init_backbone)
+        load_backbone(module.segmenter, init_backbone, preset)
     work_dir = Path(work_dir)
     ckpt = last_checkpoint(work_dir)
     if ckpt is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -361,3 +362,77 @@ def test_cli_checkpoints_import_from_pointcept(capsys, tmp_path, shared_preset):
     assert code == 2 and text.startswith("error:") and "pass --input-features" in text
     code, text = run("checkpoints", "import", "--from", "pointcept", path, "--stem-kernel-size", "3")
     assert code == 2 and "--stem-kernel-size is read from a Pointcept file" in text
+
+
+# ---------------------------------------------------------------------------------------------- fine-tuning
+
+
+def tiny_pointcept_checkpoint(tmp_path) -> tuple:
+    """A SpUNet at our tiny preset's widths (base 8, strided convs 8->8, 8->16, 16->16, 16->32: it widens in two),
+    imported; returns (its file, its metadata)."""
+    tiny = PRESETS["tiny"]
+    path = pointcept_file(tmp_path / "tiny.pth", randomised(SpUNet(6, 0, tiny.init_dim, tiny.planes, tiny.layers)))
+    return import_pointcept(path, PointceptImportConfig(method="msc", dataset="scannet"), tmp_path / "ck")
+
+
+def test_fine_tuning_refuses_a_pointcept_backbone_naming_the_settings_that_fit(tmp_path):
+    from freepoint_bench.engine.module import segmenter_from_preset
+    from freepoint_bench.engine.presets import get_preset
+    from freepoint_bench.harness.finetune import load_backbone
+
+    path, meta = tiny_pointcept_checkpoint(tmp_path)
+    assert meta["architecture"]["widen"] == "down"
+    plain = get_preset("cpu-small")  # small backbone, stem 3, colour + xyz, widen block
+    with pytest.raises(CheckpointError) as e:
+        load_backbone(segmenter_from_preset(plain), path, plain)
+    text = str(e.value)
+    assert "\n" not in text and "trained on the input features color, normal" in text and "feeds rgb+xyz" in text
+    assert text.endswith("pass --set input_features=rgb+normal --set backbone=tiny --set stem_kernel_size=5 "
+                         "--set widen=down"), text
+    # the input right, the architecture not: the architecture's refusal names the rest
+    inputs = plain.with_(input_features="rgb+normal", backbone="tiny", stem_kernel_size=5)
+    with pytest.raises(CheckpointError, match=r"widen='down' in the checkpoint, None expected .* --set widen=down$"):
+        load_backbone(segmenter_from_preset(inputs), path, inputs)
+    # without a preset, the default one's input (colour + xyz) is checked
+    with pytest.raises(CheckpointError, match="pass --set input_features=rgb\\+normal"):
+        load_backbone(segmenter_from_preset(inputs.with_(widen="down")), path)
+    fits = inputs.with_(widen="down")
+    model = segmenter_from_preset(fits)
+    assert load_backbone(model, path, fits)["id"] == meta["id"]
+    loaded, _ = load_model(path, part="backbone")
+    assert all(torch.equal(v, model.backbone.state_dict()[k]) for k, v in loaded.state_dict().items())
+    # and the other way: our own checkpoint into a colour + normal model
+    ours = tmp_path / "ours-backbone.ckpt"
+    from freepoint_bench.engine.checkpoints import input_metadata, save_model_checkpoint
+
+    save_model_checkpoint(ours, segmenter_from_preset(fits.with_(input_features="rgb+xyz")).backbone,
+                          {"method": "scratch", "input": input_metadata(fits.with_(input_features="rgb+xyz"))})
+    with pytest.raises(CheckpointError, match=r"input features rgb, xyz and the fine-tuning model feeds rgb\+normal; "
+                                              r"pass --set input_features=rgb\+xyz$"):
+        load_backbone(segmenter_from_preset(fits), ours, fits)
+
+
+def test_a_pointcept_backbone_fine_tunes_and_predicts_on_colour_and_normals(tmp_path):
+    from freepoint_bench.data.store import SceneStore
+    from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
+    from freepoint_bench.engine.data import make_sample
+    from freepoint_bench.engine.predict import predict_scene
+    from freepoint_bench.harness.finetune import ProtocolTargets, class_vocabulary, finetune_config, train_fold
+    from freepoint_bench.harness.protocol import EvalRules
+
+    path, _ = tiny_pointcept_checkpoint(tmp_path)
+    store = SceneStore(tmp_path / "cache" / "synthetic-x")
+    for i in range(2):
+        store.save(generate_room(i, SyntheticConfig(num_points=1500), name=f"synth_{i:04d}"), split="train")
+    # what a user passes as --set to bench.py finetune / run
+    config = finetune_config("cpu-small", epochs=1, num_queries=8, batch_size=2, max_points=None, backbone="tiny",
+                             stem_kernel_size=5, widen="down", input_features="rgb+normal")
+    rules = EvalRules(classes="s3dis")
+    trained, _ = train_fold(store, store.names("train"), ProtocolTargets(rules), config,
+                            num_classes=len(class_vocabulary(rules)[0]), init_backbone=path, seed=0,
+                            work_dir=tmp_path / "ft")
+    scene = store.load(store.names("train")[0])
+    sample = make_sample(scene, config.train, None, train=False)
+    assert sample["feats"].shape[1] == 6 and np.abs(np.linalg.norm(sample["feats"][:, 3:], axis=1) - 1).max() < 1e-4
+    found = predict_scene(trained.segmenter.eval(), scene, config.train, config.inference, "cpu")
+    assert found.masks.ndim == 2 and found.masks.shape[1] == scene.num_points
