@@ -24,19 +24,17 @@ tested against the permutation).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from freepoint_bench.atomic import stable_hash
 from freepoint_bench.config import validated
-from freepoint_bench.engine.checkpoints import code_version, environment, publish_checkpoints
-from freepoint_bench.errors import CheckpointError, ConfigError, DataError
-from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Preset, Res16UNet
+from freepoint_bench.engine.imports import ImportConfig, check_method, publish_import
+from freepoint_bench.errors import CheckpointError, DataError
+from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Res16UNet
 from freepoint_bench.models.checkpoint import load_failure
 
 # the one place that knows ME's kernel-offset order (its backend feeds ME from the canonical layout with it)
@@ -46,22 +44,14 @@ HEAD_PREFIX = "final."  # ME Res16UNet's last 1x1 conv: a head, not part of the 
 WRAPPER_PREFIX = "module."  # DistributedDataParallel's prefix in saved state dicts
 
 
-class MinkowskiImportConfig(BaseModel):
-    """How to read a MinkowskiEngine Res16UNet checkpoint and what input its weights expect."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class MinkowskiImportConfig(ImportConfig):
+    """How to read a MinkowskiEngine Res16UNet checkpoint and what input its weights expect (prefix: e.g.
+    "model.backbone." for Mask3D; bn_momentum: ME's Res16UNet's 0.02)."""
 
     stem_kernel_size: int = Field(3, ge=1)  # first conv's kernel (PointContrast / CSC conv1_kernel_size=3; Mask3D 5)
-    preset: Preset | None = None  # the Res16UNet preset the file must be (None: the one its shapes give, e.g. 34C)
-    prefix: str = ""  # key prefix of the backbone inside the file (e.g. "model.backbone." for Mask3D), stripped
     # voxel edge the weights were trained on, metres (PointContrast's and CSC's pretraining: data.voxel_size=0.025)
     voxel_size_m: float = Field(0.025, gt=0)
-    bn_momentum: float = Field(0.02, gt=0, le=1)  # BatchNorm momentum for further training (ME's Res16UNet: 0.02)
-    backend: Literal["spconv", "minkowski"] = "spconv"  # sparse backend the imported backbone runs on
     method: str = "minkowski-import"  # recorded as the checkpoint's method (e.g. pointcontrast, csc)
-    dataset: str = "unknown"  # the pretraining data, recorded in the metadata and the id (e.g. scannet)
-    scenes: tuple[str, ...] = ()  # the scenes it was pretrained on, if known (the harness's leakage guard reads them)
-    trust_pickle: bool = False  # allow files holding pickled objects besides tensors (unsafe for untrusted files)
 
 
 def import_config(**fields: Any) -> MinkowskiImportConfig:
@@ -225,34 +215,15 @@ def import_minkowski(path: str | Path, config: MinkowskiImportConfig, checkpoint
     checkpoints_dir/<id>-backbone.ckpt; importing the same file again keeps the one written). The "input" entry
     says what the weights expect: voxel_size_m, and use_xyz_features when the stem takes 6 channels (rgb, xyz; 3:
     rgb only); other channel counts are refused."""
-    path, checkpoints_dir = Path(path), Path(checkpoints_dir)
-    if config.method in ("", "scratch"):
-        raise ConfigError(f"method {config.method!r} cannot name imported weights; use e.g. pointcontrast")
+    path = Path(path)
+    check_method(config, "pointcontrast")
     state = read_state_dict(path, config.prefix, config.trust_pickle)
     model, dropped = convert_state_dict(state, config, str(path))
     in_channels = model.config.in_channels
     if in_channels not in (3, 6):
         raise CheckpointError(f"{path}: the stem takes {in_channels} input channels; our input is rgb (3) or rgb "
                               "and xyz (6), so it cannot be fed")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    meta: dict[str, Any] = {
-        "method": config.method,
-        "config": config.model_dump(mode="json"),
-        "data": {"dataset": config.dataset, "store": None, "num_scenes": len(config.scenes),
-                 "scenes_hash": stable_hash(sorted(config.scenes)), "scenes": sorted(config.scenes),
-                 "scenes_known": bool(config.scenes)},
-        "architecture": model.architecture(),
-        "backend": config.backend,
-        "input": {"voxel_size_m": config.voxel_size_m, "use_xyz_features": in_channels == 6,
-                  "backend": config.backend},
-        "source": {"path": str(path.resolve()), "sha256": digest, "format": "minkowski-res16unet",
-                   "dropped_keys": dropped},
-        "metrics": {},
-        "code_version": code_version(),
-        "environment": environment(),
-    }
-    run_id = f"{config.method}-{config.dataset}-{stable_hash(digest, meta['config'], length=10)}"
-    meta["id"] = run_id
-    target = Path(out) if out is not None else checkpoints_dir / f"{run_id}-backbone.ckpt"
-    meta, _ = publish_checkpoints(checkpoints_dir, run_id, meta, {"backbone": (target, model)})
-    return target, meta
+    return publish_import(path, config, model, checkpoints_dir=Path(checkpoints_dir), out=out,
+                          input={"voxel_size_m": config.voxel_size_m, "use_xyz_features": in_channels == 6,
+                                 "backend": config.backend},
+                          source={"format": "minkowski-res16unet", "dropped_keys": dropped})

@@ -41,22 +41,20 @@ metadata["input"]["features"]; the stem's channel count must equal the features 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from freepoint_bench.atomic import stable_hash
 from freepoint_bench.config import validated
-from freepoint_bench.engine.checkpoints import code_version, environment, publish_checkpoints
+from freepoint_bench.engine.imports import ImportConfig, check_method, publish_import
 from freepoint_bench.engine.minkowski_import import read_state_dict
 from freepoint_bench.errors import CheckpointError, ConfigError
-from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Preset, Res16UNet
+from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Res16UNet
 
 HEAD_PREFIX = "final."  # SpUNet's last 1x1 conv (the classifier; Identity, no keys, when num_classes=0)
 STEM_KEY = "conv_input.0.weight"
@@ -67,22 +65,15 @@ _BLOCK_PARTS = {"norm1.module.": "bn1.", "norm2.module.": "bn2.", "downsample.0.
                 "downsample.1.module.": "proj.1."}
 
 
-class PointceptImportConfig(BaseModel):
-    """How to read a Pointcept SpUNet-v1m1 checkpoint and what input its weights expect."""
+class PointceptImportConfig(ImportConfig):
+    """How to read a Pointcept SpUNet-v1m1 checkpoint and what input its weights expect (prefix: after DDP's
+    "module."; "" finds it from conv_input.0.weight; voxel_size_m: Pointcept's ScanNet / S3DIS GridSample grid_size;
+    trust_pickle: Pointcept pickles its scheduler)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    preset: Preset | None = None  # the Res16UNet preset the file must be (None: the one its shapes give, e.g. 34C)
-    prefix: str = ""  # key prefix of the backbone after DDP's "module." ("": found from conv_input.0.weight)
-    voxel_size_m: float = Field(0.02, gt=0)  # Pointcept's ScanNet / S3DIS GridSample grid_size
     bn_momentum: float = Field(0.01, gt=0, le=1)  # SpUNet-v1m1's BatchNorm momentum, for further training
     # the feat_keys of the Pointcept config the weights were trained with (ScanNet / S3DIS configs: color, normal)
     input_features: tuple[str, ...] = ("color", "normal")
-    backend: Literal["spconv", "minkowski"] = "spconv"  # sparse backend the imported backbone runs on
     method: str = "pointcept-import"  # recorded as the checkpoint's method (e.g. msc, csc)
-    dataset: str = "unknown"  # the pretraining data, recorded in the metadata and the id (e.g. scannet)
-    scenes: tuple[str, ...] = ()  # the scenes it was pretrained on, if known (the harness's leakage guard reads them)
-    trust_pickle: bool = False  # allow files holding pickled objects besides tensors (Pointcept saves its scheduler)
 
 
 def pointcept_import_config(**fields: Any) -> PointceptImportConfig:
@@ -278,32 +269,14 @@ def import_pointcept(path: str | Path, config: PointceptImportConfig, checkpoint
     (publish_checkpoints) into checkpoints_dir/index.json under `<method>-<dataset>-<hash>` (out: the file, default
     checkpoints_dir/<id>-backbone.ckpt). The "input" entry says what the weights expect: voxel_size_m and the
     Pointcept features (use_xyz_features is False: our normalised xyz is none of them)."""
-    path, checkpoints_dir = Path(path), Path(checkpoints_dir)
-    if config.method in ("", "scratch"):
-        raise ConfigError(f"method {config.method!r} cannot name imported weights; use e.g. msc")
+    path = Path(path)
+    check_method(config, "msc")
     state, prefix, outside = read_pointcept(path, config.prefix, config.trust_pickle)
     model, dropped = convert_state_dict(state, config, str(path))
     features = input_contract(config.input_features, model.config.in_channels, str(path))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    meta: dict[str, Any] = {
-        "method": config.method,
-        "config": config.model_dump(mode="json"),
-        "data": {"dataset": config.dataset, "store": None, "num_scenes": len(config.scenes),
-                 "scenes_hash": stable_hash(sorted(config.scenes)), "scenes": sorted(config.scenes),
-                 "scenes_known": bool(config.scenes)},
-        "architecture": model.architecture(),
-        "backend": config.backend,
-        "input": {"voxel_size_m": config.voxel_size_m, "use_xyz_features": False, "features": features,
-                  "color_range": [-1.0, 1.0], "backend": config.backend},
-        "source": {"path": str(path.resolve()), "sha256": digest, "format": "pointcept-spunet-v1m1",
-                   "prefix": prefix, "dropped_keys": dropped, "keys_outside_prefix": outside,
-                   "bn_eps": {"file": POINTCEPT_BN_EPS, "folded_into": "running_var"}},
-        "metrics": {},
-        "code_version": code_version(),
-        "environment": environment(),
-    }
-    run_id = f"{config.method}-{config.dataset}-{stable_hash(digest, meta['config'], length=10)}"
-    meta["id"] = run_id
-    target = Path(out) if out is not None else checkpoints_dir / f"{run_id}-backbone.ckpt"
-    meta, _ = publish_checkpoints(checkpoints_dir, run_id, meta, {"backbone": (target, model)})
-    return target, meta
+    return publish_import(path, config, model, checkpoints_dir=Path(checkpoints_dir), out=out,
+                          input={"voxel_size_m": config.voxel_size_m, "use_xyz_features": False,
+                                 "features": features, "color_range": [-1.0, 1.0], "backend": config.backend},
+                          source={"format": "pointcept-spunet-v1m1", "prefix": prefix, "dropped_keys": dropped,
+                                  "keys_outside_prefix": outside,
+                                  "bn_eps": {"file": POINTCEPT_BN_EPS, "folded_into": "running_var"}})
