@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from freepoint_bench.atomic import checksum_ok, with_checksum, write_json
+from freepoint_bench.atomic import checksum_ok, stable_hash, with_checksum, write_json
 from freepoint_bench.errors import DataError
 
 SCHEMA_VERSION = 1  # bump only with a reader for the old version: finished cells are never recomputed silently
@@ -37,6 +38,24 @@ SEMANTIC_TASKS: tuple[str, ...] = ("semseg", "linear")  # the tasks scored by SE
 SEED_PREFIX = "seed-"
 _REQUIRED = ("protocol", "protocol_hash", "split_sha256", "method", "seed", "metrics")  # the fields without a default
 _RERUN = "delete it and rerun the cell with `bench.py run`"
+# The fields of the fine-tuning config (dotted, as result.json's "config" nests them) that are not part of a cell's
+# recipe (ResultRecord.recipe), each with why: they say where, how fast or under which name a cell ran, not what it
+# trained on, how it trained or how it was scored. Every other field is recipe, including fields added later: one
+# recorded only off its default (engine.presets.OMITTED_AT_DEFAULT) keeps older cells alike, any other splits them
+# from newer ones, named as "absent" (the code that trained them did not have it).
+RECIPE_EXCLUDED: dict[str, str] = {
+    "train.seed": "train_fold replaces it with the cell's seed (train.with_(seed=seed)); seeds are an entry's axis",
+    "train.name": "the preset's label; the values the preset sets are compared field by field",
+    "train.num_workers": "DataLoader processes: each sample's randomness is keyed by (seed, epoch, index) "
+    "(engine.data), so the count changes speed, not samples",
+    "train.accelerator": "where it ran (engine.trainer.resolve_accelerator falls back to the CPU whatever it asks); "
+    "the record's environment says what ran",
+    "train.epochs1": "FreePoint's pretraining step-1 budget in the shared training preset; fine-tuning reads epochs",
+    "train.epochs2": "FreePoint's pretraining step-2 budget in the shared training preset; fine-tuning reads epochs",
+}
+UNKNOWN_DATASET = "unknown"  # a pretraining dataset no checkpoint record names
+# engine checkpoint ids: <method>-<dataset>-<10 hex digits> (pretext.runs.checkpoint_id and the import commands)
+_ID_HEX = 10
 
 
 def task_metrics(task: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -86,7 +105,8 @@ class ResultRecord:
     dataset: str = ""
     unit: str = ""  # masks | scenes | full
     fraction: float = 1.0
-    checkpoint: dict[str, Any] | None = None  # path, sha256, weights_sha256, id, method (+ per_fold when folds > 1)
+    # path, sha256, weights_sha256, id, method, pretrain_dataset (since issue 29) (+ per_fold when folds > 1)
+    checkpoint: dict[str, Any] | None = None
     preset: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # the fine-tuning config
     folds: list[dict[str, Any]] = field(default_factory=list)
@@ -127,6 +147,57 @@ class ResultRecord:
     def checkpoint_id(self) -> str:
         """Returns the id of the checkpoint the cell fine-tuned ('' for random initialisation)."""
         return str((self.checkpoint or {}).get("id") or "")
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """Returns the fine-tuning recipe: the config's fields by dotted name (train.lr, inference.topk), without
+        RECIPE_EXCLUDED's. Read from the stored config, so files written before it existed have one too."""
+        return recipe_of(self.config)
+
+    @property
+    def recipe_hash(self) -> str:
+        """Returns the hash of `recipe` (16 hex digits): cells of one recipe share it."""
+        return stable_hash(self.recipe)
+
+    @property
+    def pretrain_dataset(self) -> str:
+        """Returns the dataset the fine-tuned checkpoint was pretrained on: '' for random initialisation, else its
+        record's pretrain_dataset (written since issue 29), else the dataset its id names (older files), else
+        'unknown'; folds pretrained on different data give their datasets joined by '+'."""
+        ckpt = self.checkpoint or {}
+        names = sorted({_pretrain_dataset(c) for c in ckpt.get("per_fold") or [ckpt] if isinstance(c, dict)})
+        return "+".join(n for n in names if n)
+
+
+def recipe_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns a fine-tuning config's recipe: its fields by dotted name, without RECIPE_EXCLUDED's."""
+    return {k: v for k, v in _flatten(config).items() if k not in RECIPE_EXCLUDED}
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _pretrain_dataset(ckpt: Mapping[str, Any]) -> str:
+    """Returns one checkpoint record's pretraining dataset ('' when it records no checkpoint: random init)."""
+    if isinstance(ckpt.get("pretrain_dataset"), str):
+        return ckpt["pretrain_dataset"]
+    if ckpt.get("path") is None and ckpt.get("id") is None:
+        return ""
+    ident, method = ckpt.get("id"), ckpt.get("method")
+    if isinstance(ident, str) and isinstance(method, str):
+        # the method is the id's prefix and the hash its fixed-length suffix, so a dataset named with hyphens
+        # (synthetic-s3dis) still reads whole
+        found = re.fullmatch(rf"{re.escape(method)}-(.+)-[0-9a-f]{{{_ID_HEX}}}", ident)
+        if found:
+            return found.group(1)
+    return UNKNOWN_DATASET
 
 
 def _scores(block: Mapping[str, Any], names: Sequence[str] = METRICS) -> dict[str, float]:

@@ -179,3 +179,62 @@ def test_the_compare_document_is_what_the_cli_wrote_and_its_rows_read_back(tmp_p
     assert compare_document(rows, "scannet", 3) == want
     assert compare_rows(json.loads(path.read_text())) == [{**want["rows"][0], "num_scenes": 3, "dataset": "scannet"}]
     assert compare_rows({"ap": 0.1}) is None
+
+
+# ---------------------------------------------------------------------------------------------- recipe and pretraining
+
+
+def test_a_result_written_before_has_a_recipe_and_reads_its_pretraining_dataset_from_the_checkpoint_id():
+    masks, scenes = (read_result(f) for f in FIXTURES)
+    assert masks.checkpoint_id == "freepoint-s3dis-ef649b291e" and masks.pretrain_dataset == "s3dis"
+    assert masks.recipe["epochs"] == 3 and masks.recipe["train.lr"] == 0.003 and "train.seed" not in masks.recipe
+    assert len(masks.recipe_hash) == 16 and masks.recipe_hash == scenes.recipe_hash  # one recipe, two protocols
+    assert masks.to_json()["checkpoint"] == json.loads(FIXTURES[0].read_text())["checkpoint"]  # nothing written
+
+
+ENGINE = {"path": "c.ckpt", "sha256": "2" * 64, "weights_sha256": "3" * 64, "method": "csc"}
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "expected"),
+    [
+        (None, ""),  # a hand-made file: random initialisation
+        ({"path": None, "sha256": None, "weights_sha256": None, "id": None, "method": "scratch"}, ""),
+        ({**ENGINE, "id": "csc-scannet-0123456789", "pretrain_dataset": "scannet"}, "scannet"),  # since issue 29
+        ({**ENGINE, "id": "csc-s3dis-0123456789", "pretrain_dataset": "scannet"}, "scannet"),  # the record wins
+        ({**ENGINE, "id": "csc-synthetic-s3dis-abcdef0123"}, "synthetic-s3dis"),  # a dataset with a hyphen
+        ({**ENGINE, "id": "csc-s3dis-x"}, "unknown"),  # not an engine id: no guess
+        ({**ENGINE, "id": "pointcontrast-s3dis-0123456789"}, "unknown"),  # another method's id
+        ({**ENGINE, "id": None}, "unknown"),
+        ({**ENGINE, "id": "csc-s3dis-0123456789",
+          "per_fold": [{**ENGINE, "id": "csc-s3dis-0123456789"}, {**ENGINE, "id": "csc-scannet-0123456789"}]},
+         "s3dis+scannet"),
+    ],
+)
+def test_the_pretraining_dataset_of_a_checkpoint_record(checkpoint, expected):
+    record = ResultRecord(protocol="p", protocol_hash="a", split_sha256="b", method="csc", seed=0,
+                          metrics={"ap": 0.1, "ap50": 0.2, "ap25": 0.3}, checkpoint=checkpoint)
+    assert record.pretrain_dataset == expected
+
+
+def test_the_harness_records_the_pretraining_dataset_from_the_checkpoint_metadata(tmp_path):
+    import torch
+
+    from freepoint_bench.harness.cells import _checkpoint_info
+    from freepoint_bench.models.checkpoint import save_checkpoint
+
+    meta = {"id": "csc-scannet-0123456789", "method": "csc", "data": {"dataset": "scannet", "num_scenes": 2}}
+    path = save_checkpoint(tmp_path / "c.ckpt", torch.nn.Linear(2, 2), meta)
+    info = _checkpoint_info(path, "csc")
+    assert (info["id"], info["method"], info["pretrain_dataset"]) == ("csc-scannet-0123456789", "csc", "scannet")
+    save_checkpoint(path, torch.nn.Linear(2, 2), {"id": "csc-x", "method": "csc"})  # metadata without data
+    assert _checkpoint_info(path, "csc")["pretrain_dataset"] == "unknown"
+    # scratch's random initialisation saw no scene; an import without a scene list did see some
+    scratch = {"id": "scratch-s3dis-0123456789", "method": "scratch", "data": {"dataset": "s3dis", "scenes": []}}
+    save_checkpoint(path, torch.nn.Linear(2, 2), scratch)
+    assert _checkpoint_info(path, "scratch")["pretrain_dataset"] == ""
+    imported = {"id": "csc-scannet-0123456789", "method": "csc",
+                "data": {"dataset": "scannet", "scenes": [], "scenes_known": False}}
+    save_checkpoint(path, torch.nn.Linear(2, 2), imported)
+    assert _checkpoint_info(path, "csc")["pretrain_dataset"] == "scannet"
+    assert "pretrain_dataset" not in _checkpoint_info(None, "scratch")  # scratch's record: as it was

@@ -55,7 +55,7 @@ from freepoint_bench.harness.finetune import (
     unpack_semantic,
 )
 from freepoint_bench.harness.protocol import ProtocolSpec, load_split, scenes_of, sha256_file
-from freepoint_bench.results import RESULT_FILE, ResultRecord, cell_folder, read_result, write_result
+from freepoint_bench.results import RESULT_FILE, UNKNOWN_DATASET, ResultRecord, cell_folder, read_result, write_result
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,20 @@ def _cell_record(cell: Cell, config: FinetuneConfig, split_sha: str, ckpts: list
 
 def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
     """Returns {"path", "sha256" (of the file), "weights_sha256" (of the tensors alone: a re-published checkpoint
-    with a new timestamp has other file bytes but the same weights), "id", "method"}."""
+    with a new timestamp has other file bytes but the same weights), "id", "method", "pretrain_dataset" (the
+    dataset its metadata says it was pretrained on; "" for one that saw no scene, scratch's random initialisation;
+    "unknown" where it names none: the report compares it)}."""
     if path is None:
         return {"path": None, "sha256": None, "weights_sha256": None, "id": None, "method": method}
     from freepoint_bench.models.checkpoint import load_checkpoint, weights_sha256
 
     state, meta = load_checkpoint(path)
+    data = meta.get("data") or {}
+    # no scene, and not for want of a list (an import without --scenes-file records scenes_known false)
+    untrained = data.get("scenes") == [] and data.get("scenes_known", True)
     return {"path": str(path), "sha256": sha256_file(path), "weights_sha256": weights_sha256(state),
-            "id": meta.get("id"), "method": meta.get("method")}
+            "id": meta.get("id"), "method": meta.get("method"),
+            "pretrain_dataset": "" if untrained else str(data.get("dataset") or UNKNOWN_DATASET)}
 
 
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,

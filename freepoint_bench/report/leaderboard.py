@@ -1,6 +1,12 @@
 """The leaderboard as data: entries (mean ± sd over seeds, Δ vs scratch with a paired t-test), notes, quoted rows,
 the label-efficiency curves and the probe ladder.
 
+Only like cells are compared: seeds of an entry must share the protocol and split hashes, the fine-tuning recipe
+(results.ResultRecord.recipe_hash) and the pretraining dataset, or they are a conflict and never averaged; a method
+whose recipe differs from scratch's is "not comparable" (no Δ, not bold, the differing fields named); methods
+pretrained on different datasets are named in the notes; the paper's rows are quoted only beside cells of the
+paper's setting (quoted_rows).
+
 Every protocol is scored by its task's metrics (results.task_metrics: AP / AP50 / AP25 for insseg and insseg-frozen,
 mIoU / mAcc / allAcc for linear and semseg). Everything here is a plain function of the results store; the renderers
 (render.py) only format it. Values stay fractions 0..1 here; the renderers show percent.
@@ -8,23 +14,35 @@ mIoU / mAcc / allAcc for linear and semseg). Everything here is a plain function
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from freepoint_bench.atomic import stable_hash
 from freepoint_bench.harness.protocol import TASKS
-from freepoint_bench.report.paper import QuotedRow, finetune_reference
+from freepoint_bench.report.paper import (
+    PAPER_DATASET,
+    PAPER_EVAL_SCENES,
+    PAPER_PRESET,
+    PAPER_PRETRAIN_DATASET,
+    QuotedRow,
+    finetune_reference,
+)
 from freepoint_bench.report.store import ResultsStore
-from freepoint_bench.results import DEFAULT_TASK, SEMANTIC_TASKS, ResultRecord, task_metrics
+from freepoint_bench.results import DEFAULT_TASK, SEMANTIC_TASKS, ResultRecord, recipe_of, task_metrics
 
 BASELINE = "scratch"
 ALPHA = 0.05  # significance level of one star; two stars at ALPHA / 5
 HASH_CHARS = 12  # hex digits shown when a report names a hash
 ZERO_SPREAD = 1e-9  # sd of paired differences (fractions) below this counts as zero
+NAMED_FIELDS = 3  # recipe fields a "not comparable" names before "+N more"
 METRIC_LABELS = {"ap": "AP", "ap50": "AP50", "ap25": "AP25", "miou": "mIoU", "macc": "mAcc", "all_acc": "allAcc"}
 # One number per rung for the ladder and the label-efficiency plot: each task's strictest summary, the one its field
 # leads with. mIoU for the semantic tasks (the linear probe's headline in Sonata, issue 28); AP (mean over IoU
@@ -74,9 +92,11 @@ class Entry:
     """One leaderboard entry, a method on a protocol over its seeds (the harness's cells of that protocol and method):
     status ok | partial | missing | conflict, its seeds and metrics.
 
-    A conflict entry holds runs that disagree on protocol_hash or split_sha256; it is never averaged and
-    `reason` says which seeds carry which hash. A partial entry lacks seeds that other entries of its
-    protocol have (or that are still running).
+    A conflict entry holds runs that disagree on protocol_hash, split_sha256, recipe_hash or pretrain_dataset; it is
+    never averaged and `reason` says which seeds carry which value. A partial entry lacks seeds that other entries
+    of its protocol have (or that are still running). An entry whose recipe differs from its protocol's reference
+    (scratch's, or the first method's where scratch has no values) is not comparable: `not_comparable` names the
+    fields, it gets no Δ and is never bold.
     """
 
     protocol: str
@@ -90,6 +110,11 @@ class Entry:
     split_sha256: str = ""
     reason: str = ""
     delta_note: str = ""  # why Δ is absent, when it is
+    recipe: dict[str, Any] = field(default_factory=dict)  # results.ResultRecord.recipe of its runs
+    recipe_hash: str = ""
+    preset: str = ""  # the fine-tuning preset's name (a label: recipe compares the values)
+    pretrain_dataset: str = ""  # '' for random initialisation (scratch)
+    not_comparable: str = ""  # 'epochs 600 vs scratch's 20' when its recipe differs from the reference's
 
     @property
     def has_values(self) -> bool:
@@ -130,7 +155,7 @@ class Leaderboard:
     methods: list[str]
     entries: dict[tuple[str, str], Entry]
     best: dict[tuple[str, str], set[str]]  # (protocol, metric) -> methods with the best mean among complete entries
-    references: dict[str, list[QuotedRow]]  # protocol -> the paper's rows of that setting
+    references: dict[str, list[QuotedRow]]  # protocol -> the paper's rows quoted beside its cells (quoted_rows)
     notes: list[str]
     classes: list[str]  # of the instance tasks' per-class AP
     semantic_classes: list[str] = field(default_factory=list)  # of the semantic tasks' per-class IoU
@@ -165,15 +190,47 @@ def _seed_list(seeds: list[int]) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, sorted(seeds)))
 
 
-def _disagreement(runs: list[ResultRecord], key: str) -> str:
-    """Returns '' when the runs agree on `key`, else which seeds carry which value."""
-    groups: dict[str, list[int]] = defaultdict(list)
+def _disagreement(runs: list[ResultRecord], key: str, show: Callable[[str], str] = short) -> str:
+    """Returns '' when the runs agree on `key`, else which seeds carry which value (`show` of it); for recipe_hash,
+    the fields in which the first two differ."""
+    groups: dict[str, list[ResultRecord]] = defaultdict(list)
     for r in runs:
-        groups[getattr(r, key)].append(r.seed)
+        groups[getattr(r, key)].append(r)
     if len(groups) < 2:
         return ""
-    parts = [f"{_seed_list(seeds)} → {short(h)}" for h, seeds in sorted(groups.items(), key=lambda kv: min(kv[1]))]
-    return f"{key} differs ({'; '.join(parts)})"
+    ordered = sorted(groups.items(), key=lambda kv: min(r.seed for r in kv[1]))
+    parts = [f"{_seed_list([r.seed for r in rs])} → {show(h) or 'none'}" for h, rs in ordered]
+    fields = ""
+    if key == "recipe_hash":
+        (_, first), (_, second) = ordered[:2]
+        fields = ": " + recipe_difference(first[0].recipe, second[0].recipe, first[0].preset, second[0].preset)
+    return f"{key} differs ({'; '.join(parts)}{fields})"
+
+
+def _value_text(value: Any) -> str:
+    """Returns a config value as --set takes it (none, true, 0.0001, 34C)."""
+    return value if isinstance(value, str) else json.dumps(value).replace("null", "none")
+
+
+def recipe_difference(a: dict[str, Any], b: dict[str, Any], preset_a: str = "", preset_b: str = "",
+                      other: str = "") -> str:
+    """Returns the fields in which recipe a differs from recipe b, as --set names them: 'epochs 600 vs 20, lr 0.0001
+    vs 0.003 (+5 more)' (the first NAMED_FIELDS, top-level ones first; 'absent' for a field a recipe lacks), led by
+    'preset paper vs cpu-small' where the preset names differ too; `other` names b's owner ('vs scratch's 20')."""
+    absent = object()
+    keys = list(dict.fromkeys([*a, *b]))
+    # top-level fields (epochs, the budget) first, then by name: the order does not hang on a file's key order
+    differ = sorted((k for k in keys if a.get(k, absent) != b.get(k, absent)), key=lambda k: (k.count("."), k))
+    whose = f"{other}'s " if other else ""
+
+    def text(k: str) -> str:
+        x, y = (_value_text(v) if v is not absent else "absent" for v in (a.get(k, absent), b.get(k, absent)))
+        return f"{k.removeprefix('train.')} {x} vs {whose}{y}"
+
+    named = [text(k) for k in differ[:NAMED_FIELDS]]
+    more = f" (+{len(differ) - NAMED_FIELDS} more)" if len(differ) > NAMED_FIELDS else ""
+    lead = f"preset {preset_a or '?'} vs {whose}{preset_b or '?'}; " if preset_a != preset_b else ""
+    return lead + ", ".join(named) + more
 
 
 def paired_test(method: dict[int, float], baseline: dict[int, float]) -> Paired | None:
@@ -221,7 +278,16 @@ def _build_entry(info: ProtocolInfo, method: str, runs: list[ResultRecord], expe
         reason = f"no finished run; {_seed_list(running)} unfinished" if running else "not run"
         return Entry(protocol, method, "missing", expected=expected, reason=reason)
     seeds = sorted(r.seed for r in runs)
-    conflicts = [d for d in (_disagreement(runs, "protocol_hash"), _disagreement(runs, "split_sha256")) if d]
+    conflicts = [
+        d
+        for d in (
+            _disagreement(runs, "protocol_hash"),
+            _disagreement(runs, "split_sha256"),
+            _disagreement(runs, "recipe_hash"),
+            "" if method == BASELINE else _disagreement(runs, "pretrain_dataset", show=str),
+        )
+        if d
+    ]
     other = sorted({r.task for r in runs} - {info.task})
     if other:  # scored by other metrics: never in the protocol's columns (its hash differs too, where hashed)
         odd = [r.seed for r in runs if r.task != info.task]
@@ -250,7 +316,20 @@ def _build_entry(info: ProtocolInfo, method: str, runs: list[ResultRecord], expe
         protocol_hash=runs[0].protocol_hash,
         split_sha256=runs[0].split_sha256,
         reason=reason,
+        recipe=runs[0].recipe,
+        recipe_hash=runs[0].recipe_hash,
+        preset=runs[0].preset,
+        # scratch's checkpoint (older files name the dataset it was built for in its id) saw no data
+        pretrain_dataset="" if method == BASELINE else runs[0].pretrain_dataset,
     )
+
+
+def _mark_comparable(entry: Entry, reference: Entry | None) -> None:
+    """Sets entry.not_comparable when its recipe differs from the reference entry's."""
+    if reference is None or entry is reference or not entry.has_values or entry.recipe_hash == reference.recipe_hash:
+        return
+    entry.not_comparable = recipe_difference(entry.recipe, reference.recipe, entry.preset, reference.preset,
+                                             reference.method)
 
 
 def _add_deltas(entry: Entry, base: Entry | None) -> None:
@@ -268,6 +347,8 @@ def _add_deltas(entry: Entry, base: Entry | None) -> None:
                 f"no Δ: {key} {short(getattr(entry, key))} differs from scratch's {short(getattr(base, key))}"
             )
             return
+    if entry.not_comparable:  # another recipe than scratch's: the notes name the fields
+        return
     for m, stat in entry.metrics.items():
         entry.metrics[m] = MetricStat(stat.values, paired_test(stat.values, base.metrics[m].values))
     if not any(s.paired for s in entry.metrics.values()):
@@ -303,9 +384,15 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
             entries[(p, m)] = _build_entry(
                 info, m, sorted(by_entry.get((p, m), []), key=lambda r: r.seed), expected, running[(p, m)]
             )
+        ran = [entries[(p, m)] for m in methods if entries[(p, m)].has_values]
+        base = entries.get((p, BASELINE))
+        reference = base if base is not None and base.has_values else next(iter(ran), None)
         for m in methods:
-            _add_deltas(entries[(p, m)], entries.get((p, BASELINE)))
-        references[p] = finetune_reference(p)
+            _mark_comparable(entries[(p, m)], reference)
+            _add_deltas(entries[(p, m)], base)
+        notes += _pretraining_notes(p, ran)
+        references[p], quote_notes = quoted_rows(info, ran)
+        notes += quote_notes
         versions = {c.protocol_hash for c in (entries[(p, m)] for m in methods) if c.has_values}
         if len(versions) > 1:
             parts = [
@@ -321,7 +408,11 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
     for info in infos:
         p = info.name
         for metric in info.metrics:
-            complete = {m: entries[(p, m)].metrics[metric].mean for m in methods if entries[(p, m)].status == "ok"}
+            complete = {
+                m: entries[(p, m)].metrics[metric].mean
+                for m in methods
+                if entries[(p, m)].status == "ok" and not entries[(p, m)].not_comparable
+            }
             complete = {m: v for m, v in complete.items() if not math.isnan(v)}
             if complete:
                 top = max(complete.values())
@@ -329,12 +420,69 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
     for c in entries.values():
         if c.status == "conflict":
             notes.append(f"{c.protocol}/{c.method}: {c.reason}")
+        if c.not_comparable:
+            notes.append(f"{c.protocol}/{c.method}: not comparable (another fine-tuning recipe): {c.not_comparable}")
     semantic = {i.name for i in infos if i.semantic}
     classes = sorted({name for c in entries.values() if c.protocol not in semantic for name in c.per_class})
     semantic_classes = sorted({name for c in entries.values() if c.protocol in semantic for name in c.per_class})
     return Leaderboard(
         infos, methods, entries, best, references, sorted(set(notes), key=notes.index), classes, semantic_classes
     )
+
+
+def _pretraining_notes(protocol: str, ran: list[Entry]) -> list[str]:
+    """Returns a note when the pretrained methods of a protocol were pretrained on different datasets (scratch has
+    none); their Δ against scratch stands, but they are not each other's like."""
+    by_data: dict[str, list[str]] = defaultdict(list)
+    for c in ran:
+        if c.method != BASELINE and c.pretrain_dataset:
+            by_data[c.pretrain_dataset].append(c.method)
+    if len(by_data) < 2:
+        return []
+    parts = [f"{data} ({', '.join(ms)})" for data, ms in sorted(by_data.items())]
+    return [f"{protocol}: pretrained on {' vs '.join(parts)}; compare these methods with each other only knowing so"]
+
+
+@functools.cache
+def paper_recipe() -> dict[str, Any]:
+    """Returns the recipe (results.recipe_of) of the `paper` fine-tuning preset as this code defines it."""
+    from freepoint_bench.harness.finetune import finetune_config  # torch: imported only for protocols the paper has
+
+    return recipe_of(finetune_config(PAPER_PRESET).model_dump(mode="json"))
+
+
+def quoted_rows(info: ProtocolInfo, ran: list[Entry]) -> tuple[list[QuotedRow], list[str]]:
+    """Returns (the paper's rows to quote beside a protocol's entries with values, notes on the rows left out).
+
+    The paper's rows of a protocol (paper.finetune_reference) are quoted only where its cells are the paper's
+    setting: scored on all PAPER_EVAL_SCENES rooms of S3DIS Area 5, and some entry of the paper preset's recipe. A
+    method that ran here with another recipe, or pretrained on other data than ScanNet, loses its own row."""
+    rows = finetune_reference(info.name)
+    if not rows:
+        return [], []
+    setting = []
+    if info.dataset != PAPER_DATASET:
+        setting.append(f"scored on {info.dataset or 'unnamed data'}, not {PAPER_DATASET}")
+    if len(info.eval_scenes) != PAPER_EVAL_SCENES:
+        setting.append(f"{len(info.eval_scenes)} evaluation scenes, not Area 5's {PAPER_EVAL_SCENES}")
+    off: dict[str, str] = {}
+    for c in ran:
+        why = []
+        if c.recipe != paper_recipe():
+            why.append("its recipe is not the paper preset's: " + recipe_difference(
+                c.recipe, paper_recipe(), c.preset, PAPER_PRESET, "the paper preset"))
+        if c.method != BASELINE and c.pretrain_dataset != PAPER_PRETRAIN_DATASET:
+            why.append(f"pretrained on {c.pretrain_dataset}, not {PAPER_PRETRAIN_DATASET}")
+        if why:
+            off[c.method] = "; ".join(why)
+    if not setting and len(off) == len(ran):
+        setting.append("no cell here is of the paper's setting")
+    source = f"the paper's {rows[0].source} rows"
+    if setting:
+        details = "; ".join(setting + [f"{m}: {why}" for m, why in off.items()])
+        return [], [f"{info.name}: {source} are not quoted ({details})"]
+    notes = [f"{info.name}: {source} quoted without {m}'s ({why})" for m, why in off.items()]
+    return [r for r in rows if r.method not in off], notes
 
 
 def label_efficiency(

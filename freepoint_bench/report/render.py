@@ -1,10 +1,11 @@
 """The report in every format: rich (terminal), Markdown, CSV (pandas), LaTeX booktabs and one self-contained HTML.
 
 Every format shows the same cells with the same text: mean ± sd over seeds (percent, one decimal), n,
-Δ vs scratch with its significance stars, the best complete cell per column in bold, partial / missing /
-conflict cells named as such, and the paper's rows quoted apart from ours. Each protocol's columns are its task's
-metrics; when the store holds tasks other than insseg, the tables are grouped per task and named, and the probe
-ladder (leaderboard.ladder: each rung's headline metric per method) comes first.
+Δ vs scratch with its significance stars (or "not comparable" where the cell's fine-tuning recipe is not scratch's),
+the best complete cell per column in bold, partial / missing / conflict cells named as such, the re-implemented
+baselines marked, and the paper's rows quoted apart from ours (only beside cells of the paper's setting). Each
+protocol's columns are its task's metrics; when the store holds tasks other than insseg, the tables are grouped per
+task and named, and the probe ladder (leaderboard.ladder: each rung's headline metric per method) comes first.
 """
 
 from __future__ import annotations
@@ -37,10 +38,18 @@ from freepoint_bench.report.leaderboard import (
     ladder,
     protocol_label,
 )
-from freepoint_bench.report.paper import UNSUPERVISED, QuotedRow
+from freepoint_bench.report.paper import (
+    FIDELITY,
+    PAPER_EVAL_SCENES,
+    PAPER_PRESET,
+    PAPER_PRETRAIN_DATASET,
+    REIMPLEMENTED,
+    UNSUPERVISED,
+    QuotedRow,
+)
 from freepoint_bench.report.plots import label_efficiency_png, per_class_heatmap_png
 from freepoint_bench.report.unsupervised import EvalRow
-from freepoint_bench.results import METRICS, SEMANTIC_METRICS, SEMANTIC_TASKS
+from freepoint_bench.results import METRICS, RECIPE_EXCLUDED, SEMANTIC_METRICS, SEMANTIC_TASKS
 
 FORMATS: tuple[str, ...] = ("terminal", "md", "csv", "html", "latex")
 LABELS = METRIC_LABELS
@@ -124,6 +133,15 @@ def delta_text(entry: Entry, stat: MetricStat) -> str:
     return f"Δ {100 * d.delta:+.1f}{d.stars}{extra}"
 
 
+NOT_COMPARABLE = "not comparable"
+REIMPLEMENTED_TEXT = "re-implemented here"
+
+
+def method_label(method: str) -> str:
+    """Returns a method's row label: 'csc (re-implemented here)' for the baselines this suite re-implements."""
+    return f"{method} ({REIMPLEMENTED_TEXT})" if method in REIMPLEMENTED else method
+
+
 def status_text(entry: Entry) -> str:
     """Returns the text of an entry without values: 'missing' or 'conflict: not averaged'."""
     return "missing" if entry.status == "missing" else "conflict: not averaged †"
@@ -135,7 +153,7 @@ def entry_text(entry: Entry, metric: str) -> tuple[str, str]:
         return status_text(entry), ""
     stat = entry.metrics[metric]
     detail = n_text(entry, stat) + (" partial" if entry.status == "partial" else "")
-    d = delta_text(entry, stat)
+    d = NOT_COMPARABLE if entry.not_comparable else delta_text(entry, stat)
     return mean_sd(stat), detail + (f" · {d}" if d else "")
 
 
@@ -156,14 +174,21 @@ def footnote(board: Leaderboard) -> str:
         f"* p < {ALPHA:g}, ** p < {ALPHA / 5:g}, two-sided paired t-test over those seeds (df = n − 1; the paired n "
         "is shown when it differs from the cell's n); no test with fewer than 2 paired seeds. "
         "Bold: best mean per column among complete cells. partial: fewer seeds than other cells of the protocol; "
-        "missing: not run; conflict †: the runs disagree on protocol_hash or split_sha256 and are not averaged "
-        "(see the notes). Rows marked 'paper' are quoted from the paper's Tables 2 and 3 (S3DIS Area 5) and take no "
-        "part in any statistic."
+        "missing: not run; conflict †: the runs disagree on protocol_hash, split_sha256, fine-tuning recipe or "
+        "pretraining dataset and are not averaged (see the notes). not comparable: fine-tuned with another recipe "
+        f"than {BASELINE}'s (its config less {', '.join(k.removeprefix('train.') for k in RECIPE_EXCLUDED)}; the "
+        "notes name the fields): no Δ, never bold. Rows marked 'paper' are quoted from the paper's Tables 2 and 3 "
+        f"(S3DIS Area 5) only beside cells of its setting (the {PAPER_PRESET} preset's recipe, "
+        f"{PAPER_PRETRAIN_DATASET} pretraining, all {PAPER_EVAL_SCENES} rooms of Area 5; the notes say why a row is "
+        f"left out) and take no part in any statistic. {REIMPLEMENTED_TEXT}: {', '.join(REIMPLEMENTED)} are this "
+        f"suite's re-implementations, not the authors' code; {FIDELITY} compares each of their settings with the "
+        "original's."
     )
 
 
 def entry_notes(board: Leaderboard) -> list[str]:
-    """Returns the notes: hash conflicts and protocol versions, partial entries, entries without a Δ."""
+    """Returns the notes: conflicts and protocol versions, recipes not comparable, pretraining datasets, paper rows
+    not quoted, partial entries, entries without a Δ."""
     notes = list(board.notes)
     for p in board.protocols:
         for m in board.methods:
@@ -173,6 +198,12 @@ def entry_notes(board: Leaderboard) -> list[str]:
             if c.delta_note:
                 notes.append(f"{p.name}/{m}: {c.delta_note}")
     return notes
+
+
+def protocol_notes(board: Leaderboard, protocols: Sequence[ProtocolInfo]) -> list[str]:
+    """Returns the notes (entry_notes) about these protocols: for a format that shows notes per table."""
+    names = {p.name for p in protocols}
+    return [n for n in entry_notes(board) if n.split(":", 1)[0].split("/", 1)[0] in names]
 
 
 def _is_best(board: Leaderboard, protocol: str, metric: str, method: str) -> bool:
@@ -271,7 +302,7 @@ def to_terminal(report: Report) -> Group:
         for metric in p.metrics:
             table.add_column(LABELS[metric], justify="right")
         for m in board.methods:
-            table.add_row(m, *[_terminal_cell(board, p.name, m, metric) for metric in p.metrics])
+            table.add_row(method_label(m), *[_terminal_cell(board, p.name, m, metric) for metric in p.metrics])
         refs = board.references.get(p.name, [])
         if refs:
             table.add_section()
@@ -307,7 +338,7 @@ def _ladder_terminal(board: Leaderboard, group: LadderGroup) -> Table:
     for p in group.rungs:
         table.add_column("\n".join(rung_header(group, p)), justify="right", overflow="fold")
     for m in group.methods:
-        table.add_row(m, *[_terminal_cell(board, p.name, m, group.metric(p)) for p in group.rungs])
+        table.add_row(method_label(m), *[_terminal_cell(board, p.name, m, group.metric(p)) for p in group.rungs])
     return table
 
 
@@ -361,7 +392,8 @@ def _plain_cell(board: Leaderboard, protocol: str, method: str, metric: str, bol
 def _md_leaderboard(board: Leaderboard, protocols: Sequence[ProtocolInfo]) -> list[str]:
     header = ["method"] + [f"{p.name} {LABELS[m]}" for p in protocols for m in p.metrics]
     rows = [
-        [m] + [_plain_cell(board, p.name, m, metric, ("**", "**")) for p in protocols for metric in p.metrics]
+        [method_label(m)]
+        + [_plain_cell(board, p.name, m, metric, ("**", "**")) for p in protocols for metric in p.metrics]
         for m in board.methods
     ]
     for label, refs in _ref_rows(board, protocols):
@@ -378,7 +410,7 @@ def _md_leaderboard(board: Leaderboard, protocols: Sequence[ProtocolInfo]) -> li
 
 def _md_ladder(board: Leaderboard, group: LadderGroup) -> list[str]:
     header = ["method"] + [rung_label(group, p) for p in group.rungs]
-    rows = [[m] + [_plain_cell(board, p.name, m, group.metric(p), ("**", "**")) for p in group.rungs]
+    rows = [[method_label(m)] + [_plain_cell(board, p.name, m, group.metric(p), ("**", "**")) for p in group.rungs]
             for m in group.methods]
     return [f"## {ladder_title(group)}", ""] + _md_table(header, rows) + [""]
 
@@ -396,7 +428,7 @@ def to_markdown(report: Report) -> str:
         if board.shows_tasks:
             lines += [f"## {task_heading(task, protocols)}", ""]
         lines += _md_leaderboard(board, protocols) + [""]
-    lines += [footnote(board), ""]
+    lines += [footnote(board).replace(FIDELITY, f"[{FIDELITY}]({FIDELITY})"), ""]
     sources = sorted({f"{r.source}: {r.setting}" for refs in board.references.values() for r in refs})
     if sources:
         lines += ["Quoted paper rows: " + "; ".join(sources) + ".", ""]
@@ -481,7 +513,13 @@ def _frame_record(board: Leaderboard, p: ProtocolInfo, method: str, metric: str)
         "best": _is_best(board, p.name, metric, method),
         "protocol_hash": c.protocol_hash,
         "split_sha256": c.split_sha256,
-        "note": "; ".join(x for x in (c.reason, c.delta_note) if x),
+        "recipe_hash": c.recipe_hash,
+        "comparable": not c.not_comparable,
+        "pretrain_dataset": c.pretrain_dataset,
+        "reimplemented": method in REIMPLEMENTED,
+        "note": "; ".join(
+            x for x in (c.reason, c.delta_note, c.not_comparable and f"{NOT_COMPARABLE}: {c.not_comparable}") if x
+        ),
     }
 
 
@@ -648,7 +686,9 @@ def _tex_cell(board: Leaderboard, protocol: str, method: str, metric: str) -> st
         value = f"\\textbf{{{value}}}"
     n = f"{stat.n}/{len(c.expected)}" if c.status == "partial" else str(stat.n)
     text = f"{value} {{\\scriptsize ({n})}}"
-    if stat.paired is not None:
+    if c.not_comparable:
+        text += f" {{\\scriptsize {NOT_COMPARABLE}}}"
+    elif stat.paired is not None:
         d = stat.paired
         stars = f"^{{{d.stars}}}" if d.stars else ""
         paired = f", {d.n}~paired" if d.n != stat.n else ""
@@ -673,7 +713,7 @@ def _tex_table(board: Leaderboard, protocols: Sequence[ProtocolInfo], caption: s
     ]
     for m in board.methods:
         cells = [_tex_cell(board, p.name, m, metric) for p in protocols for metric in p.metrics]
-        lines.append(" & ".join([tex_escape(m)] + cells) + " \\\\")
+        lines.append(" & ".join([tex_escape(method_label(m))] + cells) + " \\\\")
     refs = _ref_rows(board, protocols)
     if refs:
         lines += [
@@ -707,7 +747,7 @@ def _tex_ladder(board: Leaderboard, group: LadderGroup) -> list[str]:
     ]
     for m in group.methods:
         cells = [_tex_cell(board, p.name, m, group.metric(p)) for p in group.rungs]
-        lines.append(" & ".join([tex_escape(m)] + cells) + " \\\\")
+        lines.append(" & ".join([tex_escape(method_label(m))] + cells) + " \\\\")
     caption = f"{ladder_title(group)}. {ladder_key()}"
     lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{tex_escape(caption)}}}", "\\end{table*}"]
     return lines
@@ -722,6 +762,9 @@ def to_latex(report: Report) -> str:
         lines += _tex_ladder(board, group)
     for task, protocols in board.task_groups():
         caption = f"{task_heading(task, protocols)}. {footnote(board)}" if board.shows_tasks else footnote(board)
+        notes = protocol_notes(board, protocols)
+        if notes:  # the notes name the fields a "not comparable" differs in, the conflicts and the unquoted rows
+            caption += " Notes: " + "; ".join(notes) + "."
         lines += _tex_table(board, protocols, caption)
     return "\n".join(lines) + "\n"
 
@@ -768,7 +811,7 @@ def _html_leaderboard(board: Leaderboard, protocols: Sequence[ProtocolInfo], tab
     out.append("<tbody>")
     for m in board.methods:
         cells = "".join(_html_cell(board, p.name, m, metric) for p in protocols for metric in p.metrics)
-        out.append(f"<tr><td>{_h(m)}</td>{cells}</tr>")
+        out.append(f"<tr><td>{_h(method_label(m))}</td>{cells}</tr>")
     out.append("</tbody>")
     refs = _ref_rows(board, protocols)
     if refs:
@@ -794,7 +837,7 @@ def _html_ladder(board: Leaderboard, group: LadderGroup, table_id: str) -> list[
            f'<table id="{table_id}"><thead><tr><th class="l">method</th>{headers}</tr></thead><tbody>']
     for m in group.methods:
         cells = "".join(_html_cell(board, p.name, m, group.metric(p)) for p in group.rungs)
-        out.append(f"<tr><td>{_h(m)}</td>{cells}</tr>")
+        out.append(f"<tr><td>{_h(method_label(m))}</td>{cells}</tr>")
     out.append("</tbody></table>")
     return out
 

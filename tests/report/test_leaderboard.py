@@ -8,7 +8,7 @@ import shutil
 import statistics
 
 import pytest
-from report_fixtures import BEST, CONFLICT_REASON, RUNS, STATUS, UNFINISHED, write_store
+from report_fixtures import AREA_5, BEST, CONFLICT_REASON, RUNS, STATUS, UNFINISHED, write_store
 from scipy import stats
 
 from freepoint_bench.errors import DataError
@@ -153,7 +153,7 @@ def test_per_class_means_skip_absent_classes(board):
 
 def test_label_efficiency_points(board):
     curves = label_efficiency(board)
-    assert [k[:3] for k in curves] == [("s3dis", "masks", 1)]
+    assert [k[:3] for k in curves] == [("s3dis", "masks", 68)]
     (panel,) = curves.values()
     scratch = panel["scratch"]
     assert [(f, round(100 * m, 6), n) for f, m, _, n in scratch] == [(0.1, 32.0, 3), (0.2, 41.0, 2)]
@@ -164,7 +164,7 @@ def test_label_efficiency_panels_by_evaluated_scenes(tmp_path):
     """A full-label protocol joins every unit on the same scenes; another evaluation set gets its own panel."""
     root = write_store(tmp_path / "results")
     for name, unit, fraction, scenes in [
-        ("s3dis-full", "full", 1.0, ["Area_5_office_1"]),
+        ("s3dis-full", "full", 1.0, AREA_5),
         ("s3dis-6fold-full", "full", 1.0, ["Area_1_office_1", "Area_5_office_1"]),
     ]:
         for seed in (0, 1):
@@ -184,7 +184,7 @@ def test_label_efficiency_panels_by_evaluated_scenes(tmp_path):
                 )
             )
     curves = label_efficiency(build_leaderboard(load_results(root)))
-    assert sorted(k[:3] for k in curves) == [("s3dis", "full", 2), ("s3dis", "masks", 1)]
+    assert sorted(k[:3] for k in curves) == [("s3dis", "full", 2), ("s3dis", "masks", 68)]
     masks = next(v for k, v in curves.items() if k[1] == "masks")
     assert [(f, round(100 * m, 6)) for f, m, _, _ in masks["scratch"]] == [(0.1, 32.0), (0.2, 41.0), (1.0, 55.0)]
     assert "freepoint" in masks and "csc" in masks

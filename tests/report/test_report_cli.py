@@ -100,7 +100,7 @@ def test_report_of_a_ladder_store(bench_cli, tmp_path, monkeypatch):
     out = tmp_path / "report"
     code, stdout, _ = bench_cli("report", "--results", write_ladder_store(tmp_path / "results"), "--out", out)
     assert code == 0
-    assert "Ladder: s3dis, 1 eval scenes" in stdout and "s3dis-linear (linear: s3dis, full, 100% labels)" in stdout
+    assert "Ladder: s3dis, 68 eval scenes" in stdout and "s3dis-linear (linear: s3dis, full, 100% labels)" in stdout
     assert "32.0 ± 1.7" in stdout and "n=3 · Δ +10.0**" in stdout and "mIoU" in stdout
     for name in ("ladder.csv", "per-class-iou.csv", "per-class-iou-heatmap.png", "label-efficiency.png"):
         assert (out / name).is_file() and f"wrote {out / name}" in stdout
