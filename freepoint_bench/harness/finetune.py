@@ -272,6 +272,22 @@ def _settings_that_fit(recorded: Mapping[str, Any], model: Mapping[str, Any]) ->
     return out
 
 
+def settings_that_fit(architecture: Mapping[str, Any], input_spec: Mapping[str, Any], model: Mapping[str, Any],
+                      preset: TrainPreset) -> list[str]:
+    """Returns the --set key=value that make a fine-tuning model (its backbone `model` architecture, its `preset`)
+    take a checkpoint recording `architecture` and the input entry `input_spec`: input_features first, then the
+    architecture's fields ([] when it fits). ConfigError when no input_features setting feeds the recorded inputs."""
+    features = recorded_input_features(dict(input_spec))
+    if features is None:
+        fed = input_spec.get("features")
+        raise ConfigError(f"its weights were trained on the input features {', '.join(fed or [])}, which no "
+                          "input_features setting feeds (rgb+xyz, rgb+normal)")
+    fits = _settings_that_fit(architecture, model)
+    if features == "rgb+normal":  # 6 channels whatever use_xyz_features says
+        fits = [f for f in fits if not f.startswith("use_xyz_features=")]
+    return ([f"input_features={features}"] if features != preset.input_features else []) + fits
+
+
 def load_backbone(segmenter: torch.nn.Module, checkpoint: str | Path,
                   preset: TrainPreset | None = None) -> dict[str, Any]:
     """Loads a backbone checkpoint (or a segmenter checkpoint's backbone) strictly into `segmenter.backbone`;
@@ -285,19 +301,15 @@ def load_backbone(segmenter: torch.nn.Module, checkpoint: str | Path,
     def target(meta: dict[str, Any]) -> torch.nn.Module:  # called with the metadata before any weight loads
         recorded.update(meta.get("architecture") or {})
         spec = meta.get("input") or {}
-        features = recorded_input_features(spec)
-        if features != preset.input_features:
+        if recorded_input_features(spec) != preset.input_features:
+            try:
+                fits = settings_that_fit(recorded, spec, segmenter.backbone.architecture(), preset)
+            except ConfigError as e:
+                raise CheckpointError(f"{checkpoint}: {e}") from None
             fed = spec.get("features") or (["rgb", "xyz"] if spec.get("use_xyz_features", True) else ["rgb"])
-            if features is None:
-                raise CheckpointError(f"{checkpoint}: its weights were trained on the input features {', '.join(fed)}, "
-                                      "which no input_features setting feeds (rgb+xyz, rgb+normal)")
-            fits = _settings_that_fit(recorded, segmenter.backbone.architecture())
-            if features == "rgb+normal":  # 6 channels whatever use_xyz_features says
-                fits = [f for f in fits if not f.startswith("use_xyz_features=")]
             raise CheckpointError(
                 f"{checkpoint}: its weights were trained on the input features {', '.join(fed)} and the fine-tuning "
-                f"model feeds {preset.input_features}; pass --set input_features={features}"
-                f"{''.join(f' --set {f}' for f in fits)}")
+                f"model feeds {preset.input_features}; pass {' '.join(f'--set {f}' for f in fits)}")
         return segmenter.backbone
 
     try:

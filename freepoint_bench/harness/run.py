@@ -33,7 +33,13 @@ from freepoint_bench.data.open import open_dataset
 from freepoint_bench.engine.loggers import Tracker
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.harness.cells import Cell, run_cell
-from freepoint_bench.harness.finetune import FINETUNE_PRESETS, FinetuneConfig, class_vocabulary, finetune_config
+from freepoint_bench.harness.finetune import (
+    FINETUNE_PRESETS,
+    FinetuneConfig,
+    class_vocabulary,
+    finetune_config,
+    settings_that_fit,
+)
 from freepoint_bench.harness.protocol import (
     PROTOCOLS_DIR,
     TRAIN_SCENES,
@@ -180,19 +186,21 @@ def architecture_differences(have: Mapping[str, Any], want: Mapping[str, Any]) -
 
 
 @functools.lru_cache(maxsize=64)
-def _checkpoint_architecture(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
+def _checkpoint_backbone(path: str, stamp: tuple[int, int]) -> tuple[dict[str, Any], dict[str, Any]]:
     from freepoint_bench.engine.checkpoints import load_model
 
-    return load_model(path, part="backbone")[0].architecture()  # stamp: a rewritten file is read again
+    model, meta = load_model(path, part="backbone")  # stamp: a rewritten file is read again
+    return model.architecture(), dict(meta.get("input") or {})
 
 
-def checkpoint_architecture(path: Path) -> dict[str, Any]:
-    """Returns the backbone architecture of a backbone or segmenter checkpoint (CheckpointError when unreadable)."""
+def checkpoint_backbone(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Returns (the backbone architecture, the recorded input entry) of a backbone or segmenter checkpoint
+    (CheckpointError when unreadable)."""
     try:
         st = Path(path).stat()
     except OSError:
         raise CheckpointError(f"checkpoint {path} does not exist; train or download it first") from None
-    return _checkpoint_architecture(str(path), (st.st_mtime_ns, st.st_size))
+    return _checkpoint_backbone(str(path), (st.st_mtime_ns, st.st_size))
 
 
 def check_recipe(task: Task, spec: ProtocolSpec, opts: RunOptions) -> Recipe:
@@ -204,11 +212,18 @@ def check_recipe(task: Task, spec: ProtocolSpec, opts: RunOptions) -> Recipe:
     model = f"protocol {spec.name}'s fine-tuning model (preset {rec.finetune.train.name})"
     if task.method in opts.given:
         for path in opts.given[task.method]:
-            diffs = architecture_differences(checkpoint_architecture(path), want)
-            if diffs:
-                raise CheckpointError(f"checkpoint {path} ({task.method}) holds another backbone than {model}: "
-                                      f"{'; '.join(diffs)}; give a checkpoint of that architecture, or change the "
-                                      "fine-tuning model (--preset / --set)")
+            architecture, inputs = checkpoint_backbone(path)
+            try:
+                fits = settings_that_fit(architecture, inputs, want, rec.finetune.train)
+            except ConfigError as e:
+                raise CheckpointError(f"checkpoint {path} ({task.method}): {e}") from None
+            diffs = architecture_differences(architecture, want)
+            if diffs or fits:
+                what = f"holds another backbone than {model}: {'; '.join(diffs)}" if diffs else \
+                    f"was trained on other input features than {model}"
+                fix = " ".join(f"--set {f}" for f in fits) or "--preset / --set for the fields that differ"
+                raise CheckpointError(f"checkpoint {path} ({task.method}) {what}; give a checkpoint of that "
+                                      f"architecture, or make the fine-tuning model fit it: {fix}")
         return rec
     if task.method == "scratch":
         return rec  # built from the fine-tuning model's preset: always its architecture

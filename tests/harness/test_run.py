@@ -135,10 +135,16 @@ def test_checkpoints_of_another_architecture_or_that_saw_eval_scenes_are_refused
     other = Res16UNet(segmenter_config(get_preset("cpu-small", backbone="tiny")).backbone)
     wrong = save_model_checkpoint(tmp_path / "tiny.ckpt", other, {"method": "pointcontrast", "data": {}})
     opts.given = {"pointcontrast": [wrong]}
-    mismatch = r"holds another backbone than .* preset='tiny' here, 'small' for fine-tuning"
+    mismatch = r"holds another backbone than .* preset='tiny' here, 'small' for fine-tuning.*: --set backbone=tiny$"
     with pytest.raises(CheckpointError, match=mismatch):
         run_task(Task(spec.name, "pointcontrast", 0), opts)
     right = Res16UNet(segmenter_config(get_preset("cpu-small")).backbone)
+    # the same architecture trained on Pointcept's colour + normals: refused before training, naming the setting
+    normals = save_model_checkpoint(tmp_path / "normals.ckpt", right, {
+        "method": "pointcontrast", "data": {}, "input": {"features": ["color", "normal"], "color_range": [-1, 1]}})
+    opts.given = {"pointcontrast": [normals]}
+    with pytest.raises(CheckpointError, match=r"other input features .*: --set input_features=rgb\+normal$"):
+        run_task(Task(spec.name, "pointcontrast", 0), opts)
     leaky = save_model_checkpoint(tmp_path / "leaky.ckpt", right, {
         "method": "supervised", "data": data_description(store, [n for n in names if n.startswith("Area_5/")])})
     opts.given = {"supervised": [leaky]}
