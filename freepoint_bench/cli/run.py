@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -75,14 +76,26 @@ def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
     def hours(h: float | None, steps: int) -> str:
         return "-" if not steps else "?" if h is None else f"{h:.2f}"
 
+    recipes = plan.recipes()
+    label = {summary: f"r{i}" for i, (summary, _) in enumerate(recipes, 1)}
     cells = Table(title=f"plan: {len(plan.rows)} cells")
-    for col in ("protocol", "method", "seed", "starts from", "fine-tuning", "steps", "GPU-h", "status"):
+    for col in ("protocol", "method", "seed", "recipe", "starts from", "fine-tuning", "steps", "GPU-h", "status"):
         cells.add_column(col, justify="right" if col in ("seed", "steps", "GPU-h") else "left")
     for row in plan.rows:
         status = "[red]can not run[/]" if row.problems else "finished" if row.finished else "ready"
-        cells.add_row(row.task.protocol, row.task.method, str(row.task.seed), row.start, row.finetune,
-                      str(row.steps or "-"), hours(row.gpu_hours, row.steps), status)
+        cells.add_row(row.task.protocol, row.task.method, str(row.task.seed), label.get(row.recipe, "-"), row.start,
+                      row.finetune, str(row.steps or "-"), hours(row.gpu_hours, row.steps), status)
     console.print(cells)
+    # each recipe once (not a column per field): the values a reader checks before a GPU hour, as --set names them,
+    # wrapped between fields to 120 columns at most
+    for summary, protocols in recipes:
+        console.print(f"recipe {label[summary]}: {escape(', '.join(protocols))}", highlight=False, soft_wrap=True)
+        indent = 2 + max(len(what) for what, _ in summary.lines) + 2
+        for what, text in summary.lines:
+            lines = textwrap.wrap(text, width=min(console.width, 120) - indent, break_long_words=False) or [""]
+            for i, line in enumerate(lines):
+                head = f"  {what}".ljust(indent) if i == 0 else " " * indent
+                console.print(head + escape(line), highlight=False, soft_wrap=True)
     if plan.pretrainings:
         pre = Table(title=f"pretraining runs: {len(plan.pretrainings)} (shared by the cells above)")
         for col in ("method", "preset", "data", "scenes", "epochs", "batch", "steps", "GPU-h", "run folder"):

@@ -3,8 +3,9 @@ it, computed without training and without preparing data (only what exists on di
 
     plan = make_plan(expand(methods, protocols, seeds), opts, machine=detect_machine(),
                      throughput=load_throughput(path))
-    plan.rows          # one PlanRow per cell: checkpoint or pretraining, fine-tuning steps, problems, notes
+    plan.rows          # one PlanRow per cell: checkpoint or pretraining, fine-tuning steps, recipe, problems, notes
     plan.pretrainings  # the distinct pretraining runs the cells share (one per method, recipe and scene set)
+    plan.recipes()     # the distinct recipes of the cells (RecipeSummary) and the protocols that use each
     plan.ok            # False when any cell cannot run (each reason one line in its row's problems)
 
 Steps are counted on one device: epochs × ceil(scenes / batch_size) (FreePoint: epochs1 + epochs2). A masks
@@ -50,6 +51,7 @@ from freepoint_bench.harness.protocol import (
 )
 from freepoint_bench.harness.run import (
     REPO_ROOT,
+    Recipe,
     RunOptions,
     Task,
     check_recipe,
@@ -179,6 +181,54 @@ class Pretraining:
     gpu_hours: float | None = None
 
 
+# the training crop of engine.data.crop_points, said beside max_points
+CROP_KIND = "the points nearest a random point's vertical column"
+# InferenceConfig fields a recipe shows (agnostic_label only names class-agnostic predictions)
+INFERENCE_SHOWN = ("mode", "topk", "mask_threshold", "score_threshold", "min_points", "dbscan_eps", "dbscan_min_points")
+
+
+@dataclass(frozen=True)
+class RecipeSummary:
+    """What a protocol's cells train and score with, for a reader to check before a GPU hour: (what, "field=value
+    ...") lines in the configs' own field names and `--set` syntax (booleans true / false, none), so each value is
+    the config's and names the key that changes it. Cells with equal summaries share one recipe."""
+
+    lines: tuple[tuple[str, str], ...]
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _fields(config: Any, names: Sequence[str]) -> str:
+    return " ".join(f"{name}={_value(getattr(config, name))}" for name in names)
+
+
+def summarise_recipe(spec: ProtocolSpec, rec: Recipe, preset: str) -> RecipeSummary:
+    """Returns the recipe of `spec`'s cells under `rec` (harness.run.recipe), fine-tuning preset `preset`: task,
+    budget and optimiser, model and input, crop, augmentations, inference (instance tasks) and pretraining."""
+    ft, train = rec.finetune, rec.finetune.train
+    # a recipe with max_steps (recorded only when set) budgets in steps and does not read epochs
+    counted = "max_steps" if ft.model_dump().get("max_steps") is not None else "epochs"
+    budget = _fields(ft, [counted]) + " " + _fields(train, ["batch_size", "lr", "weight_decay", "schedule",
+                                                             "onecycle_pct_start"])
+    model = ["backbone", "voxel_size_m", "input_features", "use_xyz_features"]
+    crop = _fields(train, ["max_points"]) + ("" if train.max_points is None else f" ({CROP_KIND})")
+    lines = [("task", f"task={spec.task} preset={preset}"),
+             ("budget", budget),
+             ("model", _fields(train, model if spec.semantic else [*model[:1], "num_queries", *model[1:]])),
+             ("crop", f"{crop} {_fields(train, ['max_loss_points'])}"),
+             ("augment", _fields(train.augment, list(type(train.augment).model_fields)))]
+    if not spec.semantic:  # the semantic tasks score per-voxel classes; InferenceConfig is not read
+        shown = [f for f in INFERENCE_SHOWN if ft.inference.mode == "mask3d" or not f.startswith("dbscan")]
+        sp = "" if ft.inference.superpoints is None else " superpoints=on"
+        lines.append(("inference", _fields(ft.inference, shown) + sp))
+    lines.append(("pretraining", f"pretrain_preset={rec.pretrain_preset} pretrain_dataset={rec.pretrain_dataset}"))
+    return RecipeSummary(tuple(lines))
+
+
 @dataclass
 class PlanRow:
     """One cell of the plan."""
@@ -186,6 +236,7 @@ class PlanRow:
     task: Task
     start: str = ""  # the checkpoint it fine-tunes from, or what it pretrains
     finetune: str = ""  # e.g. "600 epochs × 204 scenes / batch 4"
+    recipe: RecipeSummary | None = None  # None: finished, or no recipe (see problems)
     steps: int = 0  # fine-tuning steps, every fold
     gpu_hours: float | None = None
     finished: bool = False
@@ -206,6 +257,15 @@ class Plan:
     def ok(self) -> bool:
         """Returns whether no cell has a problem."""
         return not any(r.problems for r in self.rows)
+
+    def recipes(self) -> list[tuple[RecipeSummary, list[str]]]:
+        """Returns each distinct recipe of the cells, in the order of their first cell, with the protocols that use
+        it."""
+        found: dict[RecipeSummary, list[str]] = {}
+        for row in self.rows:
+            if row.recipe is not None and row.task.protocol not in found.setdefault(row.recipe, []):
+                found[row.recipe].append(row.task.protocol)
+        return list(found.items())
 
     def total_gpu_hours(self) -> tuple[float, int]:
         """Returns (GPU-hours of the unfinished cells and pretrainings whose step time is measured, how many of them
@@ -344,6 +404,7 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
         except ConfigError as e:
             row.problems.append(_one_line(e))
             continue
+        row.recipe = summarise_recipe(spec, rec, opts.preset or spec.preset)
         try:
             check_recipe(task, spec, opts)
         except (ConfigError, CheckpointError) as e:

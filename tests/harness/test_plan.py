@@ -263,3 +263,112 @@ def test_plan_prints_the_estimate(bench_cli, ws, monkeypatch, tmp_path, wide):
                                "--plan", "--throughput", path)
     assert code == 0, out + err
     assert "test GPU" in out and f"{3000 * 1.2 / 3600:.1f} GPU-hours" in out
+
+
+def plan_text(capsys, *args) -> tuple[int, str]:
+    """Returns (exit code, stdout) of `bench.py run ... --plan` as printed (bench_cli collapses whitespace)."""
+    from freepoint_bench.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    return int(exc.value.code or 0), capsys.readouterr().out
+
+
+def recipe_block(out: str, protocol: str) -> dict[str, dict[str, str]]:
+    """Returns the printed recipe block naming `protocol`: what → its {field: value}."""
+    block: dict[str, dict[str, str]] = {}
+    what = ""
+    for line in recipe_lines(out, protocol):
+        if not line.startswith("   "):  # else a long line's continuation
+            what, _, line = line.strip().partition(" ")
+        block.setdefault(what, {}).update(fields(line))
+    return block
+
+
+def recipe_lines(out: str, protocol: str) -> list[str]:
+    """Returns the printed lines of the recipe block naming `protocol`, after its head."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("recipe r") and protocol in line)
+    end = next(i for i in range(start + 1, len(lines) + 1)
+               if i == len(lines) or not lines[i].startswith("  ") or "=" not in lines[i])  # a table title is centred
+    return lines[start + 1:end]
+
+
+def fields(text: str) -> dict[str, str]:
+    return dict(word.split("=", 1) for word in text.split() if "=" in word)
+
+
+def said(value) -> str:
+    """A config value as --set writes it (true / false, none)."""
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def check_recipe_block(block: dict[str, dict[str, str]], protocol: str, protocols_dir: Path) -> None:
+    """Asserts that a printed recipe holds the values of `protocol`'s configs, read from them."""
+    from freepoint_bench.harness.finetune import finetune_config
+    from freepoint_bench.harness.protocol import load_protocol
+
+    spec = load_protocol(protocol, protocols_dir)
+    ft = finetune_config(spec.preset, **spec.overrides)
+    assert block["task"] == {"task": spec.task, "preset": spec.preset}
+    budget = {k: v for k, v in ft.model_dump().items() if k in ("epochs", "max_steps")}
+    counted = "max_steps" if budget.get("max_steps") is not None else "epochs"
+    assert block["budget"][counted] == said(budget[counted]) and len(block["budget"]) == 6
+    for key in ("batch_size", "lr", "weight_decay", "schedule", "onecycle_pct_start"):
+        assert block["budget"][key] == said(getattr(ft.train, key))
+    for key in ("backbone", "num_queries", "voxel_size_m", "input_features", "use_xyz_features"):
+        assert block["model"][key] == said(getattr(ft.train, key))
+    assert block["crop"] == {"max_points": said(ft.train.max_points), "max_loss_points": said(ft.train.max_loss_points)}
+    assert block["augment"] == {k: said(v) for k, v in ft.train.augment.model_dump().items()}
+    for key in ("mode", "topk", "mask_threshold", "score_threshold", "min_points"):
+        assert block["inference"][key] == said(getattr(ft.inference, key))
+    assert block["pretraining"] == {"pretrain_preset": spec.pretrain_preset, "pretrain_dataset": spec.pretrain_dataset}
+
+
+def test_the_plan_prints_each_recipe_once_with_the_configs_values(capsys, ws, tmp_path, monkeypatch, wide):
+    """Issue 29's evidence: before a GPU hour, the plan says each cell's budget, crop, augmentations, inference and
+    pretraining dataset. The README example's recipe is checked against the configs themselves (the paper
+    fine-tuning preset, the protocols' pretraining recipe); a cpu-small stand-in's is printed with its own values."""
+    monkeypatch.setattr(plan_module, "detect_machine", lambda: GPU)
+    code, out = plan_text(capsys, "run", "--methods", README_METHODS, "--protocols", README_PROTOCOLS, "--seeds",
+                          "0", "1", "2", *where(ws), "--pretrain-dataset", "scannet", "--pretrain-root", ws["scannet"],
+                          "--plan")
+    assert code == 0, out
+    heads = [line for line in out.splitlines() if line.startswith("recipe r")]
+    assert heads == ["recipe r1: " + ", ".join(sorted(README_PROTOCOLS.split(",")))]  # one recipe, said once
+    assert out.count(" r1 ") == 72  # every cell names it
+    paper = recipe_block(out, "s3dis-10pct-masks")
+    check_recipe_block(paper, "s3dis-10pct-masks", ws["protocols"])
+    # Mask3D's S3DIS inference: DBSCAN on the masks; ScanNet pretraining; the crop is said
+    assert paper["inference"]["mode"] == "mask3d" and "dbscan_eps" in paper["inference"]
+    assert "random point" in next(line for line in out.splitlines() if line.startswith("  crop"))
+    assert max(len(line) for line in recipe_lines(out, "s3dis-10pct-masks")) <= 120  # wrapped between fields
+
+    synthetic = s3dis_tree(tmp_path / "synthetic", [f"Area_{a}/office_{a}" for a in range(1, 7)])
+    shutil.copy(PROTOCOLS_DIR / "synthetic-s3dis-50pct-scenes.toml", ws["protocols"])
+    args = ["--root", synthetic, "--protocols-dir", ws["protocols"], "--results", tmp_path / "results"]
+    code, out = plan_text(capsys, "run", "--methods", "scratch", "--protocols", "synthetic-s3dis-50pct-scenes",
+                          *args, "--plan")
+    small = recipe_block(out, "synthetic-s3dis-50pct-scenes")
+    check_recipe_block(small, "synthetic-s3dis-50pct-scenes", ws["protocols"])
+    for what, key in (("budget", "batch_size"), ("budget", "lr"), ("crop", "max_points"), ("inference", "mode"),
+                      ("model", "backbone"), ("model", "voxel_size_m"), ("pretraining", "pretrain_dataset")):
+        assert paper[what][key] != small[what][key], (what, key)
+    assert list(small["budget"])[0] != list(paper["budget"])[0] or small["budget"] != paper["budget"]
+    assert "dbscan_eps" not in small["inference"]  # query inference reads no DBSCAN field
+
+
+def test_a_semantic_protocol_shows_no_inference_and_an_override_is_its_own_recipe(ws):
+    shutil.copy(PROTOCOLS_DIR / "s3dis-10pct-scenes-semseg.toml", ws["protocols"])
+    opts = RunOptions(root=ws["root"], protocols_dir=ws["protocols"], pretrain_root=ws["scannet"])
+    cells = expand(["scratch"], ["s3dis-10pct-scenes", "s3dis-10pct-scenes-semseg"], [0])
+    plan = make_plan(cells, opts, machine=GPU)
+    recipes = {protocols[0]: dict(summary.lines) for summary, protocols in plan.recipes()}
+    assert "inference" in recipes["s3dis-10pct-scenes"] and "inference" not in recipes["s3dis-10pct-scenes-semseg"]
+    assert "num_queries=" not in recipes["s3dis-10pct-scenes-semseg"]["model"]
+    # a --set changes the recipe it shows
+    changed = make_plan(cells[:1], replace(opts, overrides={"max_points": None, "lr": 0.5}), machine=GPU)
+    (summary, _), = changed.recipes()
+    lines = dict(summary.lines)
+    assert fields(lines["crop"])["max_points"] == "none" and "random point" not in lines["crop"]
+    assert fields(lines["budget"])["lr"] == "0.5" and summary not in recipes.values()
