@@ -52,6 +52,10 @@ ResultsOpt = Annotated[Path, typer.Option("--results", help="Results store: <res
 SplitsOpt = Annotated[Path | None, typer.Option(
     "--splits", help="Folder of the splits frozen from your data, <protocol>.json (default: <results>/splits; "
     "the shipped, pinned splits are read from the protocols folder).")]
+SplitRootOpt = Annotated[Path | None, typer.Option(
+    "--split-root", help="Folder holding the official split files a protocol reads as published (ScanNet's "
+    "data-efficient tasks/scenes/*.txt and tasks/points/points*, from download-scannet.py --data_efficient; "
+    "default: the data root).")]
 LoggerOpt = Annotated[str, typer.Option(
     "--logger", help="Experiment tracker every training stage logs to as well: csv (its CSV log alone, the "
     "default), tensorboard, wandb (offline unless WANDB_MODE says otherwise) or mlflow (a local file store); the "

@@ -13,6 +13,7 @@ from freepoint_bench.cli.common import (
     CacheOpt,
     ProtocolsDirOpt,
     RootOpt,
+    SplitRootOpt,
     SplitsOpt,
     console,
     lazy_bar,
@@ -23,7 +24,8 @@ app = typer.Typer(help="List, show and freeze the fine-tuning protocols (protoco
 
 
 @app.command("list")
-def protocols_list(protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None) -> None:
+def protocols_list(protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None,
+                   split_root: SplitRootOpt = None) -> None:
     """Table of the protocols: task, dataset, unit, fraction, folds, preset, split state."""
     from freepoint_bench.harness.protocol import available_protocols, frozen_splits_dir, load_protocol, split_state
 
@@ -35,25 +37,27 @@ def protocols_list(protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = No
     for name in available_protocols(protocols_dir):
         spec = load_protocol(name, protocols_dir)
         groups = f"{spec.num_folds}-fold" if spec.folds else \
-            f"{len(spec.train_groups)} groups / {','.join(spec.eval_groups)}"
+            f"{len(spec.train_groups)} groups / " + (  # ScanNet val: 142 rooms
+                ','.join(spec.eval_groups) if len(spec.eval_groups) <= 3 else f"{len(spec.eval_groups)} groups")
         table.add_row(name, spec.task, spec.dataset, spec.unit, f"{spec.fraction:g}", groups, spec.preset,
-                      split_state(spec, protocols_dir, splits_dir))
+                      split_state(spec, protocols_dir, splits_dir, split_root))
     console.print(table)
 
 
 @app.command("show")
 def protocols_show(name: Annotated[str, typer.Argument(help="Protocol name.")],
-                   protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None) -> None:
+                   protocols_dir: ProtocolsDirOpt = None, splits: SplitsOpt = None,
+                   split_root: SplitRootOpt = None) -> None:
     """Every field of a protocol, its hash, and its split file's state."""
     from freepoint_bench.harness.protocol import frozen_splits_dir, load_protocol, load_split, split_path
 
     spec, splits_dir = load_protocol(name, protocols_dir), frozen_splits_dir(splits=splits)
     console.print(json.dumps(spec.model_dump(mode="json"), indent=2))
     console.print(f"protocol hash {spec.content_hash()}")
-    path = split_path(spec, protocols_dir, splits_dir)
+    path = split_path(spec, protocols_dir, splits_dir, split_root)
     if path is not None and path.is_file():
-        doc, sha = load_split(spec, protocols_dir, splits_dir)
-        kept = len(doc.get("train_scenes", [])) or doc.get("num_masks")
+        doc, sha = load_split(spec, protocols_dir, splits_dir, split_root)
+        kept = len(doc.get("train_scenes", [])) or doc.get("num_masks") or len(doc.get("points", {}))
         console.print(f"split {path}: sha256 {sha}, {kept} of {doc.get('candidates')} {spec.unit} kept")
     elif path is not None:
         console.print(f"split {path}: not frozen yet (`bench.py protocols freeze {name}`)")

@@ -17,6 +17,7 @@ from freepoint_bench.cli.common import (
     ProtocolsDirOpt,
     ResultsOpt,
     RootOpt,
+    SplitRootOpt,
     SplitsOpt,
     console,
     fmt_pct,
@@ -50,7 +51,7 @@ def _print_cells(rows: list[tuple], title: str) -> None:
 
 def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
                  pretrain_overrides, pretrain_dataset, pretrain_root, force, given=None, runs=Path("runs"),
-                 eval_device=None, splits=None, tracker=None):
+                 eval_device=None, splits=None, tracker=None, split_root=None):
     from freepoint_bench.engine.devices import resolve_device
     from freepoint_bench.freepoint.config import parse_overrides
     from freepoint_bench.harness.run import RunOptions
@@ -61,7 +62,7 @@ def _run_options(results, checkpoints, cache, protocols_dir, root, preset, overr
                       preset=preset, overrides=parse_overrides(overrides or []), pretrain_preset=pretrain_preset,
                       pretrain_overrides=parse_overrides(pretrain_overrides or []),
                       pretrain_dataset=pretrain_dataset, pretrain_root=pretrain_root, given=given or {}, force=force,
-                      runs=runs, eval_device=eval_device, splits=splits, tracker=tracker)
+                      runs=runs, eval_device=eval_device, splits=splits, tracker=tracker, split_root=split_root)
 
 
 def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
@@ -172,6 +173,7 @@ def finetune_cmd(
     overrides: FtSetOpt = None,
     protocols_dir: ProtocolsDirOpt = None,
     splits: SplitsOpt = None,
+    split_root: SplitRootOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
     eval_device: EvalDeviceOpt = None,
@@ -185,7 +187,8 @@ def finetune_cmd(
     method, given = finetune_checkpoints(checkpoint or [], method)
     # scratch is built from the fine-tuning model's preset (harness.run.pretrain_config), never another one
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, None, None, None,
-                        None, force, given, runs, eval_device, splits, tracker_option(logger, logger_dir))
+                        None, force, given, runs, eval_device, splits, tracker_option(logger, logger_dir),
+                        split_root)
     rows = []
     with progress_bars() as progress:
         cb = stage_bars(progress)
@@ -232,6 +235,7 @@ def run_cmd(
     mem: Annotated[str, typer.Option("--mem", help="SLURM memory per job, in GB (64 or 64G).")] = "64G",
     protocols_dir: ProtocolsDirOpt = None,
     splits: SplitsOpt = None,
+    split_root: SplitRootOpt = None,
     runs: RunsOpt = Path("runs"),
     force: ForceOpt = False,
     eval_device: EvalDeviceOpt = None,
@@ -269,7 +273,7 @@ def run_cmd(
         tasks = take_shard(tasks, *parse_shard(shard_arg))
     opts = _run_options(results, checkpoints, cache, protocols_dir, root, preset, overrides, pretrain_preset,
                         pretrain_overrides, pretrain_dataset, pretrain_root, force, given, runs, eval_device, splits,
-                        tracker_option(logger, logger_dir))
+                        tracker_option(logger, logger_dir), split_root)
     if plan_only:
         _print_plan(tasks, opts, throughput, elsewhere=launcher == "slurm")
         return

@@ -112,6 +112,7 @@ class FoldData:
     kept_masks: dict[str, list[str]] | None  # masks unit: scene → kept instance names
     num_masks: int | None
     num_masks_total: int | None
+    kept_points: dict[str, Any] | None = None  # points unit: scene → labelled vertex indices (official file)
 
 
 def fold_data(spec: ProtocolSpec, names: Sequence[str], split: Mapping[str, Any], fold: int) -> FoldData:
@@ -130,10 +131,19 @@ def fold_data(spec: ProtocolSpec, names: Sequence[str], split: Mapping[str, Any]
     if missing_groups:
         raise DataError(f"protocol {spec.name}: the data hold no scene of the training groups {missing_groups}; "
                         "point --root at a complete copy")
-    kept = None
+    kept = points = None
     num_masks = total = None
     if spec.unit == "full":
         train = pool
+    elif spec.unit == "points":
+        listed = split["points"]
+        train = [n for n in pool if n in listed]
+        in_groups = set(scenes_of(listed, train_groups, spec.dataset))
+        absent = sorted(s for s in in_groups if s not in set(pool))
+        if absent:
+            raise DataError(f"protocol {spec.name}: {len(absent)} scenes of the official points file are not in the "
+                            f"data (e.g. {absent[0]}); point --root at a complete copy")
+        points = {n: listed[n] for n in train}
     elif spec.unit == "scenes":
         chosen = set(split["train_scenes"])
         train = [n for n in pool if n in chosen]
@@ -155,7 +165,7 @@ def fold_data(spec: ProtocolSpec, names: Sequence[str], split: Mapping[str, Any]
         total = None
     if not train:
         raise DataError(f"protocol {spec.name}, fold {fold}: no labelled training scene is left after the selection")
-    return FoldData(fold, train, eval_names, kept, num_masks, total)
+    return FoldData(fold, train, eval_names, kept, num_masks, total, points)
 
 
 # ---------------------------------------------------------------------------------------------- the cell
@@ -190,12 +200,13 @@ def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,
              protocols_dir: str | Path | None = None, splits_dir: str | Path | None = None, force: bool = False,
              progress: ProgressFn | None = None, eval_device: str | None = None,
-             tracker: Tracker | None = None) -> tuple[str, Path]:
+             tracker: Tracker | None = None, split_root: str | Path | None = None) -> tuple[str, Path]:
     """Computes one cell into the results store; returns (status, result path).
 
     status: "done" (computed now), "skipped" (already finished), "busy" (another process holds its lock).
     eval_device: where the evaluation scenes are predicted (auto, cpu, cuda, cuda:<i>); None: on the device
-    each fold trained on. protocols_dir / splits_dir: where the split file is read (protocol.load_split).
+    each fold trained on. protocols_dir / splits_dir / split_root: where the split file is read
+    (protocol.load_split; split_root: an official file's folder).
     tracker: the experiment tracker each fold's training logs to (engine.loggers; run <protocol>/<method>/seed-<k>,
     version fold-<f>), beside its CSV log.
     """
@@ -214,7 +225,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
         if out.is_file() and not force:
             read_result(out)  # a damaged result is an error, not a finished cell
             return "skipped", out
-        split, split_sha = load_split(spec, protocols_dir, splits_dir)
+        split, split_sha = load_split(spec, protocols_dir, splits_dir, split_root)
         ckpts = [_checkpoint_info(p, cell.method) for p in cell.checkpoints]
         record = _cell_record(cell, config, split_sha, ckpts)
         record_file = cell_dir / "cell.json"
@@ -248,7 +259,8 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
             else:
                 stage = f"fold {f}" if spec.num_folds > 1 else "finetune"
                 t_train = time.perf_counter()
-                module, trained_on = train_fold(store, data.train, task.targets(data.kept_masks), config,
+                targets = task.targets(data.kept_masks, data.kept_points)
+                module, trained_on = train_fold(store, data.train, targets, config,
                                                 num_classes=len(task.class_ids), init_backbone=ckpt,
                                                 seed=cell.seed, work_dir=work, progress=progress,
                                                 stage=f"{stage}: train", task=spec.task,
@@ -346,9 +358,11 @@ class _TaskSteps:
         self.pack = pack_semantic if self.semantic else pack_predictions
         self.unpack = unpack_semantic if self.semantic else unpack_predictions
 
-    def targets(self, kept: Mapping[str, Sequence[str]] | None) -> ProtocolTargets | SemanticTargets:
-        """Returns the training targets of a fold (kept: a masks protocol's kept instances)."""
-        return (SemanticTargets if self.semantic else ProtocolTargets)(self.rules, kept)
+    def targets(self, kept: Mapping[str, Sequence[str]] | None,
+                points: Mapping[str, Any] | None = None) -> ProtocolTargets | SemanticTargets:
+        """Returns the training targets of a fold (kept: a masks protocol's kept instances; points: a points
+        protocol's labelled vertices)."""
+        return (SemanticTargets if self.semantic else ProtocolTargets)(self.rules, kept, points)
 
     def predict(self, segmenter: Any, store: Any, names: Sequence[str], config: FinetuneConfig,
                 progress: ProgressFn | None, *, stage: str, device: Any) -> dict[str, Any]:

@@ -142,19 +142,40 @@ _TARGET, _NO_TARGET, _IGNORED = 0, 1, 2  # a training target; background (no eva
 _DENSE_IDS = 1 << 16  # instance ids below this are looked up in a table (64 KiB per room at most)
 
 
+def labelled_points(scene: Scene, points: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Returns (N,) bool: the points of `scene` a points protocol labels (points: scene → vertex indices, ScanNet's
+    limited annotations); DataError when the scene is not listed or an index is past its points."""
+    if scene.name not in points:
+        raise DataError(f"scene {scene.name} has no labelled points in the protocol's official points file; it is "
+                        "not a training scene of this protocol")
+    idx = points[scene.name]
+    if len(idx) and int(idx.max()) >= scene.num_points:
+        raise DataError(f"scene {scene.name}: the official points file names vertex {int(idx.max())} of "
+                        f"{scene.num_points}; it indexes the vertices of ScanNet's _vh_clean_2.ply: read an "
+                        "unchanged copy of the scans")
+    mask = np.zeros(scene.num_points, dtype=bool)
+    mask[idx] = True
+    return mask
+
+
 class ProtocolTargets:
     """Ground-truth targets of a protocol: instances of the vocabulary's classes (class index labels), with the
     instances a masks protocol dropped marked ignored.
 
     kept: scene → instance names kept (masks unit); None keeps every instance (scenes / full units).
+    points: scene → labelled vertex indices (points unit, ScanNet's limited annotations): every other point is
+    ignored (no target, no background, no loss point, no class), so an instance is a target through its labelled
+    points alone; None labels every point.
 
     What becomes of each instance of a room (a target, no target, ignored) is decided once per room and kept
     (O(instances) per room, keyed by scene name and a checksum of its labels); each call then spends O(points):
     a sample no longer redoes one pass over the room's points per instance every epoch.
     """
 
-    def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None,
+                 points: Mapping[str, np.ndarray] | None = None) -> None:
         self.rules = rules
+        self.points = points
         ids, _ = class_vocabulary(rules)
         self.lookup = {int(sem): k for k, sem in enumerate(ids)}
         self.kept = None if kept is None else {k: frozenset(v) for k, v in kept.items()}
@@ -186,7 +207,11 @@ class ProtocolTargets:
             fate = np.full(scene.num_points, _NO_TARGET, dtype=np.int8)
             fate[labelled] = fates[np.searchsorted(ids, scene.instance[labelled])]
         instance = np.where(fate == _TARGET, scene.instance, -1)
-        return Targets(instance=instance, semantic=sem, ignore=fate == _IGNORED)
+        ignore = fate == _IGNORED
+        if self.points is not None:
+            labelled = labelled_points(scene, self.points)
+            instance, sem, ignore = np.where(labelled, instance, -1), np.where(labelled, sem, -1), ignore | ~labelled
+        return Targets(instance=instance, semantic=sem, ignore=ignore)
 
     def classes(self, semantic: np.ndarray) -> np.ndarray:
         """Returns (N,) int64 class indices of dataset semantic ids (-1: unlabelled or outside the vocabulary)."""
@@ -222,8 +247,9 @@ class ProtocolTargets:
         return ids, fates
 
     def describe(self) -> dict:
-        """Returns {"kind": "protocol", "classes", "masks_unit"}."""
-        return {"kind": "protocol", "classes": self.rules.classes, "masks_unit": self.kept is not None}
+        """Returns {"kind": "protocol", "classes", "masks_unit"} (+ "points_unit" for a points protocol)."""
+        out = {"kind": "protocol", "classes": self.rules.classes, "masks_unit": self.kept is not None}
+        return out if self.points is None else {**out, "points_unit": True}
 
 
 class SemanticTargets:
@@ -231,12 +257,15 @@ class SemanticTargets:
     segmentation classes (segmentation_vocabulary), -1 ignored.
 
     kept: scene → instance names kept (masks unit): only the points of kept instances are labelled, the rest is
-    ignored; None labels every point (scenes / full units)."""
+    ignored; None labels every point (scenes / full units). points: scene → labelled vertex indices (points unit):
+    only those points are labelled."""
 
-    def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None,
+                 points: Mapping[str, np.ndarray] | None = None) -> None:
         self.rules = rules
         self.lookup = class_lookup(segmentation_vocabulary(rules)[0])
         self.instances = None if kept is None else ProtocolTargets(rules, kept)
+        self.points = points
 
     def __call__(self, scene: Scene) -> np.ndarray:
         """Returns (N,) int64 class index per point; DataError when the scene has no semantic labels."""
@@ -245,11 +274,14 @@ class SemanticTargets:
         labels = point_classes(scene.semantic, self.lookup)
         if self.instances is not None:
             labels = np.where(self.instances(scene).instance >= 0, labels, -1)
+        if self.points is not None:
+            labels = np.where(labelled_points(scene, self.points), labels, -1)
         return labels
 
     def describe(self) -> dict:
-        """Returns {"kind": "semantic", "classes", "masks_unit"}."""
-        return {"kind": "semantic", "classes": self.rules.classes, "masks_unit": self.instances is not None}
+        """Returns {"kind": "semantic", "classes", "masks_unit"} (+ "points_unit" for a points protocol)."""
+        out = {"kind": "semantic", "classes": self.rules.classes, "masks_unit": self.instances is not None}
+        return out if self.points is None else {**out, "points_unit": True}
 
 
 # ---------------------------------------------------------------------------------------------- backbones

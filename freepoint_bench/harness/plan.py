@@ -313,12 +313,17 @@ def _protocol_data(name: str, opts: RunOptions) -> _ProtocolData:
         out.problems.append(f"{_one_line(e)}; pass --root <your copy of {spec.dataset}>")
         return out
     out.store_root = store_dir(opts.cache, spec.dataset, root)
-    path = split_path(spec, opts.protocols_dir, opts.splits_dir)
+    split_root = opts.split_root_of(spec)
+    try:
+        path = split_path(spec, opts.protocols_dir, opts.splits_dir, split_root)
+    except ConfigError as e:  # an official file without a folder to read it from
+        out.problems.append(_one_line(e))
+        return out
     if path is None:
         out.split = {}
-    elif path.is_file() or spec.split_sha256 is not None:
+    elif path.is_file() or spec.split_sha256 is not None or spec.official_file is not None:
         try:
-            out.split = load_split(spec, opts.protocols_dir, opts.splits_dir)[0]
+            out.split = load_split(spec, opts.protocols_dir, opts.splits_dir, split_root)[0]
         except ConfigError as e:
             out.problems.append(_one_line(e))
     else:

@@ -6,7 +6,8 @@
 
 A protocol names the fine-tuning dataset, the scene groups it trains and evaluates on (S3DIS areas
 ``Area_N``, ScanNet rooms ``sceneXXXX``), the label unit (``masks``: a share of the training instance
-masks, ``scenes``: a share of the training rooms, ``full``: everything) and fraction, the selection seed,
+masks, ``scenes``: a share of the training rooms, ``points``: a few labelled points per training scene, ``full``:
+everything) and fraction, the selection seed,
 the split file and its sha256, the fine-tuning preset, the evaluation rules, and the pretraining that goes with
 the fine-tuning preset (its preset and default dataset: the paper pretrains on ScanNet for the S3DIS protocols).
 
@@ -20,6 +21,12 @@ committed room choices) and is only read. A split frozen from a user's copy of t
 synthetic stand-ins) is written to and read from a user folder, ``<results>/splits/<protocol>.json`` by default
 (``--splits``), never into the protocols folder (an installed package's is site-packages). A split an older
 version froze into the protocols folder is still read when the user folder has none, so finished results match.
+
+Official split files (``official_file``): ScanNet's data-efficient benchmark (Hou et al. 2021, CSC) publishes its
+selections, and a protocol reads them as published from the user's download (``--split-root``, default the data
+root): ``tasks/scenes/<1|5|10|20>.txt`` (limited reconstructions: one training scan name per line) and
+``tasks/points/points<20|50|100|200>`` (limited annotations: a torch-saved dict scan name → the indices of its labelled
+vertices of ``_vh_clean_2.ply``). Their sha256 is the split sha256 every result records.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -90,7 +98,7 @@ class ProtocolSpec(BaseModel):
     eval_groups: list[str] = []  # scene groups evaluated on (never trained on)
     # k-fold cross-validation: each fold's evaluation groups; a fold trains on the other folds' groups
     folds: list[list[str]] = []
-    unit: Literal["masks", "scenes", "full"]
+    unit: Literal["masks", "scenes", "points", "full"]
     fraction: float = Field(1.0, gt=0, le=1)  # share of the unit kept
     selection_seed: int = Field(0, ge=0)  # seeds the selection (not the training)
     # relative to the protocols folder: the shipped split file (pinned by split_sha256); an unpinned protocol's is
@@ -102,6 +110,10 @@ class ProtocolSpec(BaseModel):
     # (<splits>/<split_protocol>.json); None: the protocol's own. Hashed only when given.
     split_protocol: str | None = None
     room_list: str | None = None  # scenes protocols: the dataset's room names (relative to the protocols folder)
+    # an official split file, read as published (relative to --split-root, default the data root; see the module
+    # docstring): instead of split_file. Hashed only when given, as points_per_scene.
+    official_file: str | None = None
+    points_per_scene: int | None = Field(None, ge=1)  # unit 'points': labelled points per training scene
     expected_eval_scenes: int | None = Field(None, ge=1)  # e.g. 68 rooms in S3DIS Area 5 (warned when fewer)
     preset: str = "cpu-small"  # fine-tuning recipe (harness.finetune FINETUNE_PRESETS)
     overrides: dict[str, Any] = {}  # fields of the fine-tuning config set by the protocol
@@ -139,9 +151,17 @@ class ProtocolSpec(BaseModel):
                                  "train_groups and eval_groups")
         if self.unit == "full" and self.fraction != 1.0:
             raise ValueError("unit 'full' keeps every label: fraction must be 1.0")
-        if self.unit != "full" and self.split_file is None:
+        if self.official_file is not None:
+            if self.unit not in ("scenes", "points") or self.split_file is not None or self.split_sha256 is not None:
+                raise ValueError("official_file selects scenes or points as published: unit 'scenes' or 'points', "
+                                 "without split_file / split_sha256")
+        elif self.unit == "points":
+            raise ValueError("unit 'points' reads the labelled points of an official_file; give one")
+        elif self.unit != "full" and self.split_file is None:
             raise ValueError(f"unit {self.unit!r} needs a split_file")
-        for key in ("split_file", "room_list"):
+        if (self.unit == "points") != (self.points_per_scene is not None):
+            raise ValueError("points_per_scene goes with unit 'points' (and only with it)")
+        for key in ("split_file", "room_list", "official_file"):
             value = getattr(self, key)
             # the shipped files are read from here: a path leaving the protocols folder would read anywhere
             if value is not None and (Path(value).is_absolute() or ".." in Path(value).parts or not value.strip()):
@@ -194,7 +214,8 @@ class ProtocolSpec(BaseModel):
 
 
 # fields added after results were written: in the content hash only when they differ from these defaults
-_HASHED_UNLESS_DEFAULT: dict[str, Any] = {"task": DEFAULT_TASK, "split_protocol": None}
+_HASHED_UNLESS_DEFAULT: dict[str, Any] = {"task": DEFAULT_TASK, "split_protocol": None, "official_file": None,
+                                          "points_per_scene": None}
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -275,12 +296,15 @@ def frozen_splits_dir(results: str | Path = Path("results"), splits: str | Path 
 
 
 def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
-               splits_dir: str | Path | None = None) -> Path | None:
+               splits_dir: str | Path | None = None, split_root: str | Path | None = None) -> Path | None:
     """Returns the split file a protocol reads (None for unit 'full').
 
-    Pinned (split_sha256): always the shipped file. Otherwise the split frozen into `splits_dir`; when that is
-    not there but an older version froze one into the protocols folder, that one (so finished results keep
-    matching); else where it will be frozen. Without `splits_dir` only the protocols folder is looked in."""
+    An official file: under `split_root` (ConfigError without one). Pinned (split_sha256): always the shipped file.
+    Otherwise the split frozen into `splits_dir`; when that is not there but an older version froze one into the
+    protocols folder, that one (so finished results keep matching); else where it will be frozen. Without
+    `splits_dir` only the protocols folder is looked in."""
+    if spec.official_file is not None:
+        return official_path(spec, split_root)
     shipped = shipped_split_path(spec, protocols_dir)
     if shipped is None or spec.split_sha256 is not None or splits_dir is None:
         return shipped
@@ -291,9 +315,14 @@ def split_path(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
 
 
 def split_state(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
-                splits_dir: str | Path | None = None) -> str:
+                splits_dir: str | Path | None = None, split_root: str | Path | None = None) -> str:
     """Returns the state of the split file a protocol reads: "pinned" (shipped with its sha256 in the protocol),
-    "frozen" (from the user's data), "not frozen" (frozen at first use) or "-" (unit 'full': no split)."""
+    "frozen" (from the user's data), "not frozen" (frozen at first use), "-" (unit 'full': no split), or for an
+    official file "official" (found), "official, missing" or "official (--split-root)" (no split root given)."""
+    if spec.official_file is not None:
+        if split_root is None:
+            return "official (--split-root)"
+        return "official" if official_path(spec, split_root).is_file() else "official, missing"
     path = split_path(spec, protocols_dir, splits_dir)
     if path is None:
         return "-"
@@ -415,10 +444,14 @@ _TOLD_OLD: set[Path] = set()  # old-place splits already logged (a run loads the
 
 
 def load_split(spec: ProtocolSpec, protocols_dir: str | Path | None = None,
-               splits_dir: str | Path | None = None) -> tuple[dict[str, Any], str]:
+               splits_dir: str | Path | None = None,
+               split_root: str | Path | None = None) -> tuple[dict[str, Any], str]:
     """Returns (split document, sha256) of a protocol's split file (split_path says which), checked against the
     pinned hash (``split_sha256`` in the TOML, else the ``.sha256`` sidecar `freeze` wrote). ConfigError when
-    missing, unreadable, of another protocol or of another hash; ({}, "") for unit 'full'."""
+    missing, unreadable, of another protocol or of another hash; ({}, "") for unit 'full'. An official file is
+    read from `split_root` as published (load_official)."""
+    if spec.official_file is not None:
+        return load_official(spec, split_root)
     path = split_path(spec, protocols_dir, splits_dir)
     if path is None:
         return {}, ""
@@ -528,6 +561,9 @@ def freeze_split(spec: ProtocolSpec, *, names: Sequence[str] | None = None, stor
     A protocol with a pinned split_sha256 must reproduce it (ConfigError otherwise): its split is the shipped file,
     which is only checked, never written (the path returned is the shipped one).
     """
+    if spec.official_file is not None:
+        raise ConfigError(f"protocol {spec.name} reads ScanNet's official {spec.official_file} as published "
+                          "(--split-root): there is nothing to freeze")
     shipped = shipped_split_path(spec, protocols_dir)
     if shipped is None:
         raise ConfigError(f"protocol {spec.name} keeps every label (unit 'full'): there is no split to freeze")
@@ -554,3 +590,81 @@ def freeze_split(spec: ProtocolSpec, *, names: Sequence[str] | None = None, stor
     if target is None:  # pinned: the shipped file is the split (its bytes checked above, never written)
         return shipped, sha256_bytes(data)
     return target, write_split(target, document)
+
+
+# ---------------------------------------------------------------------------------------------- official split files
+
+OFFICIAL_HOWTO = ("get it with ScanNet's download script (python download-scannet.py --data_efficient -o <folder>), "
+                  "unzip <folder>/tasks/limited-reconstruction-scenes.zip and limited-annotation-points.zip in "
+                  "<folder>/tasks, and pass --split-root <folder> (default: the data root)")
+_SCAN_NAME = re.compile(r"^scene\d{4}_\d{2}$")
+
+
+def official_path(spec: ProtocolSpec, split_root: str | Path | None) -> Path:
+    """Returns where a protocol's official split file lies under `split_root`; ConfigError without one."""
+    if spec.official_file is None:
+        raise ConfigError(f"protocol {spec.name} has no official split file")
+    if split_root is None:
+        raise ConfigError(f"protocol {spec.name} reads ScanNet's official {spec.official_file}: {OFFICIAL_HOWTO}")
+    return Path(split_root) / spec.official_file
+
+
+def load_official(spec: ProtocolSpec, split_root: str | Path | None) -> tuple[dict[str, Any], str]:
+    """Returns (split document, sha256 of the file's bytes) of a protocol's official file, read as published:
+    unit 'scenes' → {"train_scenes": the listed scans}; unit 'points' → {"points": scan → (K,) int64 indices of its
+    labelled vertices}. ConfigError (one line naming the file and how to get it) when missing or malformed."""
+    path = official_path(spec, split_root)
+    if not path.is_file():
+        raise ConfigError(f"{path}: ScanNet data-efficient file of protocol {spec.name} is missing; {OFFICIAL_HOWTO}")
+    data = path.read_bytes()
+    doc: dict[str, Any] = {"version": SPLIT_VERSION, "protocol": spec.name, "unit": spec.unit,
+                           "official_file": spec.official_file}
+    if spec.unit == "scenes":
+        scenes = _official_scenes(data)
+        if scenes is None:
+            raise ConfigError(f"{path}: not a ScanNet scene list (one sceneXXXX_YY per line); {OFFICIAL_HOWTO}")
+        doc.update(candidates=None, train_scenes=scenes)
+    else:
+        points = _official_points(path, spec.points_per_scene or 0)
+        if points is None:
+            raise ConfigError(f"{path}: not ScanNet's limited-annotation points (a torch-saved dict sceneXXXX_YY → "
+                              f"at most {spec.points_per_scene} vertex indices); {OFFICIAL_HOWTO}")
+        doc.update(candidates=len(points), points_per_scene=spec.points_per_scene, points=points)
+    return doc, sha256_bytes(data)
+
+
+def _official_scenes(data: bytes) -> list[str] | None:
+    """Returns the scans of a limited-reconstruction list (whitespace-separated, as numpy.loadtxt reads it), None
+    when it is empty or names anything else."""
+    try:
+        names = data.decode("utf-8").split()
+    except UnicodeDecodeError:
+        return None
+    if not names or not all(_SCAN_NAME.match(n) for n in names) or len(set(names)) != len(names):
+        return None
+    return names
+
+
+def _official_points(path: Path, most: int) -> dict[str, np.ndarray] | None:
+    """Returns scan → sorted unique (K,) int64 vertex indices of a limited-annotation file, None when it is not
+    one. It is read with torch's weights-only unpickler (no code runs), numpy arrays and int dtypes allowed."""
+    import torch
+
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype] + [
+        type(np.dtype(t)) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unpickling failure means: not the published file
+        return None
+    if not isinstance(raw, dict) or not raw:
+        return None
+    out = {}
+    for name, value in raw.items():
+        idx = np.asarray(value.numpy() if isinstance(value, torch.Tensor) else value)
+        if not isinstance(name, str) or not _SCAN_NAME.match(name) or idx.ndim != 1 or not len(idx) \
+                or idx.dtype.kind not in "iu" or int(idx.min()) < 0 or len(np.unique(idx)) > most:
+            return None
+        out[name] = np.unique(idx.astype(np.int64))
+    return out

@@ -78,6 +78,7 @@ class RunOptions:
     runs: Path = Path("runs")
     protocols_dir: Path | None = None
     splits: Path | None = None  # splits frozen from the data (default: <results>/splits; see splits_dir)
+    split_root: Path | None = None  # official split files (ScanNet data-efficient tasks/...; default: the data root)
     root: Path | None = None  # the fine-tuning data (default: the protocol's default_root)
     preset: str | None = None  # fine-tuning preset (default: the protocol's)
     overrides: dict[str, Any] = field(default_factory=dict)  # fine-tuning config fields
@@ -95,6 +96,11 @@ class RunOptions:
         """Returns the folder of the splits frozen from the user's data: `splits`, else ``<results>/splits``
         (beside the results that record their sha256; never the protocols folder, which ships read-only files)."""
         return frozen_splits_dir(self.results, self.splits)
+
+    def split_root_of(self, spec: ProtocolSpec) -> Path | None:
+        """Returns the folder a protocol's official split file is read under: split_root, else its data root
+        (where ScanNet's download script puts tasks/)."""
+        return self.split_root if self.split_root is not None else protocol_root(spec, self.root)
 
 
 def expand(methods: Sequence[str], protocols: Sequence[str], seeds: Sequence[int]) -> list[Task]:
@@ -262,6 +268,8 @@ def ensure_split(spec: ProtocolSpec, store: Any, names: Sequence[str], protocols
                  splits_dir: Path) -> None:
     """Freezes a protocol's split from the data into `splits_dir` when it is not frozen yet and not pinned (masks
     protocols and the synthetic stand-ins); a pinned split file must exist (load_split refuses it otherwise)."""
+    if spec.official_file is not None:  # read as published (protocol.load_official), never frozen
+        return
     path = split_path(spec, protocols_dir, splits_dir)
     if path is None or path.is_file() or spec.split_sha256 is not None:
         return
@@ -445,7 +453,7 @@ def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -
     checkpoints = fold_checkpoints(task, spec, store, names, opts, progress)
     return run_cell(Cell(spec, task.method, task.seed, checkpoints), store, names, config, opts.results,
                     protocols_dir=opts.protocols_dir, splits_dir=opts.splits_dir, force=opts.force, progress=progress,
-                    eval_device=opts.eval_device, tracker=opts.tracker)
+                    eval_device=opts.eval_device, tracker=opts.tracker, split_root=opts.split_root_of(spec))
 
 
 def cell_config(spec: ProtocolSpec, opts: RunOptions) -> FinetuneConfig:

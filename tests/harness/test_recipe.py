@@ -56,6 +56,23 @@ HASHES = {
     "scannet-dev-full-semseg": "6106043749c7a0e4d4a54ea1fb81c23d55bf00a6ca9512311483d1c1eb654eb0",
     "scannet-dev-20pct-scenes-linear": "594b10eb72f8c0a72c588d107194485e95b32a5ed2477d32d03535efa204dfce",
     "scannet-dev-20pct-scenes-semseg": "41a05068b434ac36c9d0dd0b0175214f9a88b4a6b975aa4272409171759e4463",
+    # ScanNet's data-efficient benchmark (issue 30): official_file and points_per_scene are hashed
+    "scannet-de-la100-insseg": "1ad569e5c623d0f85d1d2fc26cfbdfbd6b282436b4c1e3f15d7acdf069d4ee23",
+    "scannet-de-la100-semseg": "ab476e075be733d69847df20191bb710ccb75ad8a34c209ff5d5b05d4857c673",
+    "scannet-de-la20-insseg": "9c6768fdd8174b5cac7b1117b4a5b1f17dc2f09f4d4a35c3fc953d661ffec8a3",
+    "scannet-de-la20-semseg": "3e9d1832e4219215580c3ec33dd455f8a51a944c7ac013a199b957a5c18938a2",
+    "scannet-de-la200-insseg": "19069f4ea042c865f3c221efc4a1fb1cfa5f21afef7b49b3453c5ce6773a75f2",
+    "scannet-de-la200-semseg": "b65867e63d468fb04d255b4cb2bd29bba0adcf733ac696b6925160a171f8690e",
+    "scannet-de-la50-insseg": "3b1cb3fdefce3e948402de6d2f702ef4d31b238a3a624b7dc0763828d504da99",
+    "scannet-de-la50-semseg": "02920bb24497e696cc61703816ba0bb86bd2bf055143491d950aa656e5a4d8ce",
+    "scannet-de-lr1-insseg": "c15315f8baddde3d041d5afdecfcf996a670261ff8ab5bb466a5ac483f5eadac",
+    "scannet-de-lr1-semseg": "b3c3259126fb2452ac88e9ab9264c44ef5059003c366eb3af5e8d998fbde3a12",
+    "scannet-de-lr10-insseg": "53f9a33bf6b772c3715873f52886587b2ee3723e9cd1cd808109055da2432d18",
+    "scannet-de-lr10-semseg": "a0cc5b540475e0a362cc379d759a72b330f519a05783431fcc067696554c04fc",
+    "scannet-de-lr20-insseg": "775b4af773f7b886dfc912ead7e06f3d894cd73095f445a133b235cb18b0cd21",
+    "scannet-de-lr20-semseg": "830bdbbcbdd363429e84c4002f0c244168b72585a87c6b723bcbb4f32c2e4ff2",
+    "scannet-de-lr5-insseg": "d40923c0a60afad869f6abd9149be2d8eb926ddb683523a44ccee8a08fe5a31f",
+    "scannet-de-lr5-semseg": "dadaaac5218b9b09eb783ea1a325433244627160702b2706d95fefbad2ded298",
 }
 
 
