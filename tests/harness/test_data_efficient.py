@@ -18,7 +18,9 @@ import pytest
 import torch
 from test_paper_path import NYU40, write_scannet_scan
 
-from freepoint_bench.data.classes import S3DIS_CLASSES
+from freepoint_bench.data import catalogue
+from freepoint_bench.data.classes import S3DIS_CLASSES, SCANNET_SEMANTIC_IDS
+from freepoint_bench.data.readers import get_reader
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.cells import fold_data
@@ -212,3 +214,48 @@ def test_the_official_files_sha256_is_in_the_result(bench_cli, tmp_path, monkeyp
     code, out, err = bench_cli("run", "--methods", "scratch", "--protocols", f"lr-{task}", "--seeds", "0", "--plan",
                                "--root", root, "--protocols-dir", folder)
     assert code == 1 and "download-scannet.py --data_efficient" in out + err
+
+
+def pointcept_copy(raw: Path, out: Path) -> Path:
+    """Writes the fixture's raw scans in Pointcept's ScanNet layout (as tests/data/test_pointcept.py documents it:
+    <split>/<scan>/coord.npy, color.npy (0-255), segment20.npy (position in ScanNet's 20 NYU40 ids, else -1),
+    instance.npy), the vertices in the mesh's order as preprocess_scannet.py keeps them; returns out."""
+    reader = get_reader("scannet", axis_align=False)
+    for name in TRAIN + VAL:
+        scene = reader.read_scene(raw, name)
+        folder = out / ("train" if name in TRAIN else "val") / name
+        folder.mkdir(parents=True)
+        np.save(folder / "coord.npy", scene.xyz.astype(np.float32))
+        np.save(folder / "color.npy", np.round(scene.rgb * 255).astype(np.uint8))
+        position = {int(nyu40): k for k, nyu40 in enumerate(SCANNET_SEMANTIC_IDS)}
+        np.save(folder / "segment20.npy", np.array([position.get(int(s), -1) for s in scene.semantic]))
+        np.save(folder / "instance.npy", scene.instance.astype(int))
+    return out
+
+
+@pytest.mark.slow
+def test_a_pointcept_copy_is_labelled_at_the_same_points(bench_cli, tmp_path, monkeypatch):
+    """The official indices address _vh_clean_2.ply's vertices, which both the raw reader and Pointcept's layout keep
+    in order: the scans read from either give the same labelled points, and `finetune --root <pointcept copy>` runs
+    the same protocol."""
+    monkeypatch.chdir(tmp_path)
+    raw = scannet_root(tmp_path / "scannet")
+    pc = pointcept_copy(raw, tmp_path / "pointcept")
+    folder = protocol(tmp_path / "protocols", "la", task="semseg", unit="points", file="tasks/points/points50",
+                      points=50)
+    rng = np.random.default_rng(1)
+    path = write_points(pc, "points50", {n: rng.choice(POINTS, 50, replace=False) for n in TRAIN})
+    spec = load_protocol("la", folder)
+    doc, _ = load_split(spec, folder, split_root=pc)
+    dataset = catalogue.get("scannet").open_reader()
+    for name in TRAIN:
+        a, b = dataset.read_scene(raw, name), dataset.read_scene(pc, name)
+        assert b.meta["dataset"] == "pointcept-scannet"
+        ta, tb = (SemanticTargets(spec.eval, None, doc["points"])(s) for s in (a, b))
+        assert np.array_equal(ta, tb) and (ta >= 0).sum() > 0
+    # --split-root left out: the data root, where Pointcept's instructions copy tasks/
+    code, out, err = bench_cli("finetune", "--protocol", "la", "--method", "scratch", "--seeds", "0", "--root", pc,
+                               "--protocols-dir", folder)
+    assert code == 0, out + err
+    result = json.loads((tmp_path / "results" / "la" / "scratch" / "seed-0" / "result.json").read_text())
+    assert result["split_sha256"] == sha256_of(path) and result["num_train_scenes"] == 3
