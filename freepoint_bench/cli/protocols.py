@@ -54,11 +54,17 @@ def protocols_show(name: Annotated[str, typer.Argument(help="Protocol name.")],
     spec, splits_dir = load_protocol(name, protocols_dir), frozen_splits_dir(splits=splits)
     console.print(json.dumps(spec.model_dump(mode="json"), indent=2))
     console.print(f"protocol hash {spec.content_hash()}")
+    if spec.official_file is not None and split_root is None:
+        console.print(f"split: ScanNet's official {spec.official_file}, read as published (--split-root <folder>)")
+        return
     path = split_path(spec, protocols_dir, splits_dir, split_root)
     if path is not None and path.is_file():
         doc, sha = load_split(spec, protocols_dir, splits_dir, split_root)
         kept = len(doc.get("train_scenes", [])) or doc.get("num_masks") or len(doc.get("points", {}))
-        console.print(f"split {path}: sha256 {sha}, {kept} of {doc.get('candidates')} {spec.unit} kept")
+        if spec.official_file is not None:  # the file lists what is kept, not what it was chosen from
+            console.print(f"split {path}: sha256 {sha}, {kept} scenes listed")
+        else:
+            console.print(f"split {path}: sha256 {sha}, {kept} of {doc.get('candidates')} {spec.unit} kept")
     elif path is not None:
         console.print(f"split {path}: not frozen yet (`bench.py protocols freeze {name}`)")
 
