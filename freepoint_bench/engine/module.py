@@ -4,8 +4,10 @@ SegmenterModule, segmenter training on it: forward, Hungarian matching, eq. 7 lo
 
 Schedule (per optimiser step, documented because the paper gives none): `onecycle` (Mask3D's choice) warms
 the LR up from lr/25 to `lr` over the first `onecycle_pct_start` of the steps and anneals it with a cosine
-to lr/1e4; `cosine` anneals from `lr` to 0; `constant` keeps `lr`. Each training step (FreePoint step 1
-and step 2) gets its own optimiser and schedule over its own epochs.
+to lr/25/1e4 (torch's initial lr / final_div_factor); `cosine` anneals from `lr` to 0; `constant` keeps `lr`. Each
+training step (FreePoint step 1 and step 2) gets its own optimiser and schedule over its own budget: its epochs'
+steps, or the trainer's max_steps when it sets one (fine-tuning's max_steps, engine.trainer.make_trainer), so the
+last optimiser step runs at OneCycle's final rate (tests/harness/test_budget.py).
 """
 
 from __future__ import annotations
@@ -205,6 +207,7 @@ class SegmenterModule(LossTrackingModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         if p.schedule == "constant":
             return optimizer
+        # the trainer's max_steps when it sets one (it then runs epochs without bound), else epochs × batches
         total = max(int(self.trainer.estimated_stepping_batches), 2)
         if p.schedule == "onecycle":
             scheduler = torch.optim.lr_scheduler.OneCycleLR(

@@ -122,10 +122,16 @@ def make_trainer(
     callbacks: Sequence[Callback] = (),
     log_every_n_steps: int = 10,
     logger: Logger | None = None,
+    max_steps: int | None = None,
+    checkpoint_every_n_epochs: int = 1,
 ) -> pl.Trainer:
-    """Returns a Lightning Trainer writing `lightning/last.ckpt` (every epoch) and CSV logs under `out_dir`.
+    """Returns a Lightning Trainer writing `lightning/last.ckpt` (every checkpoint_every_n_epochs epochs) and CSV
+    logs under `out_dir`.
 
     logger: an experiment tracker's logger (engine.loggers) that gets every metric too, besides the CSV log.
+    max_steps: the budget in optimiser steps, counted across resumes (Lightning's global step, in last.ckpt); the
+    run stops there, inside an epoch if need be, and max_epochs is not read (an epoch-based schedule's total, the
+    trainer's estimated_stepping_batches, is then max_steps). None: max_epochs epochs.
 
     CPU: accelerator cpu, full precision. GPU: the preset's precision (mixed by default) and Lightning's
     DDP strategy when devices * nodes > 1; under SLURM Lightning detects the cluster environment itself.
@@ -133,6 +139,10 @@ def make_trainer(
     """
     if max_epochs < 1:
         raise ConfigError(f"max_epochs must be >= 1; got {max_epochs}")
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1; got {max_steps}")
+    if checkpoint_every_n_epochs < 1:
+        raise ConfigError(f"checkpoint_every_n_epochs must be >= 1; got {checkpoint_every_n_epochs}")
     devices = check_devices(devices, nodes)
     out_dir = Path(out_dir)
     accelerator = resolve_accelerator(preset)
@@ -149,7 +159,7 @@ def make_trainer(
         # a killed run resumes; Lightning writes `last` only when it saved a top-k file that epoch
         save_last="link",
         save_top_k=1,
-        every_n_epochs=1,
+        every_n_epochs=checkpoint_every_n_epochs,
         save_on_train_epoch_end=True,
     )
     all_callbacks: list[Callback] = [checkpoint, *callbacks]
@@ -162,7 +172,8 @@ def make_trainer(
         num_nodes=nodes,
         strategy=strategy,
         precision=precision,
-        max_epochs=max_epochs,
+        max_epochs=max_epochs if max_steps is None else -1,
+        max_steps=-1 if max_steps is None else max_steps,
         default_root_dir=out_dir,
         logger=csv if logger is None else [csv, logger],
         callbacks=all_callbacks,

@@ -8,7 +8,8 @@ it, computed without training and without preparing data (only what exists on di
     plan.recipes()     # the distinct recipes of the cells (RecipeSummary) and the protocols that use each
     plan.ok            # False when any cell cannot run (each reason one line in its row's problems)
 
-Steps are counted on one device: epochs × ceil(scenes / batch_size) (FreePoint: epochs1 + epochs2). A masks
+Steps are counted on one device: a fine-tuning recipe's max_steps per fold where it sets one (the paper preset: 90k,
+supplement A.2), else epochs × ceil(scenes / batch_size) (FreePoint: epochs1 + epochs2). A masks
 protocol whose split is not frozen yet counts every training scene of its groups (an upper bound: scenes that
 keep no mask are left out at run time).
 
@@ -235,7 +236,7 @@ class PlanRow:
 
     task: Task
     start: str = ""  # the checkpoint it fine-tunes from, or what it pretrains
-    finetune: str = ""  # e.g. "600 epochs × 204 scenes / batch 4"
+    finetune: str = ""  # e.g. "600 epochs × 204 scenes / batch 4" or "90000 steps × batch 4 over 20 scenes"
     recipe: RecipeSummary | None = None  # None: finished, or no recipe (see problems)
     steps: int = 0  # fine-tuning steps, every fold
     gpu_hours: float | None = None
@@ -426,11 +427,16 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
             row.notes.append(f"{len(folds[0][1])} evaluation scenes, the protocol expects {spec.expected_eval_scenes}: "
                              "results will not be comparable with complete copies")
         train_counts = [len(t) for t, _ in folds]
-        row.steps = sum(_steps(ft.epochs, n, ft.train.batch_size) for n in train_counts)
+        row.steps = sum(ft.steps(n) for n in train_counts)
         bound = "≤ " if data.split is None and spec.unit == "masks" else ""
         scenes = "/".join(str(n) for n in train_counts) or "?"
         what = "" if spec.task == DEFAULT_TASK else f"{spec.task}: "
-        row.finetune = f"{what}{ft.epochs} epochs × {bound}{scenes} scenes / batch {ft.train.batch_size}"
+        if ft.max_steps is None:
+            row.finetune = f"{what}{ft.epochs} epochs × {bound}{scenes} scenes / batch {ft.train.batch_size}"
+        else:
+            per_fold = "" if len(train_counts) < 2 else " per fold"
+            row.finetune = (f"{what}{ft.max_steps} steps{per_fold} × batch {ft.train.batch_size} over {bound}{scenes} "
+                            "scenes")
         if throughput is not None:
             row.gpu_hours = gpu_hours(row.steps, throughput.step_s("finetune", task.method, ft.train.name,
                                                                    ft.train.precision, spec.task))

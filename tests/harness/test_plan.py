@@ -106,10 +106,11 @@ def test_plan_rows_and_shared_pretrainings(ws):
     assert (fp.preset, fp.dataset, fp.scenes, fp.epochs, fp.batch_size) == ("paper", "scannet", 3, 110, 5)
     assert fp.steps == 110 and not fp.exists  # ceil(3 / 5) = 1 step per epoch; the val scan is not pretrained on
     row = next(r for r in plan.rows if r.task.protocol == "s3dis-10pct-scenes" and r.task.method == "csc")
-    # the committed 10% split keeps 20 of the 204 training rooms; paper fine-tuning: 600 epochs, batch 4
-    assert row.steps == 600 * 5 and row.finetune == "600 epochs × 20 scenes / batch 4"
+    # the committed 10% split keeps 20 of the 204 training rooms; paper fine-tuning: 90k steps (supplement A.2),
+    # batch 4, whatever the rooms
+    assert row.steps == 90_000 and row.finetune == "90000 steps × batch 4 over 20 scenes"
     masks = next(r for r in plan.rows if r.task.protocol == "s3dis-10pct-masks")
-    assert masks.finetune == "600 epochs × ≤ 204 scenes / batch 4"  # not frozen: every training room, at most
+    assert masks.finetune == "90000 steps × batch 4 over ≤ 204 scenes"  # not frozen: every training room, at most
     # a finished cell is skipped: nothing to plan
     done = opts.results / "s3dis-10pct-scenes" / "csc" / "seed-0" / "result.json"
     done.parent.mkdir(parents=True)
@@ -202,14 +203,14 @@ def test_gpu_hours_are_steps_times_step_seconds(ws, tmp_path):
     plan = make_plan(expand(["freepoint", "csc"], ["s3dis-10pct-scenes"], [0]), opts, machine=GPU,
                      throughput=throughput)
     csc, freepoint = plan.rows
-    # by hand: fine-tuning 600 epochs × ceil(20 rooms / batch 4) = 3000 steps
-    assert freepoint.gpu_hours == pytest.approx(3000 * 0.5 / 3600)  # the method-less finetune row
-    assert csc.gpu_hours == pytest.approx(3000 * 0.75 / 3600)  # its own row wins
+    # by hand: fine-tuning the paper preset's 90k steps
+    assert freepoint.gpu_hours == pytest.approx(90_000 * 0.5 / 3600)  # the method-less finetune row
+    assert csc.gpu_hours == pytest.approx(90_000 * 0.75 / 3600)  # its own row wins
     # FreePoint pretraining: (100 + 10) epochs × ceil(3 scans / batch 5) = 110 steps of 2.0 s; csc's: unmeasured
     pre = {p.method: p for p in plan.pretrainings}
     assert pre["freepoint"].gpu_hours == pytest.approx(110 * 2.0 / 3600) and pre["csc"].gpu_hours is None
     total, unknown = plan.total_gpu_hours()
-    assert total == pytest.approx((3000 * 0.5 + 3000 * 0.75 + 110 * 2.0) / 3600) and unknown == 1
+    assert total == pytest.approx((90_000 * 0.5 + 90_000 * 0.75 + 110 * 2.0) / 3600) and unknown == 1
 
 
 def test_a_probe_cell_is_timed_by_its_own_task_row_or_not_at_all(ws, tmp_path):
@@ -225,13 +226,13 @@ def test_a_probe_cell_is_timed_by_its_own_task_row_or_not_at_all(ws, tmp_path):
         path.write_text(json.dumps({"device": "test GPU", "measured": "2025-01-01", "rows": table_rows}))
         plan = make_plan(cells, opts, machine=GPU, throughput=load_throughput(path))
         insseg, semseg = sorted(plan.rows, key=lambda r: r.task.protocol)
-        assert insseg.steps == semseg.steps == 3000  # the same rooms and epochs: 600 × ceil(20 / 4)
-        assert insseg.gpu_hours == pytest.approx(3000 * 0.5 / 3600)
-        assert semseg.finetune.startswith("semseg: 600 epochs") and "semseg" not in insseg.finetune
+        assert insseg.steps == semseg.steps == 90_000  # the same recipe: the paper preset's 90k steps
+        assert insseg.gpu_hours == pytest.approx(90_000 * 0.5 / 3600)
+        assert semseg.finetune.startswith("semseg: 90000 steps") and "semseg" not in insseg.finetune
         if semseg_step is None:
             assert semseg.gpu_hours is None and plan.total_gpu_hours()[1] == 1
         else:
-            assert semseg.gpu_hours == pytest.approx(3000 * semseg_step / 3600)
+            assert semseg.gpu_hours == pytest.approx(90_000 * semseg_step / 3600)
 
 
 def test_a_malformed_throughput_table_is_refused(tmp_path):
@@ -262,7 +263,7 @@ def test_plan_prints_the_estimate(bench_cli, ws, monkeypatch, tmp_path, wide):
     code, out, err = bench_cli("run", "--methods", "scratch", "--protocols", "s3dis-10pct-scenes", *where(ws),
                                "--plan", "--throughput", path)
     assert code == 0, out + err
-    assert "test GPU" in out and f"{3000 * 1.2 / 3600:.1f} GPU-hours" in out
+    assert "test GPU" in out and f"{90_000 * 1.2 / 3600:.1f} GPU-hours" in out
 
 
 def plan_text(capsys, *args) -> tuple[int, str]:
