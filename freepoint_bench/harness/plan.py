@@ -211,8 +211,7 @@ def summarise_recipe(spec: ProtocolSpec, rec: Recipe, preset: str) -> RecipeSumm
     """Returns the recipe of `spec`'s cells under `rec` (harness.run.recipe), fine-tuning preset `preset`: task,
     budget and optimiser, model and input, crop, augmentations, inference (instance tasks) and pretraining."""
     ft, train = rec.finetune, rec.finetune.train
-    # a recipe with max_steps (recorded only when set) budgets in steps and does not read epochs
-    counted = "max_steps" if ft.model_dump().get("max_steps") is not None else "epochs"
+    counted = "epochs" if ft.max_steps is None else "max_steps"  # with max_steps, epochs is not read
     budget = _fields(ft, [counted]) + " " + _fields(train, ["batch_size", "lr", "weight_decay", "schedule",
                                                              "onecycle_pct_start"])
     model = ["backbone", "voxel_size_m", "input_features", "use_xyz_features"]
