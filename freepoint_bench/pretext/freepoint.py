@@ -4,6 +4,9 @@
     config = method.default_config("cpu-small", epochs1=2, epochs2=1)
     result = method.pretrain(store, config, Path("runs/freepoint"), names=train_names)
     result.backbone, result.segmenter   # .ckpt files under checkpoints/, listed in checkpoints/index.json
+    method.default_config("paper", deep_features="csc-scannet-46cb9b80b4")  # the paper's deep-feature affinities
+    # (`--pretrain-set deep_features=<id or .ckpt>`); every checkpoint records what made its pseudo labels:
+    result.metadata["pseudo_label_recipe"]  # {"features", "affinities" (α), "deep_features", "solver", ...}
 
 Step 1 trains on the over-segmented σ_low masks for `epochs1` epochs; step 2 starts from step 1's
 weights and trains on the under-segmented σ_high masks for `epochs2` epochs (§3.3 "Two-step training
@@ -29,19 +32,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+import torch
+from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.config import apply_overrides, route_bare, validated
+from freepoint_bench.engine.checkpoints import read_index
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
+from freepoint_bench.engine.features import BackboneFeatures
 from freepoint_bench.engine.loggers import Tracker
 from freepoint_bench.engine.module import SegmenterModule
 from freepoint_bench.engine.presets import TrainPreset, get_preset, preset_values
 from freepoint_bench.engine.trainer import check_devices
 from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.freepoint.config import PseudoLabelConfig
-from freepoint_bench.freepoint.pipeline import run_pseudo_labels
+from freepoint_bench.freepoint.pipeline import affinity_weights, run_pseudo_labels
+from freepoint_bench.models.checkpoint import load_checkpoint
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.pretext.base import PretrainResult, ProgressFn
 from freepoint_bench.pretext.runs import checkpoint_metadata, prepare_run, publish, run_record
@@ -60,6 +67,24 @@ class FreePointConfig(BaseModel):
     train: TrainPreset = get_preset("cpu-small")  # training recipe (`paper`: epochs1/epochs2 = 100/10, §4)
     pseudo: PseudoLabelConfig = PseudoLabelConfig()  # pseudo-label generation (σ_low 0.9, σ_high 1.2, §4)
     loss: LossConfig = LossConfig()  # λ weights of eq. 7 (§3.3)
+    # the paper's affinities include self-supervised deep features (§3.1, eq. 1 A_emb, weight pseudo.alpha_emb):
+    # a backbone checkpoint whose per-point features join them, a .ckpt path or an id of the checkpoints index
+    # (any method's, an imported CSC one too). None: the traditional features alone. Left out of the record at
+    # None, so default configs keep their hashes, run folders and checkpoint ids.
+    deep_features: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("deep_features", "") is None:
+            del data["deep_features"]
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> FreePointConfig:
+        if self.deep_features is not None and self.pseudo.alpha_emb <= 0:
+            raise ValueError("deep_features needs pseudo.alpha_emb > 0 (its weight in eq. 3)")
+        return self
 
 
 # The other ranks give up when rank 0 reported no pseudo-label progress for this long (a scene takes minutes)
@@ -75,11 +100,53 @@ def launch_token() -> str:
     return ",".join(f"{name}={os.environ[name]}" for name in LAUNCH_VARIABLES if name in os.environ)
 
 
-def labels_marker(label_dir: Path, names: list[str], pseudo: PseudoLabelConfig) -> Path:
-    """Returns label_dir/ready-<key>.json, key: a hash of the scenes and the pseudo-label config (one file per
-    label set, so runs sharing a label_dir do not read each other's)."""
-    key = stable_hash(sorted(names), pseudo.model_dump(mode="json"), length=12)
-    return Path(label_dir) / f"ready-{key}.json"
+def labels_marker(label_dir: Path, names: list[str], pseudo: PseudoLabelConfig,
+                  features_key: str | None = None) -> Path:
+    """Returns label_dir/ready-<key>.json, key: a hash of the scenes, the pseudo-label config and the deep features'
+    cache key when there are any (one file per label set, so runs sharing a label_dir do not read each other's)."""
+    parts = [sorted(names), pseudo.model_dump(mode="json")] + ([] if features_key is None else [features_key])
+    return Path(label_dir) / f"ready-{stable_hash(*parts, length=12)}.json"
+
+
+def features_checkpoint(value: str, checkpoints_dir: str | Path) -> Path:
+    """Returns the checkpoint deep_features names: a .ckpt file, or the backbone file of an id of
+    checkpoints_dir/index.json; ConfigError when it is neither."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    index_path = Path(checkpoints_dir) / "index.json"
+    entries = read_index(index_path)["checkpoints"]
+    files = entries.get(value, {}).get("files", {})
+    if "backbone" in files:
+        return (index_path.parent / files["backbone"]).resolve()
+    raise ConfigError(f"deep_features={value}: no such file and no id of {index_path} ({len(entries)} ids there); "
+                      "give a backbone .ckpt path or a checkpoint id (`bench.py checkpoints list`)")
+
+
+def pseudo_label_recipe(config: FreePointConfig, features: BackboneFeatures | None) -> dict[str, Any]:
+    """Returns what made a FreePoint run's pseudo labels, as every checkpoint of the run records it
+    ("pseudo_label_recipe"): the features, the eq. 3 weights α by affinity (emb 0 without deep features; the rgb
+    term also drops per scene for scenes without colours), the deep features' source (the checkpoint as named, its
+    content key, method and id) or None, the multicut solver, the σ offsets, and where this differs from the
+    paper (deep features in the affinities, RAMA)."""
+    pseudo, deep = config.pseudo, features is not None
+    source = None
+    if deep:
+        meta = load_checkpoint(features.checkpoint_path)[1]
+        source = {"checkpoint": config.deep_features, "key": features.cache_key, "method": meta.get("method"),
+                  "id": meta.get("id")}
+    differences = ([] if deep else ["traditional features only; the paper adds self-supervised deep features (§3.1)"])
+    if pseudo.solver != "rama":
+        differences.append(f"multicut solver {pseudo.solver}; the paper runs RAMA (§3.2)")
+    return {
+        "features": ["xyz", "rgb", "normals"] + (["deep"] if deep else []),
+        "affinities": {**affinity_weights(pseudo), **({} if deep else {"emb": 0.0})},
+        "normal_affinity": pseudo.normal_affinity,
+        "deep_features": source,
+        "solver": pseudo.solver,
+        "sigmas": list(pseudo.sigmas),
+        "paper_differences": differences,
+    }
 
 
 def _read_marker(path: Path) -> dict | None:
@@ -102,8 +169,10 @@ def cache_pseudo_labels(
     prepare: Callable[[], None] | None = None,
     timeout_s: float = LABEL_WAIT_S,
     poll_s: float = 5.0,
+    features_fn: BackboneFeatures | None = None,
 ) -> Path:
-    """Returns the marker file (labels_marker) once the pseudo labels of `names` at pseudo.sigmas are in label_dir.
+    """Returns the marker file (labels_marker) once the pseudo labels of `names` at pseudo.sigmas are in label_dir
+    (with features_fn's deep features in the affinities when given).
 
     Global rank 0 runs `prepare` (the run directory's checks) and run_pseudo_labels with `workers` processes,
     writing the marker's state as it goes: "running" with the scenes done, then "done" or "failed" with the error.
@@ -112,7 +181,7 @@ def cache_pseudo_labels(
     prepare_data would time out (30 min) long before a dataset is labelled. Across nodes label_dir must be on a
     filesystem they share. progress("pseudo-labels", done, total, info) on every rank.
     """
-    marker = labels_marker(label_dir, names, pseudo)
+    marker = labels_marker(label_dir, names, pseudo, None if features_fn is None else features_fn.cache_key)
     token = launch_token()
     if rank == 0:
         state = {"launch": token, "status": "running", "done": 0, "total": len(names)}
@@ -127,7 +196,8 @@ def cache_pseudo_labels(
                 if progress is not None:
                     progress("pseudo-labels", state["done"], len(names), f"{record['scene']} ({record['status']})")
 
-            run_pseudo_labels(store, names, pseudo, pseudo.sigmas, label_dir, workers=workers, progress=on_scene)
+            run_pseudo_labels(store, names, pseudo, pseudo.sigmas, label_dir, workers=workers, progress=on_scene,
+                              features_fn=features_fn)
         except BaseException as exc:
             error = (str(exc).strip().splitlines() or [""])[0]
             write_json(marker, {**state, "status": "failed", "error": f"{type(exc).__name__}: {error}"})
@@ -234,10 +304,18 @@ class FreePointPretext:
             # every start and resume adds its code version and environment to run.json (pretext.runs.prepare_run)
             prepare_run(out_dir, run_record(self.name, config, names), resume, overwrite, stages=STEPS)
 
-        # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes)
+        # pseudo labels at σ_low and σ_high (cached per scene and σ: reruns skip finished scenes), with the deep
+        # features of config.deep_features (computed on rank 0's GPU when it has one and labels in one process;
+        # CUDA does not survive into pool workers)
+        features_fn = None
+        if config.deep_features is not None:
+            single = label_workers == 1 and torch.cuda.is_available()
+            features_fn = BackboneFeatures(features_checkpoint(config.deep_features, checkpoints_dir),
+                                           device="cuda" if single else "cpu")
+        recipe = pseudo_label_recipe(config, features_fn)
         sigmas = config.pseudo.sigmas
         cache_pseudo_labels(store, names, config.pseudo, label_dir, rank=rank, workers=label_workers,
-                            progress=progress, prepare=prepare, timeout_s=label_wait_s)
+                            progress=progress, prepare=prepare, timeout_s=label_wait_s, features_fn=features_fn)
 
         step_metrics: dict[str, dict] = {}
         init: Path | None = None
@@ -246,8 +324,9 @@ class FreePointPretext:
             if init is not None and is_zero:
                 module.load_segmenter_weights(init)
             datamodule = SceneDataModule(store, names, PseudoLabelTargets(label_dir, sigma), config.train)
-            meta = checkpoint_metadata(self.name, store, names, config, config.train, module.segmenter,
-                                       data_extra={"pseudo_labels": str(label_dir)})
+            meta = {**checkpoint_metadata(self.name, store, names, config, config.train, module.segmenter,
+                                          data_extra={"pseudo_labels": str(label_dir)}),
+                    "pseudo_label_recipe": recipe}
 
             def recorded(trainer: Any, sigma: float = sigma, epochs: int = epochs,
                          datamodule: SceneDataModule = datamodule) -> dict[str, Any]:

@@ -158,6 +158,9 @@ SEGMENTER = [
 ]
 STAGE_BACKBONE = [k for k in BACKBONE if k != "id"]
 STEP_SEGMENTER = [k for k in SEGMENTER if k != "id"]
+# FreePoint's checkpoints also record what made their pseudo labels (issue 29: affinities, deep features, solver);
+# a key outside the id's hash (config, data), so its ids stay
+FREEPOINT_KEYS = ["pseudo_label_recipe"]
 SEGMENTATION = [
     "architecture",
     "backbone_config",
@@ -200,10 +203,10 @@ WRITTEN = {
         "run/pseudo-labels/summary_0_of_1.json": None,
         **{f"run/pseudo-labels/synth_000{i}/sigma_{s}.npz": None for i in (0, 1) for s in ("0.9000", "1.2000")},
         "run/run.json": None,
-        **{f: (STEP_SEGMENTER if f.endswith("segmenter.ckpt") else None) for f in step_files("step1")},
-        **{f: (STEP_SEGMENTER if f.endswith("segmenter.ckpt") else None) for f in step_files("step2")},
-        "ckpt/freepoint-synthetic-a227abe015-backbone.ckpt": BACKBONE,
-        "ckpt/freepoint-synthetic-a227abe015-segmenter.ckpt": SEGMENTER,
+        **{f: (sorted(STEP_SEGMENTER + FREEPOINT_KEYS) if f.endswith("segmenter.ckpt") else None)
+           for f in step_files("step1") + step_files("step2")},
+        "ckpt/freepoint-synthetic-a227abe015-backbone.ckpt": sorted(BACKBONE + FREEPOINT_KEYS),
+        "ckpt/freepoint-synthetic-a227abe015-segmenter.ckpt": sorted(SEGMENTER + FREEPOINT_KEYS),
     },
     **{
         m: {
@@ -274,7 +277,7 @@ def test_a_run_publishes_the_pinned_id_and_metadata(published, method):
     result, base = published[method]
     meta = result.metadata
     assert meta["id"] == RUN_IDS[method] == checkpoint_id(method, meta)
-    assert sorted(meta) == RESULT_KEYS
+    assert sorted(meta) == sorted(RESULT_KEYS + (FREEPOINT_KEYS if method == "freepoint" else []))
     assert sorted(meta["data"]) == sorted(DATA_KEYS + (["pseudo_labels"] if method == "freepoint" else []))
     assert {stage: sorted(m) for stage, m in meta["metrics"].items()} == RESULT_METRICS[method]
     assert result.backbone == Path("ckpt") / f"{RUN_IDS[method]}-backbone.ckpt"
