@@ -270,7 +270,8 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
                                      device=trained_on if predict_on is None else predict_on)
                 fold_doc = {"fold": f, "eval_scenes": data.eval, "train_scenes": data.train,
                             "num_train_masks": data.num_masks, "metrics": task.score(store, preds),
-                            "train_seconds": seconds, "epochs": config.epochs,
+                            # the passes made: a max_steps budget (the paper's 90k steps) sets them, not epochs
+                            "train_seconds": seconds, "epochs": config.epochs_for(len(data.train)),
                             "losses": module.loss_summary()["loss_history"]}
                 save_npz(pred_file, **task.pack(preds))
                 write_json(fold_file, with_checksum(fold_doc))

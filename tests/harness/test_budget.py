@@ -141,3 +141,23 @@ def test_a_max_steps_run_checkpoints_about_every_checkpoint_steps_at_epoch_ends(
     files = sorted(p.name for p in (tmp_path / "work" / "lightning").glob("*.ckpt"))
     assert files == ["epoch=001.ckpt", "last.ckpt"]
     assert torch.load(tmp_path / "work" / "lightning" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def test_a_cell_on_a_step_budget_records_the_passes_it_made(bench_cli, tmp_path):
+    """fold.json / result.json record the epochs a max_steps budget made (they recorded the unread `epochs` field: a
+    90k-step paper cell claimed 600 epochs, and its scene-epochs throughput with it)."""
+    from freepoint_bench.data.synthetic import write_synthetic_s3dis
+    from freepoint_bench.results import read_result
+
+    root = tmp_path / "s3dis"
+    write_synthetic_s3dis(root, 12, seed=1, config=SyntheticConfig(num_points=1500))
+    protocol = "synthetic-s3dis-50pct-scenes"  # 5 training rooms: at batch 2, 3 steps per epoch
+    code, _, err = bench_cli("run", "--methods", "scratch", "--protocols", protocol, "--seeds", "0", "--root", root,
+                             "--results", tmp_path / "results", "--checkpoints", tmp_path / "ckpt", "--runs",
+                             tmp_path / "runs", "--cache", tmp_path / "cache", "--set", "max_steps=4", "--set",
+                             "batch_size=2", "--set", "num_queries=8", "--set", "max_points=null")
+    assert code == 0, err
+    record = read_result(tmp_path / "results" / protocol / "scratch" / "seed-0" / "result.json")
+    assert record.config["max_steps"] == 4
+    assert record.folds[0]["epochs"] == 2  # ceil(4 steps / 3 per epoch), not the unread epochs=40
+    assert record.throughput["train_scene_epochs"] == 5 * 2
