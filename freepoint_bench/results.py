@@ -103,6 +103,9 @@ class ResultRecord:
     metrics: dict[str, Any]
     task: str = DEFAULT_TASK  # the protocol's task; written only when not insseg (older files stay byte-identical)
     dataset: str = ""
+    # the catalogue entry that read the scenes when it is another on-disk layout of `dataset` (pointcept-s3dis for an
+    # s3dis protocol run on Pointcept's copy: its instance numbering may differ); written only when set
+    layout: str = ""
     unit: str = ""  # masks | scenes | full
     fraction: float = 1.0
     # path, sha256, weights_sha256, id, method, pretrain_dataset (since issue 29) (+ per_fold when folds > 1)
@@ -128,6 +131,8 @@ class ResultRecord:
         doc["eval_scenes"] = list(self.eval_scenes)
         if self.task == DEFAULT_TASK:
             del doc["task"]
+        if not self.layout:
+            del doc["layout"]
         return doc
 
     @property

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from freepoint_bench.atomic import checksum_ok, open_lock, save_npz, with_checksum, write_json
+from freepoint_bench.data import catalogue
 from freepoint_bench.engine.checkpoints import code_version, environment
 from freepoint_bench.engine.devices import resolve_device
 from freepoint_bench.engine.loggers import Tracker, stage_logger
@@ -197,6 +198,13 @@ def _checkpoint_info(path: Path | None, method: str) -> dict[str, Any]:
             "pretrain_dataset": "" if untrained else str(data.get("dataset") or UNKNOWN_DATASET)}
 
 
+def _layout(store: Any, names: Sequence[str], dataset: str) -> str:
+    """Returns the catalogue entry whose reader read the scenes when it is another layout of `dataset` (the scenes'
+    meta["dataset"], catalogue `layout_of`), else ''."""
+    read_as = store.load(names[0]).meta.get("dataset", dataset) if names else dataset
+    return "" if catalogue.canonical(read_as) == catalogue.canonical(dataset) else read_as
+
+
 def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfig, results: str | Path, *,
              protocols_dir: str | Path | None = None, splits_dir: str | Path | None = None, force: bool = False,
              progress: ProgressFn | None = None, eval_device: str | None = None,
@@ -286,6 +294,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
             task=spec.task,
             protocol_hash=record["protocol_hash"],
             dataset=spec.dataset,
+            layout=_layout(store, sorted(pooled), spec.dataset),
             unit=spec.unit,
             fraction=spec.fraction,
             split_sha256=split_sha,

@@ -372,4 +372,7 @@ def test_a_protocol_scores_the_same_from_either_layout(bench_cli, s3dis_both, tm
         scores.append((record.eval_scenes, record.scores))
         (cached,) = (out / "cache").iterdir()
         assert SceneStore(cached).load(record.eval_scenes[0]).meta["dataset"] == reads_as  # the reader that read it
+        assert record.layout == ("" if reads_as == "s3dis" else reads_as)  # the result says which copy it scored
+        assert ('"layout"' in (out / "results" / protocol / "scratch" / "seed-0" / "result.json").read_text()) \
+            == bool(record.layout)
     assert scores[0] == scores[1] and scores[0][1]["miou"] > 0, scores
