@@ -76,9 +76,28 @@ def applicable_overrides(method: PretextMethod, overrides: Mapping[str, Any]) ->
             kept[renames[key]] = value
         elif field in unread:
             skipped[key] = unread[field]
+        elif not key.startswith("train.") and (owners := _owners_elsewhere(method, field)):
+            skipped[key] = f"a field of {', '.join(owners)}'s config, not of this method's"
         else:
             kept[key] = value
     return kept, skipped
+
+
+def _config_fields(method: PretextMethod) -> frozenset[str]:
+    """Returns the top-level fields of `method`'s config (its default config's model fields)."""
+    return frozenset(type(method.default_config()).model_fields)
+
+
+def _owners_elsewhere(method: PretextMethod, field: str) -> list[str]:
+    """Returns the other registered methods whose config has the top-level `field` when `method`'s config and the
+    training preset (bare training fields route into train.) do not: a shared --pretrain-set of FreePoint's
+    `deep_features` or `pseudo.*` is skipped for PointContrast instead of refused; a field no method has still goes
+    to default_config, which refuses it."""
+    from freepoint_bench.engine.presets import TrainPreset
+
+    if field in TrainPreset.model_fields or field in _config_fields(method):
+        return []
+    return [name for name in available_methods() if name != method.name and field in _config_fields(get_method(name))]
 
 
 def _entry_points() -> dict[str, EntryPoint]:

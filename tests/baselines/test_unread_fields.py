@@ -59,3 +59,16 @@ def test_refused_in_default_config_and_skipped_in_a_shared_override():
         freepoint.default_config("cpu-small", epochs=3)
     with pytest.raises(ConfigError, match="unknown PointContrastConfig field 'epoch'"):
         method.default_config("cpu-small", epoch=3)  # a typo is still refused
+
+
+def test_a_shared_override_of_another_methods_config_is_skipped_and_a_typo_still_refused():
+    """`run --methods freepoint,pointcontrast --pretrain-set deep_features=...` (FreePoint's field): skipped for
+    PointContrast with the owner named, applied to FreePoint; PointContrast's `temperature` the other way round; a
+    key of no method's config reaches default_config, which refuses it (before: every such run was refused)."""
+    shared = {"deep_features": "csc-scannet-0123456789", "pseudo.alpha_emb": 0.5, "temperature": 0.1, "epoch": 3}
+    kept, skipped = applicable_overrides(get_method("pointcontrast"), shared)
+    assert kept == {"temperature": 0.1, "epoch": 3}
+    assert set(skipped) == {"deep_features", "pseudo.alpha_emb"} and "freepoint" in skipped["deep_features"]
+    kept, skipped = applicable_overrides(get_method("freepoint"), shared)
+    assert kept == {"deep_features": "csc-scannet-0123456789", "pseudo.alpha_emb": 0.5, "epoch": 3}
+    assert set(skipped) == {"temperature"} and "pointcontrast" in skipped["temperature"]
