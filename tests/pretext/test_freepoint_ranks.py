@@ -118,8 +118,21 @@ def test_rank_one_waits_for_rank_zero_in_the_same_process(tmp_path, monkeypatch)
     assert [e[:3] for e in events] == [("pseudo-labels", 1, 2), ("pseudo-labels", 2, 2)]
 
 
-def test_a_failing_rank_zero_stops_the_others_with_the_marker_named(tmp_path):
+def test_a_failing_rank_zero_stops_the_others_with_the_marker_named(tmp_path, monkeypatch):
     errors: list[Exception] = []
+    # Rank 1 must read the marker's state before rank 0 writes "failed": without a launch token a state already there
+    # when a rank starts waiting may be an earlier launch's, so it counts only once rewritten (the library's rule).
+    # Starting rank 0 at once let a slow thread start read the failed state first and wait out its timeout.
+    looked = threading.Event()
+    real = fp._read_marker
+
+    def read_marker(marker):
+        state = real(marker)
+        if threading.current_thread().name == "rank1":
+            looked.set()
+        return state
+
+    monkeypatch.setattr(fp, "_read_marker", read_marker)
 
     def rank_one():
         try:
@@ -127,8 +140,9 @@ def test_a_failing_rank_zero_stops_the_others_with_the_marker_named(tmp_path):
         except DataError as e:
             errors.append(e)
 
-    waiter = threading.Thread(target=rank_one)
+    waiter = threading.Thread(target=rank_one, name="rank1")
     waiter.start()
+    assert looked.wait(timeout=30)
 
     def refuse():
         raise ConfigError("runs/fp already holds a pretraining run; pass resume")
