@@ -140,3 +140,13 @@ def route_bare(overrides: Mapping[str, Any], schema: type[BaseModel], group: str
 
 def _plain(base: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+
+
+def omit_at_default(model: BaseModel, data: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """Returns `data` (the model's dump, from a wrap model_serializer) without the fields `names` where they hold
+    their declared default: fields added after such records were first written, so the hashes, checkpoint ids and
+    run folders of configs that leave them unset stay what they were."""
+    for name in names:
+        if name in data and data[name] == type(model).model_fields[name].default:
+            del data[name]
+    return data

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from freepoint_bench.config import apply_overrides, validated
+from freepoint_bench.config import apply_overrides, omit_at_default, validated
 from freepoint_bench.errors import ConfigError
 
 
@@ -93,11 +93,7 @@ class TrainPreset(BaseModel):
     def _dump(self, handler: Any) -> dict[str, Any]:
         # fields added after presets were first recorded are left out at their defaults, so every config hash,
         # checkpoint id, run folder and protocol hash that embeds a TrainPreset stays what it was
-        data = handler(self)
-        for key in OMITTED_AT_DEFAULT:
-            if key in data and data[key] == type(self).model_fields[key].default:
-                del data[key]
-        return data
+        return omit_at_default(self, handler(self), OMITTED_AT_DEFAULT)
 
     def with_(self, **changes) -> TrainPreset:
         """Returns a validated copy with `changes` applied (dotted `augment.x` keys allowed)."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from freepoint_bench.atomic import write_text
-from freepoint_bench.config import parse_overrides, read_toml_table, validation_message
+from freepoint_bench.config import omit_at_default, parse_overrides, read_toml_table, validation_message
 from freepoint_bench.errors import ConfigError
 
 SolverName = Literal["gaec", "gaec-kl", "rama"]
@@ -125,11 +125,7 @@ class PseudoLabelConfig(BaseModel):
     def _dump(self, handler: Any) -> dict[str, Any]:
         # fields added after configs were first recorded are left out at their defaults, so a default config's
         # record, its cached labels (pipeline.cache_key) and FreePoint checkpoint ids stay what they were
-        data = handler(self)
-        for key in _OMITTED_AT_DEFAULT:
-            if key in data and data[key] == type(self).model_fields[key].default:
-                del data[key]
-        return data
+        return omit_at_default(self, handler(self), _OMITTED_AT_DEFAULT)
 
     @model_validator(mode="after")
     def _check(self) -> PseudoLabelConfig:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from freepoint_bench.config import apply_overrides, route_bare, validated
+from freepoint_bench.config import apply_overrides, omit_at_default, route_bare, validated
 from freepoint_bench.data import catalogue
 from freepoint_bench.data.classes import NYU40_FLOOR, NYU40_WALL
 from freepoint_bench.data.scene import Scene
@@ -85,10 +85,7 @@ class FinetuneConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("max_steps", 0) is None:
-            del data["max_steps"]
-        return data
+        return omit_at_default(self, handler(self), ("max_steps",))
 
     def steps_per_epoch(self, scenes: int) -> int:
         """Returns the optimiser steps of one epoch over `scenes` training scenes (every batch steps, the last one

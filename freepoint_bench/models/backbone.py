@@ -9,6 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import nn
 
+from freepoint_bench.config import omit_at_default
 from freepoint_bench.models.sparse import DEFAULT_BACKEND, SparseBackend, SparseTensorLike, get_backend
 from freepoint_bench.models.voxels import match_rows
 
@@ -55,10 +56,7 @@ class BackboneConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("widen") == "block":
-            del data["widen"]
-        return data
+        return omit_at_default(self, handler(self), ("widen",))
 
 
 @dataclass

@@ -26,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from freepoint_bench.config import omit_at_default
 from freepoint_bench.data.classes import OBJECT_LABEL_ID
 from freepoint_bench.geometry.superpoints import SuperpointConfig
 from freepoint_bench.models.segmenter import SegmenterOutput
@@ -74,14 +75,10 @@ class InferenceConfig(BaseModel):
     def _dump(self, handler: Any) -> dict[str, Any]:
         # fields added after results were recorded are left out at their defaults, so the fine-tuning configs
         # that result.json files hold (and compare on resume) stay the same for unchanged behaviour
-        data = handler(self)
-        for name, default in _LATER_FIELDS.items():
-            if data.get(name, default) == default:
-                data.pop(name, None)
-        return data
+        return omit_at_default(self, handler(self), _LATER_FIELDS)
 
 
-_LATER_FIELDS = {"mode": "query", "dbscan_eps": None, "dbscan_min_points": 1}
+_LATER_FIELDS = ("mode", "dbscan_eps", "dbscan_min_points")
 
 
 @dataclass

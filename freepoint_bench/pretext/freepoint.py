@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
-from freepoint_bench.config import apply_overrides, route_bare, validated
+from freepoint_bench.config import apply_overrides, omit_at_default, route_bare, validated
 from freepoint_bench.engine.checkpoints import read_index
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.features import BackboneFeatures
@@ -75,10 +75,7 @@ class FreePointConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("deep_features", "") is None:
-            del data["deep_features"]
-        return data
+        return omit_at_default(self, handler(self), ("deep_features",))
 
     @model_validator(mode="after")
     def _check(self) -> FreePointConfig:

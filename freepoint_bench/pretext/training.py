@@ -35,7 +35,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
-from freepoint_bench.config import apply_overrides, check_key, route_bare, validated
+from freepoint_bench.config import apply_overrides, check_key, omit_at_default, route_bare, validated
 from freepoint_bench.engine.checkpoints import load_model, save_model_checkpoint
 from freepoint_bench.engine.loggers import Tracker, stage_logger
 from freepoint_bench.engine.module import EpochProgress, LossTrackingModule, segmenter_config
@@ -83,10 +83,7 @@ class OptimConfig(BaseModel):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("reference_batch", 0) is None:
-            del data["reference_batch"]
-        return data
+        return omit_at_default(self, handler(self), ("reference_batch",))
 
     def lr_factor(self, step: int, global_batch: int, total_steps: int) -> float:
         """Returns the factor on lr after `step` optimiser steps of `global_batch` scenes in a run of total_steps."""
