@@ -224,21 +224,34 @@ def train_stage(
 ) -> dict[str, Any]:
     """Returns the metrics of training `module` (with `module.preset`) for `epochs` epochs in `stage_dir`.
 
-    A finished stage (resume=True, done.json and <part>.ckpt present) is not trained again: its weights are loaded
-    into `module.<part>` and its recorded metrics returned. An interrupted one resumes from its last.ckpt. Rank 0
-    writes stage_dir/<part>.ckpt (module.<part>: "backbone", or FreePoint's "segmenter", with `meta` plus
-    {"metrics": {stage: metrics}}) and done.json. The metrics: stage_metrics(trainer) (default: epochs and optimiser
-    steps), then the module's loss_summary. tracker: the experiment tracker the stage logs to beside its CSV log
+    A finished stage (resume=True, <part>.ckpt present: written atomically with the stage's metrics inside, it is
+    the commit point) is not trained again: its weights are loaded into `module.<part>` and its recorded metrics
+    returned (done.json written again from the checkpoint's metrics when a kill came between the two writes). An
+    interrupted one resumes from its last.ckpt. Rank 0 writes stage_dir/<part>.ckpt (module.<part>: "backbone", or
+    FreePoint's "segmenter", with `meta` plus {"metrics": {stage: metrics}}), then done.json. The metrics:
+    stage_metrics(trainer) (default: epochs and optimiser steps), then the module's loss_summary. tracker: the
+    experiment tracker the stage logs to beside its CSV log
     (engine.loggers; run: the run folder's name, version: `stage`).
     """
     devices = check_devices(devices, nodes)
     weights, done_file = stage_dir / f"{part}.ckpt", stage_dir / "done.json"
-    if resume and done_file.is_file() and weights.is_file():
+    if resume and weights.is_file():
+        # the stage's weights file (written atomically, its metrics inside) is the finished stage's commit point:
+        # done.json is derived from it, so a kill between the two writes does not train (or rewrite) it again
         _, saved = load_model(weights, part, into=getattr(module, part))
         if saved.get("part") != part:
             raise CheckpointError(f"{weights}: holds a {saved.get('part')!r}, not a {part}; delete the run dir")
         log.info("%s already finished; skipping its training", stage_dir)
-        return read_json(done_file)
+        if done_file.is_file():
+            return read_json(done_file)
+        metrics = saved.get("metrics", {}).get(stage)
+        if metrics is None:
+            raise CheckpointError(
+                f"{weights}: records no metrics of stage {stage!r}; delete {stage_dir} to train it again"
+            )
+        if rank_zero_only.rank == 0:
+            write_json(done_file, metrics)
+        return metrics
     ckpt = last_checkpoint(stage_dir) if resume else None
     if ckpt is not None:
         log.info("resuming from %s", ckpt)

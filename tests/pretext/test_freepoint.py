@@ -152,6 +152,28 @@ def test_finished_run_resumes_without_training(finished, store, method):
     assert again.metadata["id"] == result.metadata["id"]
 
 
+def test_a_kill_between_a_steps_checkpoint_and_its_done_mark_does_not_train_it_again(tmp_path, finished, store,
+                                                                                      method):
+    """The step's segmenter.ckpt (atomic, its metrics inside) is the commit point: done.json is written again
+    from it, and the checkpoint file is kept as it is (a clean CI run once rewrote it here)."""
+    import shutil
+
+    base, config, result, _ = finished
+    run = tmp_path / "run"
+    shutil.copytree(base / "run", run)
+    marks = {step: (run / step / "done.json").read_text() for step in ("step1", "step2")}
+    for step in marks:
+        (run / step / "done.json").unlink()
+    inodes = {step: (run / step / "segmenter.ckpt").stat().st_ino for step in marks}
+    counter = CountEpochs()
+    again = method.pretrain(store, config, run, checkpoints_dir=tmp_path / "ckpts", resume=True, callbacks=[counter])
+    assert counter.epochs == 0
+    for step, text in marks.items():
+        assert json.loads((run / step / "done.json").read_text()) == json.loads(text)
+        assert (run / step / "segmenter.ckpt").stat().st_ino == inodes[step]
+    assert again.metadata["metrics"] == result.metadata["metrics"]
+
+
 def test_resume_with_another_config_names_the_fields(finished, store, method):
     base, _, _, _ = finished
     other = method.default_config("cpu-small", **{**FAST, "lr": 1e-2, "pseudo.sigma_high": 1.3})
