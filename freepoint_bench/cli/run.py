@@ -249,10 +249,10 @@ def run_cmd(
     logger_dir: LoggerDirOpt = None,
 ) -> None:
     """The benchmark matrix: methods × protocols × seeds, pretraining what is missing, into the results store."""
+    from freepoint_bench.engine.checkpoints import find_backbone
     from freepoint_bench.harness.run import (
         check_tasks,
         expand,
-        resolve_checkpoint,
         run_task,
         slurm_resources,
         submit_slurm,
@@ -263,7 +263,7 @@ def run_cmd(
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise ConfigError(f"--checkpoint {item!r}: expected method=PATH")
-        given.setdefault(name.strip(), []).append(resolve_checkpoint(path.strip(), checkpoints))
+        given.setdefault(name.strip(), []).append(find_backbone(path.strip(), checkpoints))
     unused = sorted(set(given) - set(words([methods])))
     if unused:
         raise ConfigError(f"--checkpoint {unused[0]}=...: {unused[0]} is not in --methods {methods}; add it there "

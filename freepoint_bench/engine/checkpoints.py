@@ -32,7 +32,7 @@ import freepoint_bench
 from freepoint_bench.atomic import CHECKSUM_KEY, checksum_ok, stable_hash, with_checksum, write_json
 from freepoint_bench.engine.data import input_record, recorded_input_features
 from freepoint_bench.engine.presets import TrainPreset
-from freepoint_bench.errors import CheckpointError
+from freepoint_bench.errors import CheckpointError, ConfigError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
 from freepoint_bench.models.checkpoint import load_checkpoint, load_into, save_checkpoint, weights_sha256
 from freepoint_bench.models.segmenter import InstanceSegmenter, SegmenterConfig, build_segmenter
@@ -230,6 +230,22 @@ def rebuild_index(index_path: str | Path) -> dict[str, Any]:
             files = {**entries.get(run_id, {}).get("files", {}), part: os.path.relpath(path.resolve(), base)}
             entries[run_id] = {**_index_entry(meta, {}, base), "files": files}
     return {"version": INDEX_VERSION, "checkpoints": entries}
+
+
+def find_backbone(value: str | Path, checkpoints_dir: str | Path, label: str | None = None) -> Path:
+    """Returns the checkpoint a user named: a file path, or the id of an entry of checkpoints_dir/index.json (its
+    backbone file). ConfigError when it is neither, starting with `label` (default "checkpoint <value>")."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    index_path = Path(checkpoints_dir) / "index.json"
+    entries = read_index(index_path)["checkpoints"]
+    files = entries.get(str(value), {}).get("files", {})
+    if "backbone" in files:
+        return (index_path.parent / files["backbone"]).resolve()
+    raise ConfigError(f"{label or f'checkpoint {value}'}: no such file and no entry of {index_path} with that id; "
+                      f"give a backbone .ckpt path or one of the ids there "
+                      f"({', '.join(sorted(entries)[:5]) or 'none yet'}; `bench.py checkpoints list`)")
 
 
 def register_checkpoint(index_path: str | Path, run_id: str, metadata: dict[str, Any],

@@ -416,24 +416,6 @@ def finetune_checkpoints(checkpoints: Sequence[Path], method: str | None) -> tup
     return method, given
 
 
-def resolve_checkpoint(value: str | Path, checkpoints_dir: Path) -> Path:
-    """Returns the checkpoint a user named: a file path, or the id of an entry of checkpoints_dir/index.json
-    (its backbone file). ConfigError when it is neither."""
-    from freepoint_bench.engine.checkpoints import read_index
-
-    path = Path(value)
-    if path.is_file():
-        return path
-    index_path = Path(checkpoints_dir) / "index.json"
-    entries = read_index(index_path)["checkpoints"]
-    if str(value) in entries:
-        files = entries[str(value)].get("files", {})
-        if "backbone" in files:
-            return (index_path.parent / files["backbone"]).resolve()
-    raise ConfigError(f"checkpoint {value}: no such file and no entry of {index_path} with that id; give a .ckpt "
-                      f"path or one of the ids there ({', '.join(sorted(entries)[:5]) or 'none yet'})")
-
-
 def run_task(task: Task, opts: RunOptions, progress: ProgressFn | None = None) -> tuple[str, Path]:
     """Computes one task into the results store; returns (status, result path) as run_cell does."""
     spec = load_protocol(task.protocol, opts.protocols_dir)

@@ -38,7 +38,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from freepoint_bench.atomic import stable_hash, write_json
 from freepoint_bench.config import apply_overrides, omit_at_default, route_bare, validated
-from freepoint_bench.engine.checkpoints import read_index
+from freepoint_bench.engine.checkpoints import find_backbone
 from freepoint_bench.engine.data import PseudoLabelTargets, SceneDataModule
 from freepoint_bench.engine.features import BackboneFeatures
 from freepoint_bench.engine.loggers import Tracker
@@ -103,21 +103,6 @@ def labels_marker(label_dir: Path, names: list[str], pseudo: PseudoLabelConfig,
     cache key when there are any (one file per label set, so runs sharing a label_dir do not read each other's)."""
     parts = [sorted(names), pseudo.model_dump(mode="json")] + ([] if features_key is None else [features_key])
     return Path(label_dir) / f"ready-{stable_hash(*parts, length=12)}.json"
-
-
-def features_checkpoint(value: str, checkpoints_dir: str | Path) -> Path:
-    """Returns the checkpoint deep_features names: a .ckpt file, or the backbone file of an id of
-    checkpoints_dir/index.json; ConfigError when it is neither."""
-    path = Path(value)
-    if path.is_file():
-        return path
-    index_path = Path(checkpoints_dir) / "index.json"
-    entries = read_index(index_path)["checkpoints"]
-    files = entries.get(value, {}).get("files", {})
-    if "backbone" in files:
-        return (index_path.parent / files["backbone"]).resolve()
-    raise ConfigError(f"deep_features={value}: no such file and no id of {index_path} ({len(entries)} ids there); "
-                      "give a backbone .ckpt path or a checkpoint id (`bench.py checkpoints list`)")
 
 
 def pseudo_label_recipe(config: FreePointConfig, features: BackboneFeatures | None) -> dict[str, Any]:
@@ -307,7 +292,8 @@ class FreePointPretext:
         features_fn = None
         if config.deep_features is not None:
             single = label_workers == 1 and torch.cuda.is_available()
-            features_fn = BackboneFeatures(features_checkpoint(config.deep_features, checkpoints_dir),
+            features_fn = BackboneFeatures(find_backbone(config.deep_features, checkpoints_dir,
+                                                             f"deep_features={config.deep_features}"),
                                            device="cuda" if single else "cpu")
         recipe = pseudo_label_recipe(config, features_fn)
         sigmas = config.pseudo.sigmas

@@ -199,13 +199,13 @@ def test_slurm_launcher_runs_each_cell_as_a_submitit_job(workspace, tmp_path):
 
 
 def test_checkpoint_given_by_index_id(workspace, tmp_path):
+    from freepoint_bench.engine.checkpoints import find_backbone
     from freepoint_bench.errors import ConfigError
-    from freepoint_bench.harness.run import resolve_checkpoint
     from freepoint_bench.pretext.base import get_method
 
     scratch = get_method("scratch")
     result = scratch.pretrain(None, scratch.default_config("cpu-small"), tmp_path / "run", names=[],
                               checkpoints_dir=tmp_path / "ckpt")
-    assert resolve_checkpoint(result.metadata["id"], tmp_path / "ckpt") == Path(result.backbone).resolve()
+    assert find_backbone(result.metadata["id"], tmp_path / "ckpt") == Path(result.backbone).resolve()
     with pytest.raises(ConfigError, match="no entry"):
-        resolve_checkpoint("freepoint-nothing", tmp_path / "ckpt")
+        find_backbone("freepoint-nothing", tmp_path / "ckpt")

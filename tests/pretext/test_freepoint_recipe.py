@@ -14,7 +14,7 @@ from stores import MemoryStore
 
 from freepoint_bench.atomic import stable_hash
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
-from freepoint_bench.engine.checkpoints import input_metadata, register_checkpoint, save_model_checkpoint
+from freepoint_bench.engine.checkpoints import find_backbone, input_metadata, register_checkpoint, save_model_checkpoint
 from freepoint_bench.engine.features import BackboneFeatures
 from freepoint_bench.engine.module import segmenter_from_preset
 from freepoint_bench.errors import ConfigError
@@ -22,7 +22,7 @@ from freepoint_bench.freepoint.config import PseudoLabelConfig
 from freepoint_bench.freepoint.pipeline import cache_key, label_path
 from freepoint_bench.models.checkpoint import load_checkpoint
 from freepoint_bench.pretext.base import get_method
-from freepoint_bench.pretext.freepoint import features_checkpoint, labels_marker, pseudo_label_recipe
+from freepoint_bench.pretext.freepoint import labels_marker, pseudo_label_recipe
 
 # as tests/pretext/test_pinned_ids.py pins them: deep_features at its default leaves them where they were
 DEFAULT_CONFIG_HASHES = {"cpu-small": "424eb1df19371f23", "paper": "a62c4b7d701c1de2"}
@@ -79,10 +79,10 @@ def features_ckpt(tmp_path_factory):
 
 def test_the_features_checkpoint_is_a_file_or_an_index_id(features_ckpt):
     base, path = features_ckpt
-    assert features_checkpoint(str(path), base / "elsewhere") == path
-    assert features_checkpoint(FEATURES_ID, base / "ckpt") == path.resolve()
-    with pytest.raises(ConfigError, match=r"deep_features=csc-nope: no such file and no id of .*index.json"):
-        features_checkpoint("csc-nope", base / "ckpt")
+    assert find_backbone(str(path), base / "elsewhere") == path
+    assert find_backbone(FEATURES_ID, base / "ckpt") == path.resolve()
+    with pytest.raises(ConfigError, match=r"deep_features=csc-nope: no such file and no entry of .*index.json"):
+        find_backbone("csc-nope", base / "ckpt", "deep_features=csc-nope")
 
 
 def test_a_deep_feature_run_labels_with_them_and_every_checkpoint_says_so(features_ckpt):
