@@ -212,7 +212,8 @@ def checkpoint_backbone(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def check_recipe(task: Task, spec: ProtocolSpec, opts: RunOptions) -> Recipe:
     """Returns the task's recipe after refusing, before anything trains, what could not fine-tune: a given
     checkpoint (CheckpointError) or a named pretraining preset (ConfigError) of another backbone architecture than
-    the fine-tuning model's, and a pretraining source that is missing or unusable (ConfigError)."""
+    the fine-tuning model's, a pretraining source that is missing or unusable and a deep_features checkpoint that
+    is neither a file nor an index id (ConfigError)."""
     rec = recipe(spec, opts)
     want = backbone_architecture(rec.finetune.train)
     model = f"protocol {spec.name}'s fine-tuning model (preset {rec.finetune.train.name})"
@@ -233,7 +234,13 @@ def check_recipe(task: Task, spec: ProtocolSpec, opts: RunOptions) -> Recipe:
         return rec
     if task.method == "scratch":
         return rec  # built from the fine-tuning model's preset: always its architecture
-    diffs = architecture_differences(backbone_architecture(pretrain_config(task.method, rec, opts).train), want)
+    config = pretrain_config(task.method, rec, opts)
+    deep = getattr(config, "deep_features", None)  # FreePoint's deep-feature affinities: a checkpoint that must exist
+    if deep is not None:
+        from freepoint_bench.engine.checkpoints import find_backbone
+
+        find_backbone(deep, opts.checkpoints, f"{task.method}: --pretrain-set deep_features={deep}")
+    diffs = architecture_differences(backbone_architecture(config.train), want)
     if diffs:
         origin = "--pretrain-preset" if rec.preset_given else f"protocol {spec.name}'s pretrain_preset"
         fix = "drop --pretrain-preset (the protocol's recipe agrees)" if rec.preset_given else \

@@ -209,3 +209,16 @@ def test_checkpoint_given_by_index_id(workspace, tmp_path):
     assert find_backbone(result.metadata["id"], tmp_path / "ckpt") == Path(result.backbone).resolve()
     with pytest.raises(ConfigError, match="no entry"):
         find_backbone("freepoint-nothing", tmp_path / "ckpt")
+
+
+def test_a_deep_features_checkpoint_that_does_not_exist_is_refused_before_anything_trains(workspace, tmp_path):
+    from freepoint_bench.errors import ConfigError
+    from freepoint_bench.harness.run import check_tasks
+
+    ws = workspace
+    opts = RunOptions(results=ws["results"], cache=ws["cache"], protocols_dir=ws["protocols"], root=ws["root"],
+                      checkpoints=tmp_path / "ckpt", runs=tmp_path / "runs",
+                      pretrain_overrides={"deep_features": "csc-nope"})
+    with pytest.raises(ConfigError, match=r"freepoint: --pretrain-set deep_features=csc-nope: no such file"):
+        check_tasks([Task("synthetic-s3dis-50pct-scenes", "freepoint", 0)], opts)
+    assert not (tmp_path / "runs").exists()
