@@ -151,3 +151,15 @@ def test_pretrain_predict_evaluate(bench_cli, synth, tmp_path):
     )
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "pred-sp").glob("*.txt")) == sorted(p.name for p in pred.glob("*.txt"))
+    code, out, err = bench_cli("predict", "--checkpoint", segmenter, *args, "--export-benchmark",
+                               tmp_path / "pred-q", "--set", "topk=none", "--set", "mask_threshold=0.4")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "pred-q").glob("*.txt")) == sorted(p.name for p in pred.glob("*.txt"))
+    for bad, says in ((["--set", "dbscan_eps=0.6"], "apply to mode 'mask3d' only"),
+                      (["--set", "mode=mask3d"], "class-agnostic segmenter (no class head"),
+                      (["--set", "mode=mask4d"], "invalid inference config"),
+                      (["--set", "eps=1"], "unknown inference config (--set) field 'eps'")):
+        code, _, err = bench_cli("predict", "--checkpoint", segmenter, *args, "--export-benchmark",
+                                 tmp_path / "pred-bad", *bad)
+        assert code == 2 and says in err and "Traceback" not in err, err
+    assert not (tmp_path / "pred-bad").exists()

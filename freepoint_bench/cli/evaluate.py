@@ -98,12 +98,25 @@ def predict_cmd(
             help="Average each mask within label-free superpoints (Mask3D's segment pooling) before thresholding.",
         ),
     ] = False,
+    inference_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="An inference field as key=value, repeatable: mode=mask3d (Mask3D's S3DIS rule, the paper "
+            "preset's), dbscan_eps=0.6, topk=none, mask_threshold, min_points, score_threshold.",
+        ),
+    ] = None,
 ) -> None:
     """Run a trained segmenter on scenes and write its instance masks in ScanNet benchmark format."""
+    from freepoint_bench.config import apply_overrides, parse_overrides, validated
     from freepoint_bench.engine.predict import predict
     from freepoint_bench.geometry.superpoints import SuperpointConfig
     from freepoint_bench.models.inference import InferenceConfig
 
+    base = {"superpoints": SuperpointConfig() if superpoints else None}
+    what = "inference config (--set)"  # checked before any data is read or model loaded
+    inference = validated(InferenceConfig, apply_overrides(base, parse_overrides(inference_set or []),
+                                                           InferenceConfig, what), what)
     device = parse_device(device)  # before any data is read: a GPU the machine lacks is one line
     store, names = open_store(dataset, root, cache, scene)
     names = select_split(store, names, split)
@@ -115,6 +128,6 @@ def predict_cmd(
             export_benchmark,
             device=device,
             progress=count_bar(progress, "predict", len(names)),
-            inference=InferenceConfig(superpoints=SuperpointConfig() if superpoints else None),
+            inference=inference,
         )
     console.print(f"wrote {len(written)} scenes to {export_benchmark}; score them with `bench.py evaluate`")

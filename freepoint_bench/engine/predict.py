@@ -18,6 +18,7 @@ from freepoint_bench.data.scene import Scene
 from freepoint_bench.engine.checkpoints import input_preset, load_model
 from freepoint_bench.engine.data import collate, make_sample
 from freepoint_bench.engine.presets import TrainPreset
+from freepoint_bench.errors import ConfigError
 from freepoint_bench.evaluation import Predictions, write_predictions
 from freepoint_bench.geometry.superpoints import superpoints
 from freepoint_bench.models.inference import InferenceConfig, predict_instances
@@ -52,6 +53,9 @@ def predict(
     """Returns the prediction files written for `names` (ScanNet benchmark format under out_pred_dir)."""
     checkpoint = Path(checkpoint)
     model, meta = load_model(checkpoint, "segmenter", device)
+    if inference is not None and inference.mode == "mask3d" and model.decoder.config.num_classes == 0:
+        raise ConfigError(f"{checkpoint}: a class-agnostic segmenter (no class head: FreePoint's pretraining makes "
+                          "one) cannot use inference mode 'mask3d', which ranks (mask, class) pairs; use mode 'query'")
     preset = input_preset(meta, checkpoint)
     written = []
     for i, name in enumerate(names):
