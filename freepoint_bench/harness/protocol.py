@@ -47,7 +47,7 @@ from freepoint_bench.atomic import write_text
 from freepoint_bench.config import validation_message
 from freepoint_bench.data import catalogue
 from freepoint_bench.errors import ConfigError, DataError
-from freepoint_bench.results import DEFAULT_TASK, SEMANTIC_TASKS
+from freepoint_bench.results import DEFAULT_DROPPED, DEFAULT_TASK, SEMANTIC_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,13 @@ ProtocolTask = Literal["insseg", "semseg", "linear", "insseg-frozen"]
 TASKS: tuple[str, ...] = ("linear", "insseg-frozen", "semseg", "insseg")
 # DEFAULT_TASK and SEMANTIC_TASKS (scored by mIoU / mAcc / allAcc) are results.py's: a result's task names its metrics
 FROZEN_TASKS = ("linear", "insseg-frozen")  # the backbone is not trained
+# What the points of the instance masks a masks protocol drops become in training (issue 29 item 5):
+#   ignore      no target, no background, no loss point (engine.data.Targets.ignore): a dropped chair is not
+#               taught as a negative (the default, every result before the field)
+#   background  plain background, as a point of no instance: a loss point whose target is none (a negative of every
+#               mask). FreePoint §4 "randomly ignore[s] some target masks during training" on Mask3D, whose S3DIS
+#               loader has no ignore region for instance masks, so its dropped points may have been background.
+DroppedMasks = Literal["ignore", "background"]
 
 
 class EvalRules(BaseModel):
@@ -100,6 +107,8 @@ class ProtocolSpec(BaseModel):
     folds: list[list[str]] = []
     unit: Literal["masks", "scenes", "points", "full"]
     fraction: float = Field(1.0, gt=0, le=1)  # share of the unit kept
+    # masks unit, instance tasks: what a dropped mask's points become (DroppedMasks); hashed only when not ignore
+    dropped: DroppedMasks = DEFAULT_DROPPED
     selection_seed: int = Field(0, ge=0)  # seeds the selection (not the training)
     # relative to the protocols folder: the shipped split file (pinned by split_sha256); an unpinned protocol's is
     # frozen from the data into the user's splits folder instead, as <name>.json (see split_path)
@@ -159,6 +168,10 @@ class ProtocolSpec(BaseModel):
             raise ValueError("unit 'points' reads the labelled points of an official_file; give one")
         elif self.unit != "full" and self.split_file is None:
             raise ValueError(f"unit {self.unit!r} needs a split_file")
+        if self.dropped != DEFAULT_DROPPED and (self.unit != "masks" or self.task in SEMANTIC_TASKS):
+            raise ValueError(f"dropped {self.dropped!r} says what the masks a masks protocol drops become in an "
+                             "instance task; use it with unit 'masks' and task insseg or insseg-frozen, or leave it "
+                             "out")
         if (self.unit == "points") != (self.points_per_scene is not None):
             raise ValueError("points_per_scene goes with unit 'points' (and only with it)")
         for key in ("split_file", "room_list", "official_file"):
@@ -201,8 +214,8 @@ class ProtocolSpec(BaseModel):
 
     def content_hash(self) -> str:
         """Returns the sha256 of the spec's canonical JSON without the pretraining recipe (recorded in every
-        result, compared on resume). The fields added later (task, split_protocol) are left out when they hold
-        their default, so the hashes of the protocols written before them stay."""
+        result, compared on resume). The fields added later (task, split_protocol, dropped, ...) are left out when
+        they hold their default, so the hashes of the protocols written before them stay."""
         exclude = set(RECIPE_FIELDS) | {k for k, default in _HASHED_UNLESS_DEFAULT.items()
                                         if getattr(self, k) == default}
         return sha256_bytes(canonical_json(self.model_dump(mode="json", exclude=exclude)))
@@ -215,7 +228,7 @@ class ProtocolSpec(BaseModel):
 
 # fields added after results were written: in the content hash only when they differ from these defaults
 _HASHED_UNLESS_DEFAULT: dict[str, Any] = {"task": DEFAULT_TASK, "split_protocol": None, "official_file": None,
-                                          "points_per_scene": None}
+                                          "points_per_scene": None, "dropped": DEFAULT_DROPPED}
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -510,7 +523,13 @@ def scenes_split(spec: ProtocolSpec, candidates: Sequence[str]) -> dict[str, Any
     pool = scenes_of(candidates, spec.all_train_groups, spec.dataset)
     if not pool:
         raise DataError(f"protocol {spec.name}: no scenes of the training groups {spec.all_train_groups}")
-    return {"candidates": len(pool), "train_scenes": select_scenes(pool, spec.fraction, spec.selection_seed)}
+    chosen = select_scenes(pool, spec.fraction, spec.selection_seed)
+    for fold in range(spec.num_folds):  # one selection over every fold's groups can miss a fold's training groups
+        if not scenes_of(chosen, spec.fold_groups(fold)[0], spec.dataset):
+            raise DataError(f"protocol {spec.name}: selection seed {spec.selection_seed} keeps {len(chosen)} of "
+                            f"{len(pool)} scenes, none of fold {fold}'s training groups; set another selection_seed "
+                            "or a larger fraction")
+    return {"candidates": len(pool), "train_scenes": chosen}
 
 
 def masks_split(spec: ProtocolSpec, store: Any, candidates: Sequence[str], class_names: Mapping[int, str],

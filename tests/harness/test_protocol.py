@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from freepoint_bench.data.scene import Scene
-from freepoint_bench.errors import ConfigError
+from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.harness.protocol import (
     PROTOCOLS_DIR,
     available_protocols,
@@ -277,3 +277,15 @@ def test_a_split_an_older_version_froze_into_the_protocols_folder_is_still_read(
                                  splits_dir=splits)
     assert new_sha != old_sha and load_split(spec, folder, splits)[1] == new_sha
     assert old.is_file()  # the old file is left where it is
+
+
+def test_a_scenes_selection_that_leaves_a_fold_no_training_scene_is_refused_when_frozen():
+    """The dev 20%-scenes rung at selection seed 0 keeps scene0000_00, scene0000_01 and scene0002_00, all in fold
+    1's training rooms: fold 0 would train on nothing (found only at run time before)."""
+    from freepoint_bench.harness.protocol import PROTOCOLS_DIR, scenes_split
+
+    spec = load_protocol("scannet-dev-20pct-scenes-linear")
+    names = (PROTOCOLS_DIR / "splits" / "scannet-dev-scans.txt").read_text().split()
+    assert scenes_split(spec, names)["train_scenes"] == ["scene0001_00", "scene0003_01", "scene0003_02"]
+    with pytest.raises(DataError, match="selection seed 0 keeps 3 of 13 scenes, none of fold 0's training groups"):
+        scenes_split(spec.model_copy(update={"selection_seed": 0}), names)
