@@ -36,6 +36,9 @@ SEMANTIC_METRICS: tuple[str, ...] = ("miou", "macc", "all_acc")
 SEMANTIC_CLASS_METRICS: tuple[str, ...] = ("iou", "acc")
 SEMANTIC_TASKS: tuple[str, ...] = ("semseg", "linear")  # the tasks scored by SEMANTIC_METRICS
 SEED_PREFIX = "seed-"
+# what a masks protocol's dropped masks became in training (harness.protocol.DroppedMasks): ignored unless a result
+# records "dropped" (written only when not this default, so every file written before the field keeps its bytes)
+DEFAULT_DROPPED = "ignore"
 _REQUIRED = ("protocol", "protocol_hash", "split_sha256", "method", "seed", "metrics")  # the fields without a default
 _RERUN = "delete it and rerun the cell with `bench.py run`"
 # The fields of the fine-tuning config (dotted, as result.json's "config" nests them) that are not part of a cell's
@@ -53,6 +56,9 @@ RECIPE_EXCLUDED: dict[str, str] = {
     "train.epochs1": "FreePoint's pretraining step-1 budget in the shared training preset; fine-tuning reads epochs",
     "train.epochs2": "FreePoint's pretraining step-2 budget in the shared training preset; fine-tuning reads epochs",
 }
+# recipe fields that are not fine-tuning config fields, in a recipe only when not these defaults (the report names a
+# recipe without one as holding the default, not as "absent")
+RECIPE_DEFAULTS: dict[str, Any] = {"dropped": DEFAULT_DROPPED}
 UNKNOWN_DATASET = "unknown"  # a pretraining dataset no checkpoint record names
 # engine checkpoint ids: <method>-<dataset>-<10 hex digits> (pretext.runs.checkpoint_id and the import commands)
 _ID_HEX = 10
@@ -108,6 +114,8 @@ class ResultRecord:
     layout: str = ""
     unit: str = ""  # masks | scenes | full
     fraction: float = 1.0
+    # the protocol's `dropped` (ignore | background): part of the recipe (recipe) when not the default
+    dropped: str = DEFAULT_DROPPED
     # path, sha256, weights_sha256, id, method, pretrain_dataset (since issue 29) (+ per_fold when folds > 1)
     checkpoint: dict[str, Any] | None = None
     preset: str = ""
@@ -133,6 +141,8 @@ class ResultRecord:
             del doc["task"]
         if not self.layout:
             del doc["layout"]
+        if self.dropped == DEFAULT_DROPPED:
+            del doc["dropped"]
         return doc
 
     @property
@@ -156,8 +166,11 @@ class ResultRecord:
     @property
     def recipe(self) -> dict[str, Any]:
         """Returns the fine-tuning recipe: the config's fields by dotted name (train.lr, inference.topk), without
-        RECIPE_EXCLUDED's. Read from the stored config, so files written before it existed have one too."""
-        return recipe_of(self.config)
+        RECIPE_EXCLUDED's, and "dropped" where the dropped masks were not ignored (it changes what the cell trains
+        on; RECIPE_DEFAULTS names the default a recipe without it holds). Read from the stored config, so files
+        written before it existed have one too."""
+        recipe = recipe_of(self.config)
+        return recipe if self.dropped == DEFAULT_DROPPED else {**recipe, "dropped": self.dropped}
 
     @property
     def recipe_hash(self) -> str:
@@ -233,7 +246,7 @@ def _check_types(data: dict[str, Any], path: Path) -> None:
     for key in ("protocol", "protocol_hash", "split_sha256", "method"):
         if not isinstance(data[key], str):
             raise DataError(f"{path}: {key} is {data[key]!r}, not a string; {_RERUN}")
-    for key in ("dataset", "unit", "preset", "task"):
+    for key in ("dataset", "unit", "preset", "task", "dropped"):
         if not isinstance(data.get(key, ""), str):
             raise DataError(f"{path}: {key} is {data[key]!r}, not a string; {_RERUN}")
     if isinstance(data["seed"], bool) or not isinstance(data["seed"], int):

@@ -297,6 +297,7 @@ def run_cell(cell: Cell, store: Any, names: Sequence[str], config: FinetuneConfi
             layout=_layout(store, sorted(pooled), spec.dataset),
             unit=spec.unit,
             fraction=spec.fraction,
+            dropped=spec.dropped,
             split_sha256=split_sha,
             method=cell.method,
             seed=cell.seed,
@@ -359,7 +360,7 @@ class _TaskSteps:
     classes (semseg, linear)."""
 
     def __init__(self, spec: ProtocolSpec) -> None:
-        self.rules, self.semantic = spec.eval, spec.semantic
+        self.rules, self.semantic, self.dropped = spec.eval, spec.semantic, spec.dropped
         if self.semantic:
             self.class_ids, _ = segmentation_vocabulary(spec.eval)
         else:
@@ -370,9 +371,11 @@ class _TaskSteps:
 
     def targets(self, kept: Mapping[str, Sequence[str]] | None,
                 points: Mapping[str, Any] | None = None) -> ProtocolTargets | SemanticTargets:
-        """Returns the training targets of a fold (kept: a masks protocol's kept instances; points: a points
-        protocol's labelled vertices)."""
-        return (SemanticTargets if self.semantic else ProtocolTargets)(self.rules, kept, points)
+        """Returns the training targets of a fold (kept: a masks protocol's kept instances, its dropped ones made
+        what the protocol's `dropped` says; points: a points protocol's labelled vertices)."""
+        if self.semantic:
+            return SemanticTargets(self.rules, kept, points)
+        return ProtocolTargets(self.rules, kept, points, self.dropped)
 
     def predict(self, segmenter: Any, store: Any, names: Sequence[str], config: FinetuneConfig,
                 progress: ProgressFn | None, *, stage: str, device: Any) -> dict[str, Any]:

@@ -15,9 +15,11 @@ of `models/` with a class head (13 S3DIS classes or ScanNet's 18 instance classe
 is loaded strictly from any method's backbone checkpoint and its decoder starts fresh. insseg-frozen: the same with
 the backbone frozen (no gradient, kept in eval mode so BatchNorm statistics stay). semseg: the backbone and one
 linear per-voxel classifier over the vocabulary's segmentation classes, cross-entropy over labelled voxels, end to
-end. linear: the same with the backbone frozen (the linear probe). Masks a protocol drops are IGNORED: their
-points take no part in matching, the mask losses or the class loss (`engine.data.Targets.ignore`), they never
-become background; for the semantic tasks a masks protocol labels only the points of its kept instances.
+end. linear: the same with the backbone frozen (the linear probe). Masks a protocol drops are IGNORED by default:
+their points take no part in matching, the mask losses or the class loss (`engine.data.Targets.ignore`), they never
+become background; a protocol with ``dropped = "background"`` (harness.protocol.DroppedMasks) makes them plain
+background instead (loss points of no target, negatives of every mask, as Mask3D's loader may have had them). For the
+semantic tasks a masks protocol labels only the points of its kept instances.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -56,7 +58,16 @@ from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.evaluation import EvalResult, EvalSpec, Predictions, evaluate
 from freepoint_bench.evaluation.instance_ap import vocabulary_spec
 from freepoint_bench.evaluation.semantic import confusion, per_class, semantic_scores
-from freepoint_bench.harness.protocol import DEFAULT_TASK, FROZEN_TASKS, SEMANTIC_TASKS, TASKS, EvalRules, instance_name
+from freepoint_bench.harness.protocol import (
+    DEFAULT_DROPPED,
+    DEFAULT_TASK,
+    FROZEN_TASKS,
+    SEMANTIC_TASKS,
+    TASKS,
+    DroppedMasks,
+    EvalRules,
+    instance_name,
+)
 from freepoint_bench.models.inference import InferenceConfig
 from freepoint_bench.models.losses import LossConfig
 from freepoint_bench.models.segmenter import InstanceSegmenter
@@ -196,7 +207,8 @@ def labelled_points(scene: Scene, points: Mapping[str, np.ndarray]) -> np.ndarra
 
 class ProtocolTargets:
     """Ground-truth targets of a protocol: instances of the vocabulary's classes (class index labels), with the
-    instances a masks protocol dropped marked ignored.
+    instances a masks protocol dropped marked ignored (dropped "ignore") or made background (dropped "background":
+    no target, yet loss points, as the points of no instance are).
 
     kept: scene → instance names kept (masks unit); None keeps every instance (scenes / full units).
     points: scene → labelled vertex indices (points unit, ScanNet's limited annotations): every other point is
@@ -209,9 +221,12 @@ class ProtocolTargets:
     """
 
     def __init__(self, rules: EvalRules, kept: Mapping[str, Sequence[str]] | None = None,
-                 points: Mapping[str, np.ndarray] | None = None) -> None:
+                 points: Mapping[str, np.ndarray] | None = None, dropped: DroppedMasks = DEFAULT_DROPPED) -> None:
+        if dropped not in get_args(DroppedMasks):
+            raise ConfigError(f"dropped {dropped!r}: choose one of {', '.join(get_args(DroppedMasks))}")
         self.rules = rules
         self.points = points
+        self.dropped = dropped
         ids, _ = class_vocabulary(rules)
         self.lookup = {int(sem): k for k, sem in enumerate(ids)}
         self.kept = None if kept is None else {k: frozenset(v) for k, v in kept.items()}
@@ -279,12 +294,15 @@ class ProtocolTargets:
                                 "copy")
             # only instances of evaluated classes are candidates; the rest are background anyway
             dropped = np.array([name not in kept for name in present], dtype=bool)
-            fates[dropped & voted] = _IGNORED
+            fates[dropped & voted] = _IGNORED if self.dropped == "ignore" else _NO_TARGET
         return ids, fates
 
     def describe(self) -> dict:
-        """Returns {"kind": "protocol", "classes", "masks_unit"} (+ "points_unit" for a points protocol)."""
+        """Returns {"kind": "protocol", "classes", "masks_unit"} (+ "points_unit" for a points protocol, "dropped"
+        where dropped masks are not ignored)."""
         out = {"kind": "protocol", "classes": self.rules.classes, "masks_unit": self.kept is not None}
+        if self.dropped != DEFAULT_DROPPED:
+            out["dropped"] = self.dropped
         return out if self.points is None else {**out, "points_unit": True}
 
 

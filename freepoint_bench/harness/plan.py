@@ -42,6 +42,7 @@ from freepoint_bench.data import catalogue
 from freepoint_bench.errors import CheckpointError, ConfigError, DataError
 from freepoint_bench.harness.cells import fold_data
 from freepoint_bench.harness.protocol import (
+    DEFAULT_DROPPED,
     DEFAULT_TASK,
     TRAIN_SCENES,
     ProtocolSpec,
@@ -216,7 +217,10 @@ def summarise_recipe(spec: ProtocolSpec, rec: Recipe, preset: str) -> RecipeSumm
                                                              "onecycle_pct_start"])
     model = ["backbone", "voxel_size_m", "input_features", "use_xyz_features"]
     crop = _fields(train, ["max_points"]) + ("" if train.max_points is None else f" ({CROP_KIND})")
-    lines = [("task", f"task={spec.task} preset={preset}"),
+    # a masks protocol's dropped masks: said where they train as background (ignored, the default, is not said, so
+    # the masks and scenes protocols of one preset keep sharing one recipe)
+    dropped = "" if spec.dropped == DEFAULT_DROPPED else f" dropped={spec.dropped}"
+    lines = [("task", f"task={spec.task} preset={preset}{dropped}"),
              ("budget", budget),
              ("model", _fields(train, model if spec.semantic else [*model[:1], "num_queries", *model[1:]])),
              ("crop", f"{crop} {_fields(train, ['max_loss_points'])}"),

@@ -36,7 +36,15 @@ from freepoint_bench.report.paper import (
     finetune_reference,
 )
 from freepoint_bench.report.store import ResultsStore
-from freepoint_bench.results import DEFAULT_TASK, SEMANTIC_TASKS, ResultRecord, recipe_of, task_metrics
+from freepoint_bench.results import (
+    DEFAULT_DROPPED,
+    DEFAULT_TASK,
+    RECIPE_DEFAULTS,
+    SEMANTIC_TASKS,
+    ResultRecord,
+    recipe_of,
+    task_metrics,
+)
 
 BASELINE = "scratch"
 ALPHA = 0.05  # significance level of one star; two stars at ALPHA / 5
@@ -131,6 +139,7 @@ class ProtocolInfo:
     fraction: float
     eval_scenes: tuple[str, ...] = ()  # what it scores: protocols on the same scenes share a label-efficiency panel
     task: str = DEFAULT_TASK  # what its cells train and score (harness.protocol.TASKS)
+    dropped: str = DEFAULT_DROPPED  # what its dropped masks became (harness.protocol.DroppedMasks)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -215,8 +224,9 @@ def _value_text(value: Any) -> str:
 def recipe_difference(a: dict[str, Any], b: dict[str, Any], preset_a: str = "", preset_b: str = "",
                       other: str = "") -> str:
     """Returns the fields in which recipe a differs from recipe b, as --set names them: 'epochs 600 vs 20, lr 0.0001
-    vs 0.003 (+5 more)' (the first NAMED_FIELDS, top-level ones first; 'absent' for a field a recipe lacks), led by
-    'preset paper vs cpu-small' where the preset names differ too; `other` names b's owner ('vs scratch's 20')."""
+    vs 0.003 (+5 more)' (the first NAMED_FIELDS, top-level ones first; 'absent' for a field a recipe lacks, its
+    default for one of RECIPE_DEFAULTS: 'dropped background vs ignore'), led by 'preset paper vs cpu-small' where the
+    preset names differ too; `other` names b's owner ('vs scratch's 20')."""
     absent = object()
     keys = list(dict.fromkeys([*a, *b]))
     # top-level fields (epochs, the budget) first, then by name: the order does not hang on a file's key order
@@ -224,7 +234,8 @@ def recipe_difference(a: dict[str, Any], b: dict[str, Any], preset_a: str = "", 
     whose = f"{other}'s " if other else ""
 
     def text(k: str) -> str:
-        x, y = (_value_text(v) if v is not absent else "absent" for v in (a.get(k, absent), b.get(k, absent)))
+        x, y = (_value_text(v) if v is not absent else RECIPE_DEFAULTS.get(k, "absent")
+                for v in (a.get(k, absent), b.get(k, absent)))
         return f"{k.removeprefix('train.')} {x} vs {whose}{y}"
 
     named = [text(k) for k in differ[:NAMED_FIELDS]]
@@ -369,7 +380,8 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
     for p in store.protocols():
         # what a protocol is, from its first run (scratch's where it ran): a run of another task is a conflict
         first = next(r for m in methods for r in sorted(by_entry.get((p, m), []), key=lambda r: r.seed))
-        info = ProtocolInfo(p, first.dataset, first.unit, first.fraction, tuple(sorted(first.eval_scenes)), first.task)
+        info = ProtocolInfo(p, first.dataset, first.unit, first.fraction, tuple(sorted(first.eval_scenes)), first.task,
+                            first.dropped)
         infos.append(info)
     infos.sort(key=lambda i: _task_rank(i.task))
     entries: dict[tuple[str, str], Entry] = {}
@@ -390,7 +402,7 @@ def build_leaderboard(store: ResultsStore) -> Leaderboard:
         for m in methods:
             _mark_comparable(entries[(p, m)], reference)
             _add_deltas(entries[(p, m)], base)
-        notes += _pretraining_notes(p, ran)
+        notes += _pretraining_notes(p, ran) + _dropped_notes(p, ran)
         references[p], quote_notes = quoted_rows(info, ran)
         notes += quote_notes
         versions = {c.protocol_hash for c in (entries[(p, m)] for m in methods) if c.has_values}
@@ -441,6 +453,21 @@ def _pretraining_notes(protocol: str, ran: list[Entry]) -> list[str]:
         return []
     parts = [f"{data} ({', '.join(ms)})" for data, ms in sorted(by_data.items())]
     return [f"{protocol}: pretrained on {' vs '.join(parts)}; compare these methods with each other only knowing so"]
+
+
+def _dropped_notes(protocol: str, ran: list[Entry]) -> list[str]:
+    """Returns a note when entries of a protocol trained with their dropped masks as background, not ignored (the
+    recipe's "dropped"), naming the methods where the protocol's entries differ in it (those are not comparable)."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for c in ran:
+        by_kind[str(c.recipe.get("dropped", DEFAULT_DROPPED))].append(c.method)
+    if set(by_kind) <= {DEFAULT_DROPPED}:
+        return []
+    what = "the points of the masks it drops trained as background (loss points of no target), not ignored"
+    if len(by_kind) == 1:
+        return [f"{protocol}: dropped masks: {next(iter(by_kind))} ({what})"]
+    parts = [f"{kind} for {', '.join(ms)}" for kind, ms in sorted(by_kind.items())]
+    return [f"{protocol}: dropped masks: {'; '.join(parts)}; background: {what}"]
 
 
 @functools.cache

@@ -49,7 +49,7 @@ from freepoint_bench.report.paper import (
 )
 from freepoint_bench.report.plots import label_efficiency_png, per_class_heatmap_png
 from freepoint_bench.report.unsupervised import EvalRow
-from freepoint_bench.results import METRICS, RECIPE_EXCLUDED, SEMANTIC_METRICS, SEMANTIC_TASKS
+from freepoint_bench.results import DEFAULT_DROPPED, METRICS, RECIPE_EXCLUDED, SEMANTIC_METRICS, SEMANTIC_TASKS
 
 FORMATS: tuple[str, ...] = ("terminal", "md", "csv", "html", "latex")
 LABELS = METRIC_LABELS
@@ -176,8 +176,9 @@ def footnote(board: Leaderboard) -> str:
         "Bold: best mean per column among complete cells. partial: fewer seeds than other cells of the protocol; "
         "missing: not run; conflict †: the runs disagree on protocol_hash, split_sha256, fine-tuning recipe or "
         "pretraining dataset and are not averaged (see the notes). not comparable: fine-tuned with another recipe "
-        f"than {BASELINE}'s (its config less {', '.join(k.removeprefix('train.') for k in RECIPE_EXCLUDED)}; the "
-        "notes name the fields): no Δ, never bold. Rows marked 'paper' are quoted from the paper's Tables 2 and 3 "
+        f"than {BASELINE}'s (its config less {', '.join(k.removeprefix('train.') for k in RECIPE_EXCLUDED)}, and "
+        "what the protocol's dropped masks became, dropped ignore or background; the notes name the fields): no Δ, "
+        "never bold. Rows marked 'paper' are quoted from the paper's Tables 2 and 3 "
         f"(S3DIS Area 5) only beside cells of its setting (the {PAPER_PRESET} preset's recipe, "
         f"{PAPER_PRETRAIN_DATASET} pretraining, all {PAPER_EVAL_SCENES} rooms of Area 5; the notes say why a row is "
         f"left out) and take no part in any statistic. {REIMPLEMENTED_TEXT}: {', '.join(REIMPLEMENTED)} are this "
@@ -216,8 +217,14 @@ def task_heading(task: str, protocols: Sequence[ProtocolInfo]) -> str:
 
 
 def labels_text(p: ProtocolInfo) -> str:
-    """Returns the labels a protocol keeps: 'all labels' or '10% masks'."""
-    return "all labels" if p.unit == "full" else f"{100 * p.fraction:g}% {p.unit}"
+    """Returns the labels a protocol keeps: 'all labels' or '10% masks' (+ ', dropped masks: background' where its
+    dropped masks trained as background, not ignored)."""
+    return ("all labels" if p.unit == "full" else f"{100 * p.fraction:g}% {p.unit}") + dropped_text(p)
+
+
+def dropped_text(p: ProtocolInfo) -> str:
+    """Returns ', dropped masks: background' for a protocol whose dropped masks were not ignored, else ''."""
+    return "" if p.dropped == DEFAULT_DROPPED else f", dropped masks: {p.dropped}"
 
 
 def rung_header(group: LadderGroup, p: ProtocolInfo) -> tuple[str, str, str]:
@@ -296,7 +303,8 @@ def to_terminal(report: Report) -> Group:
     for p in board.protocols:
         task = f"{p.task}: " if board.shows_tasks else ""
         table = Table(
-            title=f"{p.name}  ({task}{p.dataset}, {p.unit}, {100 * p.fraction:g}% labels)", title_justify="left"
+            title=f"{p.name}  ({task}{p.dataset}, {p.unit}, {100 * p.fraction:g}% labels{dropped_text(p)})",
+            title_justify="left",
         )
         table.add_column("method")
         for metric in p.metrics:
