@@ -136,6 +136,38 @@ def crop_points(xyz: np.ndarray, max_points: int, rng: np.random.Generator) -> n
     return np.sort(np.argpartition(d2, max_points - 1)[:max_points])
 
 
+CUBOID_TRIES = 100  # draws of a cuboid before the whole room is kept (Mask3D datasets/random_cuboid.py)
+
+
+def cuboid_crop(xyz: np.ndarray, length: float, min_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Returns the sorted indices of the points of a random `length` x `length` square in xy, full height: Mask3D's
+    RandomCuboid with cropping_v1 (datasets/random_cuboid.py). The square's centre is the room's xy box centre moved
+    by offsets uniform in ±1/4 of the box's extent along x and y, bounds inclusive; a square holding fewer than
+    `min_points` points is drawn again, up to CUBOID_TRIES times, then the whole room is kept, as it is when the room
+    itself holds fewer than `min_points` points."""
+    if len(xyz) < min_points:
+        return np.arange(len(xyz))
+    lo, hi = xyz[:, :2].min(axis=0), xyz[:, :2].max(axis=0)
+    extent = hi - lo
+    for _ in range(CUBOID_TRIES):
+        centre = lo + extent / 2 + rng.uniform(-extent / 4, extent / 4)
+        inside = np.flatnonzero(((xyz[:, :2] >= centre - length / 2) & (xyz[:, :2] <= centre + length / 2)).all(1))
+        if len(inside) >= min_points:
+            return inside
+    return np.arange(len(xyz))
+
+
+def train_crop(xyz: np.ndarray, preset: TrainPreset, rng: np.random.Generator) -> np.ndarray:
+    """Returns the sorted rows of xyz (N, 3) a training sample keeps: preset.crop's cuboid (crop="cuboid"), then at
+    most preset.max_points of them by crop_points (both crops: a memory guard on a cuboid's points)."""
+    rows = np.arange(len(xyz))
+    if preset.crop == "cuboid":
+        rows = cuboid_crop(xyz, preset.crop_length_m, preset.crop_min_points, rng)
+    if preset.max_points is not None:
+        rows = rows[crop_points(xyz[rows], preset.max_points, rng)]
+    return rows
+
+
 def augment_points(
     xyz: np.ndarray, rgb: np.ndarray, config: AugmentConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +191,9 @@ NORMAL_NEIGHBOURS = 16
 
 def feature_channels(preset: TrainPreset) -> int:
     """Returns C, the number of input feature channels a preset produces (3 rgb + 3 xyz if enabled; 3 colour + 3
-    normals for rgb+normal)."""
+    normals for rgb+normal; 3 normalised colours for rgb)."""
+    if preset.input_features == "rgb":
+        return 3
     return 6 if preset.use_xyz_features or preset.input_features == "rgb+normal" else 3
 
 
@@ -174,9 +208,14 @@ def voxel_features(xyz: np.ndarray, rgb: np.ndarray, inverse: np.ndarray, num_vo
     colour scaled as Pointcept's color / 127.5 - 1, in [-1, 1], then the voxel's unit normal by PCA over the
     NORMAL_NEIGHBOURS nearest voxel centres (geometry.normals.estimate_normals), oriented towards the centroid of the
     sample's voxels (in a room: walls, floor and ceiling face into it, as a scan's mesh normals do). The normals
-    come from the geometry as fed (after augmentation), so a rotation or flip turns them with the points.
+    come from the geometry as fed (after augmentation), so a rotation or flip turns them with the points. rgb
+    (Mask3D's input): the mean colour normalised as (rgb - preset.color_mean) / preset.color_std alone (Mask3D's
+    A.Normalize normalises each point's colour; the mean of an affine map is the map of the mean).
     """
     rgb_mean = voxel_mean(rgb, inverse, num_voxels)
+    if preset.input_features == "rgb":
+        mean, std = np.asarray(preset.color_mean), np.asarray(preset.color_std)
+        return ((rgb_mean - mean) / std).astype(np.float32)
     if preset.input_features == "rgb+normal":
         centres = voxel_mean(xyz, inverse, num_voxels)
         normals = estimate_normals(centres, k=NORMAL_NEIGHBOURS)
@@ -188,10 +227,17 @@ def voxel_features(xyz: np.ndarray, rgb: np.ndarray, inverse: np.ndarray, num_vo
     return np.concatenate(feats, axis=1).astype(np.float32)
 
 
+# what a checkpoint's "input" entry records as its features for input_features=rgb (Mask3D's normalised colour)
+MASK3D_INPUT = ["rgb"]
+
+
 def input_record(preset: TrainPreset) -> dict[str, Any]:
     """Returns what a checkpoint's "input" entry records of `preset`'s input features beyond voxel size and
-    use_xyz_features: {} for rgb+xyz (records as they were), Pointcept's feat_keys and colour range otherwise (the
-    form engine.pointcept_import records)."""
+    use_xyz_features: {} for rgb+xyz (records as they were); for rgb, features ["rgb"], no xyz and the colour mean and
+    std; Pointcept's feat_keys and colour range otherwise (the form engine.pointcept_import records)."""
+    if preset.input_features == "rgb":
+        return {"features": list(MASK3D_INPUT), "use_xyz_features": False, "color_mean": list(preset.color_mean),
+                "color_std": list(preset.color_std)}
     if preset.input_features not in POINTCEPT_INPUT:
         return {}
     features, color_range = POINTCEPT_INPUT[preset.input_features]
@@ -199,15 +245,27 @@ def input_record(preset: TrainPreset) -> dict[str, Any]:
             "normals": {"neighbours": NORMAL_NEIGHBOURS, "orientation": "towards the centroid of the voxels"}}
 
 
-def recorded_input_features(spec: dict[str, Any]) -> str | None:
-    """Returns the input_features setting that feeds what a checkpoint's "input" entry records (rgb+xyz when it names
-    no Pointcept features), or None when no setting does (e.g. Pointcept's color alone, or coord)."""
+def recorded_input_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Returns the TrainPreset fields that feed what a checkpoint's "input" entry records beyond voxel size and
+    use_xyz_features: {"input_features": ...}, with the recorded color_mean and color_std for rgb; None when no
+    setting does (recorded_input_features)."""
     if "features" not in spec:
-        return "rgb+xyz"
+        return {"input_features": "rgb+xyz"}
+    if list(spec["features"]) == MASK3D_INPUT and "color_mean" in spec and "color_std" in spec:
+        return {"input_features": "rgb", "color_mean": tuple(spec["color_mean"]), "color_std": tuple(spec["color_std"])}
     for setting, (features, color_range) in POINTCEPT_INPUT.items():
         if list(spec["features"]) == features and list(spec.get("color_range", color_range)) == color_range:
-            return setting
+            return {"input_features": setting}
     return None
+
+
+def recorded_input_features(spec: dict[str, Any]) -> str | None:
+    """Returns the input_features setting that feeds what a checkpoint's "input" entry records (rgb+xyz when it names
+    no Pointcept features; rgb for Mask3D's normalised colour), or None when no setting does (e.g. Pointcept's color
+    alone, or coord). The colour mean and std of an rgb record are not compared: Mask3D fine-tunes its ScanNet weights
+    on S3DIS under S3DIS's own (scripts/s3dis/s3dis_pretrained.sh with conf/data/datasets/s3dis.yaml)."""
+    settings = recorded_input_settings(spec)
+    return None if settings is None else settings["input_features"]
 
 
 def make_sample(
@@ -219,13 +277,11 @@ def make_sample(
 ) -> dict[str, Any]:
     """Returns one voxelised sample of `scene` as a dict of numpy arrays (see SceneDataset for the keys).
 
-    train=True crops (preset.max_points), augments and subsamples loss points with `rng`; train=False
+    train=True crops (train_crop), augments and subsamples loss points with `rng`; train=False
     keeps every point and the original geometry (prediction and feature extraction).
     """
     rng = rng if rng is not None else np.random.default_rng(preset.seed)
-    point_index = np.arange(scene.num_points)
-    if train and preset.max_points is not None:
-        point_index = crop_points(scene.xyz, preset.max_points, rng)
+    point_index = train_crop(scene.xyz, preset, rng) if train else np.arange(scene.num_points)
     xyz, rgb = scene.xyz[point_index], scene.rgb[point_index]
     if train:
         xyz, rgb = augment_points(xyz, rgb, preset.augment, rng)

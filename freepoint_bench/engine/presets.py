@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -29,7 +29,16 @@ class AugmentConfig(BaseModel):
         return self
 
 
-OMITTED_AT_DEFAULT = ("widen", "input_features")  # TrainPreset fields its record leaves out at their defaults
+OMITTED_AT_DEFAULT = ("widen", "input_features", "crop", "crop_length_m", "crop_min_points", "color_mean",
+                      "color_std")  # TrainPreset fields its record leaves out at their defaults
+# Mask3D's colour normalisation of ScanNet (A.Normalize(mean, std) on colours / 255): the default color_mean_std of
+# SemanticSegmentationDataset in Mask3D's datasets/semseg.py, "mean std values from scannet". Its S3DIS values are not
+# in its repository: datasets/preprocessing/s3dis_preprocessing.py (compute_color_mean_std) writes them per held-out
+# area at preprocessing (Area_<k>_color_mean_std.yaml: over the other five areas' rooms, the mean of the rooms' mean
+# colours and the square root of the mean of their mean squared colours minus that mean squared).
+MASK3D_SCANNET_COLOR_MEAN = (0.47793125906962, 0.4303257521323044, 0.3749598901421883)
+MASK3D_SCANNET_COLOR_STD = (0.2834475483823543, 0.27566157565723015, 0.27018971370874995)
+_Std = Annotated[float, Field(gt=0)]
 
 
 class TrainPreset(BaseModel):
@@ -67,8 +76,22 @@ class TrainPreset(BaseModel):
     use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)
     # "rgb+xyz": rgb - 0.5, then normalised xyz when use_xyz_features; "rgb+normal": Pointcept's ScanNet / S3DIS input
     # (feat_keys color, normal: colour in [-1, 1], then PCA normals; use_xyz_features is not read), for fine-tuning
-    # its imported weights (engine.data.voxel_features)
-    input_features: Literal["rgb+xyz", "rgb+normal"] = "rgb+xyz"
+    # its imported weights (engine.data.voxel_features); "rgb": Mask3D's backbone input, colour alone normalised as
+    # (rgb - color_mean) / color_std (A.Normalize in Mask3D's datasets/semseg.py; the raw coordinates it appends are
+    # split off before its backbone, data.features[:, :-3] in trainer/trainer.py, and feed only the queries'
+    # positional encoding, which models.decoder takes from the voxel coordinates here; use_xyz_features is not read)
+    input_features: Literal["rgb+xyz", "rgb+normal", "rgb"] = "rgb+xyz"
+    color_mean: tuple[float, float, float] = MASK3D_SCANNET_COLOR_MEAN  # input_features=rgb, on 0..1 colours
+    color_std: tuple[_Std, _Std, _Std] = MASK3D_SCANNET_COLOR_STD  # input_features=rgb, on 0..1 colours
+    # Training crop (train=True only; prediction keeps every point). "column": with max_points, the max_points points
+    # nearest in xy to a random point (engine.data.crop_points). "cuboid": Mask3D's RandomCuboid of S3DIS training
+    # rooms (datasets/random_cuboid.py, applied in datasets/semseg.py; conf/data/indoor.yaml crop_length 6.0,
+    # crop_min_size 20000, cropping_v1 true): a crop_length_m square in xy, full height, centred within ±1/4 of the
+    # room's xy extent around its centre, redrawn up to 100 times until it holds crop_min_points, else the whole room;
+    # max_points, when set, then caps the cuboid's points by the column rule (a memory guard; Mask3D has none).
+    crop: Literal["column", "cuboid"] = "column"
+    crop_length_m: float = Field(6.0, gt=0)  # cuboid: the square's side, metres (Mask3D crop_length: 6.0)
+    crop_min_points: int = Field(20_000, ge=1)  # cuboid: fewest points of a crop (Mask3D crop_min_size: 20000)
     max_points: int | None = Field(None, ge=1000)  # crop scenes above this many points (None: whole scene)
     max_loss_points: int | None = Field(200_000, ge=100)  # points sampled per scene for Lmean/Lbox
     min_instance_voxels: int = Field(1, ge=1)  # drop target masks smaller than this after voxelisation
@@ -93,7 +116,11 @@ class TrainPreset(BaseModel):
     def _dump(self, handler: Any) -> dict[str, Any]:
         # fields added after presets were first recorded are left out at their defaults, so every config hash,
         # checkpoint id, run folder and protocol hash that embeds a TrainPreset stays what it was
-        return omit_at_default(self, handler(self), OMITTED_AT_DEFAULT)
+        data = omit_at_default(self, handler(self), OMITTED_AT_DEFAULT)
+        for name in ("color_mean", "color_std"):  # tuples, which a JSON dump holds as lists: compared as the model's
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
     def with_(self, **changes) -> TrainPreset:
         """Returns a validated copy with `changes` applied (dotted `augment.x` keys allowed)."""
