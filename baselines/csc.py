@@ -19,13 +19,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from baselines.losses import partitioned_info_nce, shape_context_partitions, shape_context_partitions_fast
 from baselines.pairs import PairModule, PairPretext
+from freepoint_bench.config import omit_at_default
 from freepoint_bench.data.views import PairViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
-from freepoint_bench.pretext.training import OptimConfig, sample_rows
+from freepoint_bench.pretext.training import OptimConfig, SampleBudget, sample_rows
+
+# The released pretraining: opt.max_iter=100000 of trainer.batch_size=32 over misc.num_gpus=8
+# (facebookresearch/ContrastiveSceneContexts pretrain/contrastive_scene_contexts/scripts/pretrain_sparseconv.sh).
+PAPER_BUDGET = SampleBudget(iterations=100_000, batch=32)
 
 
 class CSCConfig(BaseModel):
@@ -50,6 +55,13 @@ class CSCConfig(BaseModel):
     r2: float = Field(20.0, gt=0)  # shape_context.r2, outer radius in voxels
     world_space: bool = True  # data.world_space: partitions in pre-augmentation coordinates
     use_rgb: bool = True  # the released trainer feeds colours (misc.use_color_feat)
+    # the original's budget in samples seen (PAPER_BUDGET); when set, the run trains the epochs it derives from the
+    # pretraining scenes and `epochs` is not read. Left out of the record at None (configs keep their ids).
+    budget: SampleBudget | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        return omit_at_default(self, handler(self), ("budget",))
 
 
 PRESETS: dict[str, dict[str, Any]] = {

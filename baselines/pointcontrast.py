@@ -18,13 +18,22 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from baselines.losses import point_info_nce
 from baselines.pairs import PairModule, PairPretext
+from freepoint_bench.config import omit_at_default
 from freepoint_bench.data.views import PairViewConfig
 from freepoint_bench.engine.presets import TrainPreset, get_preset
-from freepoint_bench.pretext.training import OptimConfig, sample_rows
+from freepoint_bench.pretext.training import OptimConfig, SampleBudget, sample_rows
+
+# The paper's PointInfoNCE pretraining (the README runs scripts/ddp_local.sh on one server, scripts/ddp_launch.sh on
+# SLURM; ddp_launch.sh is the one with trainer.trainer=PointNCELossTrainer): opt.max_iter=60000 of
+# trainer.batch_size=32 over misc.num_gpus=8 (facebookresearch/PointContrast pretrain/pointcontrast/scripts/
+# ddp_launch.sh, ddp_local.sh). The max_iter=100000 of pretrain/pointcontrast/ddp_train_local_scannet.sh (and its copy
+# in scripts/) trains HardestContrastiveLossTrainer on ScanNetHardMatchPairDataset, the other loss; the 20000 of
+# scripts/ddp_new_launch.sh is a sweep over both losses and datasets.
+PAPER_BUDGET = SampleBudget(iterations=60_000, batch=32)
 
 
 class PointContrastConfig(BaseModel):
@@ -48,6 +57,13 @@ class PointContrastConfig(BaseModel):
     temperature: float = Field(0.4, gt=0)  # misc.nceT of the launch scripts (defaults.yaml: 0.07)
     num_pairs: int = Field(4096, ge=2)  # misc.npos: matched points per batch
     use_rgb: bool = False  # geometry-only input (rgb channels zeroed); True feeds the colours
+    # the original's budget in samples seen (PAPER_BUDGET); when set, the run trains the epochs it derives from the
+    # pretraining scenes and `epochs` is not read. Left out of the record at None (configs keep their ids).
+    budget: SampleBudget | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        return omit_at_default(self, handler(self), ("budget",))
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -32,9 +32,10 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from pytorch_lightning.callbacks import Callback
 
+from freepoint_bench.config import omit_at_default
 from freepoint_bench.data import catalogue
 from freepoint_bench.engine.checkpoints import (
     code_version,
@@ -59,7 +60,7 @@ from freepoint_bench.evaluation.semantic import confusion, miou
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
 from freepoint_bench.models.semantic import SemanticSegmenter, make_head
 from freepoint_bench.pretext.base import PretrainResult
-from freepoint_bench.pretext.training import STAGE, BackboneModule, OptimConfig, TrainedPretext
+from freepoint_bench.pretext.training import STAGE, BackboneModule, OptimConfig, SampleBudget, TrainedPretext
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,18 @@ class SupervisedConfig(BaseModel):
     # ScanNet's 20 benchmark classes, S3DIS's 13), else every id in the scans
     # (pretrain records the resolved ids here)
     classes: tuple[int, ...] | None = None
+    # a budget in samples seen (PAPER_BUDGET); when set, the run trains the epochs it derives from the labelled
+    # scenes and `epochs` is not read. Left out of the record at None (configs keep their ids).
+    budget: SampleBudget | None = None
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        return omit_at_default(self, handler(self), ("budget",))
+
+
+# CSC's ScanNet semantic segmentation: optimizer.max_iter=20000 of data.batch_size=48 over misc.num_gpus=8
+# (facebookresearch/ContrastiveSceneContexts downstream/semseg/scripts/train_scannet.sh).
+PAPER_BUDGET = SampleBudget(iterations=20_000, batch=48)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A CPU run in minutes: FreePoint's cpu-small backbone and input.

@@ -99,12 +99,12 @@ def _print_plan(tasks, opts, throughput: Path | None, elsewhere: bool) -> None:
                 console.print(head + escape(line), highlight=False, soft_wrap=True)
     if plan.pretrainings:
         pre = Table(title=f"pretraining runs: {len(plan.pretrainings)} (shared by the cells above)")
-        for col in ("method", "preset", "data", "scenes", "epochs", "batch", "steps", "GPU-h", "run folder"):
+        for col in ("method", "preset", "data", "scenes", "budget", "epochs", "batch", "steps", "GPU-h", "run folder"):
             pre.add_column(col, justify="right" if col in ("scenes", "epochs", "batch", "steps", "GPU-h") else "left")
         for p in plan.pretrainings:
             state = "exists: resumed or reused" if p.exists else "new"
-            pre.add_row(p.method, p.preset, p.dataset, str(p.scenes), str(p.epochs), str(p.batch_size), str(p.steps),
-                        hours(p.gpu_hours, p.steps), f"{p.run_dir} ({state})")
+            pre.add_row(p.method, p.preset, p.dataset, str(p.scenes), p.budget or "epochs", str(p.epochs),
+                        str(p.batch_size), str(p.steps), hours(p.gpu_hours, p.steps), f"{p.run_dir} ({state})")
         console.print(pre)
     for kind, lines in (("can not run", [(r, m) for r in plan.rows for m in r.problems]),
                         ("note", [(r, m) for r in plan.rows for m in r.notes if not r.finished])):

@@ -9,7 +9,8 @@ it, computed without training and without preparing data (only what exists on di
     plan.ok            # False when any cell cannot run (each reason one line in its row's problems)
 
 Steps are counted on one device: a fine-tuning recipe's max_steps per fold where it sets one (the paper preset: 90k,
-supplement A.2), else epochs × ceil(scenes / batch_size) (FreePoint: epochs1 + epochs2). A masks
+supplement A.2), else epochs × ceil(scenes / batch_size) (FreePoint: epochs1 + epochs2; a baseline with a sample
+budget: the epochs it derives from its pretraining scenes, shown beside the original's iterations × batch). A masks
 protocol whose split is not frozen yet counts every training scene of its groups (an upper bound: scenes that
 keep no mask are left out at run time).
 
@@ -63,6 +64,7 @@ from freepoint_bench.harness.run import (
     protocol_root,
     recipe,
 )
+from freepoint_bench.pretext.training import run_epochs
 from freepoint_bench.results import result_path
 
 DEFAULT_THROUGHPUT = REPO_ROOT / "benchmarks" / "device" / "throughput.json"
@@ -181,6 +183,9 @@ class Pretraining:
     exists: bool  # the run folder is there: it is resumed, or reused when finished
     steps: int = 0
     gpu_hours: float | None = None
+    # the original's budget the epochs derive from (a method's SampleBudget): "60000 iterations × 32 = 1920000
+    # samples"; "" where the method counts epochs
+    budget: str = ""
 
 
 # the training crop of engine.data.crop_points, said beside max_points
@@ -354,9 +359,17 @@ def _steps(epochs: int, scenes: int, batch_size: int) -> int:
     return epochs * math.ceil(scenes / batch_size) if scenes else 0
 
 
-def _pretrain_epochs(config: Any) -> int:
-    # the baselines count passes over the scans in `epochs`; FreePoint trains two steps (§3.3)
-    return int(config.epochs) if hasattr(config, "epochs") else config.train.epochs1 + config.train.epochs2
+def _pretrain_epochs(config: Any, scenes: int) -> int:
+    # the baselines count passes over the scans in `epochs`, or derive them from a sample budget (over at least one
+    # scene: a plan without data still shows a row); FreePoint trains two steps (§3.3)
+    if hasattr(config, "epochs"):
+        return run_epochs(config, max(scenes, 1))
+    return config.train.epochs1 + config.train.epochs2
+
+
+def _budget(config: Any) -> str:
+    budget = getattr(config, "budget", None)
+    return "" if budget is None else f"{budget.iterations} iterations × {budget.batch} = {budget.samples} samples"
 
 
 def _machine_problems(train: Any, what: str, flag: str, machine: Machine) -> list[str]:
@@ -487,9 +500,10 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
                 names, store_root = pretrain_data[key]
             run_dir = pretrain_run_dir(opts.runs, task.method, config, names, store_root)
             if run_dir not in pretrainings:
-                epochs = _pretrain_epochs(config)
+                epochs = _pretrain_epochs(config, len(names))
                 p = Pretraining(task, f, task.method, rec.pretrain_preset, rec.pretrain_dataset, len(names), epochs,
-                                config.train.batch_size, config.train.precision, run_dir, run_dir.is_dir())
+                                config.train.batch_size, config.train.precision, run_dir, run_dir.is_dir(),
+                                budget=_budget(config))
                 p.steps = _steps(epochs, len(names), p.batch_size)
                 if throughput is not None:
                     p.gpu_hours = gpu_hours(p.steps, throughput.step_s("pretrain", task.method, p.preset, p.precision))

@@ -3,7 +3,7 @@
     config = make_config(PointContrastConfig, "cpu-small", PRESETS, overrides)   # routed, validated overrides
     prepare_run(out_dir, run_record(name, config, names), resume=..., overwrite=...)   # pretext.runs
     meta = checkpoint_metadata(name, store, names, config, config.train, module.backbone)   # pretext.runs
-    metrics = train_stage(module, datamodule, out_dir / "train", config.epochs, meta, resume=...)
+    metrics = train_stage(module, datamodule, out_dir / "train", run_epochs(config, len(names)), meta, resume=...)
     result = publish({**meta, "metrics": {"train": metrics}}, {"backbone": module.backbone}, checkpoints_dir)
 
 TrainedPretext does all of that for a method that trains a BackboneModule in one stage: a method subclasses it
@@ -112,6 +112,46 @@ class OptimConfig(BaseModel):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+class SampleBudget(BaseModel):
+    """A pretraining budget in samples seen: `iterations` optimiser steps of `batch` scenes, the global batch (all
+    devices) they were counted at, as an original's launch script gives them (PointContrast: 60k iterations of 32).
+
+    A run of it trains epochs(scenes) = ceil(iterations × batch / scenes) passes over its scenes, each scene once a
+    pass whatever the run's own batch and device count (DDP shards a pass), so it sees at least the original's
+    samples on any dataset size, batch and device count; with OptimConfig.reference_batch = batch its rate falls
+    as the original's over them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    iterations: int = Field(ge=1)  # the original's optimiser steps (its launch script's max_iter)
+    batch: int = Field(ge=1)  # the original's global batch: scenes (view pairs, frames) per step over all devices
+
+    @property
+    def samples(self) -> int:
+        """Returns the scenes the budget sees: iterations × batch."""
+        return self.iterations * self.batch
+
+    def epochs(self, scenes: int) -> int:
+        """Returns the passes over `scenes` scenes that see at least `samples`: ceil(samples / scenes)."""
+        if scenes < 1:
+            raise ConfigError("a sample budget needs at least one pretraining scene; check the split or --scene")
+        return -(-self.samples // scenes)
+
+    def record(self, scenes: int) -> dict[str, int]:
+        """Returns the checkpoint's record of the budget on `scenes` scenes: iterations, batch, samples, scenes and
+        the epochs they derive."""
+        return {"iterations": self.iterations, "batch": self.batch, "samples": self.samples, "scenes": int(scenes),
+                "epochs": self.epochs(scenes)}
+
+
+def run_epochs(config: Any, scenes: int) -> int:
+    """Returns the passes over `scenes` scenes a one-stage method's config trains: its budget's epochs where it sets a
+    `budget` (SampleBudget), else its `epochs`."""
+    budget = getattr(config, "budget", None)
+    return int(config.epochs) if budget is None else budget.epochs(scenes)
+
+
 _DECODER = "it pretrains the backbone only and never builds the query decoder"
 # TrainPreset fields a one-stage backbone method (TrainedPretext) never reads. Setting one would change nothing but
 # the config's hash, so the checkpoint id of an identical training would differ: make_config refuses them, and a
@@ -138,7 +178,8 @@ def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], ove
     other sub-configs (dicts), plus bare method fields. An override key is `<group>.<field>` for a sub-config
     (train.lr, views.crop_fraction, optim.momentum), a bare method field (temperature, epochs), or a bare
     TrainPreset field (batch_size, seed). A TrainPreset field in `unread` (key → why) is refused, bare or as
-    `train.<field>`; so is an unknown key (freepoint_bench.config.apply_overrides names the known ones).
+    `train.<field>`; so is an unknown key (freepoint_bench.config.apply_overrides names the known ones). Where
+    `cls` has a `budget` (SampleBudget), an `epochs` override replaces the preset's budget (`budget=none` does too).
     """
     if preset not in presets:
         raise ConfigError(f"unknown training preset {preset!r}; choose one of {sorted(presets)}")
@@ -152,6 +193,12 @@ def make_config(cls: type[BaseModel], preset: str, presets: dict[str, dict], ove
     }
     values.update({k: v for k, v in base.items() if k not in groups})
     routed = route_bare(overrides, cls, "train")  # a bare TrainPreset field (batch_size, augment.rotate_z) → train.
+    if "budget" in cls.model_fields and "epochs" in routed:
+        # a sample budget derives the epochs from the scenes: an explicit epochs replaces the preset's budget
+        if routed.get("budget") is not None:
+            raise ConfigError(f"{cls.__name__}: epochs and budget both given; a budget derives the epochs from the "
+                              "pretraining scenes: give one of them")
+        values["budget"] = None
     train_overrides = {k[len("train."):]: v for k, v in routed.items() if k.startswith("train.")}
     values = apply_overrides(values, {k: v for k, v in routed.items() if not k.startswith("train.")}, cls, cls.__name__)
     for key in train_overrides:
@@ -287,7 +334,9 @@ class TrainedPretext:
 
     Subclasses set `name`, `config_cls` (a frozen pydantic model with fields `train: TrainPreset`, `epochs`
     and their own) and `presets` (see make_config), and implement build_module / build_data; input_extra
-    says what their input differs in from make_sample's (recorded in the checkpoint's "input").
+    says what their input differs in from make_sample's (recorded in the checkpoint's "input"). A config with a
+    `budget` (SampleBudget) set trains the epochs it derives from the scenes instead of `epochs`, and its
+    checkpoints record the budget (SampleBudget.record) under "budget".
     """
 
     name: str = ""
@@ -366,6 +415,8 @@ class TrainedPretext:
         meta = checkpoint_metadata(
             self.name, store, names, config, config.train, module.backbone, self.input_extra(config)
         )
+        if getattr(config, "budget", None) is not None:  # the original's budget and the epochs it gives here
+            meta["budget"] = config.budget.record(len(names))
         data = self.build_run_data(
             store, names, config, out_dir, workers=unused.get("label_workers"), progress=progress
         )
@@ -373,7 +424,7 @@ class TrainedPretext:
             module,
             data,
             out_dir / STAGE,
-            config.epochs,
+            run_epochs(config, len(names)),
             meta,
             resume=resume,
             devices=devices,
