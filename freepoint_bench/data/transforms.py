@@ -6,10 +6,12 @@ Everything is pure: inputs are never modified, randomness comes only from the `n
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from freepoint_bench.errors import ConfigError, DataError
 
-__all__ = ["augment", "normalize_xyz", "random_view_pair", "voxel_majority", "voxel_mean", "voxelize"]
+__all__ = ["augment", "elastic_distortion", "normalize_xyz", "random_view_pair", "voxel_majority", "voxel_mean",
+           "voxelize"]
 
 
 def voxelize(xyz: np.ndarray, voxel_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,6 +97,60 @@ def rotation_z(angle: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+def rotation_x(angle: float) -> np.ndarray:
+    """Returns the (3, 3) float64 matrix of a rotation by `angle` radians about the x axis."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def rotation_y(angle: float) -> np.ndarray:
+    """Returns the (3, 3) float64 matrix of a rotation by `angle` radians about the y axis."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+# Smoothing of elastic_distortion's noise: a 3-tap box along each axis, twice (Mask3D's elastic_distortion in
+# datasets/semseg.py, after MinkowskiEngine's example: blurx / blury / blurz = ones(3) / 3, two rounds, zero outside).
+ELASTIC_BOX = np.full(3, 1.0 / 3.0)
+ELASTIC_ROUNDS = 2
+
+
+def elastic_distortion(xyz: np.ndarray, granularity: float, magnitude: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Returns (N, 3) float64: `xyz` moved by a smooth random displacement field (Mask3D's elastic distortion).
+
+    xyz: (N, 3) metres; granularity: spacing of the noise grid, metres (> 0); magnitude: the field's multiplier,
+    metres (>= 0). The rule, as Mask3D's datasets/semseg.py `elastic_distortion`: a grid of nodes
+    ``low - granularity + k * granularity`` per axis (low = xyz.min(0); k = 0 .. n-1 with
+    ``n = (max - low) // granularity + 3``, Mask3D's floor division, so every point lies between the second and the
+    last node) holds one standard normal 3-vector per node, drawn from `rng` as one (n_x, n_y, n_z, 3) array; the
+    field is smoothed ELASTIC_ROUNDS times by ELASTIC_BOX along x, then y, then z, zero beyond the grid (per axis,
+    two nodes or more from the grid's faces, the kernel [1, 2, 3, 2, 1] / 9); each point moves by `magnitude` times
+    the trilinear interpolation of the smoothed field at its position. The smoothed field's standard deviation at an
+    inner node is (19/81)^(3/2) ≈ 0.114 per component, so a point moves ~0.11 x magnitude per axis, and neighbours
+    within a fraction of `granularity` move alike.
+    """
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if not (np.isfinite(granularity) and granularity > 0):
+        raise ConfigError(f"elastic_distortion: granularity must be a positive number of metres, got {granularity!r}")
+    if not (np.isfinite(magnitude) and magnitude >= 0):
+        raise ConfigError(f"elastic_distortion: magnitude must be >= 0 metres, got {magnitude!r}")
+    if len(xyz) == 0:
+        return xyz.copy()
+    low = xyz.min(axis=0) - granularity  # the first node
+    shape = ((xyz.max(axis=0) - xyz.min(axis=0)) // granularity).astype(np.int64) + 3
+    field = rng.standard_normal((*shape.tolist(), 3))
+    for _ in range(ELASTIC_ROUNDS):
+        for axis in range(3):
+            field = ndimage.convolve1d(field, ELASTIC_BOX, axis=axis, mode="constant", cval=0.0)
+    # Trilinear interpolation: a spline of order 1 on the nodes (no prefilter at that order) is the weighted sum of a
+    # point's cell's 8 corners, ~4x faster here than gathering them (250k points: 0.02 s per component)
+    position = ((xyz - low) / granularity).T  # (3, N) in node units, within [1, n - 1]
+    moved = np.stack([ndimage.map_coordinates(field[..., c], position, order=1, mode="nearest") for c in range(3)],
+                     axis=1)
+    return xyz + magnitude * moved
+
+
 def augment(
     xyz: np.ndarray,
     rgb: np.ndarray,
@@ -104,14 +160,35 @@ def augment(
     scale: tuple[float, float] | None = (0.9, 1.1),
     jitter: float = 0.005,
     color_jitter: float = 0.05,
+    *,  # Mask3D's further steps, one line a step, each off by default
+    elastic: tuple[tuple[float, float], ...] = (), elastic_p: float = 0.95,
+    scale_per_axis: bool = False,
+    tilt_max_rad: float = 0.0,
+    brightness: float = 0.0, contrast: float = 0.0,
+    rgb_shift: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Returns (xyz, rgb): new, randomly augmented copies (float32) of the points.
 
-    xyz: (N, 3) metres; rgb: (N, 3) in 0..1. In this order, about the centre of the xy bounding box:
+    xyz: (N, 3) metres; rgb: (N, 3) in 0..1. In this order, about the centre of the xy bounding box (z: 0):
+    elastic: with probability elastic_p, elastic_distortion by each (granularity, magnitude) pair in turn (metres);
+    scale with scale_per_axis: one factor per axis drawn uniformly from the range;
     rotate_z: a uniform rotation about the vertical axis; flip: mirror x and y, each with probability 0.5;
-    scale: one isotropic factor drawn uniformly from the range (None: no scaling); jitter: Gaussian noise
-    of this std (metres) on every coordinate; color_jitter: Gaussian noise of this std on rgb, clipped
-    to 0..1.
+    scale without scale_per_axis: one isotropic factor drawn uniformly from the range (None: no scaling);
+    tilt_max_rad: a rotation about y, then one about x, each by an angle uniform in ±tilt_max_rad;
+    jitter: Gaussian noise of this std (metres) on every coordinate. Colours (0..1, clipped after each step):
+    contrast and brightness: ``alpha * rgb + beta``, alpha uniform in 1 ± contrast, beta uniform in ±brightness;
+    rgb_shift: one offset per channel uniform in ±rgb_shift; color_jitter: Gaussian noise of this std.
+    A step that is off draws nothing from `rng`: with the keyword-only arguments at their defaults the draws, and
+    the result, are those of the rotation / flip / isotropic scale / jitter / colour-noise rule alone.
+
+    Mask3D's S3DIS training (datasets/semseg.py __getitem__) applies: a random translation, x and y flips (p 0.5
+    each), elastic distortion ((0.2, 0.4), (0.8, 1.6)) with p 0.95, then conf/augmentation/volumentations_aug.yaml
+    (Scale3d 1 ± 0.1 per axis, RotateAroundAxis3d about z in ±π, about y then x in ±π/24, all always applied), then
+    conf/augmentation/albumentations_aug.yaml on uint8 colours (RandomBrightnessContrast ±0.2 brightness_by_max,
+    then RGBShift ±20 per channel, both always applied). The order here is equivalent in distribution: a flip
+    commutes with an axis-aligned scale, turns a rotation by θ into one by -θ (θ uniform over the circle either
+    way) and maps the elastic field to one of the same law; the translation is not drawn, as voxelisation here
+    shifts the points to >= 0 (engine.data.make_sample), which undoes any translation.
     The same `rng` state gives the same result.
     """
     xyz = np.asarray(xyz, dtype=np.float64)
@@ -120,23 +197,41 @@ def augment(
         raise DataError(f"augment: xyz {xyz.shape} and rgb {rgb.shape} must both be (N, 3)")
     if len(xyz) == 0:
         return xyz.astype(np.float32), rgb.astype(np.float32)
+    if scale is not None and not 0 < scale[0] <= scale[1]:
+        raise ConfigError(f"augment: scale range {scale} must satisfy 0 < low <= high")
     centre = np.zeros(3)
     centre[:2] = (xyz[:, :2].min(axis=0) + xyz[:, :2].max(axis=0)) / 2.0
     out = xyz - centre
+    if elastic and rng.random() < elastic_p:
+        for granularity, magnitude in elastic:
+            out = elastic_distortion(out, granularity, magnitude, rng)
+    if scale is not None and scale_per_axis:  # before the rotation, as Mask3D's Scale3d: along the scene's own axes
+        out = out * rng.uniform(scale[0], scale[1], size=3)
     if rotate_z:
         out = out @ rotation_z(rng.uniform(0.0, 2.0 * np.pi)).T
     if flip:
         signs = np.where(rng.random(2) < 0.5, -1.0, 1.0)
         out[:, :2] *= signs
-    if scale is not None:
-        lo, hi = scale
-        if not 0 < lo <= hi:
-            raise ConfigError(f"augment: scale range {scale} must satisfy 0 < low <= high")
-        out *= rng.uniform(lo, hi)
+    if scale is not None and not scale_per_axis:
+        out *= rng.uniform(scale[0], scale[1])
+    if tilt_max_rad > 0:
+        out = out @ rotation_y(rng.uniform(-tilt_max_rad, tilt_max_rad)).T
+        out = out @ rotation_x(rng.uniform(-tilt_max_rad, tilt_max_rad)).T
     if jitter > 0:
         out += rng.normal(0.0, jitter, size=out.shape)
     out += centre
     colours = rgb.copy()
+    if contrast > 0 or brightness > 0:
+        # albumentations' RandomBrightnessContrast (brightness_by_max=True), transcribed to 0..1 colours: alpha =
+        # 1 + uniform(contrast_limit), beta = uniform(brightness_limit); out = clip(alpha * img + beta * max_value)
+        # with max_value 255 for uint8 (here 1), as a lookup table truncated to uint8 there (not quantised here)
+        alpha = 1.0 + rng.uniform(-contrast, contrast)
+        beta = rng.uniform(-brightness, brightness)
+        colours = np.clip(alpha * colours + beta, 0.0, 1.0)
+    if rgb_shift > 0:
+        # albumentations' RGBShift: r, g, b shifts each uniform(-limit, limit), out = clip(img + shift) per channel
+        # (Mask3D: limit 20 on 0..255 colours, i.e. 20/255 here)
+        colours = np.clip(colours + rng.uniform(-rgb_shift, rgb_shift, size=3), 0.0, 1.0)
     if color_jitter > 0:
         colours = np.clip(colours + rng.normal(0.0, color_jitter, size=colours.shape), 0.0, 1.0)
     return out.astype(np.float32), colours.astype(np.float32)

@@ -179,6 +179,13 @@ def augment_points(
         scale=(config.scale_min, config.scale_max),
         jitter=config.jitter_sigma_m,
         color_jitter=config.color_jitter,
+        elastic=config.elastic,
+        elastic_p=config.elastic_p,
+        scale_per_axis=config.scale_per_axis,
+        tilt_max_rad=config.tilt_max_rad,
+        brightness=config.brightness,
+        contrast=config.contrast,
+        rgb_shift=config.rgb_shift,
     )
 
 

@@ -9,24 +9,56 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_valid
 from freepoint_bench.config import apply_overrides, omit_at_default, validated
 from freepoint_bench.errors import ConfigError
 
+# AugmentConfig fields its record leaves out at their defaults (elastic, a tuple, is left out by its value in _dump)
+AUGMENT_OMITTED_AT_DEFAULT = ("elastic_p", "scale_per_axis", "tilt_max_rad", "brightness", "contrast", "rgb_shift")
+_Granularity = Annotated[float, Field(gt=0)]
+_Magnitude = Annotated[float, Field(ge=0)]
+
 
 class AugmentConfig(BaseModel):
-    """Training-time augmentation; Mask3D-style (rotation about z, flips, scaling, jitter, colour)."""
+    """Training-time augmentation (data.transforms.augment, which states the order and each rule).
+
+    Mask3D's S3DIS training values and sources: datasets/semseg.py (flips, elastic distortion),
+    conf/augmentation/volumentations_aug.yaml (scale, rotations), conf/augmentation/albumentations_aug.yaml
+    (colour). The fields after color_jitter are off by default: a default config draws and returns what it did
+    before they existed."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    rotate_z: bool = True  # random rotation about the up axis, uniform in [0, 2π) (Mask3D)
-    flip_xy: bool = True  # random mirror along x and/or y (Mask3D)
-    scale_min: float = Field(0.9, gt=0)  # uniform isotropic scale range (Mask3D: 0.9..1.1)
+    rotate_z: bool = True  # random rotation about the up axis, uniform in [0, 2π) (Mask3D: RotateAroundAxis3d z ±π)
+    flip_xy: bool = True  # random mirror along x and/or y, p 0.5 each (Mask3D: semseg.py, p 0.5 each)
+    scale_min: float = Field(0.9, gt=0)  # uniform scale range (Mask3D: Scale3d scale_limit ±0.1 per axis)
     scale_max: float = Field(1.1, gt=0)
-    jitter_sigma_m: float = Field(0.005, ge=0)  # Gaussian position jitter, metres (Mask3D-like)
-    color_jitter: float = Field(0.05, ge=0)  # additive Gaussian colour noise std on 0..1 colours
+    jitter_sigma_m: float = Field(0.005, ge=0)  # Gaussian position jitter, metres (Mask3D: none)
+    color_jitter: float = Field(0.05, ge=0)  # additive Gaussian colour noise std on 0..1 colours (Mask3D: none)
+    # elastic distortion passes (granularity, magnitude), metres, applied with probability elastic_p (() = off;
+    # Mask3D semseg.py: ((0.2, 0.4), (0.8, 1.6)) with p 0.95; data.transforms.elastic_distortion)
+    elastic: tuple[tuple[_Granularity, _Magnitude], ...] = ()
+    elastic_p: float = Field(0.95, ge=0, le=1)
+    scale_per_axis: bool = False  # one scale factor per axis, before the rotation (Mask3D: Scale3d, per axis)
+    # tilts about y then x, each uniform in ±tilt_max_rad (0 = off; Mask3D: RotateAroundAxis3d ±π/24 about y, x)
+    tilt_max_rad: float = Field(0.0, ge=0, lt=1.5707963267948966)
+    # colour on 0..1 (albumentations_aug.yaml, Mask3D's on 0..255): rgb * U(1 ± contrast) + U(±brightness), then
+    # + U(±rgb_shift) per channel, clipped after each (Mask3D: RandomBrightnessContrast ±0.2 brightness_by_max,
+    # RGBShift ±20 of 255 = 0.0784)
+    brightness: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, lt=1)
+    rgb_shift: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _scale_order(self) -> AugmentConfig:
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min {self.scale_min} > scale_max {self.scale_max}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # fields added after presets were first recorded are left out at their defaults, so every config hash,
+        # checkpoint id and protocol hash that embeds an AugmentConfig stays what it was
+        data = omit_at_default(self, handler(self), AUGMENT_OMITTED_AT_DEFAULT)
+        if not self.elastic:  # a tuple, which a JSON dump holds as a list: compared as the model's
+            data.pop("elastic", None)
+        return data
 
 
 OMITTED_AT_DEFAULT = ("widen", "input_features", "crop", "crop_length_m", "crop_min_points", "color_mean",

@@ -206,6 +206,8 @@ class RecipeSummary:
 def _value(value: Any) -> str:
     if value is None:
         return "none"
+    if isinstance(value, (tuple, list)):  # a TOML array as --set takes it, without spaces (words split on them)
+        return "[" + ",".join(_value(v) for v in value) + "]"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

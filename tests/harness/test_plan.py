@@ -300,7 +300,9 @@ def fields(text: str) -> dict[str, str]:
 
 
 def said(value) -> str:
-    """A config value as --set writes it (true / false, none)."""
+    """A config value as --set writes it (true / false, none, [a,b] for a tuple)."""
+    if isinstance(value, tuple):
+        return "[" + ",".join(said(v) for v in value) + "]"
     return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -319,7 +321,8 @@ def check_recipe_block(block: dict[str, dict[str, str]], protocol: str, protocol
     for key in ("backbone", "num_queries", "voxel_size_m", "input_features", "use_xyz_features"):
         assert block["model"][key] == said(getattr(ft.train, key))
     assert block["crop"] == {"max_points": said(ft.train.max_points), "max_loss_points": said(ft.train.max_loss_points)}
-    assert block["augment"] == {k: said(v) for k, v in ft.train.augment.model_dump().items()}
+    augment = ft.train.augment  # every field, those its record leaves out at their defaults too
+    assert block["augment"] == {k: said(getattr(augment, k)) for k in type(augment).model_fields}
     for key in ("mode", "topk", "mask_threshold", "score_threshold", "min_points"):
         assert block["inference"][key] == said(getattr(ft.inference, key))
     assert block["pretraining"] == {"pretrain_preset": spec.pretrain_preset, "pretrain_dataset": spec.pretrain_dataset}
