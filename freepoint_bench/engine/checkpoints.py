@@ -30,7 +30,7 @@ from torch import nn
 
 import freepoint_bench
 from freepoint_bench.atomic import CHECKSUM_KEY, checksum_ok, stable_hash, with_checksum, write_json
-from freepoint_bench.engine.data import input_record, recorded_input_features
+from freepoint_bench.engine.data import input_record, recorded_input_settings
 from freepoint_bench.engine.presets import TrainPreset
 from freepoint_bench.errors import CheckpointError, ConfigError
 from freepoint_bench.models.backbone import BackboneConfig, Res16UNet
@@ -299,13 +299,12 @@ def input_preset(meta: dict, path: Path) -> TrainPreset:
     if not isinstance(spec, dict) or "voxel_size_m" not in spec:
         raise CheckpointError(f"{path}: metadata has no 'input' entry (voxel size, features); "
                               "re-export the checkpoint with freepoint-bench")
-    features = recorded_input_features(spec)
-    if features is None:
+    settings = recorded_input_settings(spec)  # input_features, and an rgb record's colour mean and std
+    if settings is None:
         raise CheckpointError(f"{path}: records input features {spec['features']}, which no input_features setting "
-                              "feeds (rgb+xyz, rgb+normal)")
+                              "feeds (rgb+xyz, rgb+normal, rgb)")
     return TrainPreset(voxel_size_m=spec["voxel_size_m"], use_xyz_features=spec.get("use_xyz_features", True),
-                       backend=spec.get("backend", "spconv"), accelerator="cpu", precision="32-true",
-                       input_features=features)
+                       backend=spec.get("backend", "spconv"), accelerator="cpu", precision="32-true", **settings)
 
 
 def _rebuild(path: Path, meta: dict, key: str, cls: Any) -> Any:

@@ -367,9 +367,9 @@ def settings_that_fit(architecture: Mapping[str, Any], input_spec: Mapping[str, 
     if features is None:
         fed = input_spec.get("features")
         raise ConfigError(f"its weights were trained on the input features {', '.join(fed or [])}, which no "
-                          "input_features setting feeds (rgb+xyz, rgb+normal)")
+                          "input_features setting feeds (rgb+xyz, rgb+normal, rgb)")
     fits = _settings_that_fit(architecture, model)
-    if features == "rgb+normal":  # 6 channels whatever use_xyz_features says
+    if features in ("rgb+normal", "rgb"):  # 6 and 3 channels whatever use_xyz_features says
         fits = [f for f in fits if not f.startswith("use_xyz_features=")]
     return ([f"input_features={features}"] if features != preset.input_features else []) + fits
 

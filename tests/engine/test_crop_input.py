@@ -206,6 +206,14 @@ def test_the_colour_input_is_recorded_and_read_back_from_a_checkpoint():
     # the other inputs' records are what they were; features "rgb" without statistics is no setting's
     assert recorded_input_settings(input_metadata(TrainPreset())) == {"input_features": "rgb+xyz"}
     assert recorded_input_features({"features": ["rgb"]}) is None
+    # prediction and feature extraction rebuild the input from the record (engine.checkpoints.input_preset): the
+    # checkpoint's own statistics, not the defaults
+    from pathlib import Path
+
+    from freepoint_bench.engine.checkpoints import input_preset
+
+    fed = input_preset({"input": record}, Path("x.ckpt"))
+    assert (fed.input_features, fed.color_mean, fed.color_std) == ("rgb", s3dis.color_mean, s3dis.color_std)
 
 
 def test_a_checkpoint_of_the_other_input_is_refused_for_fine_tuning(tmp_path):
