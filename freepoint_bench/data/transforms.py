@@ -185,10 +185,13 @@ def augment(
     each), elastic distortion ((0.2, 0.4), (0.8, 1.6)) with p 0.95, then conf/augmentation/volumentations_aug.yaml
     (Scale3d 1 ± 0.1 per axis, RotateAroundAxis3d about z in ±π, about y then x in ±π/24, all always applied), then
     conf/augmentation/albumentations_aug.yaml on uint8 colours (RandomBrightnessContrast ±0.2 brightness_by_max,
-    then RGBShift ±20 per channel, both always applied). The order here is equivalent in distribution: a flip
+    then RGBShift ±20 per channel, both always applied). Here the flips come after the elastic distortion, the scale
+    and the rotation about z, which keeps the older draws' order; in distribution that is Mask3D's order: a flip
     commutes with an axis-aligned scale, turns a rotation by θ into one by -θ (θ uniform over the circle either
-    way) and maps the elastic field to one of the same law; the translation is not drawn, as voxelisation here
-    shifts the points to >= 0 (engine.data.make_sample), which undoes any translation.
+    way) and maps the elastic field to one of the same law, but for the grid's anchor (the lowest node one spacing
+    below the lowest point along each axis: in Mask3D after the mirror, here before). The translation is not drawn:
+    engine.data.make_sample shifts the points to >= 0 before voxelising, which undoes any translation (in Mask3D it
+    also moves the voxel grid's phase against the points; here the lowest point sits on a voxel boundary).
     The same `rng` state gives the same result.
     """
     xyz = np.asarray(xyz, dtype=np.float64)
