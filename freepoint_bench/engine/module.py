@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from freepoint_bench.atomic import stable_hash
 from freepoint_bench.engine.checkpoints import load_model
 from freepoint_bench.engine.data import feature_channels
 from freepoint_bench.engine.presets import TrainPreset
@@ -64,8 +65,14 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             spatial_relative=preset.spatial_relative,
             position_scale=None if preset.position_scale_m is None else preset.position_scale_m / preset.voxel_size_m,
             voxels_per_query=preset.voxels_per_query,
+            sample_sizes=preset.attention_sample_sizes,
         ),
     )
+
+
+def sample_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """Returns the seed of one training step's attention sampling (models.decoder.QueryDecoder.sample_seed)."""
+    return int(stable_hash(seed, epoch, batch, rank, length=15), 16)
 
 
 def segmenter_from_preset(preset: TrainPreset, num_classes: int = 0) -> InstanceSegmenter:
@@ -197,6 +204,10 @@ class SegmenterModule(LossTrackingModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Returns the eq. 7 loss of one batch (and logs every term)."""
+        # the decoder's attention sampling draws from (seed, epoch, batch, rank), as the data's augmentation does from
+        # (seed, epoch, scene): a resumed run draws what the uninterrupted one did
+        self.segmenter.decoder.sample_seed = sample_seed(self.preset.seed, self.current_epoch, batch_idx,
+                                                         self.global_rank)
         outputs = self(batch)
         terms = self.criterion(outputs, batch["targets"], batch["batch"])
         return self.record(terms, len(batch["names"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_serializer, model_validator
 
 from freepoint_bench.config import apply_overrides, omit_at_default, validated
 from freepoint_bench.errors import ConfigError
@@ -62,7 +62,7 @@ class AugmentConfig(BaseModel):
 
 
 OMITTED_AT_DEFAULT = ("widen", "input_features", "crop", "crop_length_m", "crop_min_points", "color_mean",
-                      "color_std")  # TrainPreset fields its record leaves out at their defaults
+                      "color_std", "attention_sample_sizes")  # TrainPreset fields its record omits at default
 # Mask3D's colour normalisation of ScanNet (A.Normalize(mean, std) on colours / 255): the default color_mean_std of
 # SemanticSegmentationDataset in Mask3D's datasets/semseg.py, "mean std values from scannet". Its S3DIS values are not
 # in its repository: datasets/preprocessing/s3dis_preprocessing.py (compute_color_mean_std) writes them per held-out
@@ -103,6 +103,9 @@ class TrainPreset(BaseModel):
     # off in both presets, no better held out (README, "Does it learn?", docs/studies/learning-curve.md).
     position_scale_m: float | None = Field(None, gt=0)  # positions / this length, metres (None: scene box, Mask3D)
     voxels_per_query: float | None = Field(None, gt=0)  # queries grow with the scene (None: num_queries, Mask3D)
+    # Mask3D's training-time sampling of the cross-attention's keys (models.decoder.DecoderConfig.sample_sizes): at
+    # most this many voxels per backbone level, coarse to fine (strides 8, 4, 2, 1), per step; None: every voxel
+    attention_sample_sizes: tuple[PositiveInt, ...] | None = None
     # -- data
     voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
     use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)

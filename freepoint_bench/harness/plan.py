@@ -222,8 +222,13 @@ def summarise_recipe(spec: ProtocolSpec, rec: Recipe, preset: str) -> RecipeSumm
     counted = "epochs" if ft.max_steps is None else "max_steps"  # with max_steps, epochs is not read
     budget = _fields(ft, [counted]) + " " + _fields(train, ["batch_size", "lr", "weight_decay", "schedule",
                                                              "onecycle_pct_start"])
-    model = ["backbone", "voxel_size_m", "input_features", "use_xyz_features"]
+    # the input's own fields: rgb's colour statistics (use_xyz_features is not read there)
+    inputs = ["input_features", "color_mean", "color_std"] if train.input_features == "rgb" else \
+        ["input_features", "use_xyz_features"]
+    model = ["backbone", "voxel_size_m", *inputs]
     crop = _fields(train, ["max_points"]) + ("" if train.max_points is None else f" ({CROP_KIND})")
+    if train.crop == "cuboid":  # Mask3D's RandomCuboid, then max_points (if set) as a memory guard
+        crop = _fields(train, ["crop", "crop_length_m", "crop_min_points"]) + " " + crop
     # a masks protocol's dropped masks: said where they train as background (ignored, the default, is not said, so
     # the masks and scenes protocols of one preset keep sharing one recipe)
     dropped = "" if spec.dropped == DEFAULT_DROPPED else f" dropped={spec.dropped}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from torch import nn
 
+from freepoint_bench.config import omit_at_default
 from freepoint_bench.models.backbone import BackboneOutput
 from freepoint_bench.models.voxels import parent_rows
 
@@ -25,7 +27,10 @@ class DecoderConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)  # Mask3D: 0.0
     num_decoders: int = Field(3, ge=1)  # Mask3D: 3 passes over the levels
     shared_decoder: bool = True  # Mask3D: the same layers on every pass
-    levels: tuple[int, ...] = (0, 1, 2, 3)  # Mask3D hlevels: backbone levels (strides 8, 4, 2, 1) attended
+    # Backbone levels attended, coarse to fine: here strides 8, 4, 2, 1 (models.backbone.BackboneOutput). Mask3D's
+    # hlevels [0, 1, 2, 3] index its Res16UNet's 5 outputs, strides 16, 8, 4, 2 (models/res16unet.py forward,
+    # feature_maps): it attends a stride 16 level our backbone does not output and never its stride 1.
+    levels: tuple[int, ...] = (0, 1, 2, 3)
     num_classes: int = Field(0, ge=0)  # 0 = class-agnostic (objectness only); C adds C + 1 logits
     attn_mask_threshold: float = Field(0.5, gt=0, lt=1)  # Mask3D: voxels with p < 0.5 are masked out
     fourier_scale: float = Field(1.0, gt=0)  # Mask3D gauss_scale of the Fourier positional encoding
@@ -53,6 +58,19 @@ class DecoderConfig(BaseModel):
     # largest scene of the batch and at least num_queries, so a whole scene gets the query density of the
     # training crops (None: always num_queries, Mask3D).
     voxels_per_query: float | None = Field(None, gt=0)
+    # Mask3D's key sampling in training (conf/model/mask3d.yaml `sample_sizes: [200, 800, 3200, 12800, 51200]`,
+    # `max_sample_size: false`; models/mask3d.py forward): each cross-attention step attends at most
+    # sample_sizes[l] voxels of backbone level l, a fresh uniform subset (randperm) per scene and step; a scene with
+    # no more voxels attends them all (Mask3D pads it to the batch's and masks the padding out; here scenes are
+    # decoded one at a time, so there is nothing to pad). The threshold mask is taken on the subset, and a query
+    # blocked from every sampled voxel attends them all. Evaluation (eval mode) attends every voxel, as Mask3D's
+    # is_eval. One entry per backbone level, coarse to fine, as Mask3D indexes its list by hlevel. None: every voxel.
+    sample_sizes: tuple[Annotated[int, Field(ge=1)], ...] | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # left out at its default: checkpoints record this config, and older ones were written without it
+        return omit_at_default(self, handler(self), ("sample_sizes",))
 
 
 @dataclass
@@ -177,6 +195,15 @@ class QueryDecoder(nn.Module):
         bad = [lvl for lvl in config.levels if not 0 <= lvl < len(level_channels)]
         if bad:
             raise ValueError(f"decoder levels {bad} out of range: the backbone has {len(level_channels)} levels")
+        if config.sample_sizes is not None and len(config.sample_sizes) != len(level_channels):
+            raise ValueError(
+                f"sample_sizes has {len(config.sample_sizes)} entries: give one per backbone level "
+                f"({len(level_channels)}, coarse to fine), or None to attend every voxel"
+            )
+        # Seeds the training-time key sampling of the next forward passes (engine.module sets it per step from the
+        # preset's seed, epoch, batch and rank, so a resumed run draws what the uninterrupted one did); None: torch's
+        # global RNG of the features' device.
+        self.sample_seed: int | None = None
         self.pos_enc = FourierEncoding(d, config.fourier_scale, config.fourier_seed)
         self.query_projection = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
         self.mask_features_head = nn.Linear(mask_channels, d)
@@ -209,7 +236,10 @@ class QueryDecoder(nn.Module):
         finest = features.levels[-1]
         scenes = int(finest.coords[:, 0].max()) + 1
         num_queries = self.num_queries(torch.bincount(finest.coords[:, 0], minlength=scenes))
-        per_scene = [self._scene(features, b, num_queries) for b in range(scenes)]
+        generator = None
+        if self.training and self.config.sample_sizes is not None and self.sample_seed is not None:
+            generator = torch.Generator(device=finest.feats.device).manual_seed(self.sample_seed)
+        per_scene = [self._scene(features, b, num_queries, generator) for b in range(scenes)]
         steps = len(per_scene[0][0])
         preds = []
         for s in range(steps):
@@ -226,7 +256,7 @@ class QueryDecoder(nn.Module):
             return cfg.num_queries
         return max(cfg.num_queries, math.ceil(int(voxels_per_scene.max()) / cfg.voxels_per_query))
 
-    def _scene(self, features: BackboneOutput, b: int, num_queries: int):
+    def _scene(self, features: BackboneOutput, b: int, num_queries: int, generator: torch.Generator | None = None):
         cfg = self.config
         finest = features.levels[-1]
         rows = finest.coords[:, 0] == b
@@ -261,10 +291,12 @@ class QueryDecoder(nn.Module):
         steps = []
         pred = self._predict(queries, mask_feats, spatial)
         for p in range(cfg.num_decoders):
-            for i, _lvl in enumerate(cfg.levels):
+            for i, lvl in enumerate(cfg.levels):
                 layer = (0 if cfg.shared_decoder else p) * len(cfg.levels) + i
-                attn_mask = self._attention_mask(pred[0], parents[i], memories[i].shape[0])
-                queries = self.cross_attention[layer](queries, memories[i], query_pos, key_pos[i], attn_mask)
+                keys = self._sample_keys(memories[i], lvl, generator)
+                attn_mask = self._attention_mask(pred[0], parents[i], memories[i].shape[0], keys)
+                memory, pos = (memories[i], key_pos[i]) if keys is None else (memories[i][keys], key_pos[i][keys])
+                queries = self.cross_attention[layer](queries, memory, query_pos, pos, attn_mask)
                 queries = self.self_attention[layer](queries, queries, query_pos, query_pos)
                 queries = self.ffn[layer](queries)
                 pred = self._predict(queries, mask_feats, spatial)
@@ -296,13 +328,28 @@ class QueryDecoder(nn.Module):
         a_cos = r_cos * cos_q - r_sin * sin_q  # coefficient of cos_v
         return self.spatial_gain / freqs * (a_sin @ sin_v.T + a_cos @ cos_v.T) + self.spatial_bias
 
-    def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor, n_keys: int) -> torch.Tensor:
-        """Returns (heads, Q, n_keys) bool, True = not attended (mean probability < threshold)."""
+    def _sample_keys(self, memory: torch.Tensor, level: int, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Returns the rows of one scene's memory (K, d) at backbone level `level` that a training step attends
+        (DecoderConfig.sample_sizes): a uniform random subset when K exceeds the level's sample size, else None
+        (every row). Drawn on the memory's device (randperm, as Mask3D; on CUDA it sorts random keys there,
+        aten/src/ATen/native/cuda/Randperm.cu), from `generator` or that device's global RNG; K is the tensor's
+        shape, so nothing is read back from the device."""
+        sizes, n_keys = self.config.sample_sizes, memory.shape[0]
+        if not self.training or sizes is None or n_keys <= sizes[level]:
+            return None
+        return torch.randperm(n_keys, generator=generator, device=memory.device)[: sizes[level]]
+
+    def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor, n_keys: int,
+                        keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Returns (heads, Q, K) bool, True = not attended (mean probability < threshold), over the level's n_keys
+        voxels or, with `keys`, over those K rows of them (the pooling still averages every input voxel)."""
         with torch.no_grad():
             probs = mask_logits.sigmoid()
             pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)
             counts = torch.bincount(parent, minlength=n_keys).clamp(min=1)
             blocked = (pooled / counts) < self.config.attn_mask_threshold
+            if keys is not None:  # Mask3D gathers the sampled rows, then applies its empty-row rule to them
+                blocked = blocked[:, keys]
             # A query that would attend to nothing attends to everything (softmax over an empty set is NaN);
             # a mask, not boolean indexing, which would wait for the device
             blocked &= ~blocked.all(dim=1, keepdim=True)

@@ -375,3 +375,16 @@ def test_a_semantic_protocol_shows_no_inference_and_an_override_is_its_own_recip
     lines = dict(summary.lines)
     assert fields(lines["crop"])["max_points"] == "none" and "random point" not in lines["crop"]
     assert fields(lines["budget"])["lr"] == "0.5" and summary not in recipes.values()
+
+
+def test_the_recipe_says_mask3ds_crop_and_colour_input_when_set(ws):
+    opts = RunOptions(root=ws["root"], protocols_dir=ws["protocols"], pretrain_root=ws["scannet"],
+                      overrides={"crop": "cuboid", "max_points": None, "input_features": "rgb"})
+    plan = make_plan(expand(["scratch"], ["s3dis-10pct-scenes"], [0]), opts, machine=GPU)
+    (summary, _), = plan.recipes()
+    lines = dict(summary.lines)
+    crop, model = fields(lines["crop"]), fields(lines["model"])
+    assert (crop["crop"], crop["crop_length_m"], crop["crop_min_points"], crop["max_points"]) == \
+        ("cuboid", "6.0", "20000", "none") and "random point" not in lines["crop"]
+    assert model["input_features"] == "rgb" and "use_xyz_features" not in model  # not read for rgb
+    assert model["color_mean"] == "[0.47793125906962,0.4303257521323044,0.3749598901421883]"  # Mask3D's ScanNet
