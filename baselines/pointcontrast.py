@@ -69,8 +69,8 @@ class PointContrastConfig(BaseModel):
 PRESETS: dict[str, dict[str, Any]] = {
     # A few epochs of small views on the CPU: tests, demos, docs/studies/pretext-baselines.md.
     "cpu-small": {"epochs": 10, "views": {"max_points": 20_000}, "optim": {"lr": 0.1}},
-    # The launch script: 32 pairs per step over 8 GPUs (4 per device) for 60k-100k iterations; as epochs over
-    # ScanNet's 1201 training scans, 60k x 32 / 1201 = 1600 (one view pair per scan per epoch).
+    # The PointInfoNCE launch script: 32 pairs per step over 8 GPUs (4 per device) for 60k iterations (PAPER_BUDGET);
+    # as epochs over ScanNet's 1201 training scans, 60k x 32 / 1201 ~ 1600 (one view pair per scan per epoch).
     "paper": {"epochs": 1600, "train": {"batch_size": 4}},
 }
 
