@@ -1,4 +1,5 @@
-"""`bench.py data`: prepare, list and render datasets, and write synthetic S3DIS rooms."""
+"""`bench.py data`: prepare, list and render datasets, compute their colour statistics, and write synthetic S3DIS
+rooms."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from freepoint_bench.cli.common import (
     DEFAULT_CACHE,
     CacheOpt,
     DatasetOpt,
+    ProtocolsDirOpt,
     RootOpt,
     ScenesOpt,
     console,
+    count_bar,
     open_store,
     progress_bars,
 )
@@ -125,3 +128,54 @@ def data_synth_s3dis(
                                       progress=lambda done, name: progress.update(task, completed=done, item=name))
     areas = sorted({n.split("/")[0] for n in names})
     console.print(f"wrote {len(names)} rooms to {out} ({', '.join(areas)}); use it as --root with --dataset s3dis")
+
+
+@app.command("color-stats")
+def data_color_stats(
+    dataset: DatasetOpt,
+    root: RootOpt = None,
+    cache: CacheOpt = DEFAULT_CACHE,
+    group: Annotated[list[str] | None, typer.Option(
+        "--group", "-g", help="Only scenes of this group (S3DIS: Area_N; repeatable).")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", help="Only the training groups of this protocol (its fold --fold).")] = None,
+    fold: Annotated[int, typer.Option("--fold", help="With --protocol: the fold whose training groups count.")] = 0,
+    protocols_dir: ProtocolsDirOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the statistics as JSON here.")] = None,
+) -> None:
+    """Colour mean and std of a dataset's scenes by Mask3D's rule, as --set color_mean=... color_std=... for
+    input_features=rgb (S3DIS: over the training areas, e.g. --protocol s3dis-10pct-masks)."""
+    from freepoint_bench.data.colour_stats import colour_mean_std
+
+    if group and protocol:
+        raise ConfigError("--group and --protocol both name the scenes: give one of them")
+    groups = list(group or [])
+    if protocol is not None:
+        from freepoint_bench.harness.protocol import load_protocol
+
+        spec = load_protocol(protocol, protocols_dir)
+        if spec.dataset != dataset:
+            raise ConfigError(f"--protocol {protocol} is on dataset {spec.dataset!r}, not {dataset!r}; "
+                              f"give --dataset {spec.dataset}")
+        groups = spec.fold_groups(fold)[0]
+    store, names = open_store(dataset, root, cache)
+    if groups:
+        from freepoint_bench.data.catalogue import group_of
+
+        names = [n for n in names if group_of(n, dataset) in set(groups)]
+        if not names:
+            raise DataError(f"{dataset} at {root}: no scenes of the groups {', '.join(groups)}; check --root and "
+                            "the group names (bench.py data list shows the scenes)")
+    with progress_bars() as progress:
+        bar = count_bar(progress, "color stats", len(names))
+        stats = colour_mean_std((store.load(n) for n in names), progress=lambda done, n: bar(done, len(names), n))
+    where = f" of {', '.join(groups)}" if groups else ""
+    console.print(f"{stats.num_scenes} scenes{where} (Mask3D's rule: per-scene means averaged, colours in 0..1):")
+    console.print(f"--set color_mean=[{','.join(map(str, stats.mean))}] "
+                  f"--set color_std=[{','.join(map(str, stats.std))}]", soft_wrap=True, highlight=False)
+    if json_out is not None:
+        from freepoint_bench.atomic import write_json
+
+        write_json(json_out, {"dataset": dataset, "groups": groups, "scenes": stats.num_scenes,
+                              "color_mean": list(stats.mean), "color_std": list(stats.std)})
+        console.print(f"wrote {json_out}")
