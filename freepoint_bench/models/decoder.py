@@ -65,6 +65,8 @@ class DecoderConfig(BaseModel):
     # decoded one at a time, so there is nothing to pad). The threshold mask is taken on the subset, and a query
     # blocked from every sampled voxel attends them all. Evaluation (eval mode) attends every voxel, as Mask3D's
     # is_eval. One entry per backbone level, coarse to fine, as Mask3D indexes its list by hlevel. None: every voxel.
+    # Mask3D's sizes by stride (16: 200, 8: 800, 4: 3200, 2: 12800, 1: 51200, both at 2 cm voxels) give this
+    # backbone's levels (strides 8, 4, 2, 1) (800, 3200, 12800, 51200).
     sample_sizes: tuple[Annotated[int, Field(ge=1)], ...] | None = None
 
     @model_serializer(mode="wrap")
