@@ -126,8 +126,11 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     # protocol's number of training rooms (600 epochs of 10% scenes were 3,000 steps). Not scaled by the batch: a
     # --set batch_size=N is another recipe (its hash says so). epochs: not read while max_steps is set.
     "paper": {"preset": "paper", "epochs": 600, "max_steps": 90_000,
+              # Mask3D's S3DIS crop: RandomCuboid 6 m, at least 20,000 points (conf/data/indoor.yaml crop_length,
+              # crop_min_size; datasets/random_cuboid.py), no point cap
               "train": {"batch_size": 4, "lr": 1e-4, "schedule": "onecycle", "voxel_size_m": 0.02,
-                        "num_queries": 100, "max_points": 250_000},
+                        "num_queries": 100, "crop": "cuboid", "crop_length_m": 6.0, "crop_min_points": 20_000,
+                        "max_points": None},
               # Mask3D's S3DIS evaluation (scripts/s3dis/s3dis_from_scratch.sh, s3dis_pretrained.sh): top-k over
               # (mask, class) pairs with topk_per_image=-1 (as many pairs as masks), masks split by DBSCAN at
               # dbscan_eps=0.6 m with dbscan_min_points 1 (conf/config_base_instance_segmentation.yaml)

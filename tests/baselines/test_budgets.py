@@ -68,6 +68,14 @@ def test_the_epochs_derive_from_the_pretraining_scenes(method):
         assert run_epochs(config, SCANNET_TRAIN_SCANS) == on_scannet
 
 
+@pytest.mark.parametrize("method", sorted(ORIGINALS))
+def test_the_paper_preset_trains_the_original_budget(method):
+    module, _, _, _, on_scannet, _ = ORIGINALS[method]
+    config = get_method(method).default_config("paper")
+    assert config.budget == module.PAPER_BUDGET
+    assert run_epochs(config, SCANNET_TRAIN_SCANS) == on_scannet
+
+
 def test_a_budget_of_more_scenes_than_samples_is_one_pass_and_of_none_is_refused():
     assert SampleBudget(iterations=1, batch=4).epochs(10) == 1
     assert SampleBudget(iterations=5, batch=2).epochs(3) == 4  # 10 samples: 4 passes over 3 scenes see 12

@@ -11,6 +11,7 @@ import torch
 from stores import MemoryStore
 
 from baselines.supervised import (
+    PAPER_BUDGET,
     SemanticDataset,
     class_lookup,
     point_classes,
@@ -26,6 +27,7 @@ from freepoint_bench.errors import ConfigError, DataError
 from freepoint_bench.evaluation.semantic import confusion, miou
 from freepoint_bench.models.backbone import Res16UNet
 from freepoint_bench.pretext.base import get_method
+from freepoint_bench.pretext.training import run_epochs
 
 NO_AUGMENT = {"augment.rotate_z": False, "augment.flip_xy": False, "augment.jitter_sigma_m": 0.0,
               "augment.color_jitter": 0.0, "augment.scale_min": 1.0, "augment.scale_max": 1.0}
@@ -178,7 +180,7 @@ def test_supervised_refuses_unlabelled_scenes_and_bad_config(tmp_path):
     with pytest.raises(ConfigError, match="head"):
         method.default_config("cpu-small", head="transformer")
     paper = method.default_config("paper")
-    assert paper.train.backbone == "34C" and paper.epochs == 800
+    assert paper.train.backbone == "34C" and paper.budget == PAPER_BUDGET and run_epochs(paper, 1201) == 800
     assert (paper.optim.lr, paper.optim.momentum, paper.optim.schedule) == (0.1, 0.9, "cosine")
 
 

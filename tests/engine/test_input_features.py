@@ -81,9 +81,11 @@ def test_the_record_drives_prediction_and_defaults_stay_out_of_every_hash():
     assert recorded_input_features(imported) == "rgb+normal"
     with pytest.raises(CheckpointError, match=r"records input features \['color'\], which no input_features"):
         input_preset({"input": {**imported, "features": ["color"]}}, Path("x.ckpt"))
-    # widen and input_features are left out of a TrainPreset's record at their defaults
-    paper = get_preset("paper")
+    # widen and input_features are left out of a TrainPreset's record at their defaults (the paper preset's input is
+    # Mask3D's colour alone, so it records input_features)
+    paper = get_preset("paper", input_features="rgb+xyz")
     assert not {"widen", "input_features"} & set(paper.model_dump())
+    assert get_preset("paper").model_dump()["input_features"] == "rgb"
     assert stable_hash(paper.model_dump()) == stable_hash(paper.with_(widen="block").model_dump())
     changed = paper.with_(widen="down", input_features="rgb+normal").model_dump()
     assert changed["widen"] == "down" and changed["input_features"] == "rgb+normal"

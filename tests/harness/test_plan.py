@@ -318,9 +318,11 @@ def check_recipe_block(block: dict[str, dict[str, str]], protocol: str, protocol
     assert block["budget"][counted] == said(getattr(ft, counted)) and len(block["budget"]) == 6
     for key in ("batch_size", "lr", "weight_decay", "schedule", "onecycle_pct_start"):
         assert block["budget"][key] == said(getattr(ft.train, key))
-    for key in ("backbone", "num_queries", "voxel_size_m", "input_features", "use_xyz_features"):
+    inputs = ("color_mean", "color_std") if ft.train.input_features == "rgb" else ("use_xyz_features",)
+    for key in ("backbone", "num_queries", "voxel_size_m", "input_features", *inputs):
         assert block["model"][key] == said(getattr(ft.train, key))
-    assert block["crop"] == {"max_points": said(ft.train.max_points), "max_loss_points": said(ft.train.max_loss_points)}
+    crop = ("crop", "crop_length_m", "crop_min_points") if ft.train.crop == "cuboid" else ()
+    assert block["crop"] == {k: said(getattr(ft.train, k)) for k in (*crop, "max_points", "max_loss_points")}
     augment = ft.train.augment  # every field, those its record leaves out at their defaults too
     assert block["augment"] == {k: said(getattr(augment, k)) for k in type(augment).model_fields}
     for key in ("mode", "topk", "mask_threshold", "score_threshold", "min_points"):
@@ -344,7 +346,7 @@ def test_the_plan_prints_each_recipe_once_with_the_configs_values(capsys, ws, tm
     check_recipe_block(paper, "s3dis-10pct-masks", ws["protocols"])
     # Mask3D's S3DIS inference: DBSCAN on the masks; ScanNet pretraining; the crop is said
     assert paper["inference"]["mode"] == "mask3d" and "dbscan_eps" in paper["inference"]
-    assert "random point" in next(line for line in out.splitlines() if line.startswith("  crop"))
+    assert paper["crop"]["crop"] == "cuboid" and paper["model"]["input_features"] == "rgb"  # Mask3D's S3DIS crop, input
     assert max(len(line) for line in recipe_lines(out, "s3dis-10pct-masks")) <= 120  # wrapped between fields
 
     synthetic = s3dis_tree(tmp_path / "synthetic", [f"Area_{a}/office_{a}" for a in range(1, 7)])
