@@ -163,3 +163,16 @@ def test_pretrain_predict_evaluate(bench_cli, synth, tmp_path):
                                  tmp_path / "pred-bad", *bad)
         assert code == 2 and says in err and "Traceback" not in err, err
     assert not (tmp_path / "pred-bad").exists()
+
+
+def test_threads_limits_the_thread_pools_before_any_command(bench_cli, monkeypatch):
+    from freepoint_bench import parallel
+
+    limited = []
+    monkeypatch.setattr(parallel, "limit_threads", limited.append)
+    code, out, _ = bench_cli("--threads", "1", "protocols", "list")
+    assert code == 0 and "s3dis-10pct-masks" in out and limited == [1]
+    code, _, err = bench_cli("--threads", "0", "protocols", "list")
+    assert code == 2 and "--threads" in err and limited == [1]
+    code, _, _ = bench_cli("protocols", "list")
+    assert code == 0 and limited == [1]  # not given: the libraries' defaults are left alone

@@ -7,11 +7,13 @@ import errno
 import logging
 import sys
 import warnings
+from typing import Annotated
 
 import typer
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from freepoint_bench import parallel
 from freepoint_bench.cli import checkpoints, data, evaluate, pretrain, protocols, pseudo_labels, report, run, tune
 from freepoint_bench.cli.common import DatasetOpt, console, err_console
 from freepoint_bench.errors import FreePointError
@@ -38,6 +40,24 @@ app.command("finetune", context_settings={"allow_extra_args": True})(run.finetun
 app.command("run", context_settings={"allow_extra_args": True})(run.run_cmd)
 app.command("report")(report.report_cmd)
 app.add_typer(checkpoints.app, name="checkpoints")
+
+
+@app.callback()
+def _options(
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Threads of torch, OpenMP and BLAS in this process (default: the libraries' own, one per core; "
+            "process pools give each worker its share of the cores). On a shared or small machine 1 can be several "
+            "times faster.",
+        ),
+    ] = None,
+) -> None:
+    """freepoint-bench: label-free 3D instance segmentation pretraining (FreePoint) and its benchmark."""
+    if threads is not None:
+        parallel.limit_threads(threads)
 
 
 def _quiet_lightning(record: logging.LogRecord) -> bool:
