@@ -116,11 +116,12 @@ def _scene(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def step_syncs(points: int, scenes: int, queries: int, backbone: str, voxel_size: float,
-               device: torch.device) -> dict[str, Counter[str]]:
-    """Returns the syncs of one training step (forward, loss, backward) per component."""
+               device: torch.device, sample_sizes: tuple[int, ...] | None = None) -> dict[str, Counter[str]]:
+    """Returns the syncs of one training step (forward, loss, backward) per component; sample_sizes: the decoder's
+    training-time attention samples per level (DecoderConfig.sample_sizes; the paper preset's Mask3D values)."""
     torch.manual_seed(0)
     config = SegmenterConfig(backbone=TINY.backbone.model_copy(update={"preset": backbone}),
-                             decoder=DecoderConfig(num_queries=queries))
+                             decoder=DecoderConfig(num_queries=queries, sample_sizes=sample_sizes))
     model = InstanceSegmenter(config).to(device)
     data = [_scene(points, seed) for seed in range(scenes)]
     batch = collate([d[0] for d in data], [d[1] for d in data], voxel_size).to(device)
@@ -148,12 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=100, help="decoder queries (Mask3D / the paper: 100)")
     parser.add_argument("--backbone", default="tiny", help="backbone preset (tiny, 14A, 34C ...)")
     parser.add_argument("--voxel-size", type=float, default=0.05, help="metres")
+    parser.add_argument("--sample-sizes", default=None,
+                        help="the decoder's attention samples per level in training, e.g. 800,3200,12800,51200 "
+                             "(the paper preset's; default: every voxel)")
     args = parser.parse_args(argv)
+    sizes = None if args.sample_sizes is None else tuple(int(v) for v in args.sample_sizes.split(","))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    counts = step_syncs(args.points, args.scenes, args.queries, args.backbone, args.voxel_size, device)
+    counts = step_syncs(args.points, args.scenes, args.queries, args.backbone, args.voxel_size, device, sizes)
     steps = DecoderConfig().num_decoders * len(DecoderConfig().levels)
     print(f"host syncs per training step on {device.type}: {args.scenes} scenes x {args.points} points, "
-          f"{args.queries} queries, {steps} decoder steps, backbone {args.backbone}")
+          f"{args.queries} queries, {steps} decoder steps, backbone {args.backbone}, attention samples "
+          f"{'every voxel' if sizes is None else sizes}")
     print(f"{'component':<10} {'syncs':>6}  by kind")
     for name, c in counts.items():
         kinds = ", ".join(f"{k} {v}" for k, v in c.most_common())

@@ -6,6 +6,8 @@
 #   confirm     benchmarks/device/confirm.py: native spconv vs the torch path for every kernel size, fp16 / bf16
 #               pretraining and fine-tuning steps at 200k loss points, the evaluation device, PointContrast's
 #               logging under one-GPU DDP (NCCL), RAMA against GAEC + Kernighan-Lin
+#   syncs       benchmarks/bench_host_syncs.py, 34C at 2 cm: host syncs of a training step with every voxel attended
+#               and with the paper preset's attention samples (800,3200,12800,51200): sampling must add none
 #   throughput  benchmarks/bench_throughput.py: step time, samples/s, peak memory of every method and of
 #               fine-tuning, paper preset, 16-mixed / bf16-mixed / 32-true -> $OUT/throughput.json (copy it to
 #               benchmarks/device/throughput.json, where --plan looks)
@@ -22,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/device}
 PY=${PY:-python3}
-STEPS=${STEPS:-env tests confirm throughput}
+STEPS=${STEPS:-env tests confirm syncs throughput}
 CONFIRM_ARGS=${CONFIRM_ARGS:-}
 KIT=.gpu
 mkdir -p "$OUT"
@@ -79,6 +81,8 @@ step tests 70 "$PY" -m pytest -q -p no:cacheprovider -rs -x tests/models/test_sp
   tests/models/test_mixed_precision.py tests/freepoint/test_multicut.py
 # shellcheck disable=SC2086
 step confirm 170 "$PY" benchmarks/device/confirm.py $CONFIRM_ARGS
+SYNCS="$PY benchmarks/bench_host_syncs.py --backbone 34C --voxel-size 0.02 --points ${SYNC_POINTS:-100000}"
+step syncs 40 bash -c "$SYNCS && $SYNCS --sample-sizes 800,3200,12800,51200"
 step throughput 200 "$PY" benchmarks/bench_throughput.py --data "$DATA" --preset paper --steps 3 --warmup 2 \
   --out "$OUT/throughput.json"
 # the run folder (checkpoints of the 34C model, predictions) stays off $OUT; its evaluation JSONs come back
