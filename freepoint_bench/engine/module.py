@@ -51,6 +51,9 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             stem_kernel_size=preset.stem_kernel_size,
             bn_momentum=preset.bn_momentum,
             widen=preset.widen,
+            # the stride-16 bottleneck is a level only when the decoder attends it (DecoderConfig.levels (0, 1, 2, 3)
+            # then picks strides 16, 8, 4, 2, Mask3D's hlevels; without it 8, 4, 2, 1)
+            bottleneck_level=preset.attention_levels == "16-2",
         ),
         decoder=DecoderConfig(
             hidden_dim=preset.decoder_hidden,

@@ -63,7 +63,7 @@ class AugmentConfig(BaseModel):
 
 
 OMITTED_AT_DEFAULT = ("widen", "input_features", "crop", "crop_length_m", "crop_min_points", "color_mean",
-                      "color_std", "attention_sample_sizes")  # TrainPreset fields its record omits at default
+                      "color_std", "attention_sample_sizes", "attention_levels")  # omitted from the record at default
 # Mask3D's colour normalisation of ScanNet (A.Normalize(mean, std) on colours / 255): the default color_mean_std of
 # SemanticSegmentationDataset in Mask3D's datasets/semseg.py, "mean std values from scannet". Its S3DIS values are not
 # in its repository: datasets/preprocessing/s3dis_preprocessing.py (compute_color_mean_std) writes them per held-out
@@ -104,8 +104,14 @@ class TrainPreset(BaseModel):
     # off in both presets, no better held out (README, "Does it learn?", docs/studies/learning-curve.md).
     position_scale_m: float | None = Field(None, gt=0)  # positions / this length, metres (None: scene box, Mask3D)
     voxels_per_query: float | None = Field(None, gt=0)  # queries grow with the scene (None: num_queries, Mask3D)
+    # The backbone strides the decoder's cross-attention reads, coarse to fine: "8-1" strides 8, 4, 2, 1; "16-2"
+    # Mask3D's 16, 8, 4, 2 (hlevels [0, 1, 2, 3] of conf/model/mask3d.yaml over its Res16UNet's feature_maps, strides
+    # 16, 8, 4, 2, 1: models/res16unet.py forward, models/mask3d.py forward). Masks are computed on the stride-1
+    # features either way (models.backbone.BackboneConfig.bottleneck_level, models.decoder.DecoderConfig.levels).
+    attention_levels: Literal["8-1", "16-2"] = "8-1"
     # Mask3D's training-time sampling of the cross-attention's keys (models.decoder.DecoderConfig.sample_sizes): at
-    # most this many voxels per backbone level, coarse to fine (strides 8, 4, 2, 1), per step; None: every voxel
+    # most this many voxels per attended level, coarse to fine (the strides of attention_levels), per step; None:
+    # every voxel
     attention_sample_sizes: tuple[PositiveInt, ...] | None = None
     # -- data
     voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
@@ -147,6 +153,13 @@ class TrainPreset(BaseModel):
     precision: str = "16-mixed"  # Lightning precision flag ("32-true" on CPU, "16-mixed"/"bf16-mixed" on GPU)
     backend: Literal["spconv", "minkowski"] = "spconv"  # sparse-convolution backend (models seam)
     seed: int = 0  # seeds weights, shuffling and augmentation
+
+    @model_validator(mode="after")
+    def _one_sample_size_per_attended_level(self) -> TrainPreset:
+        if self.attention_sample_sizes is not None and len(self.attention_sample_sizes) != 4:
+            raise ValueError(f"attention_sample_sizes has {len(self.attention_sample_sizes)} entries: give one per "
+                             f"attended level, strides {self.attention_levels} coarse to fine (4), or none")
+        return self
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
@@ -229,9 +242,11 @@ PRESETS: dict[str, dict] = {
         augment=dict(rotate_z=True, flip_xy=True, scale_min=0.9, scale_max=1.1, scale_per_axis=True,
                      jitter_sigma_m=0.0, color_jitter=0.0, elastic=((0.2, 0.4), (0.8, 1.6)), elastic_p=0.95,
                      tilt_max_rad=math.pi / 24, brightness=0.2, contrast=0.2, rgb_shift=20 / 255),
-        # the cross-attention's training-time voxel samples, Mask3D's sample_sizes by stride (conf/model/mask3d.yaml:
-        # 800, 3200, 12800, 51200 at strides 8, 4, 2, 1 of 2 cm voxels; its stride-16 level's 200 has no level here)
-        attention_sample_sizes=(800, 3200, 12800, 51200),
+        # the decoder attends Mask3D's levels, strides 16, 8, 4, 2 (hlevels [0, 1, 2, 3], conf/model/mask3d.yaml), and
+        # samples Mask3D's sample_sizes[hlevel] voxels of each in training (200, 800, 3200, 12800 of its
+        # [200, 800, 3200, 12800, 51200], 2 cm voxels)
+        attention_levels="16-2",
+        attention_sample_sizes=(200, 800, 3200, 12800),
     ),
 }
 

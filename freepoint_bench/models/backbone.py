@@ -53,10 +53,16 @@ class BackboneConfig(BaseModel):
     # SpUNet-v1m1, whose encoder blocks then keep one width). Left out of the record at "block", so configs and
     # architectures recorded before it existed stay what they were.
     widen: Literal["block", "down"] = "block"
+    # The decoder levels also start with the stride-16 bottleneck (the last encoder stage's output), as Mask3D's
+    # Res16UNet returns them (JonasSchult/Mask3D models/res16unet.py forward: feature_maps holds the pixel_dist 16
+    # block4 output, then block5 to block8 at 8, 4, 2, 1; models/mask3d.py's hlevels index that list). The weights are
+    # the same either way: only what the decoder may read changes, so the backbone's architecture record leaves it
+    # out (a backbone checkpoint fits both) and the segmenter's records it. Left out of the record at False.
+    bottleneck_level: bool = False
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
-        return omit_at_default(self, handler(self), ("widen",))
+        return omit_at_default(self, handler(self), ("widen", "bottleneck_level"))
 
 
 @dataclass
@@ -74,7 +80,7 @@ class BackboneOutput:
     """Per-voxel features at the input resolution and the decoder levels, coarse to fine."""
 
     feats: torch.Tensor  # (M, C_out) rows aligned with the input coords
-    levels: list[LevelFeatures]  # strides 8, 4, 2, 1; the last one holds `feats`
+    levels: list[LevelFeatures]  # strides 8, 4, 2, 1 (16 first with bottleneck_level); the last one holds `feats`
 
 
 class BasicBlock(nn.Module):
@@ -118,6 +124,10 @@ class Res16UNet(nn.Module):
         init, planes, layers = spec.init_dim, spec.planes, spec.layers
         self.out_channels = planes[7]
         self.level_channels = [planes[4], planes[5], planes[6], planes[7]]
+        self.level_strides = [8, 4, 2, 1]
+        if config.bottleneck_level:  # block4's output, Mask3D's feature_maps[0]
+            self.level_channels.insert(0, planes[3])
+            self.level_strides.insert(0, 16)
 
         def cbr(conv: nn.Module, c: int) -> nn.Sequential:
             return nn.Sequential(conv, b.batch_norm(c, m), b.relu())
@@ -154,6 +164,8 @@ class Res16UNet(nn.Module):
         levels = [
             LevelFeatures(b.features(t), b.coords(t), stride) for t, stride in ((d8, 8), (d4, 4), (d2, 2), (d1, 1))
         ]
+        if self.config.bottleneck_level:
+            levels.insert(0, LevelFeatures(b.features(p16), b.coords(p16), 16))
         finest = levels[-1]
         coords = coords.to(finest.coords.dtype)
         if not torch.equal(finest.coords, coords):  # a backend that reorders sites: back to the input rows

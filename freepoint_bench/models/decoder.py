@@ -27,9 +27,12 @@ class DecoderConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1)  # Mask3D: 0.0
     num_decoders: int = Field(3, ge=1)  # Mask3D: 3 passes over the levels
     shared_decoder: bool = True  # Mask3D: the same layers on every pass
-    # Backbone levels attended, coarse to fine: here strides 8, 4, 2, 1 (models.backbone.BackboneOutput). Mask3D's
-    # hlevels [0, 1, 2, 3] index its Res16UNet's 5 outputs, strides 16, 8, 4, 2 (models/res16unet.py forward,
-    # feature_maps): it attends a stride 16 level our backbone does not output and never its stride 1.
+    # Backbone levels attended, in this order, as indices into the backbone's levels (models.backbone.BackboneOutput):
+    # strides 8, 4, 2, 1 by default, 16, 8, 4, 2 on a backbone with bottleneck_level. Mask3D's hlevels [0, 1, 2, 3]
+    # (conf/model/mask3d.yaml) index its Res16UNet's 5 outputs, strides 16, 8, 4, 2, 1 (models/res16unet.py forward,
+    # feature_maps; models/mask3d.py forward reads aux[hlevel]): it attends strides 16, 8, 4, 2, never 1, and
+    # computes masks on the stride-1 features (mask_features_head on the backbone's full-resolution output), as here.
+    # Each attended level gets its own projection to hidden_dim (Mask3D's lin_squeeze[i], sizes[hlevel] wide).
     levels: tuple[int, ...] = (0, 1, 2, 3)
     num_classes: int = Field(0, ge=0)  # 0 = class-agnostic (objectness only); C adds C + 1 logits
     attn_mask_threshold: float = Field(0.5, gt=0, lt=1)  # Mask3D: voxels with p < 0.5 are masked out
@@ -64,9 +67,9 @@ class DecoderConfig(BaseModel):
     # no more voxels attends them all (Mask3D pads it to the batch's and masks the padding out; here scenes are
     # decoded one at a time, so there is nothing to pad). The threshold mask is taken on the subset, and a query
     # blocked from every sampled voxel attends them all. Evaluation (eval mode) attends every voxel, as Mask3D's
-    # is_eval. One entry per backbone level, coarse to fine, as Mask3D indexes its list by hlevel. None: every voxel.
-    # Mask3D's sizes by stride (16: 200, 8: 800, 4: 3200, 2: 12800, 1: 51200, both at 2 cm voxels) give this
-    # backbone's levels (strides 8, 4, 2, 1) (800, 3200, 12800, 51200).
+    # is_eval. One entry per attended level (`levels`), in that order: Mask3D's sample_sizes[hlevel] for its hlevels.
+    # None: every voxel. Mask3D's sizes by stride (16: 200, 8: 800, 4: 3200, 2: 12800, 1: 51200, both at 2 cm voxels)
+    # give (800, 3200, 12800, 51200) for strides 8, 4, 2, 1 and Mask3D's own (200, 800, 3200, 12800) for 16, 8, 4, 2.
     sample_sizes: tuple[Annotated[int, Field(ge=1)], ...] | None = None
 
     @model_serializer(mode="wrap")
@@ -197,10 +200,10 @@ class QueryDecoder(nn.Module):
         bad = [lvl for lvl in config.levels if not 0 <= lvl < len(level_channels)]
         if bad:
             raise ValueError(f"decoder levels {bad} out of range: the backbone has {len(level_channels)} levels")
-        if config.sample_sizes is not None and len(config.sample_sizes) != len(level_channels):
+        if config.sample_sizes is not None and len(config.sample_sizes) != len(config.levels):
             raise ValueError(
-                f"sample_sizes has {len(config.sample_sizes)} entries: give one per backbone level "
-                f"({len(level_channels)}, coarse to fine), or None to attend every voxel"
+                f"sample_sizes has {len(config.sample_sizes)} entries: give one per backbone level the decoder attends "
+                f"({len(config.levels)}, levels {tuple(config.levels)} in that order), or None to attend every voxel"
             )
         # Seeds the training-time key sampling of the next forward passes (engine.module sets it per step from the
         # preset's seed, epoch, batch and rank, so a resumed run draws what the uninterrupted one did); None: torch's
@@ -221,7 +224,9 @@ class QueryDecoder(nn.Module):
                 self.spatial_head = nn.Linear(d, 2 * freqs)  # [r_sin, r_cos] per query, zero: the blob
                 nn.init.zeros_(self.spatial_head.weight)
                 nn.init.zeros_(self.spatial_head.bias)
-        self.level_projection = nn.ModuleList([nn.Linear(c, d) for c in level_channels])
+        # one per attended level (Mask3D's lin_squeeze): a backbone level never attended has none, which DDP would
+        # refuse as a parameter without a gradient
+        self.level_projection = nn.ModuleList([nn.Linear(level_channels[lvl], d) for lvl in config.levels])
         passes = 1 if config.shared_decoder else config.num_decoders
         n_layers = passes * len(config.levels)
         h, ff, p = config.num_heads, config.dim_feedforward, config.dropout
@@ -268,12 +273,12 @@ class QueryDecoder(nn.Module):
         mask_feats = self.mask_features_head(finest.feats[rows])  # (M_b, d)
 
         memories, key_pos, parents = [], [], []
-        for lvl in cfg.levels:
+        for i, lvl in enumerate(cfg.levels):
             level = features.levels[lvl]
             lrows = level.coords[:, 0] == b
             lcoords = level.coords[lrows]
             centres = (lcoords[:, 1:].float() + 0.5) * level.stride
-            memories.append(self.level_projection[lvl](level.feats[lrows]))
+            memories.append(self.level_projection[i](level.feats[lrows]))
             key_pos.append(self.pos_enc(normalise_positions(centres, lo, hi)))
             parents.append(parent_rows(fine_coords, lcoords, level.stride))
 
@@ -293,9 +298,9 @@ class QueryDecoder(nn.Module):
         steps = []
         pred = self._predict(queries, mask_feats, spatial)
         for p in range(cfg.num_decoders):
-            for i, lvl in enumerate(cfg.levels):
+            for i in range(len(cfg.levels)):
                 layer = (0 if cfg.shared_decoder else p) * len(cfg.levels) + i
-                keys = self._sample_keys(memories[i], lvl, generator)
+                keys = self._sample_keys(memories[i], i, generator)
                 attn_mask = self._attention_mask(pred[0], parents[i], memories[i].shape[0], keys)
                 memory, pos = (memories[i], key_pos[i]) if keys is None else (memories[i][keys], key_pos[i][keys])
                 queries = self.cross_attention[layer](queries, memory, query_pos, pos, attn_mask)
@@ -331,10 +336,10 @@ class QueryDecoder(nn.Module):
         return self.spatial_gain / freqs * (a_sin @ sin_v.T + a_cos @ cos_v.T) + self.spatial_bias
 
     def _sample_keys(self, memory: torch.Tensor, level: int, generator: torch.Generator | None) -> torch.Tensor | None:
-        """Returns the rows of one scene's memory (K, d) at backbone level `level` that a training step attends
-        (DecoderConfig.sample_sizes): a uniform random subset when K exceeds the level's sample size, else None
-        (every row). Drawn on the memory's device (randperm, as Mask3D; on CUDA it sorts random keys there,
-        aten/src/ATen/native/cuda/Randperm.cu), from `generator` or that device's global RNG; K is the tensor's
+        """Returns the rows of one scene's memory (K, d) at attended level `level` (its index in `levels`) that a
+        training step attends (DecoderConfig.sample_sizes): a uniform random subset when K exceeds the level's sample
+        size, else None (every row). Drawn on the memory's device (randperm, as Mask3D; on CUDA it sorts random keys
+        there, aten/src/ATen/native/cuda/Randperm.cu), from `generator` or that device's global RNG; K is the tensor's
         shape, so nothing is read back from the device."""
         sizes, n_keys = self.config.sample_sizes, memory.shape[0]
         if not self.training or sizes is None or n_keys <= sizes[level]:

@@ -69,6 +69,11 @@ class InstanceSegmenter(nn.Module):
             "levels": list(d.levels),
             "num_classes": d.num_classes,
             "spatial_prior": d.spatial_prior,
+            # the strides `levels` pick: recorded when the backbone also offers its stride-16 bottleneck (then levels
+            # (0, 1, 2, 3) are strides 16, 8, 4, 2, Mask3D's), so a checkpoint of one choice is refused under the other
+            # (left out for the default strides 8, 4, 2, 1: earlier records stay as they were)
+            **({"attended_strides": [self.backbone.level_strides[lvl] for lvl in d.levels]}
+               if self.config.backbone.bottleneck_level else {}),
         }
 
 

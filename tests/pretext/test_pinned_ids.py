@@ -12,7 +12,10 @@ share an id or run folder with a run of the old step-counted schedule; and their
 (optim.dampening = 0, as the originals' trainers build it). Every paper id changed once more with issue 29's Mask3D
 recipe in the paper preset (colour-only input, AdamW weight decay 0.01, Mask3D's augmentations, the attention's voxel
 samples) and the baselines' budgets in samples seen (PointContrast also at its PointInfoNCE launcher's lr 0.05 with
-colour): a checkpoint of the earlier paper recipe must not share an id with one of this recipe.
+colour): a checkpoint of the earlier paper recipe must not share an id with one of this recipe. They changed again
+when the paper preset's decoder came to attend Mask3D's levels, strides 16, 8, 4, 2 (attention_levels "16-2", with
+Mask3D's voxel samples 200, 800, 3200, 12800 for them; issue 29 item 4): every paper config records it, so a
+checkpoint of the earlier decoder must not share an id with one of Mask3D's levels.
 """
 
 from __future__ import annotations
@@ -38,49 +41,49 @@ NAMES = ["scene0000_00", "scene0001_00"]
 # stable_hash(config.model_dump(mode="json")) of method.default_config(preset)
 CONFIG_HASHES = {
     ("freepoint", "cpu-small"): "424eb1df19371f23",
-    ("freepoint", "paper"): "97f6a7e31508c366",
+    ("freepoint", "paper"): "7b1caad50695caaa",
     ("pointcontrast", "cpu-small"): "ac83a3278ce76a80",
-    ("pointcontrast", "paper"): "2f52270ef066335d",
+    ("pointcontrast", "paper"): "7b5537dc13097c96",
     ("csc", "cpu-small"): "4edb42b214915d84",
-    ("csc", "paper"): "95a082fd5eda6b1c",
+    ("csc", "paper"): "b21f36ec95bfb11d",
     ("depthcontrast", "cpu-small"): "169c00f6ad58fd62",
-    ("depthcontrast", "paper"): "1482530b9f8de246",
+    ("depthcontrast", "paper"): "12136ceee3eef7af",
     ("supervised", "cpu-small"): "54071053bcd9d81a",
-    ("supervised", "paper"): "5ac8f7c7cb6ed1b6",
+    ("supervised", "paper"): "8dcea6bf5e4768a4",
     ("scratch", "cpu-small"): "61545bc1f9c043fb",
-    ("scratch", "paper"): "7334f6fcd42d12a3",
+    ("scratch", "paper"): "47ee5fabaa4b4619",
 }
 
 # pretrain_run_dir(runs, method, config, NAMES, "/data/scannet").name
 RUN_DIRS = {
     ("freepoint", "cpu-small"): "freepoint-373a06468b",
-    ("freepoint", "paper"): "freepoint-0223a4705a",
+    ("freepoint", "paper"): "freepoint-e7aabd4d03",
     ("pointcontrast", "cpu-small"): "pointcontrast-cafb002491",
-    ("pointcontrast", "paper"): "pointcontrast-aaf632e404",
+    ("pointcontrast", "paper"): "pointcontrast-e68f8d94cb",
     ("csc", "cpu-small"): "csc-f9349ac199",
-    ("csc", "paper"): "csc-c32cf2e65d",
+    ("csc", "paper"): "csc-85ed16283d",
     ("depthcontrast", "cpu-small"): "depthcontrast-fb22b56f8c",
-    ("depthcontrast", "paper"): "depthcontrast-5c27ddbaed",
+    ("depthcontrast", "paper"): "depthcontrast-ed3f337915",
     ("supervised", "cpu-small"): "supervised-e500018ddf",
-    ("supervised", "paper"): "supervised-10508bfb35",
+    ("supervised", "paper"): "supervised-e730cc13c1",
     ("scratch", "cpu-small"): "scratch-b9918f8d7c",
-    ("scratch", "paper"): "scratch-93b165b499",
+    ("scratch", "paper"): "scratch-74b8e793ed",
 }
 
 # the published id of the default config trained on NAMES of a scannet store
 CHECKPOINT_IDS = {
     ("freepoint", "cpu-small"): "freepoint-scannet-e86313b2f1",
-    ("freepoint", "paper"): "freepoint-scannet-ff53c607ac",
+    ("freepoint", "paper"): "freepoint-scannet-c84b67981a",
     ("pointcontrast", "cpu-small"): "pointcontrast-scannet-e05fcfec18",
-    ("pointcontrast", "paper"): "pointcontrast-scannet-545945a923",
+    ("pointcontrast", "paper"): "pointcontrast-scannet-45b4cb6d4a",
     ("csc", "cpu-small"): "csc-scannet-556dcdbb20",
-    ("csc", "paper"): "csc-scannet-1164592f62",
+    ("csc", "paper"): "csc-scannet-962e43a73a",
     ("depthcontrast", "cpu-small"): "depthcontrast-scannet-978d142c1d",
-    ("depthcontrast", "paper"): "depthcontrast-scannet-a55b2cf5e7",
+    ("depthcontrast", "paper"): "depthcontrast-scannet-10169d5e89",
     ("supervised", "cpu-small"): "supervised-scannet-6660b31fe7",
-    ("supervised", "paper"): "supervised-scannet-6be5d2c61e",
+    ("supervised", "paper"): "supervised-scannet-d904080214",
     ("scratch", "cpu-small"): "scratch-scannet-e24204024c",
-    ("scratch", "paper"): "scratch-scannet-7529d4c0ba",
+    ("scratch", "paper"): "scratch-scannet-06287349e7",
 }
 
 # ------------------------------------------------------------------------ end to end: what a run writes
