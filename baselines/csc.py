@@ -8,8 +8,8 @@ Per scene of a batch, `num_points` matched voxels are sampled; around each ancho
 ShapeContext partitions (8: 2 radial shells [r1, r2), [r2, ∞) x 4 angular bins, the released checkpoints; or
 4: above / below x inner / outer, CSC's fast_partition) in voxel units, and PointInfoNCE is computed once per
 partition with only that partition's points as negatives (logits of the others masked out, the positive kept);
-the scene's loss is the mean over partitions, the batch's the mean over scenes. world_space=True (the launch
-script's data.world_space) partitions in the scene's pre-augmentation frame, False in view a's voxel frame.
+the scene's loss is the mean over partitions, the batch's the mean over scenes. world_space=True (the released
+trainer's rule) partitions in the scene's pre-augmentation frame, False in view a's voxel frame.
 views.source = "frames" (with views.frames_root) trains on RGB-D frame pairs as the original (baselines.pairs);
 world_space then partitions in world coordinates.
 """
@@ -40,7 +40,8 @@ class CSCConfig(BaseModel):
 
     train: TrainPreset = get_preset("cpu-small")  # backbone, voxels, batch size, seed (FreePoint's presets)
     views: PairViewConfig = PairViewConfig()  # how the two views are cut; views.source frames: RGB-D pairs
-    # SGD 0.1 / 0.8; ExponentialLR(opt.exp_gamma 0.99) stepped every trainer.lr_update_freq = 1000 iterations
+    # SGD lr 0.1 (pretrain_sparseconv.sh opt.lr), momentum 0.8, weight decay 1e-4 (config/defaults.yaml);
+    # ExponentialLR(opt.exp_gamma 0.99) stepped every trainer.lr_update_freq = 1000 iterations
     # of trainer.batch_size = 32 scenes over misc.num_gpus = 8 (scripts/pretrain_sparseconv.sh; the step:
     # lib/ddp_trainer.py PointNCELossTrainer.train; ddp_train.py gives each GPU 32 / 8). reference_batch 32 counts
     # the decay in samples seen (at batch 4 on one device, counted in steps, it fell to ~3e-4 of its start over
@@ -49,11 +50,13 @@ class CSCConfig(BaseModel):
     optim: OptimConfig = OptimConfig(decay_every=1000, reference_batch=32, dampening=0.0)
     epochs: int = Field(10, ge=1)  # passes over the scans (paper preset: see PRESETS)
     temperature: float = Field(0.4, gt=0)  # misc.nceT
-    num_points: int = Field(4096, ge=2)  # misc.npos: matched points sampled per scene
+    num_points: int = Field(4096, ge=2)  # misc.npos: matched points sampled per scene (PartitionPointNCELossTrainer)
     num_partitions: Literal[8, 4] = 8  # 8: 2 radial x (nbins_xy 2 x nbins_zy 2) angular; 4: fast_partition
-    r1: float = Field(2.0, ge=0)  # shape_context.r1, inner radius in voxels
+    r1: float = Field(2.0, ge=0)  # shape_context.r1, inner radius in voxels (paper preset: in metres, see PRESETS)
     r2: float = Field(20.0, gt=0)  # shape_context.r2, outer radius in voxels
-    world_space: bool = True  # data.world_space: partitions in pre-augmentation coordinates
+    # True: partitions in the pre-augmentation frame, as the released trainer always does (lib/ddp_trainer.py
+    # apply_transform undoes each view's T0 before ShapeContext; there is no data.world_space setting)
+    world_space: bool = True
     use_rgb: bool = True  # the released trainer feeds colours (misc.use_color_feat)
     # the original's budget in samples seen (PAPER_BUDGET); when set, the run trains the epochs it derives from the
     # pretraining scenes and `epochs` is not read. Left out of the record at None (configs keep their ids).
@@ -67,9 +70,22 @@ class CSCConfig(BaseModel):
 PRESETS: dict[str, dict[str, Any]] = {
     # 1024 anchors per scene: the (P, P) partition matrix of 4096 takes ~5 s per scene on one CPU core
     "cpu-small": {"epochs": 10, "num_points": 1024, "views": {"max_points": 20_000}},
-    # The launch script's budget in samples (PAPER_BUDGET: 100k iterations x 32 pairs, 8 GPUs x 4): 2665 epochs over
-    # ScanNet's 1201 training scans; 4 pairs per device.
-    "paper": {"budget": PAPER_BUDGET.model_dump(), "train": {"batch_size": 4}},
+    # facebookresearch/ContrastiveSceneContexts pretrain/contrastive_scene_contexts/scripts/pretrain_sparseconv.sh and
+    # the code it runs (tests/baselines/test_paper_recipes.py holds each value with its file):
+    "paper": {
+        # the launch script's budget in samples (PAPER_BUDGET: 100k iterations x 32 pairs, 8 GPUs x 4): 2665 epochs
+        # over ScanNet's 1201 training scans; 4 pairs per device (ddp_train.py: 32 / 8). BatchNorm momentum
+        # opt.bn_momentum 0.05 (config/defaults.yaml, read by model/res16unet.py)
+        "budget": PAPER_BUDGET.model_dump(), "train": {"batch_size": 4, "bn_momentum": 0.05},
+        # shape_context.r1 2 and r2 20 voxels of its data.voxel_size 0.025: 5 cm and 0.5 m, here in 2 cm voxels
+        "r1": 2.5, "r2": 25.0,
+        # Views as lib/ddp_data_loaders.py makes them (data.random_rotation_z True, random_rotation_xyz False in
+        # defaults.yaml): rotation about z in ±π and about x and y in ±π/64 (sample_random_trans_z; the views'
+        # defaults), no scale (make_data_loader: random_scale=False), no flips, no position noise; colour noise
+        # Jitter N(0, 0.01) on 0..255 colours (lib/transforms.py), 0.01 / 255 on 0..1 colours (with p 0.95 there)
+        "views": {"scale_min": 1.0, "scale_max": 1.0, "flip": 0.0, "jitter_sigma_m": 0.0, "color_shift": 0.0,
+                  "color_jitter": 0.01 / 255},
+    },
 }
 
 

@@ -78,9 +78,18 @@ class DepthContrastConfig(BaseModel):
 PRESETS: dict[str, dict[str, Any]] = {
     # A small queue (a batch of 2 scenes gives 2 keys per step: 16 fill in 8 steps) and few epochs on the CPU.
     "cpu-small": {"epochs": 10, "queue_size": 16},
-    # BATCHSIZE_PER_REPLICA 32 in the template, one replica per device here; the scaled budget (PAPER_BUDGET: 37,500
-    # steps of 32): 1000 epochs over ScanNet's 1201 training scans.
-    "paper": {"budget": PAPER_BUDGET.model_dump(), "train": {"batch_size": 32}},
+    # facebookresearch/DepthContrast configs/point_vox_template.yaml and the code it runs (tests/baselines/
+    # test_paper_recipes.py holds each value with its file):
+    "paper": {
+        # BATCHSIZE_PER_REPLICA 32 in the template, one replica per device here; the scaled budget (PAPER_BUDGET:
+        # 37,500 steps of 32): 1000 epochs over ScanNet's 1201 training scans.
+        "budget": PAPER_BUDGET.model_dump(), "train": {"batch_size": 32},
+        # The voxel views' augmentations (POINT_TRANSFORMS, datasets/transforms/augment3d.py): RandomScale
+        # U(0.8, 1.2), RandomFlip of x and of y with p 0.5 each (the views' default); no position or colour noise
+        # (the voxel input's colour transforms and the voxelizer's augmentation run only for split "TRAIN" in
+        # datasets/depth_dataset.py, whose split is "train")
+        "views": {"scale_min": 0.8, "scale_max": 1.2, "jitter_sigma_m": 0.0, "color_shift": 0.0, "color_jitter": 0.0},
+    },
 }
 
 

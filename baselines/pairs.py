@@ -18,8 +18,9 @@ epoch takes one random pair per scene (seeded like the scene views) through data
 
 Each view goes through engine.data.make_sample (train=False: the views are already augmented), so the input
 channels are the fine-tuning model's (rgb - 0.5, normalised xyz); use_rgb=False zeroes the rgb channels
-(geometry-only input: every scene grey). A voxel of a matches at most one voxel of b and vice versa, chosen at
-random among the point matches between them. Views are seeded by (preset.seed, epoch, scene index).
+(geometry-only input: every scene grey), or, where colour is the whole input (input_features rgb), sets every
+channel to 1 (PointContrast's constant input). A voxel of a matches at most one voxel of b and vice versa,
+chosen at random among the point matches between them. Views are seeded by (preset.seed, epoch, scene index).
 """
 
 from __future__ import annotations
@@ -87,7 +88,14 @@ def pair_sample(name: str, pair: ViewPair, preset: TrainPreset, rng: np.random.G
         feats = sample["feats"]
         if not use_rgb:
             feats = feats.copy()
-            feats[:, :3] = 0.0  # rgb - 0.5 of a grey scene: the channels stay, the colour is gone
+            if preset.input_features == "rgb":
+                # colour alone is the input: all-zero features would carry nothing through the sparse convolutions,
+                # so geometry-only is PointContrast's constant input, ones (its ScanNetMatchPairDataset's "dummy
+                # color": feats np.ones((N, 3)), facebookresearch/PointContrast pretrain/pointcontrast/lib/
+                # ddp_data_loaders.py)
+                feats[:] = 1.0
+            else:
+                feats[:, :3] = 0.0  # rgb - 0.5 of a grey scene: the channels stay, the colour is gone
         out[f"{key}_coords"], out[f"{key}_feats"] = sample["coords"], feats
         inverses.append(sample["inverse"])
         if key == "a":
@@ -344,9 +352,10 @@ class PairPretext(TrainedPretext):
                                progress=progress)
 
     def input_extra(self, config: Any) -> dict[str, Any]:
-        """Returns {"rgb": "used" | "zeroed"} (whether the rgb input channels carried the colours), plus
-        {"views": "frames"} for RGB-D frame pairs."""
-        extra = {"rgb": "used" if config.use_rgb else "zeroed"}
+        """Returns {"rgb": "used" | "zeroed" | "ones"} (whether the rgb input channels carried the colours; "ones":
+        geometry-only on a colour-only input, see pair_sample), plus {"views": "frames"} for RGB-D frame pairs."""
+        geometry = "ones" if config.train.input_features == "rgb" else "zeroed"
+        extra = {"rgb": "used" if config.use_rgb else geometry}
         if getattr(config.views, "source", "scene") == "frames":
             extra["views"] = "frames"
         return extra

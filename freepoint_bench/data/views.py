@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 from scipy.spatial import cKDTree
 
+from freepoint_bench.config import omit_at_default
 from freepoint_bench.data.scene import Scene
 from freepoint_bench.data.transforms import voxelize
 from freepoint_bench.errors import DataError
@@ -48,6 +49,7 @@ __all__ = [
     "ViewConfig",
     "ViewPair",
     "augment_view",
+    "axis_rotation",
     "backproject_depth",
     "downsample_frame",
     "frame_overlap",
@@ -79,12 +81,24 @@ class ViewConfig(BaseModel):
     color_jitter: float = Field(0.05, ge=0)  # per-point Gaussian rgb noise std, 0..1 colours (MSC ChromaticJitter)
     grid_size_m: float = Field(0.02, gt=0)  # grid sampling: one random point per cell of this edge (MSC: 2 cm)
     match_radius_m: float = Field(0.03, gt=0)  # correspondence radius in pre-augmentation coordinates (MSC: 3 cm)
+    # True: the rotation is about a random axis instead of z, PointContrast's sample_random_trans
+    # (facebookresearch/PointContrast pretrain/pointcontrast/lib/ddp_data_loaders.py): the axis drawn uniformly in
+    # the cube [-1/2, 1/2]^3 and normalised, the angle uniform in ±rotate_z (its rotation_range 360: ±π). The
+    # tilts still follow. Left out of the record at its default (configs keep their ids)
+    free_rotation: bool = False
 
     @model_validator(mode="after")
     def _scale_order(self) -> ViewConfig:
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min {self.scale_min} > scale_max {self.scale_max}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        return omit_at_default(self, handler(self), VIEW_OMITTED_AT_DEFAULT)
+
+
+VIEW_OMITTED_AT_DEFAULT = ("free_rotation",)  # ViewConfig fields added after its records were first written
 
 
 OverlapRule = Literal["min", "max"]  # how frame_overlap reduces its two directions
@@ -113,7 +127,7 @@ class PairViewConfig(ViewConfig):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         # scene views record no frame fields: their configs, run records and checkpoint ids stay the ViewConfig's
-        data = handler(self)
+        data = omit_at_default(self, handler(self), VIEW_OMITTED_AT_DEFAULT)
         if self.source == "scene":
             for key in ("source", *FRAME_FIELDS):
                 data.pop(key, None)
@@ -193,14 +207,31 @@ def _rotation(axis: int, angle: float) -> np.ndarray:
     return r
 
 
+def axis_rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Returns the (3, 3) rotation by `angle` (right-handed) about `axis` (any non-zero length): Rodrigues'
+    formula, equal to PointContrast's expm(cross(I, axis / |axis| * angle))."""
+    k = np.asarray(axis, dtype=np.float64)
+    norm = float(np.linalg.norm(k))
+    if norm == 0.0:
+        return np.eye(3)
+    x, y, z = k / norm
+    skew = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + math.sin(angle) * skew + (1.0 - math.cos(angle)) * (skew @ skew)
+
+
 def augment_view(
     xyz: np.ndarray, rgb: np.ndarray, config: ViewConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns (xyz float64, rgb float32, transform (4, 4)): the points rotated about z, tilted about x and y,
-    scaled and flipped about their bounding-box centre (transform), then jittered and colour-jittered."""
+    """Returns (xyz float64, rgb float32, transform (4, 4)): the points rotated about z (free_rotation: about a
+    random axis), tilted about x and y, scaled and flipped about their bounding-box centre (transform), then
+    jittered and colour-jittered."""
     xyz = np.asarray(xyz, dtype=np.float64)
     centre = (xyz.min(axis=0) + xyz.max(axis=0)) / 2.0
-    linear = _rotation(2, rng.uniform(-config.rotate_z, config.rotate_z))
+    if config.free_rotation:
+        axis = rng.random(3) - 0.5
+        linear = axis_rotation(axis, rng.uniform(-config.rotate_z, config.rotate_z))
+    else:
+        linear = _rotation(2, rng.uniform(-config.rotate_z, config.rotate_z))
     linear = _rotation(0, rng.uniform(-config.tilt, config.tilt)) @ linear
     linear = _rotation(1, rng.uniform(-config.tilt, config.tilt)) @ linear
     linear = rng.uniform(config.scale_min, config.scale_max) * linear

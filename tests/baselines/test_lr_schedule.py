@@ -2,9 +2,10 @@
 (issue 29 item 7).
 
 The originals (facebookresearch/PointContrast pretrain/pointcontrast, facebookresearch/ContrastiveSceneContexts
-pretrain/contrastive_scene_contexts): SGD at lr 0.1, torch's ExponentialLR(gamma 0.99) stepped every
+pretrain/contrastive_scene_contexts): SGD at lr 0.05 (PointContrast's PointInfoNCE launcher scripts/ddp_launch.sh)
+and 0.1 (CSC's scripts/pretrain_sparseconv.sh), torch's ExponentialLR(gamma 0.99) stepped every
 trainer.lr_update_freq iterations (PointContrast 250, CSC 1000) of a global batch of 32 scenes (8 GPUs x 4).
-After i iterations their rate is 0.1 * 0.99 ** (i // lr_update_freq), written out below without the code under
+After i iterations their rate is lr * 0.99 ** (i // lr_update_freq), written out below without the code under
 test; their extra scheduler step at iteration 1 (a constant factor 0.99) is left out here as in the baselines.
 """
 
@@ -21,13 +22,13 @@ from freepoint_bench.pretext.base import get_method
 from freepoint_bench.pretext.training import OptimConfig, global_batch
 
 ORIGINAL_BATCH = 32
-# method: (lr_update_freq, iterations of the launch script the paper preset's epochs were sized from)
-ORIGINALS = {"pointcontrast": (250, 60_000), "csc": (1000, 100_000)}
+# method: (lr_update_freq, iterations of the launch script the paper preset's epochs were sized from, its opt.lr)
+ORIGINALS = {"pointcontrast": (250, 60_000, 0.05), "csc": (1000, 100_000, 0.1)}
 
 
-def original_lr(samples: int, update_freq: int) -> float:
-    """The original's rate after `samples` scenes: 0.1 * 0.99 ** (iterations // lr_update_freq) at batch 32."""
-    return 0.1 * 0.99 ** ((samples // ORIGINAL_BATCH) // update_freq)
+def original_lr(samples: int, update_freq: int, lr: float) -> float:
+    """The original's rate after `samples` scenes: lr * 0.99 ** (iterations // lr_update_freq) at batch 32."""
+    return lr * 0.99 ** ((samples // ORIGINAL_BATCH) // update_freq)
 
 
 def lr_after(optim: OptimConfig, steps: int, batch: int, total_steps: int) -> float:
@@ -43,26 +44,26 @@ def lr_after(optim: OptimConfig, steps: int, batch: int, total_steps: int) -> fl
 @pytest.mark.parametrize(("batch", "devices"), [(4, 1), (8, 4), (2, 3)])
 @pytest.mark.parametrize("method", sorted(ORIGINALS))
 def test_final_and_mid_run_rate_match_the_original(method, batch, devices):
-    update_freq, iterations = ORIGINALS[method]
+    update_freq, iterations, lr = ORIGINALS[method]
     config = get_method(method).default_config("paper", batch_size=batch)
-    assert config.optim.lr == 0.1 and config.optim.gamma == 0.99
+    assert config.optim.lr == lr and config.optim.gamma == 0.99
     g = batch * devices
     samples = iterations * ORIGINAL_BATCH
     steps = -(-samples // g)  # the first step at which the run has seen the original's budget
     for at in (steps // 3, steps // 2, steps):
-        assert lr_after(config.optim, at, g, steps) == pytest.approx(original_lr(at * g, update_freq), rel=1e-12)
-    # the end of the originals' budgets: PointContrast 0.1 * 0.99 ** 240 = 0.0090, CSC 0.1 * 0.99 ** 100 = 0.0366
-    expected = {"pointcontrast": 0.1 * 0.99**240, "csc": 0.1 * 0.99**100}[method]
+        assert lr_after(config.optim, at, g, steps) == pytest.approx(original_lr(at * g, update_freq, lr), rel=1e-12)
+    # the end of the originals' budgets: PointContrast 0.05 * 0.99 ** 240 = 0.0045, CSC 0.1 * 0.99 ** 100 = 0.0366
+    expected = {"pointcontrast": 0.05 * 0.99**240, "csc": 0.1 * 0.99**100}[method]
     assert lr_after(config.optim, steps, g, steps) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("method", sorted(ORIGINALS))
 def test_counted_in_steps_the_rate_collapses_at_batch_4_on_one_device(method):
     # what the schedule did before reference_batch (issue 29): 8x the steps of the original for the same samples
-    update_freq, iterations = ORIGINALS[method]
+    update_freq, iterations, lr = ORIGINALS[method]
     steps = iterations * ORIGINAL_BATCH // 4
     optim = get_method(method).default_config("paper").optim.model_copy(update={"reference_batch": None})
-    counted_in_steps = lr_after(optim, steps, 4, steps) / 0.1
+    counted_in_steps = lr_after(optim, steps, 4, steps) / lr
     assert counted_in_steps == pytest.approx(0.99 ** (8 * iterations // update_freq), rel=1e-12)
     assert counted_in_steps < {"pointcontrast": 1e-8, "csc": 4e-4}[method]
 
@@ -71,10 +72,10 @@ def test_counted_in_steps_the_rate_collapses_at_batch_4_on_one_device(method):
 def test_at_the_originals_global_batch_the_schedule_is_unchanged(method):
     # 4 scenes x 8 devices (the originals' split) or 8 x 4: every step's rate is the step-counted one
     optim = get_method(method).default_config("paper").optim
-    update_freq = ORIGINALS[method][0]
+    update_freq, _, lr = ORIGINALS[method]
     for step in [*range(0, 3 * update_freq + 2, 7), update_freq - 1, update_freq, 2 * update_freq, 10**5]:
         assert optim.lr_factor(step, 32, 10**6) == 0.99 ** (step // update_freq)
-        assert lr_after(optim, max(step, 1), 32, 10**6) == pytest.approx(0.1 * 0.99 ** (max(step, 1) // update_freq))
+        assert lr_after(optim, max(step, 1), 32, 10**6) == pytest.approx(lr * 0.99 ** (max(step, 1) // update_freq))
 
 
 def test_global_batch_counts_devices_nodes_and_accumulation():

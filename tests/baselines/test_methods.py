@@ -122,10 +122,11 @@ def test_interrupted_run_resumes_from_last_ckpt(store, tmp_path):
 
 def test_config_overrides_route_and_paper_presets_keep_the_released_values():
     pc = get_method("pointcontrast").default_config("paper")
-    assert (pc.temperature, pc.num_pairs, pc.use_rgb, pc.optim.lr, pc.optim.momentum) == (0.4, 4096, False, 0.1, 0.8)
+    assert (pc.temperature, pc.num_pairs, pc.use_rgb, pc.optim.lr, pc.optim.momentum) == (0.4, 4096, False, 0.05, 0.8)
     assert pc.train.backbone == "34C" and pc.optim.schedule == "exponential"
     csc = get_method("csc").default_config("paper")
-    assert (csc.num_partitions, csc.r1, csc.r2, csc.num_points, csc.temperature) == (8, 2.0, 20.0, 4096, 0.4)
+    # r1, r2: the launch script's 2 and 20 voxels of 2.5 cm, here in 2 cm voxels (test_paper_recipes.py)
+    assert (csc.num_partitions, csc.r1, csc.r2, csc.num_points, csc.temperature) == (8, 2.5, 25.0, 4096, 0.4)
     dc = get_method("depthcontrast").default_config("paper")
     assert (dc.momentum, dc.queue_size, dc.embedding_dim, dc.temperature) == (0.999, 131072, 128, 0.1)
     assert (dc.optim.momentum, dc.optim.schedule) == (0.9, "cosine")
