@@ -118,7 +118,7 @@ def _scene(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def step_syncs(points: int, scenes: int, queries: int, backbone: str, voxel_size: float,
                device: torch.device, sample_sizes: tuple[int, ...] | None = None) -> dict[str, Counter[str]]:
     """Returns the syncs of one training step (forward, loss, backward) per component; sample_sizes: the decoder's
-    training-time attention samples per level (DecoderConfig.sample_sizes; the paper preset's Mask3D values)."""
+    training-time attention samples per level (DecoderConfig.sample_sizes: Mask3D's sampling rule)."""
     torch.manual_seed(0)
     config = SegmenterConfig(backbone=TINY.backbone.model_copy(update={"preset": backbone}),
                              decoder=DecoderConfig(num_queries=queries, sample_sizes=sample_sizes))
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--voxel-size", type=float, default=0.05, help="metres")
     parser.add_argument("--sample-sizes", default=None,
                         help="the decoder's attention samples per level in training, e.g. 800,3200,12800,51200 "
-                             "(the paper preset's; default: every voxel)")
+                             "(Mask3D's sizes for strides 8-1; default: every voxel)")
     args = parser.parse_args(argv)
     sizes = None if args.sample_sizes is None else tuple(int(v) for v in args.sample_sizes.split(","))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -7,7 +7,8 @@
 #               pretraining and fine-tuning steps at 200k loss points, the evaluation device, PointContrast's
 #               logging under one-GPU DDP (NCCL), RAMA against GAEC + Kernighan-Lin
 #   syncs       benchmarks/bench_host_syncs.py, 34C at 2 cm: host syncs of a training step with every voxel attended
-#               and with the paper preset's attention samples (800,3200,12800,51200): sampling must add none
+#               and with Mask3D's attention sampling (sizes 800,3200,12800,51200 on strides 8-1; the paper preset
+#               samples 200,800,3200,12800 on strides 16-2 by the same code): sampling must add none
 #   throughput  benchmarks/bench_throughput.py: step time, samples/s, peak memory of every method and of
 #               fine-tuning, paper preset, 16-mixed / bf16-mixed / 32-true -> $OUT/throughput.json (copy it to
 #               benchmarks/device/throughput.json, where --plan looks)
