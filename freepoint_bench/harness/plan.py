@@ -234,7 +234,8 @@ def summarise_recipe(spec: ProtocolSpec, rec: Recipe, preset: str) -> RecipeSumm
     dropped = "" if spec.dropped == DEFAULT_DROPPED else f" dropped={spec.dropped}"
     lines = [("task", f"task={spec.task} preset={preset}{dropped}"),
              ("budget", budget),
-             ("model", _fields(train, model if spec.semantic else [*model[:1], "num_queries", *model[1:]])),
+             ("model", _fields(train, model if spec.semantic else
+                               [*model[:1], "num_queries", "attention_levels", "attention_sample_sizes", *model[1:]])),
              ("crop", f"{crop} {_fields(train, ['max_loss_points'])}"),
              ("augment", _fields(train.augment, list(type(train.augment).model_fields)))]
     if not spec.semantic:  # the semantic tasks score per-voxel classes; InferenceConfig is not read
