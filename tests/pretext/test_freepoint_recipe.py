@@ -25,7 +25,7 @@ from freepoint_bench.pretext.base import get_method
 from freepoint_bench.pretext.freepoint import labels_marker, pseudo_label_recipe
 
 # as tests/pretext/test_pinned_ids.py pins them: deep_features at its default leaves them where they were
-DEFAULT_CONFIG_HASHES = {"cpu-small": "424eb1df19371f23", "paper": "a62c4b7d701c1de2"}
+DEFAULT_CONFIG_HASHES = {"cpu-small": "424eb1df19371f23", "paper": "7b1caad50695caaa"}
 FAST = {"voxel_size_m": 0.15, "num_queries": 8, "batch_size": 2, "epochs1": 1, "epochs2": 1}
 RECIPE_KEYS = ["affinities", "deep_features", "features", "normal_affinity", "paper_differences", "sigmas", "solver"]
 FEATURES_ID = "csc-synthetic-0123456789"
