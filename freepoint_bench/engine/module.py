@@ -69,6 +69,7 @@ def segmenter_config(preset: TrainPreset, num_classes: int = 0) -> SegmenterConf
             position_scale=None if preset.position_scale_m is None else preset.position_scale_m / preset.voxel_size_m,
             voxels_per_query=preset.voxels_per_query,
             sample_sizes=preset.attention_sample_sizes,
+            attn_mask_rule=preset.attention_mask_rule,
         ),
     )
 

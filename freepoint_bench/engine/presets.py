@@ -63,7 +63,8 @@ class AugmentConfig(BaseModel):
 
 
 OMITTED_AT_DEFAULT = ("widen", "input_features", "crop", "crop_length_m", "crop_min_points", "color_mean",
-                      "color_std", "attention_sample_sizes", "attention_levels")  # omitted from the record at default
+                      "color_std", "attention_sample_sizes", "attention_levels",
+                      "attention_mask_rule")  # omitted from the record at default
 # Mask3D's colour normalisation of ScanNet (A.Normalize(mean, std) on colours / 255): the default color_mean_std of
 # SemanticSegmentationDataset in Mask3D's datasets/semseg.py, "mean std values from scannet". Its S3DIS values are not
 # in its repository: datasets/preprocessing/s3dis_preprocessing.py (compute_color_mean_std) writes them per held-out
@@ -113,6 +114,11 @@ class TrainPreset(BaseModel):
     # most this many voxels per attended level, coarse to fine (the strides of attention_levels), per step; None:
     # every voxel
     attention_sample_sizes: tuple[PositiveInt, ...] | None = None
+    # How the cross-attention's threshold mask pools the previous prediction's masks onto an attended level
+    # (models.decoder.DecoderConfig.attn_mask_rule): "probability-mean" averages the sigmoid over the level voxel's
+    # input voxels; "mask3d" is Mask3D's (models/mask3d.py mask_module): the logits average-pooled 2x at a time up to
+    # the level (MinkowskiAvgPooling, a mean of means), then sigmoid < 0.5
+    attention_mask_rule: Literal["probability-mean", "mask3d"] = "probability-mean"
     # -- data
     voxel_size_m: float = Field(0.02, gt=0)  # voxel edge, metres (Mask3D/FreePoint: 2 cm)
     use_xyz_features: bool = True  # append normalised xyz to the rgb features (Mask3D: add_raw_coordinates)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
@@ -36,6 +36,19 @@ class DecoderConfig(BaseModel):
     levels: tuple[int, ...] = (0, 1, 2, 3)
     num_classes: int = Field(0, ge=0)  # 0 = class-agnostic (objectness only); C adds C + 1 logits
     attn_mask_threshold: float = Field(0.5, gt=0, lt=1)  # Mask3D: voxels with p < 0.5 are masked out
+    # How the cross-attention's threshold mask of a level voxel comes from the previous prediction's full-resolution
+    # mask logits (either way a query is blocked where the pooled value is below attn_mask_threshold, without
+    # gradient). "probability-mean": the mean of the sigmoid over the input voxels inside the level voxel.
+    # "mask3d": Mask3D's rule (JonasSchult/Mask3D models/mask3d.py mask_module): the logits are average-pooled 2x at
+    # a time from the stride-1 voxels up to the attended stride (`self.pooling = MinkowskiAvgPooling(kernel_size=2,
+    # stride=2)` applied num_pooling_steps = len(aux) - hlevel - 1 times, in float), each coarser voxel the mean of
+    # its existing children (MinkowskiAvgPooling divides by the number of inputs present, not the kernel's volume),
+    # then `attn_mask.F.detach().sigmoid() < 0.5`: a nested mean of logits, so a child holding one input voxel
+    # weighs as much as one holding eight, and the threshold is on the sigmoid of the mean logit, not the mean
+    # probability. The children of a voxel at stride s are the stride-s/2 voxels of the backbone's next level
+    # (coords // 2; models.backbone's down convs are kernel 2, stride 2, so every level holds exactly the parents of
+    # the next). Left out of the record at "probability-mean".
+    attn_mask_rule: Literal["probability-mean", "mask3d"] = "probability-mean"
     fourier_scale: float = Field(1.0, gt=0)  # Mask3D gauss_scale of the Fourier positional encoding
     fourier_seed: int = 0  # the fixed random Fourier basis
     # Mask3D's use_np_features: queries start from the backbone features of their FPS-sampled voxels
@@ -75,7 +88,7 @@ class DecoderConfig(BaseModel):
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
         # left out at its default: checkpoints record this config, and older ones were written without it
-        return omit_at_default(self, handler(self), ("sample_sizes",))
+        return omit_at_default(self, handler(self), ("sample_sizes", "attn_mask_rule"))
 
 
 @dataclass
@@ -118,6 +131,31 @@ def fps(points: torch.Tensor, n: int) -> torch.Tensor:
     if n > k:
         chosen = chosen[torch.arange(n, device=points.device) % k]
     return chosen
+
+
+def child_to_parent(features: BackboneOutput, b: int, coarsest: int) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Returns {j: (parent, counts)} for the backbone levels j from `coarsest` to the last but one: parent
+    (M_{j+1},) the row among scene b's level-j voxels of each of its level-(j + 1) voxels (coords // 2), counts
+    (M_j,) how many children each level-j voxel has. Consecutive levels must be 2x apart (models.backbone's are:
+    strides 16, 8, 4, 2, 1 with bottleneck_level, 8, 4, 2, 1 without), as Mask3D's pooling steps are."""
+    levels, maps = features.levels, {}
+    scene = [lvl.coords[lvl.coords[:, 0] == b] for lvl in levels[coarsest:]]
+    for k, j in enumerate(range(coarsest, len(levels) - 1)):
+        if levels[j].stride != 2 * levels[j + 1].stride:
+            raise ValueError(f"attn_mask_rule='mask3d' pools 2x per backbone level, but levels {j} and {j + 1} have "
+                             f"strides {levels[j].stride} and {levels[j + 1].stride}; use attn_mask_rule="
+                             "'probability-mean' with this backbone")
+        parent = parent_rows(scene[k + 1], scene[k], 2)
+        maps[j] = (parent, torch.bincount(parent, minlength=len(scene[k])).clamp(min=1))
+    return maps
+
+
+def nested_mean(values: torch.Tensor, steps: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Returns values (Q, M) averaged over the children of each coarser voxel, one (parent, counts) step of
+    child_to_parent's after the other (Mask3D's repeated MinkowskiAvgPooling(kernel_size=2, stride=2)): (Q, M_l)."""
+    for parent, counts in steps:
+        values = values.new_zeros(values.shape[0], counts.shape[0]).index_add_(1, parent, values) / counts
+    return values
 
 
 def position_frame(xyz: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,6 +311,7 @@ class QueryDecoder(nn.Module):
         mask_feats = self.mask_features_head(finest.feats[rows])  # (M_b, d)
 
         memories, key_pos, parents = [], [], []
+        pooling = child_to_parent(features, b, min(cfg.levels)) if cfg.attn_mask_rule == "mask3d" else {}
         for i, lvl in enumerate(cfg.levels):
             level = features.levels[lvl]
             lrows = level.coords[:, 0] == b
@@ -280,7 +319,10 @@ class QueryDecoder(nn.Module):
             centres = (lcoords[:, 1:].float() + 0.5) * level.stride
             memories.append(self.level_projection[i](level.feats[lrows]))
             key_pos.append(self.pos_enc(normalise_positions(centres, lo, hi)))
-            parents.append(parent_rows(fine_coords, lcoords, level.stride))
+            if cfg.attn_mask_rule == "mask3d":  # the 2x steps from the input voxels up to this level, fine to coarse
+                parents.append([pooling[j] for j in range(len(features.levels) - 2, lvl - 1, -1)])
+            else:
+                parents.append(parent_rows(fine_coords, lcoords, level.stride))
 
         q_idx = fps(xyz, num_queries)
         query_xyz = normalise_positions(xyz[q_idx], lo, hi)
@@ -346,15 +388,20 @@ class QueryDecoder(nn.Module):
             return None
         return torch.randperm(n_keys, generator=generator, device=memory.device)[: sizes[level]]
 
-    def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor, n_keys: int,
-                        keys: torch.Tensor | None = None) -> torch.Tensor:
-        """Returns (heads, Q, K) bool, True = not attended (mean probability < threshold), over the level's n_keys
-        voxels or, with `keys`, over those K rows of them (the pooling still averages every input voxel)."""
+    def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor | list[tuple[torch.Tensor, torch.Tensor]],
+                        n_keys: int, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Returns (heads, Q, K) bool, True = not attended (pooled value < threshold, DecoderConfig.attn_mask_rule),
+        over the level's n_keys voxels or, with `keys`, over those K rows of them (the pooling still averages every
+        input voxel). parent: each input voxel's row in the level ("probability-mean"), or the 2x pooling steps from
+        the input voxels up to the level (child_to_parent's, fine to coarse; "mask3d")."""
         with torch.no_grad():
-            probs = mask_logits.sigmoid()
-            pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)
-            counts = torch.bincount(parent, minlength=n_keys).clamp(min=1)
-            blocked = (pooled / counts) < self.config.attn_mask_threshold
+            if isinstance(parent, list):  # Mask3D: sigmoid of the nested mean of the logits, computed in float
+                blocked = nested_mean(mask_logits.float(), parent).sigmoid() < self.config.attn_mask_threshold
+            else:
+                probs = mask_logits.sigmoid()
+                pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)
+                counts = torch.bincount(parent, minlength=n_keys).clamp(min=1)
+                blocked = (pooled / counts) < self.config.attn_mask_threshold
             if keys is not None:  # Mask3D gathers the sampled rows, then applies its empty-row rule to them
                 blocked = blocked[:, keys]
             # A query that would attend to nothing attends to everything (softmax over an empty set is NaN);

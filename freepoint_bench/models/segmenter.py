@@ -74,6 +74,11 @@ class InstanceSegmenter(nn.Module):
             # (left out for the default strides 8, 4, 2, 1: earlier records stay as they were)
             **({"attended_strides": [self.backbone.level_strides[lvl] for lvl in d.levels]}
                if self.config.backbone.bottleneck_level else {}),
+            # the threshold mask's rule (DecoderConfig.attn_mask_rule): no weight depends on it, but it decides which
+            # voxels each query attends, so a decoder trained under one rule computes another function under the
+            # other (as num_heads, also recorded without changing a shape); a strict load into a model of the other
+            # rule is refused. Left out at "probability-mean", so earlier records stay as they were
+            **({"attn_mask_rule": d.attn_mask_rule} if d.attn_mask_rule != "probability-mean" else {}),
         }
 
 
