@@ -226,13 +226,16 @@ def test_a_probe_cell_is_timed_by_its_own_task_row_or_not_at_all(ws, tmp_path):
         path.write_text(json.dumps({"device": "test GPU", "measured": "2025-01-01", "rows": table_rows}))
         plan = make_plan(cells, opts, machine=GPU, throughput=load_throughput(path))
         insseg, semseg = sorted(plan.rows, key=lambda r: r.task.protocol)
-        assert insseg.steps == semseg.steps == 90_000  # the same recipe: the paper preset's 90k steps
+        assert insseg.steps == 90_000  # the paper preset's 90k steps
+        # the rung's own recipe (tests/harness/test_probe_recipes.py): Pointcept's 3000 epochs over its 20 rooms,
+        # floor(20 x 30 / 24) x 100 = 2,500 steps of 24
+        assert semseg.steps == 2_500
         assert insseg.gpu_hours == pytest.approx(90_000 * 0.5 / 3600)
-        assert semseg.finetune.startswith("semseg: 90000 steps") and "semseg" not in insseg.finetune
+        assert semseg.finetune.startswith("semseg: 2500 steps × batch 24") and "semseg" not in insseg.finetune
         if semseg_step is None:
             assert semseg.gpu_hours is None and plan.total_gpu_hours()[1] == 1
         else:
-            assert semseg.gpu_hours == pytest.approx(90_000 * semseg_step / 3600)
+            assert semseg.gpu_hours == pytest.approx(2_500 * semseg_step / 3600)
 
 
 def test_a_malformed_throughput_table_is_refused(tmp_path):

@@ -42,10 +42,11 @@ HASHES = {
     # the synthetic protocols' hashes moved when they gained recipes that learn (issue 28: overrides, hashed)
     "synthetic-s3dis-20pct-masks": "3c2d74c728099db1a1b5baab5cf0782cc9a6b68d94f0d66a79e2df309259d330",
     "synthetic-s3dis-50pct-scenes": "c81f2aacf98e3bff34f5bcf7e23278551f0182b5ef76167698c068b6c09cefcd",
-    # the probe ladder's rungs (issue 28): their task and split_protocol are hashed
-    "s3dis-linear": "6c511b2822a02a4e69e386e37aa442659946718a3baf908fb7f6b7f1ce1bb646",
-    "s3dis-10pct-scenes-semseg": "a544394a5c713f25dc5914ecac7e6ceaf57f74e8a4e7727d9ace3296a7ed230f",
-    "s3dis-20pct-scenes-semseg": "9148a5db116f91f9d8a883efad3fbdd986d8ca530a3bd788e10fff4684abad29",
+    # the probe ladder's rungs (issue 28): their task and split_protocol are hashed; the linear and semantic rungs'
+    # hashes moved when they took Pointcept's recipes (overrides, hashed; no S3DIS results existed to keep)
+    "s3dis-linear": "d4929e3e319018cb5f9176ece6d474f77f8356c95a6fc19ed4d529cdd612dedd",
+    "s3dis-10pct-scenes-semseg": "fc53be5898f594d65acf488b6458e2a3a1c3783a57da48b0609e9286fe81419a",
+    "s3dis-20pct-scenes-semseg": "33ff24a851211eec99f39eaf4481ba3deabf1f89e6a4808eb68e1065a8b86638",
     "s3dis-10pct-masks-frozen": "eaed33da59ae2eb1c762eca5da25b75a41f8433d64a1fb7ccab20c0d79985af4",
     "synthetic-s3dis-linear": "d583dd91bce8ec2a8412c337a6741d0f0510e80c771cd594ece585060ef0b4ed",
     "synthetic-s3dis-50pct-scenes-semseg": "cb3e47a1f2f364e3d57bd05fbc6728e32f472e85a1332ff9924b5e4d6385c578",
