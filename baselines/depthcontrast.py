@@ -20,6 +20,7 @@ for voxels ("does not give performance gain").
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -85,10 +86,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # 37,500 steps of 32): 1000 epochs over ScanNet's 1201 training scans.
         "budget": PAPER_BUDGET.model_dump(), "train": {"batch_size": 32},
         # The voxel views' augmentations (POINT_TRANSFORMS, datasets/transforms/augment3d.py): RandomScale
-        # U(0.8, 1.2), RandomFlip of x and of y with p 0.5 each (the views' default); no position or colour noise
+        # U(0.8, 1.2), RandomFlip of x and of y with p 0.5 each (the views' default); RandomRotateAll: ±π about one
+        # of x, y, z (rotate_one_axis, its axis draws as the code makes them), no tilts; no position or colour noise
         # (the voxel input's colour transforms and the voxelizer's augmentation run only for split "TRAIN" in
         # datasets/depth_dataset.py, whose split is "train")
-        "views": {"scale_min": 0.8, "scale_max": 1.2, "jitter_sigma_m": 0.0, "color_shift": 0.0, "color_jitter": 0.0},
+        "views": {"scale_min": 0.8, "scale_max": 1.2, "jitter_sigma_m": 0.0, "color_shift": 0.0, "color_jitter": 0.0,
+                  "rotate_one_axis": True, "rotate_z": math.pi, "tilt": 0.0},
     },
 }
 

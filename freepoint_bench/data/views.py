@@ -86,11 +86,18 @@ class ViewConfig(BaseModel):
     # the cube [-1/2, 1/2]^3 and normalised, the angle uniform in ±rotate_z (its rotation_range 360: ±π). The
     # tilts still follow. Left out of the record at its default (configs keep their ids)
     free_rotation: bool = False
+    # True: the rotation is about one of x, y and z instead of z, DepthContrast's RandomRotateAll
+    # (facebookresearch/DepthContrast datasets/transforms/augment3d.py): the angle uniform in ±rotate_z (its ±π),
+    # then x when a uniform draw is <= 0.33, else y when a second draw is <= 0.66, else z (so x 0.33, y 0.4422,
+    # z 0.2278, not a third each). The tilts still follow. Left out of the record at its default.
+    rotate_one_axis: bool = False
 
     @model_validator(mode="after")
     def _scale_order(self) -> ViewConfig:
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min {self.scale_min} > scale_max {self.scale_max}")
+        if self.free_rotation and self.rotate_one_axis:
+            raise ValueError("free_rotation and rotate_one_axis are two rotation rules: set one of them")
         return self
 
     @model_serializer(mode="wrap")
@@ -98,7 +105,8 @@ class ViewConfig(BaseModel):
         return omit_at_default(self, handler(self), VIEW_OMITTED_AT_DEFAULT)
 
 
-VIEW_OMITTED_AT_DEFAULT = ("free_rotation",)  # ViewConfig fields added after its records were first written
+# ViewConfig fields added after its records were first written
+VIEW_OMITTED_AT_DEFAULT = ("free_rotation", "rotate_one_axis")
 
 
 OverlapRule = Literal["min", "max"]  # how frame_overlap reduces its two directions
@@ -223,13 +231,19 @@ def augment_view(
     xyz: np.ndarray, rgb: np.ndarray, config: ViewConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (xyz float64, rgb float32, transform (4, 4)): the points rotated about z (free_rotation: about a
-    random axis), tilted about x and y, scaled and flipped about their bounding-box centre (transform), then
-    jittered and colour-jittered."""
+    random axis; rotate_one_axis: about x, y or z), tilted about x and y, scaled and flipped about their
+    bounding-box centre (transform), then jittered and colour-jittered."""
     xyz = np.asarray(xyz, dtype=np.float64)
     centre = (xyz.min(axis=0) + xyz.max(axis=0)) / 2.0
     if config.free_rotation:
         axis = rng.random(3) - 0.5
         linear = axis_rotation(axis, rng.uniform(-config.rotate_z, config.rotate_z))
+    elif config.rotate_one_axis:
+        # RandomRotateAll's draws in its order: the angle, then `random() <= 0.33` for x, a second one `<= 0.66` for
+        # y; its rotx / roty / rotz are the right-handed rotations axis_rotation gives
+        angle = rng.uniform(-config.rotate_z, config.rotate_z)
+        axis = 0 if rng.random() <= 0.33 else 1 if rng.random() <= 0.66 else 2
+        linear = axis_rotation(np.eye(3)[axis], angle)
     else:
         linear = _rotation(2, rng.uniform(-config.rotate_z, config.rotate_z))
     linear = _rotation(0, rng.uniform(-config.tilt, config.tilt)) @ linear

@@ -64,6 +64,11 @@ class OptimConfig(BaseModel):
     steps for the same samples) decays 8x as often. With reference_batch the rate is the original's function of
     samples seen on any batch size, device count and accumulation. cosine: from lr down to final_lr over the run
     (DepthContrast), the same function of the run's fraction whatever the batch; constant: lr throughout.
+    poly: lr * (1 - k / (n + 1)) ** power, CSC's PolyLR (facebookresearch/ContrastiveSceneContexts
+    downstream/semseg/lib/solvers.py, stepped once per iteration by lib/ddp_trainer.py, max_iter its n) with n the
+    run's total optimiser steps and k the steps taken, or with reference_batch set both counted in steps of that
+    global batch (k as above, n = total_steps * global batch // reference_batch), so that a run that sees the
+    original's samples ends on the original's last rate on any batch and device count.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -73,17 +78,20 @@ class OptimConfig(BaseModel):
     momentum: float = Field(0.8, ge=0, lt=1)  # PointContrast / CSC opt.momentum (DepthContrast: 0.9)
     dampening: float = Field(0.1, ge=0, lt=1)  # PointContrast / CSC opt.sgd_dampening
     weight_decay: float = Field(1e-4, ge=0)  # all three: 1e-4
-    schedule: Literal["exponential", "cosine", "constant"] = "exponential"
+    schedule: Literal["exponential", "cosine", "constant", "poly"] = "exponential"
     gamma: float = Field(0.99, gt=0, le=1)  # ExpLR factor (PointContrast / CSC opt.exp_gamma)
     decay_every: int = Field(250, ge=1)  # steps between ExpLR factors (their launch scripts' lr_update_freq)
     final_lr: float = Field(0.0, ge=0)  # cosine end point (DepthContrast: base_lr / 1000)
-    # global batch (scenes per optimiser step, all devices) that decay_every's steps are counted at; None: this
-    # run's own optimiser steps. Left out of the config's record at None, so configs without it keep their ids.
+    # global batch (scenes per optimiser step, all devices) that decay_every's (and poly's) steps are counted at;
+    # None: this run's own optimiser steps. Left out of the config's record at None (configs keep their ids).
     reference_batch: int | None = Field(None, ge=1)
+    # poly's exponent (CSC downstream/semseg config/default.yaml optimizer.poly_power). Left out of the record at
+    # its default, so configs without it keep their ids.
+    power: float = Field(0.9, gt=0)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: Any) -> dict[str, Any]:
-        return omit_at_default(self, handler(self), ("reference_batch",))
+        return omit_at_default(self, handler(self), ("reference_batch", "power"))
 
     def lr_factor(self, step: int, global_batch: int, total_steps: int) -> float:
         """Returns the factor on lr after `step` optimiser steps of `global_batch` scenes in a run of total_steps."""
@@ -93,6 +101,11 @@ class OptimConfig(BaseModel):
             k = step if self.reference_batch is None else step * global_batch // self.reference_batch
             return self.gamma ** (k // self.decay_every)
         total = max(int(total_steps), 1)
+        if self.schedule == "poly":
+            k, n = step, total
+            if self.reference_batch is not None:
+                k, n = step * global_batch // self.reference_batch, max(total * global_batch // self.reference_batch, 1)
+            return (1 - min(k, n) / (n + 1)) ** self.power
         floor = self.final_lr / self.lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
@@ -166,7 +179,7 @@ UNREAD_TRAIN_FIELDS: dict[str, str] = {
     "lr": "its optimiser is the optim group: set optim.lr",
     "weight_decay": "its optimiser is the optim group: set optim.weight_decay",
     "schedule": "its optimiser is the optim group: set optim.schedule",
-    "onecycle_pct_start": "its schedule is optim.schedule (exponential, cosine or constant), never OneCycle",
+    "onecycle_pct_start": "its schedule is optim.schedule (exponential, cosine, poly or constant), never OneCycle",
 }
 
 

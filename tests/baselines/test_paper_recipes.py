@@ -2,12 +2,14 @@
 "the baselines train as their originals"): one row per setting that is set or confirmed, with the original's value
 as that file gives it, written out by hand from the repositories (facebookresearch/PointContrast,
 facebookresearch/ContrastiveSceneContexts, facebookresearch/DepthContrast), not read from the presets. Settings
-that cannot be matched (frame pairs vs scan crops, the shared 34C / stem 5 / 2 cm backbone, the supervised run's
-PolyLR) are documented deviations in docs/fidelity.md and have no row here.
+that cannot be matched (frame pairs vs scan crops, the shared 34C / stem 5 / 2 cm backbone) are documented
+deviations in docs/fidelity.md and have no row here.
 
 The cpu-small configs are pinned by their hashes from before the paper presets were audited: the audit moves only
 paper values. free_rotation (PointContrast's random-axis rotation) is checked against the original's matrix
-exponential, and the geometry-only input of a colour-only preset against the original's constant ones.
+exponential, rotate_one_axis (DepthContrast's RandomRotateAll) against its rotx / roty / rotz and axis draws, and the
+geometry-only input of a colour-only preset against the original's constant ones. The supervised run's PolyLR is
+checked against CSC's formula in test_poly_schedule.py.
 """
 
 from __future__ import annotations
@@ -127,6 +129,9 @@ ROWS = [
     ("depthcontrast", "scale", lambda c: (c.views.scale_min, c.views.scale_max), (0.8, 1.2),
      DC + "datasets/transforms/augment3d.py RandomScale"),
     ("depthcontrast", "flips", lambda c: c.views.flip, 0.5, DC + "datasets/transforms/augment3d.py RandomFlip"),
+    ("depthcontrast", "rotation", lambda c: (c.views.rotate_one_axis, c.views.free_rotation, c.views.rotate_z,
+                                             c.views.tilt), (True, False, math.pi, 0.0),
+     DC + "configs/point_vox_template.yaml RandomRotateAll; augment3d.py: ±π about x, y or z, no tilt"),
     ("depthcontrast", "position noise", lambda c: c.views.jitter_sigma_m, 0.0,
      DC + "datasets/transforms/augment3d.py RandomNoise: points only"),
     ("depthcontrast", "colour noise", lambda c: (c.views.color_shift, c.views.color_jitter), (0.0, 0.0),
@@ -140,6 +145,8 @@ ROWS = [
      SEMSEG + "scripts/train_scannet.sh optimizer.max_iter, data.batch_size"),
     ("supervised", "SGD", lambda c: (c.optim.optimizer, c.optim.momentum, c.optim.dampening, c.optim.weight_decay),
      ("sgd", 0.9, 0.1, 1e-4), SEMSEG + "config/default.yaml; lib/solvers.py initialize_optimizer"),
+    ("supervised", "schedule", lambda c: (c.optim.schedule, c.optim.power, c.optim.reference_batch), ("poly", 0.9, 48),
+     SEMSEG + "scripts/train_scannet.sh optimizer.scheduler=PolyLR; config/default.yaml poly_power; lib/solvers.py"),
     ("supervised", "BatchNorm momentum", lambda c: c.train.bn_momentum, 0.02,
      SEMSEG + "config/default.yaml optimizer.bn_momentum"),
     ("supervised", "voxel", lambda c: c.train.voxel_size_m, 0.02, SEMSEG + "datasets/scannet.py 2cm dataset"),
@@ -204,6 +211,59 @@ def test_free_rotation_is_pointcontrasts_random_axis_rotation():
     expected = expm(np.cross(np.eye(3), axis / np.linalg.norm(axis) * draws.uniform(-math.pi, math.pi)))
     assert np.allclose(transform[:3, :3], expected, atol=1e-12)
     assert abs(transform[2, 2]) < 0.999  # not a rotation about z
+
+
+def rotx(t):  # DepthContrast datasets/transforms/augment3d.py, as written there
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def roty(t):
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def rotz(t):
+    c, s = np.cos(t), np.sin(t)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def random_rotate_all(rng: np.random.Generator) -> tuple[int, float, np.ndarray]:
+    """RandomRotateAll's draws (np.random.random as rng.random): (axis, angle, matrix)."""
+    rot_angle = (rng.random() * np.pi * 2) - np.pi
+    if rng.random() <= 0.33:
+        return 0, rot_angle, rotx(rot_angle)
+    elif rng.random() <= 0.66:
+        return 1, rot_angle, roty(rot_angle)
+    return 2, rot_angle, rotz(rot_angle)
+
+
+def test_rotate_one_axis_is_depthcontrasts_random_rotate_all():
+    views = get_method("depthcontrast").default_config("paper").views
+    # the rotation alone: the paper's scale and flips set to identity
+    config = views.model_copy(update={"scale_min": 1.0, "scale_max": 1.0, "flip": 0.0})
+    xyz = np.random.default_rng(9).uniform(0, 3, (20, 3))
+    counts = np.zeros(3)
+    draws = 6000
+    for seed in range(draws):
+        _, _, transform = augment_view(xyz, np.zeros((20, 3)), config, np.random.default_rng([7, seed]))
+        axis, angle, expected = random_rotate_all(np.random.default_rng([7, seed]))
+        assert np.allclose(transform[:3, :3], expected, atol=1e-12)
+        assert -math.pi <= angle < math.pi
+        assert transform[axis, axis] == pytest.approx(1.0)  # about that coordinate axis
+        counts[axis] += 1
+    # its second draw makes y likelier than x and z: x 0.33, y 0.67 * 0.66, z 0.67 * 0.34 (not a third each)
+    share = counts / draws
+    assert np.allclose(share, [0.33, 0.67 * 0.66, 0.67 * 0.34], atol=0.02), share
+    assert share[2] < 0.27 < 0.40 < share[1]
+
+
+def test_rotate_one_axis_is_recorded_only_when_set():
+    assert "rotate_one_axis" not in ViewConfig().model_dump()
+    assert "rotate_one_axis" not in PairViewConfig().model_dump()
+    assert ViewConfig(rotate_one_axis=True).model_dump()["rotate_one_axis"] is True
+    with pytest.raises(ValueError, match="set one of them"):
+        ViewConfig(rotate_one_axis=True, free_rotation=True)
 
 
 def test_free_rotation_is_recorded_only_when_set():

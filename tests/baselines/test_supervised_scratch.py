@@ -181,7 +181,7 @@ def test_supervised_refuses_unlabelled_scenes_and_bad_config(tmp_path):
         method.default_config("cpu-small", head="transformer")
     paper = method.default_config("paper")
     assert paper.train.backbone == "34C" and paper.budget == PAPER_BUDGET and run_epochs(paper, 1201) == 800
-    assert (paper.optim.lr, paper.optim.momentum, paper.optim.schedule) == (0.1, 0.9, "cosine")
+    assert (paper.optim.lr, paper.optim.momentum, paper.optim.schedule) == (0.1, 0.9, "poly")  # CSC's PolyLR
 
 
 def test_supervised_interrupted_run_resumes_and_its_head_checkpoint_matches(tmp_path, synthetic):
