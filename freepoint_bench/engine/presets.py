@@ -253,6 +253,9 @@ PRESETS: dict[str, dict] = {
         # [200, 800, 3200, 12800, 51200], 2 cm voxels)
         attention_levels="16-2",
         attention_sample_sizes=(200, 800, 3200, 12800),
+        # its threshold mask: the stride-1 mask logits average-pooled 2x per level, blocked where sigmoid < 0.5
+        # (models/mask3d.py mask_module)
+        attention_mask_rule="mask3d",
     ),
 }
 

@@ -226,6 +226,7 @@ def summarise_recipe(spec: ProtocolSpec, rec: Recipe, preset: str) -> RecipeSumm
     inputs = ["input_features", "color_mean", "color_std"] if train.input_features == "rgb" else \
         ["input_features", "use_xyz_features"]
     model = ["backbone", "voxel_size_m", *inputs]
+    decoder = ["num_queries", "attention_levels", "attention_sample_sizes", "attention_mask_rule"]  # instance tasks
     crop = _fields(train, ["max_points"]) + ("" if train.max_points is None else f" ({CROP_KIND})")
     if train.crop == "cuboid":  # Mask3D's RandomCuboid, then max_points (if set) as a memory guard
         crop = _fields(train, ["crop", "crop_length_m", "crop_min_points"]) + " " + crop
@@ -234,8 +235,7 @@ def summarise_recipe(spec: ProtocolSpec, rec: Recipe, preset: str) -> RecipeSumm
     dropped = "" if spec.dropped == DEFAULT_DROPPED else f" dropped={spec.dropped}"
     lines = [("task", f"task={spec.task} preset={preset}{dropped}"),
              ("budget", budget),
-             ("model", _fields(train, model if spec.semantic else
-                               [*model[:1], "num_queries", "attention_levels", "attention_sample_sizes", *model[1:]])),
+             ("model", _fields(train, model if spec.semantic else [*model[:1], *decoder, *model[1:]])),
              ("crop", f"{crop} {_fields(train, ['max_loss_points'])}"),
              ("augment", _fields(train.augment, list(type(train.augment).model_fields)))]
     if not spec.semantic:  # the semantic tasks score per-voxel classes; InferenceConfig is not read

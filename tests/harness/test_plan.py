@@ -322,8 +322,8 @@ def check_recipe_block(block: dict[str, dict[str, str]], protocol: str, protocol
     for key in ("batch_size", "lr", "weight_decay", "schedule", "onecycle_pct_start"):
         assert block["budget"][key] == said(getattr(ft.train, key))
     inputs = ("color_mean", "color_std") if ft.train.input_features == "rgb" else ("use_xyz_features",)
-    for key in ("backbone", "num_queries", "attention_levels", "attention_sample_sizes", "voxel_size_m",
-                "input_features", *inputs):
+    for key in ("backbone", "num_queries", "attention_levels", "attention_sample_sizes", "attention_mask_rule",
+                "voxel_size_m", "input_features", *inputs):
         assert block["model"][key] == said(getattr(ft.train, key))
     crop = ("crop", "crop_length_m", "crop_min_points") if ft.train.crop == "cuboid" else ()
     assert block["crop"] == {k: said(getattr(ft.train, k)) for k in (*crop, "max_points", "max_loss_points")}

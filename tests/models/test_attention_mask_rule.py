@@ -247,4 +247,4 @@ def test_preset_field_reaches_the_decoder_and_the_records_only_when_set(tmp_path
             load_model(path, "segmenter", into=segmenter_from_preset(preset.with_(attention_levels=levels)))
         load_model(path, "backbone", into=segmenter_from_preset(preset.with_(attention_levels=levels)).backbone)
         # (the backbone fits either rule)
-    assert get_preset("paper").attention_mask_rule == "probability-mean"  # the lead sets the paper preset's
+    assert get_preset("paper").attention_mask_rule == "mask3d"  # the paper preset runs Mask3D's

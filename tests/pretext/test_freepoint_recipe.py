@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from stores import MemoryStore
+from test_pinned_ids import CONFIG_HASHES  # (this folder's pins)
 
 from freepoint_bench.atomic import stable_hash
 from freepoint_bench.data.synthetic import SyntheticConfig, generate_room
@@ -25,7 +26,7 @@ from freepoint_bench.pretext.base import get_method
 from freepoint_bench.pretext.freepoint import labels_marker, pseudo_label_recipe
 
 # as tests/pretext/test_pinned_ids.py pins them: deep_features at its default leaves them where they were
-DEFAULT_CONFIG_HASHES = {"cpu-small": "424eb1df19371f23", "paper": "7b1caad50695caaa"}
+DEFAULT_CONFIG_HASHES = {preset: CONFIG_HASHES["freepoint", preset] for preset in ("cpu-small", "paper")}
 FAST = {"voxel_size_m": 0.15, "num_queries": 8, "batch_size": 2, "epochs1": 1, "epochs2": 1}
 RECIPE_KEYS = ["affinities", "deep_features", "features", "normal_affinity", "paper_differences", "sigmas", "solver"]
 FEATURES_ID = "csc-synthetic-0123456789"
