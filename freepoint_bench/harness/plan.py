@@ -27,7 +27,8 @@ stage: "pretrain" or "finetune"; method: a pretext method (a finetune row may gi
 the same whatever the method, and a row naming the method wins over it); task: a finetune row's fine-tuning task
 (harness.protocol.TASKS; absent: insseg); preset: the training preset; precision:
 Lightning's precision flag of that preset; step_s: seconds per optimiser step on one device at the preset's batch
-size; samples_per_s and peak_mem_gb are shown, not used. GPU-hours = steps × step_s / 3600.
+size; batch (optional): that batch size, and a row of another batch does not time a step (a protocol's overrides
+may change it); samples_per_s and peak_mem_gb are shown, not used. GPU-hours = steps × step_s / 3600.
 """
 
 from __future__ import annotations
@@ -111,15 +112,19 @@ class Throughput:
     path: Path | None = None
 
     def step_s(self, stage: str, method: str, preset: str, precision: str,
-               task: str = DEFAULT_TASK) -> float | None:
+               task: str = DEFAULT_TASK, batch: int | None = None) -> float | None:
         """Returns the measured seconds per step of (stage, method, preset, precision) and, for fine-tuning, `task`;
         None when not measured (a finetune row with method null stands for every method; one without a task is
-        insseg's: a linear probe's step, with no decoder and no backbone gradient, is not timed by it)."""
+        insseg's: a linear probe's step, with no decoder and no backbone gradient, is not timed by it). batch: the
+        step's batch size; a row measured at another batch (its "batch") does not time it (the S3DIS probe rungs
+        train at Pointcept's 24 where the paper preset's rows are measured at 4)."""
         found = None
         for row in self.rows:
             if (row["stage"], row["preset"], row["precision"]) != (stage, preset, precision):
                 continue
             if stage == "finetune" and row.get("task", DEFAULT_TASK) != task:
+                continue
+            if batch is not None and row.get("batch", batch) != batch:
                 continue
             if row.get("method") == method:
                 return float(row["step_s"])
@@ -463,7 +468,8 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
                             "scenes")
         if throughput is not None:
             row.gpu_hours = gpu_hours(row.steps, throughput.step_s("finetune", task.method, ft.train.name,
-                                                                   ft.train.precision, spec.task))
+                                                                   ft.train.precision, spec.task,
+                                                                   ft.train.batch_size))
         if task.method in opts.given:
             paths = opts.given[task.method]
             row.start = "checkpoint " + ", ".join(str(p) for p in paths)
@@ -514,7 +520,8 @@ def make_plan(tasks: Sequence[Task], opts: RunOptions, *, machine: Machine,
                                 budget=_budget(config))
                 p.steps = _steps(epochs, len(names), p.batch_size)
                 if throughput is not None:
-                    p.gpu_hours = gpu_hours(p.steps, throughput.step_s("pretrain", task.method, p.preset, p.precision))
+                    p.gpu_hours = gpu_hours(p.steps, throughput.step_s("pretrain", task.method, p.preset, p.precision,
+                                                                       batch=p.batch_size))
                 pretrainings[run_dir] = p
             row.pretrainings.append(pretrainings[run_dir])
     return Plan(rows, list(pretrainings.values()), throughput)

@@ -236,6 +236,15 @@ def test_a_probe_cell_is_timed_by_its_own_task_row_or_not_at_all(ws, tmp_path):
             assert semseg.gpu_hours is None and plan.total_gpu_hours()[1] == 1
         else:
             assert semseg.gpu_hours == pytest.approx(2_500 * semseg_step / 3600)
+    # a row measured at another batch does not time the rung's batch-24 steps (the paper preset's rows are at 4)
+    at = {**finetune, "task": "semseg", "step_s": 0.2}
+    for batch, timed in ((4, False), (24, True)):
+        path.write_text(json.dumps({"device": "test GPU", "measured": "2025-01-01",
+                                    "rows": [{**finetune, "batch": 4, "step_s": 0.5}, {**at, "batch": batch}]}))
+        plan = make_plan(cells, opts, machine=GPU, throughput=load_throughput(path))
+        insseg, semseg = sorted(plan.rows, key=lambda r: r.task.protocol)
+        assert insseg.gpu_hours == pytest.approx(90_000 * 0.5 / 3600)
+        assert (semseg.gpu_hours is not None) == timed
 
 
 def test_a_malformed_throughput_table_is_refused(tmp_path):
