@@ -1,5 +1,6 @@
 """What every import of another codebase's backbone weights shares (engine.minkowski_import, engine.pointcept_import):
-the settings each takes and the registration of the converted backbone.
+the settings each takes, the check of the file's keys against the ones the architecture needs, and the registration
+of the converted backbone.
 
     meta = publish_import(path, config, model, input={...}, source={"format": ...}, checkpoints_dir="checkpoints")
 
@@ -12,6 +13,7 @@ checkpoints/index.json.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +22,7 @@ from torch import nn
 
 from freepoint_bench.atomic import stable_hash
 from freepoint_bench.engine.checkpoints import code_version, environment, publish_checkpoints
-from freepoint_bench.errors import ConfigError
+from freepoint_bench.errors import CheckpointError, ConfigError
 from freepoint_bench.models.backbone import Preset
 
 
@@ -44,6 +46,24 @@ def check_method(config: ImportConfig, example: str) -> None:
     """ConfigError when config.method cannot name imported weights (empty, or scratch's)."""
     if config.method in ("", "scratch"):
         raise ConfigError(f"method {config.method!r} cannot name imported weights; use e.g. {example}")
+
+
+def _some(keys: list[str]) -> str:
+    return f"{keys[:8]}{' ...' if len(keys) > 8 else ''} ({len(keys)})"
+
+
+def match_keys(state: Mapping[str, Any], wanted: Iterable[str], head_prefix: str, fits: str,
+               hint: str = "") -> list[str]:
+    """Returns the sorted keys of `state` under `head_prefix` (heads the backbone drops). CheckpointError, one line
+    starting with `fits` (e.g. "<file>: does not fit a Res16UNet 34C") and ending with `hint`, naming the first of
+    the `wanted` keys the file lacks and of its other keys the architecture has no place for, with their counts."""
+    wanted = set(wanted)
+    dropped = sorted(k for k in state if k.startswith(head_prefix))
+    missing = sorted(k for k in wanted if k not in state)
+    unexpected = sorted(set(state) - wanted - set(dropped))
+    if missing or unexpected:
+        raise CheckpointError(f"{fits}: missing keys {_some(missing)}, unexpected keys {_some(unexpected)}{hint}")
+    return dropped
 
 
 def publish_import(path: Path, config: ImportConfig, model: nn.Module, *, input: dict[str, Any],

@@ -32,7 +32,7 @@ import torch
 from pydantic import Field
 
 from freepoint_bench.config import validated
-from freepoint_bench.engine.imports import ImportConfig, check_method, publish_import
+from freepoint_bench.engine.imports import ImportConfig, check_method, match_keys, publish_import
 from freepoint_bench.errors import CheckpointError, DataError
 from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Res16UNet
 from freepoint_bench.models.checkpoint import load_failure
@@ -181,13 +181,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: MinkowskiImportCo
                                      bn_momentum=config.bn_momentum))
     expected = model.state_dict()
     names = {key: minkowski_name(key, value.ndim == 5) for key, value in expected.items()}
-    dropped = sorted(k for k in state if k.startswith(HEAD_PREFIX))
-    missing = sorted(theirs for theirs in names.values() if theirs not in state)
-    unexpected = sorted(set(state) - set(names.values()) - set(dropped))
-    if missing or unexpected:
-        raise CheckpointError(f"{source}: does not fit a Res16UNet {preset}: missing keys {missing[:8]}"
-                              f"{' ...' if len(missing) > 8 else ''} ({len(missing)}), unexpected keys "
-                              f"{unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} ({len(unexpected)})")
+    dropped = match_keys(state, names.values(), HEAD_PREFIX, f"{source}: does not fit a Res16UNet {preset}")
     converted, wrong = {}, []
     for ours, theirs in names.items():
         want, have = expected[ours], state[theirs]

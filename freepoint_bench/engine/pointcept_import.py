@@ -51,7 +51,7 @@ from pydantic import Field
 from torch import nn
 
 from freepoint_bench.config import validated
-from freepoint_bench.engine.imports import ImportConfig, check_method, publish_import
+from freepoint_bench.engine.imports import ImportConfig, check_method, match_keys, publish_import
 from freepoint_bench.engine.minkowski_import import read_state_dict
 from freepoint_bench.errors import CheckpointError, ConfigError
 from freepoint_bench.models.backbone import PRESETS, BackboneConfig, Res16UNet
@@ -218,14 +218,9 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: PointceptImportCo
                                      widen="down" if spec.encoder_widenings() else "block"))
     expected = model.state_dict()
     names = {key: pointcept_name(key) for key in expected}
-    dropped = sorted(k for k in state if k.startswith(HEAD_PREFIX))
-    missing = sorted(theirs for theirs in names.values() if theirs not in state)
-    unexpected = sorted(set(state) - set(names.values()) - set(dropped))
-    if missing or unexpected:
-        raise CheckpointError(f"{source}: does not fit a SpUNet-v1m1 of our {preset}'s widths: missing keys "
-                              f"{missing[:8]}{' ...' if len(missing) > 8 else ''} ({len(missing)}), unexpected keys "
-                              f"{unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} ({len(unexpected)}); a "
-                              "SpUNet-v1m2 / v1m3 (PDNorm) file has other norm keys: pass a v1m1 one, or --prefix")
+    dropped = match_keys(state, names.values(), HEAD_PREFIX, f"{source}: does not fit a SpUNet-v1m1 of our {preset}'s "
+                         "widths", "; a SpUNet-v1m2 / v1m3 (PDNorm) file has other norm keys: pass a v1m1 one, or "
+                         "--prefix")
     eps = {f"{name}.running_var": m.eps for name, m in model.named_modules() if isinstance(m, nn.BatchNorm1d)}
     converted, wrong = {}, []
     for ours, theirs in names.items():
