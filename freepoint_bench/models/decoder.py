@@ -145,9 +145,14 @@ def child_to_parent(features: BackboneOutput, b: int, coarsest: int) -> dict[int
             raise ValueError(f"attn_mask_rule='mask3d' pools 2x per backbone level, but levels {j} and {j + 1} have "
                              f"strides {levels[j].stride} and {levels[j + 1].stride}; use attn_mask_rule="
                              "'probability-mean' with this backbone")
-        parent = parent_rows(scene[k + 1], scene[k], 2)
-        maps[j] = (parent, torch.bincount(parent, minlength=len(scene[k])).clamp(min=1))
+        maps[j] = pooling_step(parent_rows(scene[k + 1], scene[k], 2), len(scene[k]))
     return maps
+
+
+def pooling_step(parent: torch.Tensor, n_parents: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (parent, counts) of one averaging step (nested_mean's): parent (M,) each voxel's row among the
+    n_parents coarser voxels, counts (n_parents,) how many voxels each holds (at least 1)."""
+    return parent, torch.bincount(parent, minlength=n_parents).clamp(min=1)
 
 
 def nested_mean(values: torch.Tensor, steps: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -321,8 +326,8 @@ class QueryDecoder(nn.Module):
             key_pos.append(self.pos_enc(normalise_positions(centres, lo, hi)))
             if cfg.attn_mask_rule == "mask3d":  # the 2x steps from the input voxels up to this level, fine to coarse
                 parents.append([pooling[j] for j in range(len(features.levels) - 2, lvl - 1, -1)])
-            else:
-                parents.append(parent_rows(fine_coords, lcoords, level.stride))
+            else:  # one step: every input voxel straight into its voxel of this level
+                parents.append([pooling_step(parent_rows(fine_coords, lcoords, level.stride), len(lcoords))])
 
         q_idx = fps(xyz, num_queries)
         query_xyz = normalise_positions(xyz[q_idx], lo, hi)
@@ -343,7 +348,7 @@ class QueryDecoder(nn.Module):
             for i in range(len(cfg.levels)):
                 layer = (0 if cfg.shared_decoder else p) * len(cfg.levels) + i
                 keys = self._sample_keys(memories[i], i, generator)
-                attn_mask = self._attention_mask(pred[0], parents[i], memories[i].shape[0], keys)
+                attn_mask = self._attention_mask(pred[0], parents[i], keys)
                 memory, pos = (memories[i], key_pos[i]) if keys is None else (memories[i][keys], key_pos[i][keys])
                 queries = self.cross_attention[layer](queries, memory, query_pos, pos, attn_mask)
                 queries = self.self_attention[layer](queries, queries, query_pos, query_pos)
@@ -388,20 +393,19 @@ class QueryDecoder(nn.Module):
             return None
         return torch.randperm(n_keys, generator=generator, device=memory.device)[: sizes[level]]
 
-    def _attention_mask(self, mask_logits: torch.Tensor, parent: torch.Tensor | list[tuple[torch.Tensor, torch.Tensor]],
-                        n_keys: int, keys: torch.Tensor | None = None) -> torch.Tensor:
+    def _attention_mask(self, mask_logits: torch.Tensor, steps: list[tuple[torch.Tensor, torch.Tensor]],
+                        keys: torch.Tensor | None = None) -> torch.Tensor:
         """Returns (heads, Q, K) bool, True = not attended (pooled value < threshold, DecoderConfig.attn_mask_rule),
-        over the level's n_keys voxels or, with `keys`, over those K rows of them (the pooling still averages every
-        input voxel). parent: each input voxel's row in the level ("probability-mean"), or the 2x pooling steps from
-        the input voxels up to the level (child_to_parent's, fine to coarse; "mask3d")."""
+        over the level's voxels or, with `keys`, over those K rows of them (the pooling still averages every input
+        voxel). steps: the pooling_step's from the input voxels up to the level, fine to coarse (nested_mean): one
+        straight into the level for "probability-mean" (the mean of the mask probabilities), child_to_parent's 2x
+        steps for "mask3d" (the sigmoid of the nested mean of the logits, computed in float)."""
         with torch.no_grad():
-            if isinstance(parent, list):  # Mask3D: sigmoid of the nested mean of the logits, computed in float
-                blocked = nested_mean(mask_logits.float(), parent).sigmoid() < self.config.attn_mask_threshold
+            if self.config.attn_mask_rule == "mask3d":
+                pooled = nested_mean(mask_logits.float(), steps).sigmoid()
             else:
-                probs = mask_logits.sigmoid()
-                pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)
-                counts = torch.bincount(parent, minlength=n_keys).clamp(min=1)
-                blocked = (pooled / counts) < self.config.attn_mask_threshold
+                pooled = nested_mean(mask_logits.sigmoid(), steps)
+            blocked = pooled < self.config.attn_mask_threshold
             if keys is not None:  # Mask3D gathers the sampled rows, then applies its empty-row rule to them
                 blocked = blocked[:, keys]
             # A query that would attend to nothing attends to everything (softmax over an empty set is NaN);

@@ -20,7 +20,7 @@ from freepoint_bench.engine.module import segmenter_config, segmenter_from_prese
 from freepoint_bench.engine.presets import get_preset
 from freepoint_bench.errors import CheckpointError
 from freepoint_bench.models.backbone import BackboneOutput, LevelFeatures
-from freepoint_bench.models.decoder import DecoderConfig, QueryDecoder, child_to_parent
+from freepoint_bench.models.decoder import DecoderConfig, QueryDecoder, child_to_parent, pooling_step
 from freepoint_bench.models.voxels import parent_rows
 
 THRESHOLD = 0.7
@@ -73,12 +73,13 @@ def test_hand_made_three_levels_follow_mask3d_nested_logit_mean_not_the_probabil
     mask3d, default = _decoder("mask3d"), _decoder("probability-mean")
     for lvl, stride in enumerate((4, 2, 1)):
         steps = [pooling[j] for j in range(1, lvl - 1, -1)]  # fine to coarse, as the decoder's _scene takes them
-        mask = mask3d._attention_mask(logits, steps, len(features.levels[lvl].coords))
+        mask = mask3d._attention_mask(logits, steps)
         assert mask.shape == (2, len(LOGITS), len(features.levels[lvl].coords))
         assert torch.equal(mask[0], mask[1])  # one mask, every head
         assert mask[0].int().tolist() == MASK3D_BLOCKED[stride], stride
     level4 = features.levels[0].coords
-    flat = default._attention_mask(logits, parent_rows(features.levels[-1].coords, level4, 4), len(level4))
+    flat = default._attention_mask(logits, [pooling_step(parent_rows(features.levels[-1].coords, level4, 4),
+                                                         len(level4))])
     assert flat[0].int().tolist() == MEAN_PROBABILITY_BLOCKED_4
     assert MEAN_PROBABILITY_BLOCKED_4 != MASK3D_BLOCKED[4]  # the example tells the rules apart
     # and a single 4x mean of the logits (not Mask3D's mean of means) would block query 1 from V: (2 - 3) / 4 < 0
@@ -90,7 +91,7 @@ def test_threshold_applies_to_the_sigmoid_of_the_pooled_logit():
     pooling = child_to_parent(features, 0, 0)
     # query 1's V: nested mean 0.5, sigmoid 0.622: attended at 0.6, blocked at 0.65
     for threshold, blocked in ((0.6, False), (0.65, True)):
-        mask = _decoder("mask3d", threshold)._attention_mask(logits, [pooling[1], pooling[0]], 2)
+        mask = _decoder("mask3d", threshold)._attention_mask(logits, [pooling[1], pooling[0]])
         assert bool(mask[0, 1, 1]) is blocked
     assert 0.6 < 1 / (1 + math.exp(-0.5)) < 0.65
 
@@ -153,7 +154,7 @@ def test_every_cross_attention_mask_is_the_nested_pooling_by_brute_force(bottlen
         checked, total = checked + int(sure.sum()), total + len(sure)
         partly += int((blocked.any(1) & ~blocked.all(1)).sum())
         parent = parent_rows(finest.coords[rows], level.coords[level.coords[:, 0] == b], level.stride)
-        probability_mean = default._attention_mask(previous, parent, len(keys))
+        probability_mean = default._attention_mask(previous, [pooling_step(parent, len(keys))])
         differs += int((probability_mean[0] != blocked).sum())
     assert checked >= 0.9 * total  # near-ties are rare
     assert partly > 0 and differs > 0  # some queries partly blocked, and the rules disagree somewhere
@@ -161,8 +162,11 @@ def test_every_cross_attention_mask_is_the_nested_pooling_by_brute_force(bottlen
 
 # ------------------------------------------------------------------------- the default, gradients, records, loads
 
-def _attention_mask_before(self, mask_logits, parent, n_keys, keys=None):
-    """QueryDecoder._attention_mask as it was before attn_mask_rule (commit 79c8c65), transcribed."""
+def _attention_mask_before(self, mask_logits, steps, keys=None):
+    """QueryDecoder._attention_mask as it was before attn_mask_rule (commit 79c8c65), transcribed (taking today's
+    arguments: the one pooling step's parent rows, and the level's voxel count from its counts)."""
+    ((parent, step_counts),) = steps
+    n_keys = len(step_counts)
     with torch.no_grad():
         probs = mask_logits.sigmoid()
         pooled = probs.new_zeros(probs.shape[0], n_keys).index_add_(1, parent, probs)
