@@ -91,22 +91,14 @@ def voxel_majority(
     return out
 
 
-def rotation_z(angle: float) -> np.ndarray:
-    """Returns the (3, 3) float64 matrix of a rotation by `angle` radians about the z axis."""
+def rotation(axis: int, angle: float) -> np.ndarray:
+    """Returns the (3, 3) float64 matrix of a right-handed rotation by `angle` radians about axis 0 (x), 1 (y) or
+    2 (z)."""
     c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def rotation_x(angle: float) -> np.ndarray:
-    """Returns the (3, 3) float64 matrix of a rotation by `angle` radians about the x axis."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def rotation_y(angle: float) -> np.ndarray:
-    """Returns the (3, 3) float64 matrix of a rotation by `angle` radians about the y axis."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    i, j = (axis + 1) % 3, (axis + 2) % 3  # the plane it turns, in cyclic order: (y, z), (z, x), (x, y)
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
 
 
 # Smoothing of elastic_distortion's noise: a 3-tap box along each axis, twice (Mask3D's elastic_distortion in
@@ -211,15 +203,15 @@ def augment(
     if scale is not None and scale_per_axis:  # before the rotation, as Mask3D's Scale3d: along the scene's own axes
         out = out * rng.uniform(scale[0], scale[1], size=3)
     if rotate_z:
-        out = out @ rotation_z(rng.uniform(0.0, 2.0 * np.pi)).T
+        out = out @ rotation(2, rng.uniform(0.0, 2.0 * np.pi)).T
     if flip:
         signs = np.where(rng.random(2) < 0.5, -1.0, 1.0)
         out[:, :2] *= signs
     if scale is not None and not scale_per_axis:
         out *= rng.uniform(scale[0], scale[1])
     if tilt_max_rad > 0:
-        out = out @ rotation_y(rng.uniform(-tilt_max_rad, tilt_max_rad)).T
-        out = out @ rotation_x(rng.uniform(-tilt_max_rad, tilt_max_rad)).T
+        out = out @ rotation(1, rng.uniform(-tilt_max_rad, tilt_max_rad)).T
+        out = out @ rotation(0, rng.uniform(-tilt_max_rad, tilt_max_rad)).T
     if jitter > 0:
         out += rng.normal(0.0, jitter, size=out.shape)
     out += centre
