@@ -160,9 +160,9 @@ def data_color_stats(
         groups = spec.fold_groups(fold)[0]
     store, names = open_store(dataset, root, cache)
     if groups:
-        from freepoint_bench.data.catalogue import group_of
+        from freepoint_bench.harness.protocol import scenes_of
 
-        names = [n for n in names if group_of(n, dataset) in set(groups)]
+        names = scenes_of(names, groups, dataset)
         if not names:
             raise DataError(f"{dataset} at {root}: no scenes of the groups {', '.join(groups)}; check --root and "
                             "the group names (bench.py data list shows the scenes)")
